@@ -1,0 +1,166 @@
+"""The Application protocol the engine and the node call (ABCI-like), and its value types.
+
+The engine decides an ordered list of transactions per height; the application gives them
+meaning.  Every method is deterministic in its arguments and the application's own state:
+two applications fed the same calls return byte-identical results and app hashes.
+
+Call order on a running node, per height H:
+    check_tx*            (mempool admission, any time; never changes committed state)
+    prepare_proposal     (only on the proposer)
+    process_proposal     (every validator, before it prevotes)
+    finalize_block(H)    (once the block is decided; returns the app hash that header H+1 carries)
+    commit()             (the node has stored block H; the app may now persist/expose state H)
+
+Recovery: `info()` reports the last committed height; the node replays stored blocks above it
+through finalize_block + commit.  `snapshot()`/`restore()` move whole committed states.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+CODE_OK = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Something the app wants logged, indexed and streamed (e.g. "fl_round_closed")."""
+
+    kind: str
+    attributes: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CheckTxResult:
+    code: int = CODE_OK
+    reason: str = ""
+    # Who sent it and in what order, so the mempool can keep per-sender nonces in sequence.
+    sender: bytes = b""
+    nonce: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.code == CODE_OK
+
+
+@dataclass(frozen=True, slots=True)
+class TxResult:
+    code: int = CODE_OK
+    reason: str = ""
+    events: tuple[Event, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        return self.code == CODE_OK
+
+
+@dataclass(frozen=True, slots=True)
+class ValidatorUpdate:
+    """Set `public_key`'s voting power; power 0 removes it.  Takes effect at H+2."""
+
+    public_key: bytes
+    power: int
+
+
+@dataclass(frozen=True, slots=True)
+class VoteInfo:
+    """Whether a validator of the previous height's set signed the commit that decided it."""
+
+    public_key: bytes
+    power: int
+    signed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Misbehavior:
+    """Evidence committed in this block, already verified by the engine."""
+
+    kind: str  # "duplicate_vote"
+    public_key: bytes
+    height: int
+    power: int
+
+
+@dataclass(frozen=True, slots=True)
+class BlockInfo:
+    """What the application learns about a block besides its transactions."""
+
+    chain_id: str
+    height: int
+    time_ms: int
+    proposer: bytes
+    block_hash: bytes = b""
+    last_commit: tuple[VoteInfo, ...] = ()
+    misbehavior: tuple[Misbehavior, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class FinalizeResult:
+    tx_results: tuple[TxResult, ...]
+    app_hash: bytes
+    validator_updates: tuple[ValidatorUpdate, ...] = ()
+    events: tuple[Event, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AppInfo:
+    last_height: int
+    last_app_hash: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class QueryResult:
+    code: int = CODE_OK
+    value: bytes = b""
+    reason: str = ""
+    height: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.code == CODE_OK
+
+
+@dataclass(frozen=True, slots=True)
+class GenesisValidator:
+    public_key: bytes
+    power: int
+    name: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Genesis:
+    chain_id: str
+    validators: tuple[GenesisValidator, ...]
+    # Application-specific genesis state (canonical msgpack bytes, schema owned by the app).
+    app_state: bytes = b""
+    initial_height: int = 1
+    genesis_time_ms: int = 0
+    consensus_params: tuple[tuple[str, int], ...] = field(default=())
+
+
+class Application(Protocol):
+    def init_chain(self, genesis: Genesis) -> tuple[bytes, tuple[ValidatorUpdate, ...]]:
+        """Load genesis state; return the initial app hash and optional validator overrides."""
+        ...
+
+    def info(self) -> AppInfo: ...
+
+    def check_tx(self, tx: bytes) -> CheckTxResult: ...
+
+    def prepare_proposal(
+        self, txs: Sequence[bytes], block: BlockInfo, block_bytes_max: int
+    ) -> list[bytes]: ...
+
+    def process_proposal(self, txs: Sequence[bytes], block: BlockInfo) -> bool: ...
+
+    def finalize_block(self, txs: Sequence[bytes], block: BlockInfo) -> FinalizeResult: ...
+
+    def commit(self) -> None: ...
+
+    def query(self, path: str, data: bytes) -> QueryResult: ...
+
+    def snapshot(self) -> bytes:
+        """Canonical bytes of the last committed state (restore(snapshot()) is the identity)."""
+        ...
+
+    def restore(self, snapshot: bytes) -> None: ...

@@ -1,0 +1,22 @@
+"""The root exception of the consensus package and its two families.
+
+`RemoteError` subclasses describe something a peer or client sent us that is wrong: the shell
+logs it, drops the input and may penalize the sender, but never crashes.  `InvariantError` means
+our own state is broken: it is raised, never swallowed.
+"""
+
+
+class ConsensusError(Exception):
+    """Root of every error raised by the consensus package."""
+
+
+class RemoteError(ConsensusError):
+    """Input from outside (peer, client, disk written by someone else) is invalid."""
+
+
+class CodecError(RemoteError):
+    """Bytes do not decode to a canonical, in-bounds value."""
+
+
+class InvariantError(ConsensusError):
+    """One of our own invariants does not hold: a bug, never a peer's fault."""

@@ -1,0 +1,1 @@
+"""The federated-learning application: a deterministic state machine plus the FL client."""
