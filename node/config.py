@@ -1,0 +1,272 @@
+"""Node configuration: frozen dataclasses loaded from one TOML file, validated in one place.
+
+`load_config(path)` is the only reader; everything downstream receives the typed values. Unknown
+keys, wrong types and out-of-range values are refused with a ConfigError naming the field
+(`rpc.listen_port: expected an integer in [0, 65535]`), because a typo silently ignored is a
+node silently misconfigured.  `render_config(cfg)` writes the same format back, so `init` and
+`testnet` produce files that round-trip.
+"""
+
+import dataclasses
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from node.errors import ConfigError
+
+KIB = 1024
+MIB = 1024 * KIB
+
+P2P_PORT_DEFAULT = 26656
+RPC_PORT_DEFAULT = 26657
+METRICS_PORT_DEFAULT = 26660
+
+
+@dataclass(frozen=True, slots=True)
+class P2PConfig:
+    listen_host: str = "0.0.0.0"
+    listen_port: int = P2P_PORT_DEFAULT
+    # Multiaddrs `/ip4/H/tcp/P/p2p/12D3KooW...` or `/dns4/NAME/tcp/P/p2p/...`, redialed forever.
+    persistent_peers: tuple[str, ...] = ()
+    peers_max: int = 50
+    dial_backoff_max_ms: int = 5_000
+    # Transactions up to this size are pushed through gossip; larger ones are announced by hash
+    # and pulled by whoever lacks them, so bulk bytes cross each link about once.
+    push_tx_bytes_max: int = 64 * KIB
+    request_bytes_max: int = 64 * MIB
+    request_timeout_ms: int = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class RpcConfig:
+    enabled: bool = True
+    listen_host: str = "127.0.0.1"
+    listen_port: int = RPC_PORT_DEFAULT
+    body_bytes_max: int = 32 * MIB
+    ws_clients_max: int = 64
+    ws_queue_events_max: int = 1_000
+
+
+@dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    enabled: bool = True
+    listen_host: str = "127.0.0.1"
+    listen_port: int = METRICS_PORT_DEFAULT
+
+
+@dataclass(frozen=True, slots=True)
+class ConsensusConfig:
+    propose_timeout_ms: int = 1_000
+    propose_timeout_delta_ms: int = 500
+    prevote_timeout_ms: int = 500
+    prevote_timeout_delta_ms: int = 250
+    precommit_timeout_ms: int = 500
+    precommit_timeout_delta_ms: int = 250
+    # Pause after a commit before the next height starts, to collect straggling precommits.
+    commit_timeout_ms: int = 10
+    # With no transactions waiting, wait this long before proposing an empty block.
+    empty_block_interval_ms: int = 0
+    block_txs_max: int = 10_000
+    block_bytes_max: int = 64 * MIB
+
+
+@dataclass(frozen=True, slots=True)
+class MempoolConfig:
+    txs_max: int = 20_000
+    bytes_max: int = 512 * MIB
+    tx_bytes_max: int = 32 * MIB
+    cache_hashes_max: int = 100_000
+    recheck: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class SyncConfig:
+    # A node this many heights behind its best peer block-syncs instead of running consensus.
+    lag_heights_min: int = 2
+    batch_blocks_max: int = 64
+    status_interval_ms: int = 500
+
+
+@dataclass(frozen=True, slots=True)
+class StorageConfig:
+    # fsync the block store on every commit (SQLite synchronous=FULL); off only for benchmarks
+    # that measure something else.  The consensus WAL and LastSigned are always fsynced.
+    fsync: bool = True
+    app_snapshot_interval_heights: int = 100
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    level: str = "info"
+    # "auto": JSON lines when stdout is not a terminal, readable text when it is.
+    format: str = "auto"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    moniker: str = "node"
+    p2p: P2PConfig = field(default_factory=P2PConfig)
+    rpc: RpcConfig = field(default_factory=RpcConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    consensus: ConsensusConfig = field(default_factory=ConsensusConfig)
+    mempool: MempoolConfig = field(default_factory=MempoolConfig)
+    sync: SyncConfig = field(default_factory=SyncConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+
+_LEVELS = ("debug", "info", "warning", "error")
+_FORMATS = ("auto", "json", "text")
+_PORT_FIELDS = ("listen_port",)
+
+T = TypeVar("T")
+
+
+def load_config(path: Path) -> NodeConfig:
+    """Read and validate `path`; every problem is a ConfigError naming file and field."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found (run `fedchain init`)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    try:
+        return config_from_dict(raw)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def config_from_dict(raw: dict[str, Any]) -> NodeConfig:
+    cfg = _build(NodeConfig, raw, "")
+    _validate(cfg)
+    return cfg
+
+
+def _build(cls: type[T], raw: Any, prefix: str) -> T:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'}: expected a table")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    for key in raw:
+        if key not in names:
+            raise ConfigError(f"{prefix}{key}: unknown setting")
+    kwargs: dict[str, Any] = {}
+    for name in sorted(names):
+        if name not in raw:
+            continue
+        kwargs[name] = _convert(hints[name], raw[name], f"{prefix}{name}")
+    return cls(**kwargs)
+
+
+def _convert(hint: Any, value: Any, where: str) -> Any:
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        return _build(hint, value, where + ".")
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer")
+        return value
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string")
+        return value
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where}: expected a list of strings")
+        return tuple(value)
+    if isinstance(hint, types.UnionType):  # pragma: no cover - no optional settings yet
+        raise ConfigError(f"{where}: unsupported setting type")
+    raise ConfigError(f"{where}: unsupported setting type {hint!r}")
+
+
+def _validate(cfg: NodeConfig) -> None:
+    def positive(where: str, value: int) -> None:
+        if value <= 0:
+            raise ConfigError(f"{where}: must be positive, got {value}")
+
+    def non_negative(where: str, value: int) -> None:
+        if value < 0:
+            raise ConfigError(f"{where}: must not be negative, got {value}")
+
+    def port(where: str, value: int) -> None:
+        if not 0 <= value <= 65_535:
+            raise ConfigError(f"{where}: expected a port in [0, 65535], got {value}")
+
+    if not cfg.moniker or len(cfg.moniker) > 64:
+        raise ConfigError("moniker: expected 1 to 64 characters")
+    port("p2p.listen_port", cfg.p2p.listen_port)
+    port("rpc.listen_port", cfg.rpc.listen_port)
+    port("metrics.listen_port", cfg.metrics.listen_port)
+    for i, addr in enumerate(cfg.p2p.persistent_peers):
+        if "/p2p/" not in addr or not addr.startswith(("/ip4/", "/ip6/", "/dns4/", "/dns/")):
+            raise ConfigError(
+                f"p2p.persistent_peers[{i}]: expected a multiaddr like "
+                f"/ip4/127.0.0.1/tcp/26656/p2p/12D3KooW..., got {addr[:80]!r}"
+            )
+    for section in (cfg.p2p, cfg.rpc, cfg.mempool, cfg.sync):
+        name = type(section).__name__.removesuffix("Config").lower()
+        for f in dataclasses.fields(section):
+            value = getattr(section, f.name)
+            if (
+                isinstance(value, int)
+                and not isinstance(value, bool)
+                and f.name.endswith(("_max", "_ms", "_min"))
+            ):
+                positive(f"{name}.{f.name}", value)
+    for f in dataclasses.fields(cfg.consensus):
+        non_negative(f"consensus.{f.name}", getattr(cfg.consensus, f.name))
+    positive("consensus.block_txs_max", cfg.consensus.block_txs_max)
+    positive("consensus.block_bytes_max", cfg.consensus.block_bytes_max)
+    positive("storage.app_snapshot_interval_heights", cfg.storage.app_snapshot_interval_heights)
+    if cfg.mempool.tx_bytes_max > cfg.mempool.bytes_max:
+        raise ConfigError("mempool.tx_bytes_max: must not exceed mempool.bytes_max")
+    if cfg.mempool.tx_bytes_max > cfg.consensus.block_bytes_max:
+        raise ConfigError("mempool.tx_bytes_max: must not exceed consensus.block_bytes_max")
+    if cfg.log.level not in _LEVELS:
+        raise ConfigError(f"log.level: expected one of {', '.join(_LEVELS)}")
+    if cfg.log.format not in _FORMATS:
+        raise ConfigError(f"log.format: expected one of {', '.join(_FORMATS)}")
+
+
+def render_config(cfg: NodeConfig) -> str:
+    """TOML text for `cfg`: top-level keys first, then one table per section."""
+    lines = ["# fedchain node configuration (see config/node.toml for every setting explained)"]
+    tables: list[tuple[str, Any]] = []
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if dataclasses.is_dataclass(value):
+            tables.append((f.name, value))
+        else:
+            lines.append(f"{f.name} = {_toml_value(value)}")
+    for name, section in tables:
+        lines.append("")
+        lines.append(f"[{name}]")
+        for f in dataclasses.fields(section):
+            lines.append(f"{f.name} = {_toml_value(getattr(section, f.name))}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return _toml_str(value)
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_toml_str(v) for v in value) + "]"
+    raise ConfigError(f"cannot render {type(value).__name__} as TOML")
+
+
+def _toml_str(value: str) -> str:
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
