@@ -6,6 +6,7 @@ belongs to the app; `consensus_params` is a flat table of integers.
 """
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +18,21 @@ from node.keys import write_private_file
 CHAIN_ID_CHARS_MAX = 50
 
 
-def genesis_to_json(genesis: Genesis) -> str:
+@dataclass(frozen=True, slots=True)
+class GenesisFile:
+    """The typed genesis plus which application the chain runs ("fl", or "kv" for tests)."""
+
+    genesis: Genesis
+    app: str
+
+
+APPS = ("fl", "kv")
+
+
+def genesis_to_json(genesis: Genesis, app: str = "fl") -> str:
     body = {
         "chain_id": genesis.chain_id,
+        "app": app,
         "initial_height": genesis.initial_height,
         "genesis_time_ms": genesis.genesis_time_ms,
         "validators": [
@@ -32,12 +45,16 @@ def genesis_to_json(genesis: Genesis) -> str:
     return json.dumps(body, indent=2) + "\n"
 
 
-def write_genesis(path: Path, genesis: Genesis) -> None:
-    write_private_file(path, genesis_to_json(genesis).encode())
+def write_genesis(path: Path, genesis: Genesis, app: str = "fl") -> None:
+    write_private_file(path, genesis_to_json(genesis, app).encode())
     path.chmod(0o644)
 
 
 def read_genesis(path: Path) -> Genesis:
+    return read_genesis_file(path).genesis
+
+
+def read_genesis_file(path: Path) -> GenesisFile:
     try:
         body = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -45,15 +62,20 @@ def read_genesis(path: Path) -> Genesis:
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{path}: unreadable genesis: {exc}") from None
     try:
-        return genesis_from_dict(body)
+        genesis = genesis_from_dict(body)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+    app = body.get("app", "fl")
+    if app not in APPS:
+        raise ConfigError(f"{path}: app: expected one of {', '.join(APPS)}")
+    return GenesisFile(genesis, app)
 
 
 def genesis_from_dict(body: Any) -> Genesis:
     if not isinstance(body, dict):
         raise ConfigError("genesis: expected a JSON object")
     known = {
+        "app",
         "chain_id",
         "initial_height",
         "genesis_time_ms",

@@ -1,0 +1,29 @@
+"""`fedchain status --rpc URL`: print a node's status as JSON."""
+
+import argparse
+import asyncio
+import json
+import sys
+
+from node.rpc.client import RpcClient, RpcError
+
+HELP = "show a running node's status (height, round, peers, FL round)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rpc", default="http://127.0.0.1:26657", help="node RPC URL")
+
+
+async def _status(url: str) -> dict[str, object]:
+    async with RpcClient(url, timeout_ms=5_000) as client:
+        return await client.status()
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        status = asyncio.run(_status(args.rpc))
+    except RpcError as exc:
+        print(f"fedchain status: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(status, indent=2))
+    return 0

@@ -1,0 +1,329 @@
+"""The node's HTTP/JSON + WebSocket API (aiohttp); docs/api.md is its manual.
+
+Handlers are thin: they parse and bound the request, ask the `RpcBackend` (the running node)
+and shape the answer.  Every refusal is a 4xx with `{"error": CODE, "reason": TEXT}`; nothing a
+client sends can raise out of a handler or change state unless it is a valid transaction the
+mempool accepted.  Bodies are capped by `rpc.body_bytes_max` before they are read.
+"""
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+from typing import Any, Protocol
+
+from aiohttp import WSMsgType, web
+
+from consensus.app import QueryResult
+from node.errors import MempoolError
+from node.events import EventBus
+from node.logging import log_event
+from node.store.sqlite import BlockStore, StoredBlock
+
+log = logging.getLogger(__name__)
+
+HASH_HEX = re.compile(r"^[0-9a-fA-F]{64}$")
+QUERY_PATH = re.compile(r"^[a-z0-9_/.-]{1,128}$")
+QUERY_DATA_CHARS_MAX = 4096
+BLOCKS_PAGE_MAX = 100
+
+# HTTP status per mempool refusal code.
+_MEMPOOL_STATUS = {
+    "malformed": 400,
+    "check_tx": 400,
+    "too_large": 413,
+    "duplicate": 409,
+    "full": 503,
+}
+
+
+class RpcBackend(Protocol):
+    """What the RPC layer needs from the running node."""
+
+    @property
+    def store(self) -> BlockStore: ...
+
+    @property
+    def events(self) -> EventBus: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+    def healthy(self) -> bool: ...
+
+    async def submit_tx(self, tx: bytes) -> bytes: ...
+
+    def tx_pending(self, tx_hash: bytes) -> bool: ...
+
+    def query(self, path: str, data: bytes) -> QueryResult: ...
+
+    def block_json(self, block: StoredBlock) -> dict[str, Any]: ...
+
+    def validators_json(self) -> dict[str, Any]: ...
+
+    def tx_bytes(self, height: int, index: int) -> bytes | None: ...
+
+
+def error(status: int, code: str, reason: str) -> web.Response:
+    return web.json_response({"error": code, "reason": reason}, status=status)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+class RpcServer:
+    def __init__(self, backend: RpcBackend, body_bytes_max: int) -> None:
+        self._backend = backend
+        self._body_bytes_max = body_bytes_max
+        self._websockets: set[web.WebSocketResponse] = set()
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=self._body_bytes_max, middlewares=[_errors])
+        r = app.router
+        r.add_get("/health", self.health)
+        r.add_get("/status", self.status)
+        r.add_get("/blocks", self.blocks)
+        r.add_get("/blocks/latest", self.latest_block)
+        r.add_get("/blocks/{height}", self.block)
+        r.add_get("/blocks/{height}/raw", self.block_raw)
+        r.add_post("/txs", self.submit_tx)
+        r.add_get("/txs/{hash}", self.tx)
+        r.add_get("/validators", self.validators)
+        r.add_get("/model", self.model)
+        r.add_get("/model/{round}", self.model)
+        r.add_get("/rounds", self.app_query_json)
+        r.add_get("/rounds/{key}", self.app_query_json)
+        r.add_get("/accounts/{key}", self.app_query_json)
+        r.add_get("/gov/proposals", self.app_query_json)
+        r.add_get("/gov/proposals/{key}", self.app_query_json)
+        r.add_get("/gov/params", self.app_query_json)
+        r.add_get("/query/{path:.+}", self.query)
+        r.add_get("/ws", self.websocket)
+        app.on_shutdown.append(self._close_websockets)
+        return app
+
+    async def health(self, _request: web.Request) -> web.Response:
+        if self._backend.healthy():
+            return web.json_response({"ok": True})
+        return error(503, "unavailable", "node has not committed a block and is not syncing")
+
+    async def status(self, _request: web.Request) -> web.Response:
+        return web.json_response(self._backend.status(), dumps=_dumps)
+
+    def _height(self, request: web.Request) -> int | web.Response:
+        raw = request.match_info["height"]
+        if not raw.isdigit() or len(raw) > 18:
+            return error(400, "bad_height", f"height must be a positive integer, got {raw[:40]!r}")
+        height = int(raw)
+        if height < 1 or height > self._backend.store.height:
+            return error(404, "not_found", f"no block at height {height}")
+        return height
+
+    async def block(self, request: web.Request) -> web.Response:
+        height = self._height(request)
+        if isinstance(height, web.Response):
+            return height
+        stored = self._backend.store.block(height)
+        if stored is None:
+            return error(404, "not_found", f"block {height} is not stored here (pruned?)")
+        return web.json_response(self._backend.block_json(stored), dumps=_dumps)
+
+    async def block_raw(self, request: web.Request) -> web.Response:
+        height = self._height(request)
+        if isinstance(height, web.Response):
+            return height
+        stored = self._backend.store.block(height)
+        if stored is None:
+            return error(404, "not_found", f"block {height} is not stored here")
+        return web.Response(
+            body=stored.data,
+            content_type="application/octet-stream",
+            headers={"X-Block-Hash": stored.hash.hex()},
+        )
+
+    async def latest_block(self, _request: web.Request) -> web.Response:
+        height = self._backend.store.height
+        stored = self._backend.store.block(height) if height else None
+        if stored is None:
+            return error(404, "not_found", "no block committed yet")
+        return web.json_response(self._backend.block_json(stored), dumps=_dumps)
+
+    async def blocks(self, request: web.Request) -> web.Response:
+        """`GET /blocks?from=H&limit=N`: summaries of up to 100 consecutive blocks."""
+        raw_from = request.query.get("from", "1")
+        raw_limit = request.query.get("limit", "20")
+        if not raw_from.isdigit() or not raw_limit.isdigit() or len(raw_from) > 18:
+            return error(400, "bad_range", "from and limit must be positive integers")
+        limit = min(int(raw_limit), BLOCKS_PAGE_MAX)
+        stored = self._backend.store.blocks(max(1, int(raw_from)), limit, 16 * 1024 * 1024)
+        return web.json_response(
+            {"blocks": [self._backend.block_json(b) for b in stored]}, dumps=_dumps
+        )
+
+    async def submit_tx(self, request: web.Request) -> web.Response:
+        if request.content_length is None and not request.can_read_body:
+            return error(400, "empty_body", "POST the raw transaction bytes as the request body")
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return error(
+                413, "too_large", f"request body exceeds the limit of {self._body_bytes_max} bytes"
+            )
+        if request.content_type == "application/json":
+            return error(
+                415,
+                "bad_content_type",
+                "send the signed transaction as application/octet-stream bytes, not JSON",
+            )
+        if not body:
+            return error(400, "empty_body", "POST the raw transaction bytes as the request body")
+        try:
+            tx_hash = await self._backend.submit_tx(body)
+        except MempoolError as exc:
+            return error(_MEMPOOL_STATUS.get(exc.code, 400), exc.code, exc.reason)
+        return web.json_response({"hash": tx_hash.hex(), "status": "pending"}, status=202)
+
+    async def tx(self, request: web.Request) -> web.Response:
+        raw = request.match_info["hash"]
+        if not HASH_HEX.match(raw):
+            return error(400, "bad_hash", "a tx hash is 64 hex characters (sha256 of its bytes)")
+        tx_hash = bytes.fromhex(raw)
+        loc = self._backend.store.tx(tx_hash)
+        if loc is None:
+            if self._backend.tx_pending(tx_hash):
+                return web.json_response({"hash": raw.lower(), "status": "pending"})
+            return error(404, "not_found", "unknown transaction (never seen, or dropped)")
+        body: dict[str, Any] = {
+            "hash": raw.lower(),
+            "status": "committed",
+            "height": loc.height,
+            "index": loc.index,
+            "code": loc.code,
+            "reason": loc.reason,
+        }
+        if request.query.get("include") == "bytes":
+            tx = self._backend.tx_bytes(loc.height, loc.index)
+            body["tx"] = None if tx is None else tx.hex()
+        return web.json_response(body, dumps=_dumps)
+
+    async def validators(self, _request: web.Request) -> web.Response:
+        return web.json_response(self._backend.validators_json(), dumps=_dumps)
+
+    async def model(self, request: web.Request) -> web.Response:
+        """The global model as bytes; its hash and FL round travel in headers."""
+        raw = request.match_info.get("round", "")
+        if raw and (not raw.isdigit() or len(raw) > 18):
+            return error(400, "bad_round", "round must be a non-negative integer")
+        result = self._backend.query("model", raw.encode())
+        if not result.ok:
+            return error(404, "not_found", result.reason or "no such model")
+        return web.Response(
+            body=result.value,
+            content_type="application/octet-stream",
+            headers={"X-Query-Height": str(result.height)},
+        )
+
+    async def app_query_json(self, request: web.Request) -> web.Response:
+        """`/rounds`, `/accounts/{key}`, `/gov/...`: passthrough to the app's query paths."""
+        path = request.path.strip("/")
+        key = request.match_info.get("key", "")
+        if key:
+            path = path[: -len(key)].rstrip("/")
+            if not QUERY_PATH.match(key) or "/" in key:
+                return error(400, "bad_key", "the last path segment has invalid characters")
+        return self._answer(self._backend.query(path, key.encode()))
+
+    async def query(self, request: web.Request) -> web.Response:
+        """`GET /query/{path}?data=HEX`: any app query path, raw."""
+        path = request.match_info["path"]
+        if not QUERY_PATH.match(path):
+            return error(400, "bad_path", "query path must match [a-z0-9_/.-]{1,128}")
+        raw = request.query.get("data", "")
+        if len(raw) > QUERY_DATA_CHARS_MAX:
+            return error(413, "too_large", f"data is limited to {QUERY_DATA_CHARS_MAX} hex chars")
+        try:
+            data = bytes.fromhex(raw)
+        except ValueError:
+            return error(400, "bad_data", "data must be hex")
+        return self._answer(self._backend.query(path, data))
+
+    def _answer(self, result: QueryResult) -> web.Response:
+        if not result.ok:
+            return error(404 if result.code == 404 else 400, "query_failed", result.reason)
+        try:
+            parsed = json.loads(result.value)
+        except (UnicodeDecodeError, ValueError):
+            return web.Response(
+                body=result.value,
+                content_type="application/octet-stream",
+                headers={"X-Query-Height": str(result.height)},
+            )
+        return web.json_response(
+            parsed, dumps=_dumps, headers={"X-Query-Height": str(result.height)}
+        )
+
+    async def websocket(self, request: web.Request) -> web.StreamResponse:
+        kinds = frozenset(k for k in request.query.get("events", "").split(",") if k)
+        sub = self._backend.events.subscribe(kinds)
+        if sub is None:
+            return error(503, "too_many_subscribers", "the node's WebSocket slots are all in use")
+        ws = web.WebSocketResponse(heartbeat=20, max_msg_size=4096)
+        await ws.prepare(request)
+        self._websockets.add(ws)
+        reader = asyncio.ensure_future(self._drain_client(ws))
+        try:
+            while not ws.closed:
+                getter = asyncio.ensure_future(sub.queue.get())
+                overflow = asyncio.ensure_future(sub.wakeup.wait())
+                done, _pending = await asyncio.wait(
+                    {getter, overflow, reader}, return_when=asyncio.FIRST_COMPLETED
+                )
+                overflow.cancel()
+                if getter in done:
+                    await ws.send_str(_dumps(getter.result()))
+                else:
+                    getter.cancel()
+                if sub.overflowed:
+                    await ws.close(code=1008, message=b"subscriber fell behind; reconnect")
+                    break
+                if reader in done:
+                    break
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+            self._backend.events.unsubscribe(sub)
+            self._websockets.discard(ws)
+        return ws
+
+    async def _drain_client(self, ws: web.WebSocketResponse) -> None:
+        """Clients only listen; anything they send is ignored until they close."""
+        async for msg in ws:
+            if msg.type in (WSMsgType.CLOSE, WSMsgType.ERROR):
+                break
+
+    async def _close_websockets(self, _app: web.Application) -> None:
+        for ws in list(self._websockets):
+            await ws.close(code=1001, message=b"node shutting down")
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Turn aiohttp's own refusals into the API's error shape; never leak a traceback."""
+    try:
+        response: web.StreamResponse = await handler(request)
+        return response
+    except web.HTTPException as exc:
+        if exc.status >= 400:
+            return error(exc.status, "http_error", exc.reason)
+        raise
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        log_event(
+            log, "rpc_handler_failed", logging.ERROR, path=request.path, error=repr(exc)[:200]
+        )
+        return error(500, "internal", "internal error; see the node log")
