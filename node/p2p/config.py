@@ -1,0 +1,48 @@
+"""Every limit and timing of the p2p stack in one frozen value, passed down explicitly."""
+
+from dataclasses import dataclass, field, fields
+
+from node.p2p.errors import InvariantError
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class HostConfig:
+    """Connection-level limits (transport, handshake, muxer, host)."""
+
+    inbound_peers_max: int = 64
+    outbound_peers_max: int = 32
+    handshake_timeout_ms: int = 10_000
+    dial_timeout_ms: int = 10_000
+    # Persistent peers are redialled with exponential backoff between these bounds.
+    dial_backoff_min_ms: int = 500
+    dial_backoff_max_ms: int = 30_000
+    streams_per_connection_max: int = 256
+    # yamux: streams start at the spec's 256 KiB window and grow to this.
+    stream_window_bytes_max: int = 16 * MiB
+    # Bulk (low priority) bytes queued per connection before bulk writers wait.
+    bulk_queue_bytes_max: int = 4 * MiB
+    # Raw bytes read but not yet consumed during the handshake.
+    handshake_buffer_bytes_max: int = 256 * 1024
+    request_bytes_max: int = 4 * MiB
+    response_bytes_max: int = 64 * MiB
+    request_timeout_ms: int = 10_000
+    identify_bytes_max: int = 64 * 1024
+    agent_version: str = "fedchain/0.1.0"
+    negotiation_attempts_max: int = 16
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, int) and value <= 0:
+                raise InvariantError(f"HostConfig.{f.name} must be positive, got {value}")
+        if self.dial_backoff_min_ms > self.dial_backoff_max_ms:
+            raise InvariantError("HostConfig.dial_backoff_min_ms exceeds dial_backoff_max_ms")
+        if self.stream_window_bytes_max < 256 * 1024:
+            raise InvariantError("HostConfig.stream_window_bytes_max below yamux's 256 KiB")
+
+
+@dataclass(frozen=True, slots=True)
+class P2PConfig:
+    host: HostConfig = field(default_factory=HostConfig)

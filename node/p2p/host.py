@@ -1,0 +1,572 @@
+"""The Host: listening, dialling, connection bookkeeping and per-protocol stream handlers.
+
+Theory of operation.  Every TCP connection, inbound or outbound, is upgraded (multistream,
+Noise XX, yamux; see upgrade.py) under the handshake timeout and then registered under the
+remote peer id.  At most one connection per peer survives: when two exist (both sides dialled
+at once, or a redial raced a live connection) both ends keep the connection dialled by the
+smaller peer id, or the older one if the same side dialled both, so the two ends agree without
+talking.  Inbound and outbound connections are counted separately against their limits.
+
+Inbound streams are negotiated against the registered handlers and each runs as a task in
+the host's TaskGroup; a handler's failure resets its stream and is counted, never propagated.
+Persistent peers get a task each that redials with exponential backoff (and jitter) whenever
+the connection is gone.  Identify runs on every new connection; ping and identify are served.
+
+Use it as `async with Host(identity, config) as host:`; leaving the block closes everything.
+"""
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from node.p2p.config import HostConfig
+from node.p2p.counters import Counters
+from node.p2p.errors import (
+    DecodeError,
+    DialError,
+    P2PError,
+    PeerUnavailable,
+    ProtocolNotSupported,
+    RemoteError,
+    RequestTimeout,
+    StreamClosed,
+)
+from node.p2p.identify import PROTOCOL_ID as IDENTIFY_ID
+from node.p2p.identify import PROTOCOL_VERSION, IdentifyMessage
+from node.p2p.multiaddr import Multiaddr
+from node.p2p.negotiate import select_inbound, select_outbound
+from node.p2p.peer_id import Identity, PeerId, marshal_public_key
+from node.p2p.ping import PING_BYTES
+from node.p2p.ping import PROTOCOL_ID as PING_ID
+from node.p2p.session import Session, Stream
+from node.p2p.tcp import TcpConnection
+from node.p2p.upgrade import secure_inbound, secure_outbound
+
+log = logging.getLogger(__name__)
+
+StreamHandler = Callable[[Stream], Awaitable[None]]
+RequestHandler = Callable[[PeerId, bytes], Awaitable[bytes]]
+PeerCallback = Callable[[PeerId], None]
+
+
+@dataclass(slots=True, eq=False)
+class Connection:
+    peer: PeerId
+    session: Session
+    initiator: bool
+    remote_addr: Multiaddr
+    protocols: frozenset[str] = frozenset()
+    listen_addrs: tuple[Multiaddr, ...] = ()
+    agent_version: str = ""
+    identified: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def close(self) -> None:
+        self.session.close()
+
+
+class Host:
+    def __init__(
+        self,
+        identity: Identity,
+        config: HostConfig | None = None,
+        counters: Counters | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.identity = identity
+        self.peer_id = identity.peer_id
+        self.config = config or HostConfig()
+        self.counters = counters or Counters()
+        self._rng = rng or random.Random(int.from_bytes(os.urandom(8), "big"))
+        self._noise_static = os.urandom(32)
+        self._conns: dict[PeerId, Connection] = {}
+        self._pending_inbound = 0
+        self._pending_outbound = 0
+        self._handlers: dict[str, tuple[StreamHandler, bool]] = {}
+        self._on_connected: list[PeerCallback] = []
+        self._on_disconnected: list[PeerCallback] = []
+        self._disconnected_events: dict[PeerId, asyncio.Event] = {}
+        self._servers: list[asyncio.Server] = []
+        self.listen_addrs: list[Multiaddr] = []
+        self._tg: asyncio.TaskGroup | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._persistent: dict[PeerId, Multiaddr] = {}
+        self._banned_until: dict[PeerId, float] = {}
+        self._dialing: dict[PeerId, asyncio.Future[Connection]] = {}
+        self.closing = False
+        self.set_stream_handler(IDENTIFY_ID, self._serve_identify)
+        self.set_stream_handler(PING_ID, self._serve_ping)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    async def __aenter__(self) -> "Host":
+        self._tg = asyncio.TaskGroup()
+        await self._tg.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc_info: Any) -> None:
+        self.closing = True
+        for server in self._servers:
+            server.close()
+        for conn in list(self._conns.values()):
+            conn.close()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tg is not None:
+            await self._tg.__aexit__(*exc_info)
+        for server in self._servers:
+            with contextlib.suppress(Exception):
+                await server.wait_closed()
+
+    def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        """Run `coro` in the host's TaskGroup; its failure is logged, never propagated."""
+        if self._tg is None:
+            coro.close()
+            raise P2PError("host is not running (use `async with Host(...)`)")
+        task = self._tg.create_task(self._guard(coro, name), name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _guard(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        try:
+            await coro
+        except (P2PError, OSError, TimeoutError) as exc:
+            log.debug("p2p_task_failed task=%s error=%.200s", name, exc)
+        except Exception:
+            log.exception("p2p_task_crashed task=%s", name)
+
+    # -- registration API ---------------------------------------------------------------------
+    def set_stream_handler(self, protocol: str, handler: StreamHandler, high: bool = True) -> None:
+        """Serve `protocol`; `high=False` puts what the handler writes in the bulk class."""
+        self._handlers[protocol] = (handler, high)
+
+    def remove_stream_handler(self, protocol: str) -> None:
+        self._handlers.pop(protocol, None)
+
+    def set_request_handler(
+        self,
+        protocol: str,
+        handler: RequestHandler,
+        request_bytes_max: int | None = None,
+        bulk_response: bool = False,
+    ) -> None:
+        """Serve request/response on `protocol`: one length-prefixed request, one response."""
+        limit = request_bytes_max or self.config.request_bytes_max
+
+        async def serve(stream: Stream) -> None:
+            request = await stream.read_frame(limit)
+            if request is None:
+                raise StreamClosed("request stream closed before a request")
+            response = await handler(stream.remote_peer, request)
+            await stream.write_frame(response)
+            stream.close_write()
+
+        self.set_stream_handler(protocol, serve, high=not bulk_response)
+
+    def on_peer_connected(self, callback: PeerCallback) -> None:
+        self._on_connected.append(callback)
+
+    def on_peer_disconnected(self, callback: PeerCallback) -> None:
+        self._on_disconnected.append(callback)
+
+    # -- queries ------------------------------------------------------------------------------
+    def connected_peers(self) -> list[PeerId]:
+        return sorted(self._conns)
+
+    def is_connected(self, peer: PeerId) -> bool:
+        return peer in self._conns
+
+    def connection(self, peer: PeerId) -> Connection | None:
+        return self._conns.get(peer)
+
+    def addrs(self) -> list[Multiaddr]:
+        """Our listen addresses with /p2p/<our id> appended (what others dial)."""
+        return [addr.with_peer(self.peer_id) for addr in self.listen_addrs]
+
+    def _count(self, initiator: bool) -> int:
+        return sum(1 for c in self._conns.values() if c.initiator == initiator)
+
+    # -- listening ----------------------------------------------------------------------------
+    async def listen(self, host: str = "127.0.0.1", port: int = 0) -> Multiaddr:
+        loop = asyncio.get_running_loop()
+        buffer_max = self.config.handshake_buffer_bytes_max
+
+        def factory() -> TcpConnection:
+            return TcpConnection(buffer_max, on_made=self._accepted)
+
+        server = await loop.create_server(factory, host, port)
+        self._servers.append(server)
+        sock = server.sockets[0].getsockname()
+        addr = Multiaddr.tcp(str(sock[0]), int(sock[1]))
+        self.listen_addrs.append(addr)
+        log.info("p2p_listening addr=%s peer=%s", addr, self.peer_id)
+        return addr.with_peer(self.peer_id)
+
+    def _accepted(self, tcp: TcpConnection) -> None:
+        if self.closing or self._tg is None:
+            tcp.abort()
+            return
+        if self._count(False) + self._pending_inbound >= self.config.inbound_peers_max:
+            self.counters.drop("conn_inbound_refused", "inbound_peers_max", peer=str(tcp.remote))
+            tcp.abort()
+            return
+        self._pending_inbound += 1
+        self.spawn(self._upgrade_inbound(tcp), "p2p-accept")
+
+    async def _upgrade_inbound(self, tcp: TcpConnection) -> None:
+        try:
+            async with asyncio.timeout(self.config.handshake_timeout_ms / 1000):
+                channel = await secure_inbound(tcp, self.identity, self._noise_static, self.config)
+        except (RemoteError, StreamClosed, TimeoutError, OSError) as exc:
+            self.counters.drop("conn_handshake_failed", str(exc), peer=str(tcp.remote))
+            tcp.abort()
+            return
+        finally:
+            self._pending_inbound -= 1
+        remote = channel.remote_peer
+        if self._is_banned(remote):
+            self.counters.drop("conn_banned_refused", "peer banned", peer=remote.short())
+            channel.close()
+            return
+        host, port = tcp.remote
+        self._register(channel, False, Multiaddr.tcp(host, port))
+
+    # -- dialling -----------------------------------------------------------------------------
+    async def dial(self, addr: Multiaddr | str) -> PeerId:
+        """Connect to `addr` (which should end in /p2p/<id>) unless already connected."""
+        if isinstance(addr, str):
+            addr = Multiaddr.parse(addr)
+        expected = addr.peer_id
+        if expected is not None:
+            if expected == self.peer_id:
+                raise DialError("refusing to dial ourselves")
+            if expected in self._conns:
+                return expected
+            if self._is_banned(expected):
+                raise DialError(f"peer {expected.short()} is banned")
+            pending = self._dialing.get(expected)
+            if pending is not None:
+                return (await asyncio.shield(pending)).peer
+        if self._count(True) + self._pending_outbound >= self.config.outbound_peers_max:
+            self.counters.drop("conn_outbound_refused", "outbound_peers_max", peer=str(addr))
+            raise DialError("outbound_peers_max reached")
+        future: asyncio.Future[Connection] = asyncio.get_running_loop().create_future()
+        if expected is not None:
+            self._dialing[expected] = future
+        self._pending_outbound += 1
+        try:
+            conn = await self._dial_once(addr, expected)
+            future.set_result(conn)
+            return conn.peer
+        except BaseException as exc:
+            future.set_exception(DialError(str(exc)))
+            future.exception()  # mark retrieved: concurrent waiters may not exist
+            raise
+        finally:
+            self._pending_outbound -= 1
+            if expected is not None:
+                self._dialing.pop(expected, None)
+
+    async def _dial_once(self, addr: Multiaddr, expected: PeerId | None) -> Connection:
+        loop = asyncio.get_running_loop()
+        host, port = addr.host_port()
+        tcp: TcpConnection | None = None
+        try:
+            async with asyncio.timeout(self.config.dial_timeout_ms / 1000):
+                _, tcp = await loop.create_connection(
+                    lambda: TcpConnection(self.config.handshake_buffer_bytes_max), host, port
+                )
+            async with asyncio.timeout(self.config.handshake_timeout_ms / 1000):
+                channel = await secure_outbound(
+                    tcp, self.identity, self._noise_static, expected, self.config
+                )
+        except (RemoteError, StreamClosed, TimeoutError, OSError) as exc:
+            self.counters.inc("dial_failed")
+            if tcp is not None:
+                tcp.abort()
+            raise DialError(f"dial {addr}: {exc}") from exc
+        return self._register(channel, True, addr.without_peer())
+
+    def add_persistent_peer(self, addr: Multiaddr | str) -> PeerId:
+        """Keep a connection to this peer, redialling with backoff whenever it drops."""
+        if isinstance(addr, str):
+            addr = Multiaddr.parse(addr)
+        peer = addr.peer_id
+        if peer is None:
+            raise DecodeError("a persistent peer address needs /p2p/<peer id>")
+        if peer not in self._persistent:
+            self._persistent[peer] = addr
+            self.spawn(self._keep_connected(peer, addr), f"p2p-persistent-{peer.short()}")
+        return peer
+
+    async def _keep_connected(self, peer: PeerId, addr: Multiaddr) -> None:
+        backoff_ms = self.config.dial_backoff_min_ms
+        while not self.closing:
+            if peer in self._conns:
+                event = self._disconnected_events.setdefault(peer, asyncio.Event())
+                await event.wait()
+                backoff_ms = self.config.dial_backoff_min_ms
+                continue
+            try:
+                await self.dial(addr)
+                continue
+            except P2PError as exc:
+                log.debug("p2p_redial_failed peer=%s error=%.200s", peer.short(), exc)
+            jitter = self._rng.uniform(0.5, 1.0)
+            await asyncio.sleep(backoff_ms * jitter / 1000)
+            backoff_ms = min(backoff_ms * 2, self.config.dial_backoff_max_ms)
+
+    # -- connection table ---------------------------------------------------------------------
+    def _register(self, channel: Any, initiator: bool, remote_addr: Multiaddr) -> Connection:
+        peer: PeerId = channel.remote_peer
+        holder: list[Connection] = []
+
+        def on_stream(stream: Stream) -> None:
+            self.spawn(self._serve_stream(holder[0], stream), "p2p-stream")
+
+        session = Session(
+            channel,
+            initiator,
+            self.config.streams_per_connection_max,
+            self.config.stream_window_bytes_max,
+            self.counters,
+            on_stream,
+            lambda s: self._closed(holder[0]),
+        )
+        conn = Connection(peer, session, initiator, remote_addr)
+        holder.append(conn)
+        session.start()
+        if session.closed:
+            raise DialError("connection closed during setup")
+        existing = self._conns.get(peer)
+        if existing is not None:
+            keep = self._resolve_duplicate(existing, conn)
+            loser = conn if keep is existing else existing
+            self.counters.inc("conn_duplicate_closed")
+            if keep is conn:
+                self._conns[peer] = conn
+                self.spawn(self._identify(conn), "p2p-identify")
+            loser.close()
+            return keep
+        self._conns[peer] = conn
+        self.counters.inc("conn_opened")
+        log.info(
+            "p2p_peer_connected peer=%s direction=%s addr=%s",
+            peer,
+            "out" if initiator else "in",
+            remote_addr,
+        )
+        self._disconnected_events.pop(peer, None)
+        for callback in self._on_connected:
+            callback(peer)
+        self.spawn(self._identify(conn), "p2p-identify")
+        return conn
+
+    def _resolve_duplicate(self, existing: Connection, new: Connection) -> Connection:
+        if existing.initiator == new.initiator:
+            return existing
+
+        def dialer(c: Connection) -> PeerId:
+            return self.peer_id if c.initiator else c.peer
+
+        return existing if dialer(existing) < dialer(new) else new
+
+    def _closed(self, conn: Connection) -> None:
+        if self._conns.get(conn.peer) is not conn:
+            return
+        del self._conns[conn.peer]
+        self.counters.inc("conn_closed")
+        log.info("p2p_peer_disconnected peer=%s", conn.peer)
+        event = self._disconnected_events.pop(conn.peer, None)
+        if event is not None:
+            event.set()
+        for callback in self._on_disconnected:
+            callback(conn.peer)
+
+    def disconnect(self, peer: PeerId) -> None:
+        conn = self._conns.get(peer)
+        if conn is not None:
+            conn.close()
+
+    def ban(self, peer: PeerId, duration_ms: int) -> None:
+        """Disconnect `peer` and refuse it (both directions) for `duration_ms`."""
+        self._banned_until[peer] = asyncio.get_running_loop().time() + duration_ms / 1000
+        self.counters.inc("peer_banned")
+        self.disconnect(peer)
+
+    def _is_banned(self, peer: PeerId) -> bool:
+        until = self._banned_until.get(peer)
+        if until is None:
+            return False
+        if asyncio.get_running_loop().time() >= until:
+            del self._banned_until[peer]
+            return False
+        return True
+
+    # -- streams ------------------------------------------------------------------------------
+    async def _serve_stream(self, conn: Connection, stream: Stream) -> None:
+        try:
+            protocol = await select_inbound(
+                stream.inbox, stream.write, self._handlers, self.config.negotiation_attempts_max
+            )
+        except (P2PError, TimeoutError) as exc:
+            self.counters.drop("stream_negotiation_failed", str(exc), peer=conn.peer.short())
+            stream.reset()
+            return
+        entry = self._handlers.get(protocol)
+        if entry is None:
+            stream.reset()
+            return
+        handler, high = entry
+        stream.protocol = protocol
+        stream.high = high
+        try:
+            await handler(stream)
+        except RemoteError as exc:
+            self.counters.drop("stream_handler_remote_error", str(exc), peer=conn.peer.short())
+            stream.reset()
+        except (P2PError, TimeoutError) as exc:
+            log.debug("p2p_handler_ended protocol=%s error=%.200s", protocol, exc)
+            stream.reset()
+        else:
+            stream.close_write()
+
+    async def new_stream(self, peer: PeerId, protocols: Sequence[str], high: bool = True) -> Stream:
+        """Open a stream to a connected peer and negotiate the first protocol it accepts."""
+        conn = self._conns.get(peer)
+        if conn is None:
+            raise PeerUnavailable(f"not connected to {peer.short()}")
+        stream = conn.session.open_stream(high)
+        try:
+            stream.protocol = await select_outbound(stream.inbox, stream.write, protocols)
+        except BaseException:
+            stream.reset()
+            raise
+        return stream
+
+    async def request(
+        self,
+        peer: PeerId,
+        protocol: str,
+        payload: bytes,
+        timeout_ms: int | None = None,
+        response_bytes_max: int | None = None,
+    ) -> bytes:
+        """One request/response round trip; raises RequestTimeout, PeerUnavailable, ..."""
+        if len(payload) > self.config.request_bytes_max:
+            raise P2PError(f"request of {len(payload)} bytes over request_bytes_max")
+        limit = response_bytes_max or self.config.response_bytes_max
+        stream: Stream | None = None
+        try:
+            async with asyncio.timeout((timeout_ms or self.config.request_timeout_ms) / 1000):
+                stream = await self.new_stream(peer, [protocol])
+                await stream.write_frame(payload)
+                stream.close_write()
+                response = await stream.read_frame(limit)
+        except TimeoutError as exc:
+            if stream is not None:
+                stream.reset()
+            raise RequestTimeout(f"{protocol} to {peer.short()} timed out") from exc
+        except BaseException:
+            if stream is not None:
+                stream.reset()
+            raise
+        if response is None:
+            stream.reset()
+            raise StreamClosed(f"{protocol}: peer closed without a response")
+        return response
+
+    # -- identify and ping --------------------------------------------------------------------
+    def _identify_message(self, conn: Connection) -> IdentifyMessage:
+        return IdentifyMessage(
+            public_key=marshal_public_key(self.identity.public_key),
+            listen_addrs=tuple(self.listen_addrs),
+            protocols=tuple(sorted(self._handlers)),
+            observed_addr=conn.remote_addr,
+            protocol_version=PROTOCOL_VERSION,
+            agent_version=self.config.agent_version,
+        )
+
+    async def _serve_identify(self, stream: Stream) -> None:
+        conn = self._conns.get(stream.remote_peer)
+        if conn is None:
+            return
+        await stream.write_frame(self._identify_message(conn).encode())
+
+    async def _identify(self, conn: Connection) -> None:
+        try:
+            stream = await self.new_stream(conn.peer, [IDENTIFY_ID])
+            raw = await stream.read_frame(self.config.identify_bytes_max)
+            stream.close_write()
+            if raw is None:
+                raise DecodeError("identify stream closed without a message")
+            message = IdentifyMessage.decode(raw)
+        except (P2PError, TimeoutError) as exc:
+            self.counters.drop("identify_failed", str(exc), peer=conn.peer.short())
+            return
+        finally:
+            conn.identified.set()
+        conn.protocols = frozenset(message.protocols)
+        conn.listen_addrs = message.listen_addrs
+        conn.agent_version = message.agent_version
+        if message.addrs_skipped:
+            self.counters.drop(
+                "identify_addr_skipped",
+                "unsupported multiaddr",
+                message.addrs_skipped,
+                peer=conn.peer.short(),
+            )
+        log.debug(
+            "p2p_identified peer=%s agent=%.64s protocols=%d",
+            conn.peer.short(),
+            message.agent_version,
+            len(message.protocols),
+        )
+
+    async def identify(self, peer: PeerId, timeout_ms: int = 5000) -> Connection:
+        """Wait until identify has run on the connection to `peer`."""
+        conn = self._conns.get(peer)
+        if conn is None:
+            raise PeerUnavailable(f"not connected to {peer.short()}")
+        async with asyncio.timeout(timeout_ms / 1000):
+            await conn.identified.wait()
+        return conn
+
+    async def _serve_ping(self, stream: Stream) -> None:
+        while True:
+            data = await stream.inbox.read_some(PING_BYTES)
+            if not data:
+                return
+            while len(data) < PING_BYTES:
+                more = await stream.inbox.read_some(PING_BYTES - len(data))
+                if not more:
+                    return
+                data += more
+            await stream.write(data)
+
+    async def ping(self, peer: PeerId, timeout_ms: int = 5000) -> float:
+        """Round-trip time in milliseconds of one /ipfs/ping/1.0.0 exchange."""
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(timeout_ms / 1000):
+            stream = await self.new_stream(peer, [PING_ID])
+            try:
+                payload = os.urandom(PING_BYTES)
+                start = loop.time()
+                await stream.write(payload)
+                echoed = await stream.read_exact(PING_BYTES)
+                rtt_ms = (loop.time() - start) * 1000
+            finally:
+                stream.close_write()
+        if echoed != payload:
+            raise DecodeError("ping payload not echoed")
+        return rtt_ms
+
+    async def connect_all(self, addrs: Iterable[Multiaddr | str]) -> list[PeerId]:
+        return [await self.dial(addr) for addr in addrs]
+
+
+__all__ = ["Connection", "Host", "ProtocolNotSupported"]

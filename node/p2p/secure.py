@@ -1,0 +1,191 @@
+"""The Noise transport channel: framing, encryption and a two-class priority send queue.
+
+Inbound: raw TCP chunks are split into 2-byte-length frames, decrypted in order and handed to
+the muxer (push mode) or to `inbox` while the muxer is being negotiated (pull mode).
+
+Outbound: callers enqueue whole yamux frames as high priority (control frames, consensus
+streams) or bulk.  A flush scheduled with call_soon packs queued frames into Noise messages of
+at most 65519 plaintext bytes, high priority first, and writes while the socket is writable.
+So a vote queued behind megabytes of bulk data waits for at most one Noise frame plus the
+socket buffer, and many small messages queued in one loop turn share one frame and one syscall.
+Bulk producers wait (`wait_bulk_room`) while more than `bulk_queue_bytes_max` is queued.
+"""
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+
+from node.p2p.buffer import ReadBuffer
+from node.p2p.errors import InvariantError, RemoteError, StreamClosed
+from node.p2p.noise import PLAINTEXT_BYTES_MAX, CipherState
+from node.p2p.peer_id import PeerId
+from node.p2p.tcp import TcpConnection
+
+Sink = Callable[[bytes], None]
+
+
+class SecureChannel:
+    def __init__(
+        self,
+        tcp: TcpConnection,
+        send: CipherState,
+        recv: CipherState,
+        remote_peer: PeerId,
+        bulk_queue_bytes_max: int,
+    ) -> None:
+        self.tcp = tcp
+        self.remote_peer = remote_peer
+        self._send = send
+        self._recv = recv
+        self._rbuf = bytearray()
+        self.inbox = ReadBuffer()
+        self._sink: Sink | None = None
+        self._on_eof: Callable[[], None] | None = None
+        self.error: RemoteError | None = None
+        self._hi: deque[bytes] = deque()
+        self._lo: deque[bytes] = deque()
+        self._lo_bytes = 0
+        self._bulk_queue_bytes_max = bulk_queue_bytes_max
+        self._bulk_waiters: deque[asyncio.Future[None]] = deque()
+        self._flush_scheduled = False
+        self._loop = asyncio.get_running_loop()
+        self.closed = False
+        self.bytes_sent = 0
+        self.bytes_received = 0
+        tcp.on_writable = self._flush
+        tcp.set_sink(self._on_raw, self._on_tcp_eof)
+
+    # -- inbound ------------------------------------------------------------------------------
+    def _on_raw(self, data: bytes) -> None:
+        if self.closed:
+            return
+        buf = self._rbuf
+        buf += data
+        end = len(buf)
+        pos = 0
+        plaintexts: list[bytes] = []
+        decrypt = self._recv.decrypt
+        try:
+            with memoryview(buf) as view:
+                while end - pos >= 2:
+                    length = (buf[pos] << 8) | buf[pos + 1]
+                    if end - pos - 2 < length:
+                        break
+                    with view[pos + 2 : pos + 2 + length] as ciphertext:
+                        plaintexts.append(decrypt(ciphertext))
+                    pos += 2 + length
+        except RemoteError as exc:
+            # A frame that fails authentication poisons the channel: close the connection.
+            self.error = exc
+            pos = 0
+            self.inbox.fail(exc)
+            self.close()
+            return
+        finally:
+            if pos:
+                del buf[:pos]
+        self.bytes_received += pos
+        sink = self._sink
+        for plain in plaintexts:
+            if sink is not None:
+                sink(plain)
+                if self.closed:
+                    return
+            else:
+                self.inbox.feed(plain)
+
+    def _on_tcp_eof(self) -> None:
+        self.inbox.fail(StreamClosed("connection closed"))
+        self.closed = True
+        self._fail_bulk_waiters()
+        if self._on_eof is not None:
+            self._on_eof()
+
+    def set_sink(self, sink: Sink, on_eof: Callable[[], None]) -> None:
+        self._sink = sink
+        self._on_eof = on_eof
+        pending = self.inbox.take_all()
+        if pending:
+            sink(pending)
+        if self.closed:
+            on_eof()
+
+    # -- outbound -----------------------------------------------------------------------------
+    def send(self, data: bytes, high: bool = True) -> None:
+        """Queue one muxer frame; frames are never split, so classes interleave safely."""
+        if len(data) > PLAINTEXT_BYTES_MAX:
+            raise InvariantError("frame larger than one Noise message")
+        if self.closed:
+            return
+        if high:
+            self._hi.append(data)
+        else:
+            self._lo.append(data)
+            self._lo_bytes += len(data)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    async def send_async(self, data: bytes) -> None:
+        self.send(data, True)
+
+    @property
+    def bulk_queued_bytes(self) -> int:
+        return self._lo_bytes
+
+    async def wait_bulk_room(self) -> None:
+        while self._lo_bytes >= self._bulk_queue_bytes_max:
+            if self.closed:
+                raise StreamClosed("connection closed")
+            waiter = self._loop.create_future()
+            self._bulk_waiters.append(waiter)
+            await waiter
+        if self.closed:
+            raise StreamClosed("connection closed")
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        tcp = self.tcp
+        hi, lo = self._hi, self._lo
+        encrypt = self._send.encrypt
+        limit = PLAINTEXT_BYTES_MAX
+        while tcp.writable and (hi or lo) and not self.closed:
+            # Pack queued frames, high priority first, into one Noise message.
+            parts: list[bytes] = []
+            size = 0
+            while size < limit:
+                source = hi if hi else lo
+                if not source:
+                    break
+                item = source[0]
+                room = limit - size
+                if len(item) > room:
+                    break
+                source.popleft()
+                if source is lo:
+                    self._lo_bytes -= len(item)
+                parts.append(item)
+                size += len(item)
+            plain = parts[0] if len(parts) == 1 else b"".join(parts)
+            ciphertext = encrypt(plain)
+            tcp.write(len(ciphertext).to_bytes(2, "big") + ciphertext)
+            self.bytes_sent += 2 + len(ciphertext)
+        if self._lo_bytes < self._bulk_queue_bytes_max:
+            waiters = self._bulk_waiters
+            while waiters:
+                waiter = waiters.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    def _fail_bulk_waiters(self) -> None:
+        while self._bulk_waiters:
+            waiter = self._bulk_waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._flush()
+        self.closed = True
+        self._fail_bulk_waiters()
+        self.tcp.close()

@@ -1,0 +1,181 @@
+"""The Host over real loopback sockets: handshake, streams, request/response, ping, limits."""
+
+import asyncio
+
+import pytest
+
+from node.p2p.config import HostConfig
+from node.p2p.errors import (
+    DialError,
+    PeerUnavailable,
+    ProtocolNotSupported,
+    RequestTimeout,
+    StreamClosed,
+)
+from node.p2p.host import Host
+from node.p2p.multiaddr import Multiaddr
+from node.p2p.peer_id import PeerId
+from node.p2p.session import Stream
+from tests.p2p.conftest import connected_pair, hosts, identity
+
+
+async def test_dial_authenticates_and_identifies_both_sides() -> None:
+    async with connected_pair() as (a, b):
+        assert a.connected_peers() == [b.peer_id]
+        conn = await b.identify(a.peer_id)
+        assert "/ipfs/ping/1.0.0" in conn.protocols
+        assert conn.agent_version == "fedchain/0.1.0"
+        assert a.connection(b.peer_id) is not None
+        assert b.connection(a.peer_id).initiator is False  # type: ignore[union-attr]
+
+
+async def test_dial_wrong_peer_id_fails() -> None:
+    async with hosts(2) as (a, b):
+        wrong = PeerId.from_public_key(identity("someone-else").public_key)
+        addr = b.listen_addrs[0].with_peer(wrong)
+        with pytest.raises(DialError, match="reached"):
+            await a.dial(addr)
+        assert a.connected_peers() == []
+
+
+async def test_ping_round_trip() -> None:
+    async with connected_pair() as (a, b):
+        rtt_ms = await a.ping(b.peer_id)
+        assert rtt_ms >= 0
+        assert await b.ping(a.peer_id) >= 0
+
+
+async def test_request_response_and_large_payloads() -> None:
+    async with connected_pair() as (a, b):
+
+        async def echo(peer: PeerId, request: bytes) -> bytes:
+            assert peer == a.peer_id
+            return request[::-1] * 2
+
+        b.set_request_handler("/test/echo/1", echo)
+        assert await a.request(b.peer_id, "/test/echo/1", b"abc", 2000) == b"cbacba"
+        big = bytes(range(256)) * (3 * 4096)  # 3 MiB: crosses many windows and Noise frames
+        assert await a.request(b.peer_id, "/test/echo/1", big, 10_000) == big[::-1] * 2
+
+
+async def test_request_unknown_protocol_and_timeout() -> None:
+    async with connected_pair() as (a, b):
+        with pytest.raises(ProtocolNotSupported):
+            await a.request(b.peer_id, "/nope/1", b"x", 2000)
+
+        async def slow(peer: PeerId, request: bytes) -> bytes:
+            await asyncio.sleep(5)
+            return b""
+
+        b.set_request_handler("/test/slow/1", slow)
+        with pytest.raises(RequestTimeout):
+            await a.request(b.peer_id, "/test/slow/1", b"x", 100)
+        # The connection survives a timed-out request.
+        assert await a.ping(b.peer_id) >= 0
+
+
+async def test_request_size_limit_is_enforced_by_the_server() -> None:
+    async with connected_pair() as (a, b):
+
+        async def echo(peer: PeerId, request: bytes) -> bytes:
+            return request
+
+        b.set_request_handler("/test/small/1", echo, request_bytes_max=1000)
+        assert await a.request(b.peer_id, "/test/small/1", b"y" * 1000, 2000) == b"y" * 1000
+        with pytest.raises(StreamClosed):
+            await a.request(b.peer_id, "/test/small/1", b"y" * 1001, 2000)
+        assert b.counters.get("stream_handler_remote_error") == 1
+
+
+async def test_unconnected_peer_is_unavailable() -> None:
+    async with hosts(1) as (a,):
+        with pytest.raises(PeerUnavailable):
+            await a.request(PeerId.from_public_key(identity("x").public_key), "/p", b"", 100)
+
+
+async def test_simultaneous_dial_keeps_exactly_one_connection() -> None:
+    async with hosts(2) as (a, b):
+        await asyncio.gather(a.dial(b.addrs()[0]), b.dial(a.addrs()[0]))
+        for _ in range(50):
+            ca, cb = a.connection(b.peer_id), b.connection(a.peer_id)
+            if ca and cb and ca.initiator != cb.initiator:
+                break
+            await asyncio.sleep(0.02)
+        ca, cb = a.connection(b.peer_id), b.connection(a.peer_id)
+        assert ca is not None
+        assert cb is not None
+        # Both ends kept the connection dialled by the smaller peer id.
+        smaller_is_a = a.peer_id < b.peer_id
+        assert ca.initiator == smaller_is_a
+        assert cb.initiator == (not smaller_is_a)
+        assert await a.ping(b.peer_id) >= 0
+
+
+async def test_connect_and_disconnect_callbacks() -> None:
+    async with hosts(2) as (a, b):
+        events: list[tuple[str, PeerId]] = []
+        b.on_peer_connected(lambda p: events.append(("up", p)))
+        b.on_peer_disconnected(lambda p: events.append(("down", p)))
+        await a.dial(b.addrs()[0])
+        await a.identify(b.peer_id)
+        a.disconnect(b.peer_id)
+        for _ in range(100):
+            if len(events) == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert events == [("up", a.peer_id), ("down", a.peer_id)]
+
+
+async def test_inbound_limit_refuses_extra_peers() -> None:
+    config = HostConfig(inbound_peers_max=1)
+    async with hosts(3, config) as (a, b, c):
+        await b.dial(a.addrs()[0])
+        with pytest.raises(DialError):
+            await c.dial(a.addrs()[0])
+        assert a.counters.get("conn_inbound_refused") == 1
+        assert a.connected_peers() == [b.peer_id]
+
+
+async def test_persistent_peer_is_redialled_after_a_drop() -> None:
+    config = HostConfig(dial_backoff_min_ms=20, dial_backoff_max_ms=100)
+    async with hosts(2, config) as (a, b):
+        a.add_persistent_peer(b.addrs()[0])
+        for _ in range(200):
+            if a.is_connected(b.peer_id):
+                break
+            await asyncio.sleep(0.01)
+        b.disconnect(a.peer_id)
+        await asyncio.sleep(0.05)
+        for _ in range(200):
+            if a.is_connected(b.peer_id) and b.is_connected(a.peer_id):
+                break
+            await asyncio.sleep(0.02)
+        assert a.is_connected(b.peer_id)
+        assert a.counters.get("conn_opened") == 2
+
+
+async def test_stream_handler_sees_streams_and_half_close() -> None:
+    async with connected_pair() as (a, b):
+        received: list[bytes] = []
+
+        async def sink(stream: Stream) -> None:
+            while chunk := await stream.read_some():
+                received.append(chunk)
+            await stream.write(b"done")
+
+        b.set_stream_handler("/test/sink/1", sink)
+        stream = await a.new_stream(b.peer_id, ["/test/other", "/test/sink/1"])
+        assert stream.protocol == "/test/sink/1"
+        await stream.write(b"x" * 600_000)
+        stream.close_write()
+        assert await stream.read_exact(4) == b"done"
+        assert b"".join(received) == b"x" * 600_000
+
+
+def test_multiaddr_text_and_binary_forms() -> None:
+    peer = PeerId.from_public_key(identity("m").public_key)
+    addr = Multiaddr.tcp("127.0.0.1", 4001, peer)
+    assert str(addr).startswith("/ip4/127.0.0.1/tcp/4001/p2p/12D3KooW")
+    assert Multiaddr.parse(str(addr)) == addr
+    assert Multiaddr.from_bytes(addr.to_bytes()) == addr
+    assert Host is not None
