@@ -48,7 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chain-id", default="fedchain-testnet")
     parser.add_argument("--app", default="fl", choices=APPS)
     parser.add_argument(
-        "--propose-timeout-ms", type=int, default=ConsensusConfig.propose_timeout_ms
+        "--propose-timeout-ms", type=int, default=1_000
     )
 
 

@@ -1,0 +1,180 @@
+"""A loopback testnet of real node processes: used by `fedchain demo`, the integration tests and
+the node benchmark.
+
+It runs `fedchain testnet` into a directory, starts each validator as its own OS process
+(`python -m node.cli start --home DIR/node{i}`, JSON logs appended to DIR/node{i}/node.log),
+and can SIGKILL, restart, SIGTERM and add nodes.  Ports come from a scan for a free block on
+127.0.0.1, so parallel runs do not collide.
+"""
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from node.commands import testnet
+from node.config import load_config, render_config
+from node.errors import NodeError
+from node.home import Home
+
+
+def port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_base_port(nodes: int, start: int = 20_000, end: int = 60_000) -> int:
+    """A base port whose whole block of per-node ports is free right now."""
+    span = testnet.PORT_STRIDE * nodes
+    seed = (os.getpid() * 7919 + time.monotonic_ns()) % (end - start - span)
+    base = start + seed - seed % testnet.PORT_STRIDE
+    for _ in range(200):
+        ports = [p for i in range(nodes) for p in testnet.node_ports(base, i)]
+        if all(port_free(p) for p in ports):
+            return base
+        base = start + (base - start + span + testnet.PORT_STRIDE) % (end - start - span)
+    raise NodeError("no free block of loopback ports found")
+
+
+@dataclass(slots=True)
+class LocalNet:
+    root: Path
+    validators: int = 4
+    clients: int = 0
+    attackers: int = 0
+    app: str = "kv"
+    extra_nodes: int = 0
+    base_port: int = 0
+    env: dict[str, str] = field(default_factory=dict)
+    procs: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def generate(self, propose_timeout_ms: int = 1_000, attack: str = "sign_flip") -> None:
+        total = self.validators + self.extra_nodes
+        if not self.base_port:
+            self.base_port = free_base_port(total)
+        args = argparse.Namespace(
+            validators=self.validators,
+            clients=self.clients,
+            attackers=self.attackers,
+            attack=attack,
+            out=self.root,
+            docker=False,
+            base_port=self.base_port,
+            chain_id="fedchain-localnet",
+            app=self.app,
+            propose_timeout_ms=propose_timeout_ms,
+        )
+        testnet.generate(args)
+        for k in range(self.extra_nodes):
+            self._add_full_node(self.validators + k)
+
+    def _add_full_node(self, index: int) -> None:
+        """A non-validator home that joins through the validators (block sync, then follow)."""
+        from node.keys import generate_key, write_key
+
+        src, dst = Home(self.root / "node0"), Home(self.root / f"node{index}")
+        dst.data_dir.mkdir(parents=True, exist_ok=True)
+        cfg = load_config(src.config_file)
+        p2p, rpc, metrics = testnet.node_ports(self.base_port, index)
+        peers = (
+            *cfg.p2p.persistent_peers,
+            _own_addr(src, cfg.p2p.listen_port),
+        )
+        peers = tuple(p for p in peers if f"/tcp/{p2p}/" not in p)
+        import dataclasses
+
+        cfg = dataclasses.replace(
+            cfg,
+            moniker=f"fullnode{index}",
+            p2p=dataclasses.replace(cfg.p2p, listen_port=p2p, persistent_peers=peers),
+            rpc=dataclasses.replace(cfg.rpc, listen_port=rpc),
+            metrics=dataclasses.replace(cfg.metrics, listen_port=metrics),
+        )
+        dst.config_file.write_text(render_config(cfg))
+        write_key(dst.node_key_file, generate_key())
+        write_key(dst.validator_key_file, generate_key())  # not in genesis: it only follows
+        dst.genesis_file.write_bytes(src.genesis_file.read_bytes())
+
+    def home(self, i: int) -> Home:
+        return Home(self.root / f"node{i}")
+
+    def rpc_url(self, i: int) -> str:
+        return f"http://127.0.0.1:{testnet.node_ports(self.base_port, i)[1]}"
+
+    def metrics_url(self, i: int) -> str:
+        return f"http://127.0.0.1:{testnet.node_ports(self.base_port, i)[2]}/metrics"
+
+    def log_file(self, i: int) -> Path:
+        return self.home(i).root / "node.log"
+
+    def start(self, i: int) -> None:
+        if i in self.procs and self.procs[i].poll() is None:
+            raise NodeError(f"node{i} is already running")
+        env = {**os.environ, **self.env}
+        log = self.log_file(i).open("ab")
+        try:
+            self.procs[i] = subprocess.Popen(
+                [sys.executable, "-m", "node.cli", "start", "--home", str(self.home(i).root)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=env,
+            )
+        finally:
+            log.close()
+
+    def start_all(self) -> None:
+        for i in range(self.validators):
+            self.start(i)
+
+    def kill(self, i: int) -> None:
+        """SIGKILL: no shutdown hooks run, exactly like a power cut for the process."""
+        proc = self.procs.get(i)
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+
+    def stop(self, i: int, timeout_s: float = 15.0) -> int | None:
+        proc = self.procs.get(i)
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        return proc.returncode
+
+    def stop_all(self) -> dict[int, int | None]:
+        codes = {}
+        for i in list(self.procs):
+            proc = self.procs[i]
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for i in list(self.procs):
+            codes[i] = self.stop(i)
+        return codes
+
+    def running(self, i: int) -> bool:
+        proc = self.procs.get(i)
+        return proc is not None and proc.poll() is None
+
+
+def _own_addr(home: Home, port: int) -> str:
+    from node.keys import read_key
+    from node.p2p.peer_id import PeerId
+
+    key = read_key(home.node_key_file)
+    return f"/ip4/127.0.0.1/tcp/{port}/p2p/{PeerId.from_public_key(key.public_key)}"

@@ -1,0 +1,199 @@
+"""The node's links to its peers, on top of the p2p Host: pushed messages and request/response.
+
+Theory of operation
+-------------------
+Pushed messages (node/wire.py: txs, announcements, consensus messages, compact proposals,
+status) travel on `/fedchain/<chain>/msg/1.0.0` streams, one per direction and priority class:
+when a peer connects, a writer task per class opens its own outbound stream and drains that
+class's queue.  Consensus traffic uses the Host's high-priority class; transaction bytes use the
+bulk class, so a 10 MB update never delays a vote.  Each queue is bounded in bytes; a message
+that does not fit is dropped, counted (`dropped`) and logged, never silently lost.
+
+Requests (`get_txs`, `get_blocks`, `get_status`) use the Host's request/response helper on
+`/fedchain/<chain>/req/1.0.0`.  A peer whose bytes do not decode is reported to the node
+(`on_invalid`), which penalizes it; the stream is reset and the node carries on.
+"""
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from consensus.errors import CodecError
+from node.logging import log_event
+from node.p2p.errors import P2PError, RemoteError
+from node.p2p.host import Host
+from node.p2p.peer_id import PeerId
+from node.p2p.session import Stream
+from node.wire import Message, decode_message, encode_message
+
+log = logging.getLogger(__name__)
+
+MessageHandler = Callable[[PeerId, Message], None]
+RequestHandler = Callable[[PeerId, Message], Awaitable[Message]]
+InvalidHandler = Callable[[PeerId, str], None]
+
+
+class InvalidPeerMessage(RemoteError):
+    """A peer's message on our protocols did not decode."""
+
+
+@dataclass(slots=True)
+class _Queue:
+    items: asyncio.Queue[bytes] = field(default_factory=asyncio.Queue)
+    bytes: int = 0
+
+
+@dataclass(slots=True)
+class _Link:
+    peer: PeerId
+    high: _Queue = field(default_factory=_Queue)
+    bulk: _Queue = field(default_factory=_Queue)
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+class Network:
+    def __init__(
+        self,
+        host: Host,
+        chain_id: str,
+        on_message: MessageHandler,
+        on_request: RequestHandler,
+        on_invalid: InvalidHandler,
+        frame_bytes_max: int,
+        queue_bytes_max: int,
+    ) -> None:
+        self.host = host
+        self.msg_protocol = f"/fedchain/{chain_id}/msg/1.0.0"
+        self.req_protocol = f"/fedchain/{chain_id}/req/1.0.0"
+        self._on_message = on_message
+        self._on_request = on_request
+        self._on_invalid = on_invalid
+        self._frame_bytes_max = frame_bytes_max
+        self._queue_bytes_max = queue_bytes_max
+        self._links: dict[PeerId, _Link] = {}
+        self.dropped: Counter[str] = Counter()
+        self._peer_callbacks: list[Callable[[PeerId, bool], None]] = []
+
+    def start(self) -> None:
+        self.host.set_stream_handler(self.msg_protocol, self._serve_messages)
+        self.host.set_request_handler(
+            self.req_protocol, self._serve_request, self._frame_bytes_max, bulk_response=True
+        )
+        self.host.on_peer_connected(self._connected)
+        self.host.on_peer_disconnected(self._disconnected)
+        for peer in self.host.connected_peers():
+            self._connected(peer)
+
+    def on_peer_change(self, callback: Callable[[PeerId, bool], None]) -> None:
+        self._peer_callbacks.append(callback)
+
+    def peers(self) -> list[PeerId]:
+        return sorted(self._links)
+
+    # -- peers ----------------------------------------------------------------------------------
+    def _connected(self, peer: PeerId) -> None:
+        if peer in self._links:
+            return
+        link = _Link(peer)
+        self._links[peer] = link
+        link.tasks.append(self.host.spawn(self._writer(link, True), f"node-send-high-{peer}"))
+        link.tasks.append(self.host.spawn(self._writer(link, False), f"node-send-bulk-{peer}"))
+        for callback in self._peer_callbacks:
+            callback(peer, True)
+
+    def _disconnected(self, peer: PeerId) -> None:
+        link = self._links.pop(peer, None)
+        if link is None:
+            return
+        for task in link.tasks:
+            task.cancel()
+        for callback in self._peer_callbacks:
+            callback(peer, False)
+
+    # -- sending --------------------------------------------------------------------------------
+    def send(self, peer: PeerId, msg: Message, bulk: bool = False) -> bool:
+        return self.send_raw(peer, encode_message(msg), bulk)
+
+    def send_raw(self, peer: PeerId, data: bytes, bulk: bool = False) -> bool:
+        link = self._links.get(peer)
+        if link is None:
+            return False
+        queue = link.bulk if bulk else link.high
+        if queue.bytes + len(data) > self._queue_bytes_max:
+            kind = "bulk" if bulk else "high"
+            self.dropped[kind] += 1
+            log_event(
+                log,
+                "peer_send_dropped",
+                logging.WARNING,
+                peer=str(peer),
+                queue=kind,
+                queued_bytes=queue.bytes,
+                message_bytes=len(data),
+            )
+            return False
+        queue.bytes += len(data)
+        queue.items.put_nowait(data)
+        return True
+
+    def broadcast(self, msg: Message, bulk: bool = False, exclude: PeerId | None = None) -> int:
+        data = encode_message(msg)
+        sent = 0
+        for peer in list(self._links):
+            if peer != exclude and self.send_raw(peer, data, bulk):
+                sent += 1
+        return sent
+
+    async def _writer(self, link: _Link, high: bool) -> None:
+        queue = link.high if high else link.bulk
+        stream: Stream | None = None
+        try:
+            stream = await self.host.new_stream(link.peer, [self.msg_protocol], high=high)
+            while True:
+                data = await queue.items.get()
+                queue.bytes -= len(data)
+                await stream.write_frame(data)
+        except (P2PError, OSError) as exc:
+            log_event(log, "peer_link_closed", logging.DEBUG, peer=str(link.peer), error=str(exc))
+        finally:
+            if stream is not None:
+                stream.reset()
+
+    # -- receiving ------------------------------------------------------------------------------
+    async def _serve_messages(self, stream: Stream) -> None:
+        peer = stream.remote_peer
+        while True:
+            frame = await stream.read_frame(self._frame_bytes_max)
+            if frame is None:
+                return
+            try:
+                msg = decode_message(frame, self._frame_bytes_max)
+            except CodecError as exc:
+                self._on_invalid(peer, f"undecodable message: {exc}")
+                raise InvalidPeerMessage(str(exc)) from None
+            self._on_message(peer, msg)
+
+    async def _serve_request(self, peer: PeerId, request: bytes) -> bytes:
+        try:
+            msg = decode_message(request, self._frame_bytes_max)
+        except CodecError as exc:
+            self._on_invalid(peer, f"undecodable request: {exc}")
+            raise InvalidPeerMessage(str(exc)) from None
+        return encode_message(await self._on_request(peer, msg))
+
+    async def request(self, peer: PeerId, msg: Message, timeout_ms: int) -> Message:
+        """Raises P2PError on transport trouble and InvalidPeerMessage on a bad answer."""
+        raw = await self.host.request(
+            peer,
+            self.req_protocol,
+            encode_message(msg),
+            timeout_ms=timeout_ms,
+            response_bytes_max=self._frame_bytes_max,
+        )
+        try:
+            return decode_message(raw, self._frame_bytes_max)
+        except CodecError as exc:
+            self._on_invalid(peer, f"undecodable response: {exc}")
+            raise InvalidPeerMessage(str(exc)) from None
