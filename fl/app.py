@@ -1,0 +1,255 @@
+"""FLApp: the fedchain application behind the consensus Application protocol.
+
+Theory of operation.  Transactions are `SignedTx` envelopes (fl/txs.py).  Every transaction, in
+check_tx and in a block alike, goes through the same pipeline: decode (stateless), verify the
+signature, check the sender's nonce, then `_execute`, one `match` on the kind that calls the
+kind's own module (`check` builds the change without touching state, `apply` makes it).  A
+rejected transaction gets a non-zero code and a reason and changes nothing; an accepted one
+bumps its sender's nonce.  At the end of every block the round lifecycle (fl/rounds.py) may
+close the open round; its `RoundOutcome` is the hook for rewards and penalties.  The app hash
+is the hash of the sectioned canonical state (fl/state.py).
+
+Block validity: process_proposal rejects a block only for what the proposer could have seen
+statelessly (undecodable transaction, bad signature, too many transactions); stateful failures
+are recorded per transaction.
+"""
+
+from collections.abc import Sequence
+
+from consensus.app import (
+    CODE_OK,
+    AppInfo,
+    BlockInfo,
+    CheckTxResult,
+    Event,
+    FinalizeResult,
+    Genesis,
+    QueryResult,
+    TxResult,
+    ValidatorUpdate,
+)
+from consensus.codec import DecodeLimits, Value, decode, encode
+from consensus.crypto import HASH_BYTES, PUBLIC_KEY_BYTES, sha256
+from consensus.errors import CodecError
+from fl import rounds, updates
+from fl.errors import FLInvariantError, RejectedError
+from fl.genesis import parse_app_state
+from fl.model import ModelVersion
+from fl.params import encode_params
+from fl.state import FLState, restore_state
+from fl.txs import KIND_SUBMIT_UPDATE, SignedTx, decode_tx, verify_tx
+
+CODE_REJECTED = 1
+CODE_NONCE = 2
+BLOCK_TXS_MAX = 10_000
+# check_tx admits nonces up to this far ahead, so a client may queue a few transactions.
+NONCE_WINDOW = 16
+SNAPSHOT_LIMITS = DecodeLimits(array_items_max=10_000_000)
+
+
+class FLApp:
+    def __init__(self) -> None:
+        self._state: FLState | None = None
+        self._last_height = 0
+        self._last_app_hash = b""
+
+    @property
+    def state(self) -> FLState:
+        if self._state is None:
+            raise FLInvariantError("the application has no state before init_chain or restore")
+        return self._state
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def init_chain(self, genesis: Genesis) -> tuple[bytes, tuple[ValidatorUpdate, ...]]:
+        fl_genesis = parse_app_state(genesis.app_state)
+        model = ModelVersion.build(0, fl_genesis.shapes, fl_genesis.weights)
+        self._state = FLState(
+            chain_id=genesis.chain_id,
+            height=genesis.initial_height - 1,
+            params=fl_genesis.params,
+            model=model,
+            round_opened_height=genesis.initial_height - 1,
+            history=[model],
+        )
+        self._last_height = self.state.height
+        self._last_app_hash = self.state.app_hash()
+        return self._last_app_hash, ()
+
+    def info(self) -> AppInfo:
+        return AppInfo(self._last_height, self._last_app_hash)
+
+    # -- mempool ------------------------------------------------------------------------------
+
+    def check_tx(self, tx: bytes) -> CheckTxResult:
+        try:
+            signed = self._authenticate(tx)
+        except RejectedError as exc:
+            return CheckTxResult(code=CODE_REJECTED, reason=str(exc))
+        next_nonce = self.state.account(signed.sender).nonce
+        if not next_nonce <= signed.nonce < next_nonce + NONCE_WINDOW:
+            return CheckTxResult(
+                code=CODE_NONCE,
+                reason=f"nonce {signed.nonce} outside [{next_nonce}, {next_nonce + NONCE_WINDOW})",
+                sender=signed.sender,
+                nonce=signed.nonce,
+            )
+        try:
+            self._execute(signed, sha256(tx), apply=False)
+        except RejectedError as exc:
+            return CheckTxResult(CODE_REJECTED, str(exc), signed.sender, signed.nonce)
+        return CheckTxResult(sender=signed.sender, nonce=signed.nonce)
+
+    # -- proposals ----------------------------------------------------------------------------
+
+    def prepare_proposal(
+        self, txs: Sequence[bytes], block: BlockInfo, block_bytes_max: int
+    ) -> list[bytes]:
+        """Keep transactions that authenticate and whose nonces run in sequence, within size."""
+        chosen: list[bytes] = []
+        size = 0
+        next_nonce: dict[bytes, int] = {}
+        for tx in txs:
+            if len(chosen) >= BLOCK_TXS_MAX or size + len(tx) > block_bytes_max:
+                continue
+            try:
+                signed = self._authenticate(tx)
+            except RejectedError:
+                continue
+            expected = next_nonce.get(signed.sender, self.state.account(signed.sender).nonce)
+            if signed.nonce != expected:
+                continue
+            next_nonce[signed.sender] = expected + 1
+            chosen.append(tx)
+            size += len(tx)
+        return chosen
+
+    def process_proposal(self, txs: Sequence[bytes], block: BlockInfo) -> bool:
+        if len(txs) > BLOCK_TXS_MAX:
+            return False
+        try:
+            for tx in txs:
+                self._authenticate(tx)
+        except RejectedError:
+            return False
+        return True
+
+    # -- execution ----------------------------------------------------------------------------
+
+    def finalize_block(self, txs: Sequence[bytes], block: BlockInfo) -> FinalizeResult:
+        state = self.state
+        if block.height != state.height + 1:
+            raise FLInvariantError(f"finalize_block({block.height}) after height {state.height}")
+        state.height = block.height
+        results = tuple(self._deliver(tx) for tx in txs)
+        events: list[Event] = []
+        cause = rounds.due(state, block.height)
+        if cause:
+            outcome = rounds.close_round(state, block.height, cause)
+            events.append(outcome.event())
+            # Incentives hook: settle rewards/penalties from `outcome` here (fl/economics).
+        return FinalizeResult(tx_results=results, app_hash=state.app_hash(), events=tuple(events))
+
+    def commit(self) -> None:
+        self._last_height = self.state.height
+        self._last_app_hash = self.state.app_hash()
+
+    def _deliver(self, tx: bytes) -> TxResult:
+        try:
+            signed = self._authenticate(tx)
+            next_nonce = self.state.account(signed.sender).nonce
+            if signed.nonce != next_nonce:
+                return TxResult(CODE_NONCE, f"nonce {signed.nonce}, expected {next_nonce}")
+            events = self._execute(signed, sha256(tx), apply=True)
+        except RejectedError as exc:
+            return TxResult(CODE_REJECTED, str(exc))
+        account = self.state.accounts.setdefault(signed.sender, self.state.account(signed.sender))
+        account.nonce += 1
+        return TxResult(CODE_OK, "", events)
+
+    def _authenticate(self, tx: bytes) -> SignedTx:
+        signed = decode_tx(tx)
+        verify_tx(signed, self.state.chain_id)
+        return signed
+
+    def _execute(self, tx: SignedTx, tx_hash: bytes, apply: bool) -> tuple[Event, ...]:
+        """The one dispatch on transaction kind; raises RejectedError without changing state."""
+        state = self.state
+        match tx.kind:
+            case "submit_update":
+                pending = updates.check(state, tx, tx_hash)
+                return updates.apply(state, pending) if apply else ()
+            case _:
+                raise RejectedError(f"unknown transaction kind {tx.kind!r}")
+
+    # -- queries ------------------------------------------------------------------------------
+
+    def query(self, path: str, data: bytes) -> QueryResult:
+        try:
+            value = self._query(path)
+        except (RejectedError, ValueError) as exc:
+            return QueryResult(code=CODE_REJECTED, reason=str(exc), height=self.state.height)
+        raw = value if isinstance(value, bytes) else encode(value)
+        return QueryResult(value=raw, height=self.state.height)
+
+    def _query(self, path: str) -> Value:
+        state = self.state
+        parts = path.strip("/").split("/")
+        match parts:
+            case ["model"]:
+                return state.model.encode()
+            case ["model", version]:
+                for model in state.history:
+                    if model.version == int(version):
+                        return model.encode()
+                raise RejectedError(f"model version {version} is not kept")
+            case ["round"]:
+                return [
+                    state.round,
+                    state.round_opened_height,
+                    state.round_deadline_height(),
+                    state.params.updates_per_round,
+                    len(state.pending),
+                    state.model.version,
+                    state.model.hash,
+                    state.last_outcome,
+                ]
+            case ["account", key_hex]:
+                key = _hex(key_hex, PUBLIC_KEY_BYTES, "public key")
+                return state.account(key).encode()
+            case ["update", tx_hex]:
+                record = state.records.get(_hex(tx_hex, HASH_BYTES, "tx hash"))
+                if record is None:
+                    raise RejectedError("no record of that update (unknown or pruned)")
+                return record.encode()
+            case ["params"]:
+                return encode_params(state.params)
+            case _:
+                raise RejectedError(f"unknown query path {path!r}")
+
+    # -- state sync ---------------------------------------------------------------------------
+
+    def snapshot(self) -> bytes:
+        return self.state.snapshot()
+
+    def restore(self, snapshot: bytes) -> None:
+        try:
+            state = restore_state(decode(snapshot, SNAPSHOT_LIMITS))
+        except CodecError as exc:
+            raise RejectedError(f"bad snapshot: {exc}") from None
+        self._state = state
+        self._last_height = state.height
+        self._last_app_hash = state.app_hash()
+
+
+def _hex(text: str, size: int, what: str) -> bytes:
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        raise RejectedError(f"{what} is not hex") from None
+    if len(raw) != size:
+        raise RejectedError(f"{what} must be {size} bytes")
+    return raw
+
+
+__all__ = ["KIND_SUBMIT_UPDATE", "FLApp"]

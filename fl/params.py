@@ -1,0 +1,124 @@
+"""Governable parameters of the FL application.
+
+`Params` is a frozen value; governance changes one entry by name through `with_value`, which
+checks the table below.  The canonical encoding is a list of `[name, value]` pairs in table
+order, so a new parameter is added by appending one field and one `ParamSpec` (the incentives
+and governance code append theirs the same way) without redesigning the encoding.
+"""
+
+from dataclasses import dataclass, fields, replace
+
+from consensus.codec import Value, expect_list, expect_seq, expect_str
+from consensus.errors import CodecError
+from fl.errors import RejectedError
+from fl.fixed import NORM_MAX, ONE, ROUND_UPDATES_MAX, SAMPLES_MAX
+
+RULES = ("fedavg", "median", "trimmed_mean", "multi_krum", "centered_clip", "krum_clip")
+DEFAULT_RULE = "krum_clip"
+
+
+@dataclass(frozen=True, slots=True)
+class Params:
+    rule: str = DEFAULT_RULE
+    # The round closes at the end of the block in which it holds this many accepted updates ...
+    updates_per_round: int = 10
+    # ... or at the end of the block at height opened + round_deadline_blocks.
+    round_deadline_blocks: int = 20
+    # A round that reaches its deadline with fewer updates keeps the model and reopens.
+    updates_min: int = 1
+    # L2 bound on one delta in model units (a sanity bound; robust rules do the real work).
+    update_norm_max: int = 1024 * ONE
+    # Self-reported sample counts are capped at this weight so one client cannot claim the round.
+    sample_weight_max: int = 1 << 16
+    trim_permille: int = 200
+    # Multi-Krum: assumed Byzantine fraction and how many updates it keeps (both in permille of n).
+    krum_byzantine_permille: int = 300
+    krum_keep_permille: int = 500
+    # Centered clipping: iterations, and the clip radius as permille of the median deviation.
+    clip_iterations: int = 3
+    clip_radius_permille: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class ParamSpec:
+    name: str
+    lo: int = 0
+    hi: int = 0
+    choices: tuple[str, ...] = ()
+
+    def check(self, value: int | str) -> None:
+        if self.choices:
+            if not isinstance(value, str) or value not in self.choices:
+                raise RejectedError(f"{self.name}: {value!r} is not one of {self.choices}")
+            return
+        if isinstance(value, bool) or not isinstance(value, int) or not self.lo <= value <= self.hi:
+            raise RejectedError(
+                f"{self.name}: {value!r} is not an integer in [{self.lo}, {self.hi}]"
+            )
+
+
+GOVERNABLE: tuple[ParamSpec, ...] = (
+    ParamSpec("rule", choices=RULES),
+    ParamSpec("updates_per_round", 1, ROUND_UPDATES_MAX),
+    ParamSpec("round_deadline_blocks", 1, 1_000_000),
+    ParamSpec("updates_min", 1, ROUND_UPDATES_MAX),
+    ParamSpec("update_norm_max", 1, NORM_MAX),
+    ParamSpec("sample_weight_max", 1, SAMPLES_MAX),
+    ParamSpec("trim_permille", 0, 499),
+    ParamSpec("krum_byzantine_permille", 0, 499),
+    ParamSpec("krum_keep_permille", 1, 1000),
+    ParamSpec("clip_iterations", 1, 10),
+    ParamSpec("clip_radius_permille", 1, 100_000),
+)
+
+_SPECS = {spec.name: spec for spec in GOVERNABLE}
+
+
+def spec_of(name: str) -> ParamSpec:
+    spec = _SPECS.get(name)
+    if spec is None:
+        raise RejectedError(f"unknown parameter {name!r}")
+    return spec
+
+
+def with_value(params: Params, name: str, value: int | str) -> Params:
+    """Return `params` with one governable entry changed, or raise RejectedError."""
+    spec_of(name).check(value)
+    updated = replace(params, **{name: value})  # type: ignore[arg-type]
+    validate(updated)
+    return updated
+
+
+def validate(params: Params) -> None:
+    """Check every entry and the relations between entries."""
+    for spec in GOVERNABLE:
+        spec.check(getattr(params, spec.name))
+    if params.updates_min > params.updates_per_round:
+        raise RejectedError("updates_min must not exceed updates_per_round")
+
+
+def encode_params(params: Params) -> list[Value]:
+    return [[spec.name, getattr(params, spec.name)] for spec in GOVERNABLE]
+
+
+def decode_params(value: Value) -> Params:
+    items = expect_seq(value, "params", len(GOVERNABLE))
+    if len(items) != len(GOVERNABLE):
+        raise CodecError(f"params: expected {len(GOVERNABLE)} entries, got {len(items)}")
+    kwargs: dict[str, int | str] = {}
+    for spec, item in zip(GOVERNABLE, items, strict=True):
+        name_v, raw = expect_list(item, 2, "params entry")
+        if expect_str(name_v, "params name") != spec.name:
+            raise CodecError(f"params: expected entry {spec.name!r}, got {name_v!r}")
+        if not isinstance(raw, int | str):
+            raise CodecError(f"params: {spec.name} must be an integer or a string")
+        kwargs[spec.name] = raw
+    known = {f.name for f in fields(Params)}
+    if set(kwargs) != known:
+        raise CodecError("params: table and dataclass disagree")  # our own bug surfaces here
+    try:
+        params = Params(**kwargs)  # type: ignore[arg-type]
+        validate(params)
+    except RejectedError as exc:
+        raise CodecError(f"params: {exc}") from None
+    return params
