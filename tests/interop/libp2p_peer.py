@@ -1,0 +1,165 @@
+"""A py-libp2p 0.8.1 peer driven over stdin/stdout, run as a separate process by the tests.
+
+py-libp2p is trio-based, so it lives in its own process.  Commands arrive as JSON lines on
+stdin, events leave as JSON lines on stdout; the first event is {"event": "ready", "addr": ...}.
+
+Configuration (so the tests measure our stack, not py-libp2p's defaults):
+- identity: ed25519 key from --seed (py-libp2p's examples default to RSA/secp256k1);
+- security /noise, muxer /yamux/1.0.0 (new_host defaults);
+- gossipsub /meshsub/1.1.0 (and 1.2.0 with --v12), D=6 D_lo=4 D_hi=12, heartbeat 1 s,
+  StrictSign with peer+seqno message ids (the libp2p default);
+- Pubsub max_inbound_rpc_size raised from 1 MiB to 64 MiB (--max-rpc-bytes);
+- GossipSub spam_protection_enabled=False (its default caps 10 messages/s per topic) and
+  max_pending_messages_per_peer raised from 100 to 100_000;
+- the subscription channel is drained by a reader task as fast as messages arrive.
+"""
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+import multiaddr
+import trio
+
+from libp2p import new_host
+from libp2p.crypto.ed25519 import create_new_key_pair
+from libp2p.custom_types import TProtocol
+from libp2p.peer.id import ID
+from libp2p.peer.peerinfo import info_from_p2p_addr
+from libp2p.pubsub.gossipsub import GossipSub
+from libp2p.pubsub.pubsub import Pubsub
+from libp2p.tools.anyio_service import background_trio_service
+
+
+def emit(**event: Any) -> None:
+    sys.stdout.write(json.dumps(event) + "\n")
+    sys.stdout.flush()
+
+
+async def read_commands(send: trio.MemorySendChannel[dict[str, Any]]) -> None:
+    stdin = trio.lowlevel.FdStream(0)
+    buf = b""
+    async with send:
+        while True:
+            chunk = await stdin.receive_some(65536)
+            if not chunk:
+                return
+            buf += chunk
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                if line.strip():
+                    await send.send(json.loads(line))
+
+
+async def main(args: argparse.Namespace) -> None:
+    key_pair = create_new_key_pair(bytes.fromhex(args.seed))
+    host = new_host(key_pair=key_pair)
+    protocols = [TProtocol("/meshsub/1.1.0")]
+    if args.v12:
+        protocols.insert(0, TProtocol("/meshsub/1.2.0"))
+    gossipsub = GossipSub(
+        protocols=protocols,
+        degree=6,
+        degree_low=4,
+        degree_high=12,
+        heartbeat_initial_delay=0.1,
+        heartbeat_interval=1,
+        spam_protection_enabled=False,
+        max_pending_messages_per_peer=100_000,
+    )
+    pubsub = Pubsub(host, gossipsub, max_inbound_rpc_size=args.max_rpc_bytes)
+    send, receive = trio.open_memory_channel[dict[str, Any]](1000)
+    listen = multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")
+    async with host.run(listen_addrs=[listen]), trio.open_nursery() as nursery:
+        async with background_trio_service(pubsub), background_trio_service(gossipsub):
+            await pubsub.wait_until_ready()
+            addr = f"{host.get_addrs()[0]}"
+            if "/p2p/" not in addr:
+                addr = f"{addr}/p2p/{host.get_id().to_string()}"
+            emit(event="ready", addr=addr, peer=host.get_id().to_string())
+            nursery.start_soon(read_commands, send)
+            async for command in receive:
+                await handle(command, host, pubsub, gossipsub, nursery)
+            nursery.cancel_scope.cancel()
+
+
+async def receive_loop(subscription: Any, topic: str, quiet: bool) -> None:
+    count = 0
+    while True:
+        message = await subscription.get()
+        count += 1
+        if not quiet:
+            emit(
+                event="message",
+                topic=topic,
+                data=message.data.hex() if len(message.data) <= 256 else "",
+                size=len(message.data),
+                sender=ID(message.from_id).to_string(),
+                seqno=message.seqno.hex(),
+                count=count,
+            )
+        elif count % 100 == 0:
+            emit(event="count", topic=topic, count=count)
+
+
+async def handle(
+    command: dict[str, Any], host: Any, pubsub: Pubsub, gossipsub: GossipSub, nursery: Any
+) -> None:
+    op = command["op"]
+    try:
+        match op:
+            case "dial":
+                info = info_from_p2p_addr(multiaddr.Multiaddr(command["addr"]))
+                await host.connect(info)
+                emit(event="dialed", peer=info.peer_id.to_string())
+            case "ping":
+                from libp2p.host.ping import PingService
+
+                rtts = await PingService(host).ping(ID.from_base58(command["peer"]), 1)
+                emit(event="pong", rtts=[float(r) for r in rtts])
+            case "protocols":
+                peer = ID.from_base58(command["peer"])
+                protos = host.get_peerstore().get_protocols(peer)
+                agent = None
+                try:
+                    agent = host.get_peerstore().get(peer, "AgentVersion")
+                except Exception:
+                    agent = None
+                emit(event="protocols", protocols=list(protos), agent=agent)
+            case "subscribe":
+                sub = await pubsub.subscribe(command["topic"])
+                nursery.start_soon(receive_loop, sub, command["topic"], command.get("quiet", False))
+                emit(event="subscribed", topic=command["topic"])
+            case "mesh":
+                topic = command["topic"]
+                mesh = [p.to_string() for p in gossipsub.mesh.get(topic, set())]
+                emit(event="mesh", peers=sorted(mesh))
+            case "publish":
+                count = int(command.get("count", 1))
+                size = int(command.get("size", 0))
+                for i in range(count):
+                    if "data" in command:
+                        data = bytes.fromhex(command["data"])
+                    else:
+                        data = i.to_bytes(8, "big") + b"\x00" * max(0, size - 8)
+                    await pubsub.publish(command["topic"], data)
+                emit(event="published", count=count)
+            case "quit":
+                sys.stdout.flush()
+                os._exit(0)
+            case _:
+                emit(event="error", op=op, error="unknown op")
+    except SystemExit:
+        raise
+    except Exception as exc:  # report, keep serving
+        emit(event="error", op=op, error=f"{type(exc).__name__}: {exc}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seed", default="11" * 32)
+    parser.add_argument("--v12", action="store_true")
+    parser.add_argument("--max-rpc-bytes", type=int, default=64 * 1024 * 1024)
+    trio.run(main, parser.parse_args())
