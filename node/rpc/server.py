@@ -16,6 +16,8 @@ from typing import Any, Protocol
 from aiohttp import WSMsgType, web
 
 from consensus.app import QueryResult
+from consensus.codec import DecodeLimits, Value, decode
+from consensus.errors import CodecError
 from node.errors import MempoolError
 from node.events import EventBus
 from node.logging import log_event
@@ -27,6 +29,17 @@ HASH_HEX = re.compile(r"^[0-9a-fA-F]{64}$")
 QUERY_PATH = re.compile(r"^[a-z0-9_/.-]{1,128}$")
 QUERY_DATA_CHARS_MAX = 4096
 BLOCKS_PAGE_MAX = 100
+MODEL_LIMITS = DecodeLimits(array_items_max=10_000_000)
+
+
+def to_json(value: Value) -> object:
+    """Canonical msgpack value -> JSON value (bytes as hex strings)."""
+    if isinstance(value, bytes):
+        return value.hex()
+    if isinstance(value, list | tuple):
+        return [to_json(v) for v in value]
+    return value
+
 
 # HTTP status per mempool refusal code.
 _MEMPOOL_STATUS = {
@@ -91,13 +104,12 @@ class RpcServer:
         r.add_get("/txs/{hash}", self.tx)
         r.add_get("/validators", self.validators)
         r.add_get("/model", self.model)
-        r.add_get("/model/{round}", self.model)
-        r.add_get("/rounds", self.app_query_json)
-        r.add_get("/rounds/{key}", self.app_query_json)
+        r.add_get("/model/{version}", self.model)
+        r.add_get("/round", self.app_query_json)
+        r.add_get("/params", self.app_query_json)
         r.add_get("/accounts/{key}", self.app_query_json)
-        r.add_get("/gov/proposals", self.app_query_json)
-        r.add_get("/gov/proposals/{key}", self.app_query_json)
-        r.add_get("/gov/params", self.app_query_json)
+        r.add_get("/updates/{key}", self.app_query_json)
+        r.add_get("/gov/{rest:.*}", self.app_query_json)
         r.add_get("/query/{path:.+}", self.query)
         r.add_get("/ws", self.websocket)
         app.on_shutdown.append(self._close_websockets)
@@ -211,31 +223,48 @@ class RpcServer:
         return web.json_response(self._backend.validators_json(), dumps=_dumps)
 
     async def model(self, request: web.Request) -> web.Response:
-        """The global model as bytes; its hash and FL round travel in headers."""
-        raw = request.match_info.get("round", "")
+        """The global model as canonical bytes; its version and hash travel in headers."""
+        raw = request.match_info.get("version", "")
         if raw and (not raw.isdigit() or len(raw) > 18):
-            return error(400, "bad_round", "round must be a non-negative integer")
-        result = self._backend.query("model", raw.encode())
+            return error(400, "bad_version", "model version must be a non-negative integer")
+        result = self._backend.query(f"model/{raw}" if raw else "model", b"")
         if not result.ok:
             return error(404, "not_found", result.reason or "no such model")
+        headers = {"X-Query-Height": str(result.height)}
+        try:
+            value = decode(result.value, MODEL_LIMITS)
+            if isinstance(value, list) and len(value) >= 2 and isinstance(value[1], bytes):
+                headers["X-Model-Version"] = str(value[0])
+                headers["X-Model-Hash"] = value[1].hex()
+        except CodecError:
+            pass
         return web.Response(
-            body=result.value,
-            content_type="application/octet-stream",
-            headers={"X-Query-Height": str(result.height)},
+            body=result.value, content_type="application/octet-stream", headers=headers
         )
 
     async def app_query_json(self, request: web.Request) -> web.Response:
-        """`/rounds`, `/accounts/{key}`, `/gov/...`: passthrough to the app's query paths."""
+        """`/round`, `/params`, `/accounts/{key}`, `/updates/{key}`, `/gov/...` as JSON.
+
+        The app answers in canonical msgpack; arrays become JSON arrays, bytes become hex.
+        """
         path = request.path.strip("/")
-        key = request.match_info.get("key", "")
-        if key:
-            path = path[: -len(key)].rstrip("/")
-            if not QUERY_PATH.match(key) or "/" in key:
-                return error(400, "bad_key", "the last path segment has invalid characters")
-        return self._answer(self._backend.query(path, key.encode()))
+        if path.startswith("accounts/"):
+            path = "account/" + path.removeprefix("accounts/")
+        elif path.startswith("updates/"):
+            path = "update/" + path.removeprefix("updates/")
+        if not QUERY_PATH.match(path):
+            return error(400, "bad_path", "path segments must match [a-z0-9_/.-]")
+        result = self._backend.query(path, b"")
+        if not result.ok:
+            return error(404 if "unknown" in result.reason else 400, "query_failed", result.reason)
+        try:
+            value = decode(result.value, MODEL_LIMITS)
+        except CodecError:
+            return error(502, "bad_app_answer", "the application answered with non-canonical bytes")
+        return web.json_response({"height": result.height, "value": to_json(value)}, dumps=_dumps)
 
     async def query(self, request: web.Request) -> web.Response:
-        """`GET /query/{path}?data=HEX`: any app query path, raw."""
+        """`GET /query/{path}?data=HEX`: any app query path, answered as the app's raw bytes."""
         path = request.match_info["path"]
         if not QUERY_PATH.match(path):
             return error(400, "bad_path", "query path must match [a-z0-9_/.-]{1,128}")
@@ -246,21 +275,13 @@ class RpcServer:
             data = bytes.fromhex(raw)
         except ValueError:
             return error(400, "bad_data", "data must be hex")
-        return self._answer(self._backend.query(path, data))
-
-    def _answer(self, result: QueryResult) -> web.Response:
+        result = self._backend.query(path, data)
         if not result.ok:
-            return error(404 if result.code == 404 else 400, "query_failed", result.reason)
-        try:
-            parsed = json.loads(result.value)
-        except (UnicodeDecodeError, ValueError):
-            return web.Response(
-                body=result.value,
-                content_type="application/octet-stream",
-                headers={"X-Query-Height": str(result.height)},
-            )
-        return web.json_response(
-            parsed, dumps=_dumps, headers={"X-Query-Height": str(result.height)}
+            return error(404 if "unknown" in result.reason else 400, "query_failed", result.reason)
+        return web.Response(
+            body=result.value,
+            content_type="application/octet-stream",
+            headers={"X-Query-Height": str(result.height)},
         )
 
     async def websocket(self, request: web.Request) -> web.StreamResponse:
