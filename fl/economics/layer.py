@@ -1,0 +1,177 @@
+"""The incentives and governance layer as the FL application sees it: one value holding the
+economics and governance state, and the hooks the app calls.
+
+Per block H the app calls, in order:
+    begin_block(block)                       evidence, validator rewards, downtime, unbonding
+    execute(kind, ...) / check_submit(...)   for each transaction (and in check_tx, apply=False)
+    settle_round(...)                        if an FL round closed in this block
+    end_block(fl_params, H)                  governance tally + execution, validator-set diff,
+                                             and the supply invariant (raises if broken)
+`sections()` are the two app-hash sections; `encode()`/`decode()` carry the layer in snapshots.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from consensus.app import BlockInfo, Event, GenesisValidator
+from consensus.codec import Value, expect_list
+from consensus.crypto import PUBLIC_KEY_BYTES
+from fl.economics import clients, fees, validators
+from fl.economics import txs as econ_txs
+from fl.economics.genesis import SECTION, EconGenesis, initial_state, parse_section
+from fl.economics.params import encode_params
+from fl.economics.state import EconState
+from fl.errors import RejectedError
+from fl.governance import engine as gov_engine
+from fl.governance.state import GovState
+from fl.params import Params
+
+KINDS = (*econ_txs.KINDS, *gov_engine.KINDS)
+
+
+@dataclass(slots=True)
+class Incentives:
+    econ: EconState = field(default_factory=EconState)
+    gov: GovState = field(default_factory=GovState)
+
+    # -- genesis --------------------------------------------------------------------------------
+
+    @classmethod
+    def from_genesis(
+        cls,
+        other_sections: Sequence[tuple[str, Value]],
+        consensus_validators: Sequence[GenesisValidator],
+        height: int,
+    ) -> "Incentives":
+        genesis = EconGenesis()
+        for name, value in other_sections:
+            if name == SECTION:
+                genesis = parse_section(value)
+        return cls(econ=initial_state(genesis, consensus_validators, height))
+
+    # -- transactions ---------------------------------------------------------------------------
+
+    def execute(
+        self,
+        fl_params: Params,
+        kind: str,
+        sender: bytes,
+        body: Value,
+        height: int,
+        apply: bool,
+    ) -> tuple[Event, ...]:
+        """Run one of `KINDS`; RejectedError leaves the state unchanged."""
+        if kind in econ_txs.KINDS:
+            return econ_txs.execute(self.econ, kind, sender, body, height, apply)
+        if kind in gov_engine.KINDS:
+            return gov_engine.execute(
+                self.gov, self.econ, fl_params, kind, sender, body, height, apply
+            )
+        raise RejectedError(f"unknown transaction kind {kind!r}")
+
+    def check_submit(self, client: bytes, fl_round: int) -> None:
+        clients.check_can_submit(self.econ, client, fl_round)
+
+    def check_fee(self, sender: bytes, tx_bytes: int) -> int:
+        return fees.check_fee(self.econ, sender, tx_bytes)
+
+    def charge_fee(self, sender: bytes, fee: int) -> None:
+        self.econ.ledger.charge_fee(sender, fee)
+
+    def refund_fee(self, sender: bytes, fee: int) -> None:
+        fees.refund_fee(self.econ, sender, fee)
+
+    # -- blocks ---------------------------------------------------------------------------------
+
+    def begin_block(self, block: BlockInfo) -> list[Event]:
+        return validators.begin_block(self.econ, block)
+
+    def settle_round(
+        self,
+        fl_round: int,
+        accepted: Sequence[tuple[bytes, int]],
+        flagged: Sequence[tuple[bytes, str]],
+    ) -> list[Event]:
+        return clients.settle_round(self.econ, fl_round, accepted, flagged)
+
+    def end_block(
+        self, fl_params: Params, height: int
+    ) -> tuple[Params, list[tuple[bytes, int]], list[Event]]:
+        fl_params, events = gov_engine.end_block(self.gov, self.econ, fl_params, height)
+        updates = validators.power_updates(self.econ)
+        for key, power in updates:
+            events.append(
+                Event("validator_power", (("validator", key.hex()), ("power", str(power))))
+            )
+        self.econ.ledger.check_invariants()
+        return fl_params, updates, events
+
+    # -- hashing and snapshots ------------------------------------------------------------------
+
+    def sections(self) -> list[tuple[str, Value]]:
+        return [("economics", self.econ.encode()), ("governance", self.gov.encode())]
+
+    def encode(self) -> Value:
+        return [self.econ.encode(), self.gov.encode()]
+
+    @classmethod
+    def decode(cls, value: Value) -> "Incentives":
+        econ_v, gov_v = expect_list(value, 2, "incentives")
+        return cls(EconState.decode(econ_v), GovState.decode(gov_v))
+
+    # -- queries --------------------------------------------------------------------------------
+
+    def query(self, parts: Sequence[str]) -> Value:
+        """Answer paths under "econ/..." and "gov/..."; RejectedError for anything else."""
+        econ, ledger = self.econ, self.econ.ledger
+        match list(parts):
+            case ["econ", "supply"]:
+                return [
+                    ledger.supply,
+                    sum(ledger.balances.values()),
+                    ledger.total_bonded(),
+                    sum(u.amount for u in ledger.unbonding),
+                    ledger.reserve,
+                    ledger.escrow,
+                    ledger.burned,
+                ]
+            case ["econ", "params"] | ["gov", "params"]:
+                return encode_params(econ.params)
+            case ["econ", "account", key_hex]:
+                key = _hex_key(key_hex)
+                client = econ.clients.get(key)
+                validator = econ.validators.get(key)
+                return [
+                    ledger.balance(key),
+                    ledger.stake(key),
+                    ledger.unbonding_of(key),
+                    None if client is None else client.encode(),
+                    None if validator is None else validator.encode(),
+                ]
+            case ["econ", "validators"]:
+                return [
+                    [k, validators.power_of(econ, k), ledger.stake(k), econ.validators[k].encode()]
+                    for k in sorted(econ.validators)
+                ]
+            case ["econ", "clients"]:
+                return [
+                    [k, ledger.stake(k), econ.clients[k].encode()] for k in sorted(econ.clients)
+                ]
+            case ["gov", "proposals"]:
+                return [self.gov.proposals[i].summary() for i in sorted(self.gov.proposals)]
+            case ["gov", "proposal", pid]:
+                if not pid.isdigit() or int(pid) not in self.gov.proposals:
+                    raise RejectedError(f"no proposal {pid!r}")
+                return self.gov.proposals[int(pid)].encode()
+            case _:
+                raise RejectedError(f"unknown query path {'/'.join(parts)!r}")
+
+
+def _hex_key(text: str) -> bytes:
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        raise RejectedError("public key is not hex") from None
+    if len(raw) != PUBLIC_KEY_BYTES:
+        raise RejectedError(f"public key must be {PUBLIC_KEY_BYTES} bytes")
+    return raw

@@ -1,0 +1,131 @@
+"""Governable parameters of the incentives and governance layers.
+
+One frozen value with one spec table, encoded as `[name, value]` pairs in table order (the same
+scheme as fl/params.py).  Fractions are in permille so every rule stays an integer rule.  The
+governance layer resolves a parameter name across this table and the FL table; the names are
+disjoint (tests/econ/test_params.py checks it).
+"""
+
+from dataclasses import dataclass, fields, replace
+
+from consensus.codec import Value, expect_list, expect_seq, expect_str
+from consensus.errors import CodecError
+from fl.errors import FLInvariantError, RejectedError
+from fl.params import ParamSpec
+
+TOKENS_MAX = 10**18
+
+
+@dataclass(frozen=True, slots=True)
+class EconParams:
+    # -- token ----------------------------------------------------------------------------------
+    fee_per_byte: int = 0  # paid from the sender's balance into the reserve
+    # -- staking --------------------------------------------------------------------------------
+    unbonding_blocks: int = 20
+    client_stake_min: int = 100  # bonded stake a client needs to submit an update
+    validator_stake_min: int = 1_000
+    power_unit: int = 1_000  # voting power = bonded // power_unit
+    # -- client incentives ----------------------------------------------------------------------
+    round_reward_pool: int = 1_000  # paid from the reserve each closed round, split by score
+    reward_to_stake: int = 1  # 1: client rewards are bonded (stake grows), 0: paid liquid
+    reputation_initial: int = 500
+    reputation_gain: int = 20
+    reputation_penalty: int = 100
+    client_slash_permille: int = 100  # of bonded stake, per flagged update
+    jail_strikes: int = 2  # flagged updates (net of accepted ones) that jail a client
+    client_jail_rounds: int = 3
+    # -- validator incentives -------------------------------------------------------------------
+    block_reward: int = 10
+    proposer_bonus_permille: int = 200
+    double_sign_slash_permille: int = 50
+    downtime_window_blocks: int = 100
+    downtime_min_signed_permille: int = 500
+    downtime_slash_permille: int = 1
+    downtime_jail_blocks: int = 50
+    # -- governance -----------------------------------------------------------------------------
+    gov_deposit_min: int = 1_000
+    gov_voting_blocks: int = 20
+    gov_quorum_permille: int = 334
+    gov_threshold_permille: int = 500
+    gov_veto_permille: int = 334
+    gov_burn_no_quorum: int = 0  # 1: a proposal that misses quorum burns its deposit
+    gov_active_max: int = 16
+
+
+GOVERNABLE: tuple[ParamSpec, ...] = (
+    ParamSpec("fee_per_byte", 0, 1_000_000),
+    ParamSpec("unbonding_blocks", 1, 1_000_000),
+    ParamSpec("client_stake_min", 0, TOKENS_MAX),
+    ParamSpec("validator_stake_min", 1, TOKENS_MAX),
+    ParamSpec("power_unit", 1, TOKENS_MAX),
+    ParamSpec("round_reward_pool", 0, TOKENS_MAX),
+    ParamSpec("reward_to_stake", 0, 1),
+    ParamSpec("reputation_initial", 0, 1000),
+    ParamSpec("reputation_gain", 0, 1000),
+    ParamSpec("reputation_penalty", 0, 1000),
+    ParamSpec("client_slash_permille", 0, 1000),
+    ParamSpec("jail_strikes", 1, 1000),
+    ParamSpec("client_jail_rounds", 0, 1_000_000),
+    ParamSpec("block_reward", 0, TOKENS_MAX),
+    ParamSpec("proposer_bonus_permille", 0, 1000),
+    ParamSpec("double_sign_slash_permille", 0, 1000),
+    ParamSpec("downtime_window_blocks", 1, 10_000),
+    ParamSpec("downtime_min_signed_permille", 0, 1000),
+    ParamSpec("downtime_slash_permille", 0, 1000),
+    ParamSpec("downtime_jail_blocks", 0, 1_000_000),
+    ParamSpec("gov_deposit_min", 1, TOKENS_MAX),
+    ParamSpec("gov_voting_blocks", 1, 1_000_000),
+    ParamSpec("gov_quorum_permille", 0, 1000),
+    ParamSpec("gov_threshold_permille", 0, 1000),
+    ParamSpec("gov_veto_permille", 0, 1000),
+    ParamSpec("gov_burn_no_quorum", 0, 1),
+    ParamSpec("gov_active_max", 1, 1000),
+)
+
+_SPECS = {spec.name: spec for spec in GOVERNABLE}
+
+
+def is_econ_param(name: str) -> bool:
+    return name in _SPECS
+
+
+def with_value(params: EconParams, name: str, value: int | str) -> EconParams:
+    spec = _SPECS.get(name)
+    if spec is None:
+        raise RejectedError(f"unknown parameter {name!r}")
+    spec.check(value)
+    if isinstance(value, str):  # every incentives parameter is an integer; check() said so
+        raise RejectedError(f"{name}: {value!r} is not an integer")
+    return replace(params, **{name: value})
+
+
+def validate(params: EconParams) -> None:
+    for spec in GOVERNABLE:
+        spec.check(getattr(params, spec.name))
+
+
+def encode_params(params: EconParams) -> list[Value]:
+    return [[spec.name, getattr(params, spec.name)] for spec in GOVERNABLE]
+
+
+def decode_params(value: Value) -> EconParams:
+    """Decode a full table, or a partial one (genesis may name only what it overrides)."""
+    kwargs: dict[str, int] = {}
+    for item in expect_seq(value, "econ params", len(GOVERNABLE)):
+        name_v, raw = expect_list(item, 2, "econ params entry")
+        name = expect_str(name_v, "econ params name")
+        if name not in _SPECS:
+            raise CodecError(f"econ params: unknown parameter {name!r}")
+        if name in kwargs:
+            raise CodecError(f"econ params: {name} given twice")
+        if isinstance(raw, bool) or not isinstance(raw, int):
+            raise CodecError(f"econ params: {name} must be an integer")
+        kwargs[name] = raw
+    if {f.name for f in fields(EconParams)} != set(_SPECS):
+        raise FLInvariantError("econ params: table and dataclass disagree")
+    params = replace(EconParams(), **kwargs)
+    try:
+        validate(params)
+    except RejectedError as exc:
+        raise CodecError(f"econ params: {exc}") from None
+    return params

@@ -1,0 +1,91 @@
+"""Per-participant incentive records: clients (reputation, strikes, jail, ban) and validators
+(admission, jail, tombstone, missed-block window).  Plain values with canonical encodings."""
+
+from dataclasses import dataclass, field
+
+from consensus.codec import Value, expect_bool, expect_int, expect_list, expect_seq
+
+MISSED_MAX = 10_000  # the downtime window is at most this many blocks (params bound)
+
+
+@dataclass(slots=True)
+class ClientRecord:
+    reputation: int
+    accepted: int = 0
+    flagged: int = 0
+    strikes: int = 0
+    jailed_until_round: int = 0  # may submit again from this round on
+    jailings: int = 0
+    banned: bool = False
+    slashed: int = 0  # total stake burned, for the record
+    rewarded: int = 0  # total rewards received
+
+    def encode(self) -> Value:
+        return [
+            self.reputation,
+            self.accepted,
+            self.flagged,
+            self.strikes,
+            self.jailed_until_round,
+            self.jailings,
+            self.banned,
+            self.slashed,
+            self.rewarded,
+        ]
+
+    @classmethod
+    def decode(cls, value: Value) -> "ClientRecord":
+        rep, acc, flg, strikes, jailed, jailings, banned, slashed, rewarded = expect_list(
+            value, 9, "client record"
+        )
+        return cls(
+            expect_int(rep, "reputation", 0, 1000),
+            expect_int(acc, "accepted", 0),
+            expect_int(flg, "flagged", 0),
+            expect_int(strikes, "strikes", 0),
+            expect_int(jailed, "jailed until", 0),
+            expect_int(jailings, "jailings", 0),
+            expect_bool(banned, "banned"),
+            expect_int(slashed, "slashed", 0),
+            expect_int(rewarded, "rewarded", 0),
+        )
+
+
+@dataclass(slots=True)
+class ValidatorRecord:
+    admitted: bool = True
+    jailed: bool = False
+    jailed_until_height: int = 0  # unjail is accepted from this height on
+    tombstoned: bool = False
+    tracked_since: int = 0  # first height of the current downtime window
+    missed: list[int] = field(default_factory=list)  # heights missed inside the window, ascending
+    slashed: int = 0
+    rewarded: int = 0
+
+    def encode(self) -> Value:
+        return [
+            self.admitted,
+            self.jailed,
+            self.jailed_until_height,
+            self.tombstoned,
+            self.tracked_since,
+            list(self.missed),
+            self.slashed,
+            self.rewarded,
+        ]
+
+    @classmethod
+    def decode(cls, value: Value) -> "ValidatorRecord":
+        adm, jailed, until, tomb, since, missed_v, slashed, rewarded = expect_list(
+            value, 8, "validator record"
+        )
+        return cls(
+            expect_bool(adm, "admitted"),
+            expect_bool(jailed, "jailed"),
+            expect_int(until, "jailed until", 0),
+            expect_bool(tomb, "tombstoned"),
+            expect_int(since, "tracked since", 0),
+            [expect_int(h, "missed height", 0) for h in expect_seq(missed_v, "missed", MISSED_MAX)],
+            expect_int(slashed, "slashed", 0),
+            expect_int(rewarded, "rewarded", 0),
+        )
