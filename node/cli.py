@@ -12,7 +12,14 @@ from collections.abc import Sequence
 from typing import Protocol, cast
 
 # name -> module under node.commands; add a line here to add a command.
-COMMANDS: dict[str, str] = {}
+COMMANDS: dict[str, str] = {
+    "init": "init",
+    "testnet": "testnet",
+    "status": "status",
+    "keys": "keys",
+    "client": "client",
+    "demo": "demo",
+}
 
 
 class CommandModule(Protocol):

@@ -45,7 +45,7 @@ def _init(home: Home, args: argparse.Namespace) -> int:
         genesis = Genesis(
             chain_id=args.chain_id,
             validators=(GenesisValidator(validator_key.public_key, 10, args.moniker),),
-            app_state=genesis_app_state(args.app, ()),
+            app_state=genesis_app_state(args.app, 1),
         )
         write_genesis(home.genesis_file, genesis, args.app)
     print(f"initialized {home.root}")

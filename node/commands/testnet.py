@@ -94,7 +94,7 @@ def generate(args: argparse.Namespace) -> None:
             GenesisValidator(k.public_key, 10, f"validator{i}")
             for i, k in enumerate(validator_keys)
         ),
-        app_state=genesis_app_state(args.app, [k.public_key for k in client_keys]),
+        app_state=genesis_app_state(args.app, m),
     )
     rpc_urls = []
     for i in range(n):

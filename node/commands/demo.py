@@ -1,0 +1,162 @@
+"""`fedchain demo`: a local testnet training digits with attackers, watched until it is done.
+
+It generates a testnet (default 4 validators, 8 clients of which 2 attack), starts every
+validator and client as its own process on loopback, prints one progress line per FL round
+(height, round, accuracy of the chain's model on held-out digits, model hash) until the rounds
+are done, then stops everything with SIGTERM and says where the logs are.
+"""
+
+import argparse
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from consensus.codec import DecodeLimits, decode, expect_bytes, expect_int, expect_list
+from fl.client.datasets import load
+from fl.client.quantize import model_to_float
+from fl.client.trainers import accuracy, make_trainer
+from fl.fixed import model_from_bytes
+from node.apps import FL_DATASET, FL_TRAINER
+from node.localnet import LocalNet
+from node.rpc.client import RpcClient, RpcError
+
+HELP = "run a local testnet: 4 validators + 8 FL clients (2 attackers) training on digits"
+MODEL_LIMITS = DecodeLimits(array_items_max=10_000_000)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, default=None, help="testnet directory")
+    parser.add_argument("--validators", type=int, default=4)
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--attackers", type=int, default=2)
+    parser.add_argument("--attack", default="sign_flip_x10")
+    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--timeout-s", type=float, default=600.0)
+
+
+def run(args: argparse.Namespace) -> int:
+    out: Path = args.out or Path("testnet") / time.strftime("demo-%Y%m%d-%H%M%S")
+    net = LocalNet(
+        out, validators=args.validators, clients=args.clients, attackers=args.attackers, app="fl"
+    )
+    clients: list[subprocess.Popen[bytes]] = []
+    interrupted = False
+
+    def on_signal(_signo: int, _frame: object) -> None:
+        nonlocal interrupted
+        interrupted = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    code = 1
+    try:
+        print(f"== generating a testnet in {out}", flush=True)
+        net.generate(attack=args.attack)
+        print(f"== starting {args.validators} validators", flush=True)
+        net.start_all()
+        asyncio.run(_wait_healthy(net, 60.0, lambda: interrupted))
+        print(
+            f"== starting {args.clients} FL clients ({args.attackers} attacking with "
+            f"{args.attack}); logs in {out}/client*/client.log",
+            flush=True,
+        )
+        for j in range(args.clients):
+            home = out / f"client{j}"
+            log = (home / "client.log").open("ab")
+            try:
+                clients.append(
+                    subprocess.Popen(
+                        [
+                            sys.executable,
+                            "-m",
+                            "node.cli",
+                            "client",
+                            "run",
+                            "--home",
+                            str(home),
+                            "--rounds",
+                            str(args.rounds),
+                            "--timeout-s",
+                            str(args.timeout_s),
+                        ],
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        stdin=subprocess.DEVNULL,
+                        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                    )
+                )
+            finally:
+                log.close()
+        reached = asyncio.run(_watch(net, args.rounds, args.timeout_s, lambda: interrupted))
+        code = 0 if reached else 1
+    finally:
+        for proc in clients:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in clients:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        print("== stopping validators", flush=True)
+        codes = net.stop_all()
+        print(f"== validators exited with {sorted(set(codes.values()), key=str)}")
+        print(f"== node logs:   {out}/node*/node.log (JSON lines)")
+        print(f"== client logs: {out}/client*/client.log")
+    return code
+
+
+async def _wait_healthy(net: LocalNet, timeout_s: float, stop: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + timeout_s
+    for i in range(net.validators):
+        async with RpcClient(net.rpc_url(i), timeout_ms=2_000) as client:
+            while not await client.health():
+                if time.monotonic() > deadline or stop():
+                    raise SystemExit(f"node{i} did not become healthy; see {net.log_file(i)}")
+                if not net.running(i):
+                    raise SystemExit(f"node{i} exited; see {net.log_file(i)}")
+                await asyncio.sleep(0.2)
+
+
+async def _watch(net: LocalNet, rounds: int, timeout_s: float, stop: Callable[[], bool]) -> bool:
+    ds = load(FL_DATASET, seed=0)
+    trainer = make_trainer(FL_TRAINER, ds.n_features, ds.n_classes)
+    deadline = time.monotonic() + timeout_s
+    last_round = -1
+    async with RpcClient(net.rpc_url(0), timeout_ms=10_000) as client:
+        while time.monotonic() < deadline and not stop():
+            try:
+                status = await client.status()
+                fl_round = int(status.get("fl_round", 0))
+                height = int(status["height"])
+                if fl_round != last_round:
+                    model = await client.get_binary("/model")
+                    version, model_hash, _shapes, weights = expect_list(
+                        decode(model.data, MODEL_LIMITS), 4, "model"
+                    )
+                    units = model_from_bytes(expect_bytes(weights, "weights"))
+                    acc = accuracy(trainer, model_to_float(units), ds.x_test, ds.y_test)
+                    print(
+                        f"height {height:>5} | FL round {fl_round:>3}/{rounds} | "
+                        f"model v{expect_int(version, 'version')} "
+                        f"{expect_bytes(model_hash, 'hash').hex()[:12]} | "
+                        f"accuracy {acc:.3f} | peers {status.get('peers', '?')}",
+                        flush=True,
+                    )
+                    last_round = fl_round
+                if fl_round >= rounds:
+                    print(f"== {rounds} FL rounds done", flush=True)
+                    return True
+            except RpcError as exc:
+                print(f"   (node0 RPC: {exc})", flush=True)
+            if not net.running(0):
+                print(f"== node0 exited; see {net.log_file(0)}", flush=True)
+                return False
+            await asyncio.sleep(1.0)
+    print("== stopped before all rounds were done", flush=True)
+    return False

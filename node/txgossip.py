@@ -1,0 +1,167 @@
+"""Transaction gossip: small txs pushed, large ones announced by hash and pulled, once per link.
+
+Theory of operation
+-------------------
+A tx submitted over RPC enters the local mempool first.  If it is small (<=
+`push_tx_bytes_max`) its bytes are pushed to every peer; otherwise only its hash is announced.
+A node that receives a tx (pushed or pulled) and admits it announces the hash to its other
+peers, never the bytes: in a full mesh the bytes of an FL update cross each link about once,
+and in a partial mesh announcements still carry it hop by hop.
+
+On an announcement the node asks the announcing peer for the hashes it has neither pending nor
+recently committed nor already requested (`GetTxs`); the peer answers with those it holds.
+`fetch(peer, hashes)` is the same pull, awaited, for compact-block reassembly (a proposal lists
+hashes; the validator fetches what it lacks before it may prevote).
+
+A peer's tx that fails check_tx is not penalized: its state may simply be a block ahead or
+behind.  Bytes that do not decode are the Network's business (penalized there).
+"""
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable, Sequence
+
+from node.errors import MempoolError
+from node.logging import log_event
+from node.mempool import Mempool, tx_hash
+from node.network import Network
+from node.p2p.errors import P2PError
+from node.p2p.peer_id import PeerId
+from node.wire import HASHES_MAX, GetTxs, TxAnnounce, TxPush, Txs
+
+log = logging.getLogger(__name__)
+
+ANNOUNCE_BATCH_MAX = 1_000
+PULLS_IN_FLIGHT_MAX = 64
+
+
+class TxGossip:
+    def __init__(
+        self,
+        mempool: Mempool,
+        network: Network,
+        push_tx_bytes_max: int,
+        request_timeout_ms: int,
+        response_bytes_max: int,
+        on_admitted: Callable[[bytes], None] | None = None,
+    ) -> None:
+        self._mempool = mempool
+        self._network = network
+        self._push_max = push_tx_bytes_max
+        self._timeout_ms = request_timeout_ms
+        self._response_max = response_bytes_max
+        self._on_admitted = on_admitted
+        self._in_flight: dict[bytes, asyncio.Future[bytes | None]] = {}
+        self._pull_slots = asyncio.Semaphore(PULLS_IN_FLIGHT_MAX)
+        self._pending_announce: list[bytes] = []
+        self.pulled_bytes = 0
+
+    # -- local submissions ---------------------------------------------------------------------
+    def submit(self, tx: bytes) -> bytes:
+        """Admit a client's tx (MempoolError if refused) and start spreading it."""
+        entry = self._mempool.add(tx)
+        if len(tx) <= self._push_max:
+            self._network.broadcast(TxPush(tx), bulk=True)
+        else:
+            self._network.broadcast(TxAnnounce((entry.hash,)))
+        self._admitted(tx)
+        return entry.hash
+
+    def _admitted(self, tx: bytes) -> None:
+        if self._on_admitted is not None:
+            self._on_admitted(tx)
+
+    # -- from peers ----------------------------------------------------------------------------
+    def on_push(self, peer: PeerId, tx: bytes) -> None:
+        h = tx_hash(tx)
+        if self._mempool.seen(h):
+            return
+        if self._try_add(peer, tx):
+            self._network.broadcast(TxAnnounce((h,)), exclude=peer)
+
+    def on_announce(self, peer: PeerId, hashes: Sequence[bytes]) -> list[bytes]:
+        """Hashes worth pulling from `peer` (the caller awaits `pull`)."""
+        return [h for h in hashes if not self._mempool.seen(h) and h not in self._in_flight]
+
+    async def pull(self, peer: PeerId, hashes: Sequence[bytes]) -> None:
+        for start in range(0, len(hashes), ANNOUNCE_BATCH_MAX):
+            await self.fetch(peer, hashes[start : start + ANNOUNCE_BATCH_MAX])
+
+    def serve_get_txs(self, request: GetTxs) -> Txs:
+        out: list[bytes] = []
+        total = 0
+        for h in request.hashes:
+            tx = self._mempool.get(h)
+            if tx is None:
+                continue
+            if out and total + len(tx) > self._response_max - 1024:
+                break
+            out.append(tx)
+            total += len(tx)
+        return Txs(tuple(out))
+
+    async def fetch(self, peer: PeerId, hashes: Iterable[bytes]) -> dict[bytes, bytes]:
+        """Get these txs into the mempool (or return them if the mempool refuses them).
+
+        Returns the bytes of every requested hash that is now held, by hash.
+        """
+        wanted = list(dict.fromkeys(hashes))[:HASHES_MAX]
+        found: dict[bytes, bytes] = {}
+        waits: list[tuple[bytes, asyncio.Future[bytes | None]]] = []
+        to_ask: list[bytes] = []
+        loop = asyncio.get_running_loop()
+        for h in wanted:
+            tx = self._mempool.get(h)
+            if tx is not None:
+                found[h] = tx
+            elif h in self._in_flight:
+                waits.append((h, self._in_flight[h]))
+            else:
+                fut: asyncio.Future[bytes | None] = loop.create_future()
+                self._in_flight[h] = fut
+                to_ask.append(h)
+        if to_ask:
+            got: dict[bytes, bytes] = {}
+            try:
+                async with self._pull_slots:
+                    answer = await self._network.request(
+                        peer, GetTxs(tuple(to_ask)), self._timeout_ms
+                    )
+                if isinstance(answer, Txs):
+                    for tx in answer.txs:
+                        h = tx_hash(tx)
+                        if h in self._in_flight and h not in got:
+                            got[h] = tx
+                            self.pulled_bytes += len(tx)
+            except P2PError as exc:
+                log_event(log, "tx_pull_failed", logging.DEBUG, peer=str(peer), error=str(exc))
+            for h in to_ask:
+                fut = self._in_flight.pop(h)
+                tx = got.get(h)
+                if tx is not None:
+                    found[h] = tx
+                    if self._try_add(peer, tx):
+                        self._network.broadcast(TxAnnounce((h,)), exclude=peer)
+                fut.set_result(tx)
+        for h, fut in waits:
+            tx = await asyncio.shield(fut)
+            if tx is not None:
+                found[h] = tx
+        return found
+
+    def _try_add(self, peer: PeerId, tx: bytes) -> bool:
+        try:
+            self._mempool.add(tx)
+        except MempoolError as exc:
+            if exc.code not in ("duplicate",):
+                log_event(
+                    log,
+                    "peer_tx_refused",
+                    logging.DEBUG,
+                    peer=str(peer),
+                    tx=tx_hash(tx).hex()[:16],
+                    reason=exc.reason,
+                )
+            return False
+        self._admitted(tx)
+        return True
