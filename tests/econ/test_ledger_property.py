@@ -1,6 +1,7 @@
 """Property: any sequence of transfers, bonds, unbonds, maturities, slashes, rewards, fees and
 deposits keeps supply == accounted and never leaves a negative or zero entry."""
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -33,10 +34,8 @@ def _ledger() -> Ledger:
 @given(ops)
 def test_random_sequences_keep_the_supply_invariant(sequence: list) -> None:  # type: ignore[type-arg]
     ledger = _ledger()
-    height = 0
     deposits: list[tuple[bytes, int]] = []
-    for op, a, b, amount, flag in sequence:
-        height += 1
+    for height, (op, a, b, amount, flag) in enumerate(sequence, start=1):
         before = ledger.encode()
         try:
             match op:
@@ -69,17 +68,14 @@ def test_random_sequences_keep_the_supply_invariant(sequence: list) -> None:  # 
         ledger.check_invariants()
         assert all(v > 0 for v in ledger.balances.values())
         assert all(v > 0 for v in ledger.bonded.values())
-        assert ledger.reserve >= 0 and ledger.escrow >= 0
+        assert ledger.reserve >= 0
+        assert ledger.escrow >= 0
 
 
 def test_overdraw_is_rejected_with_a_reason() -> None:
     ledger = _ledger()
-    try:
+    with pytest.raises(RejectedError, match="exceeds balance"):
         ledger.transfer(KEYS[0], KEYS[1], 1_001)
-    except RejectedError as exc:
-        assert "exceeds balance" in str(exc)
-    else:
-        raise AssertionError("overdraw accepted")
 
 
 def test_slash_reaches_unbonding_entries() -> None:
@@ -88,7 +84,8 @@ def test_slash_reaches_unbonding_entries() -> None:
     ledger.unbond(KEYS[0], 600, mature_height=10)
     burned = ledger.slash(KEYS[0], 100)
     assert burned == 100  # 10% of 400 bonded + 10% of 600 unbonding
-    assert ledger.stake(KEYS[0]) == 360 and ledger.unbonding_of(KEYS[0]) == 540
+    assert ledger.stake(KEYS[0]) == 360
+    assert ledger.unbonding_of(KEYS[0]) == 540
     ledger.check_invariants()
 
 
