@@ -13,8 +13,8 @@ from consensus.errors import CodecError
 from fl.errors import RejectedError
 from fl.fixed import NORM_MAX, ONE, ROUND_UPDATES_MAX, SAMPLES_MAX
 
-RULES = ("fedavg", "median", "trimmed_mean", "multi_krum", "centered_clip", "krum_clip")
-DEFAULT_RULE = "krum_clip"
+RULES = ("fedavg", "median", "trimmed_mean", "multi_krum", "centered_clip")
+DEFAULT_RULE = "centered_clip"
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +37,8 @@ class Params:
     # Centered clipping: iterations, and the clip radius as permille of the median deviation.
     clip_iterations: int = 3
     clip_radius_permille: int = 1000
+    # ... and updates farther than this (permille of the radius) are dropped; 0 never drops.
+    clip_drop_permille: int = 3000
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +71,7 @@ GOVERNABLE: tuple[ParamSpec, ...] = (
     ParamSpec("krum_keep_permille", 1, 1000),
     ParamSpec("clip_iterations", 1, 10),
     ParamSpec("clip_radius_permille", 1, 100_000),
+    ParamSpec("clip_drop_permille", 0, 1_000_000),
 )
 
 _SPECS = {spec.name: spec for spec in GOVERNABLE}
@@ -93,6 +96,8 @@ def validate(params: Params) -> None:
     """Check every entry and the relations between entries."""
     for spec in GOVERNABLE:
         spec.check(getattr(params, spec.name))
+    if 0 < params.clip_drop_permille < 1000:
+        raise RejectedError("clip_drop_permille must be 0 (never drop) or at least 1000")
     if params.updates_min > params.updates_per_round:
         raise RejectedError("updates_min must not exceed updates_per_round")
 

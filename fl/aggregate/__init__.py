@@ -64,7 +64,10 @@ def aggregate(rule: str, updates: Sequence[ClientUpdate], params: Params) -> Agg
             )
         case "centered_clip":
             delta, scores, flags = centered_clip(
-                matrix, params.clip_iterations, params.clip_radius_permille
+                matrix,
+                params.clip_iterations,
+                params.clip_radius_permille,
+                params.clip_drop_permille,
             )
         case _:
             raise FLInvariantError(f"unknown aggregation rule {rule!r} passed validation")

@@ -2,13 +2,16 @@
 
     v_0 = coordinate median
     repeat L times:  tau = radius_permille/1000 * median_i |u_i - v|
-                     v  += floor_mean_i( (u_i - v) * min(1, tau / |u_i - v|) )
+                     K   = { i : |u_i - v| <= drop_permille/1000 * tau }   (all if drop = 0)
+                     v  += floor_mean_{i in K}( (u_i - v) * min(1, tau / |u_i - v|) )
 
 Norms are exact integer square roots (math.isqrt); the clip factor is applied as
 dev * tau // norm, exact because |dev| * tau <= 2**21 * 2**31 (fl.fixed).  An update that
 lies farther than tau from the centre moves it only by tau / n, whatever its size, which bounds
 what scaled or sign-flipped updates can do; starting at the median keeps the centre inside the
-honest cloud when a minority colludes.  Scores: permille of the update that survived clipping in
+honest cloud when a minority colludes.  Dropping updates far outside the radius (they are
+flagged) removes boosted model-replacement updates, whose direction clipping alone would keep.
+Scores: permille of the update that survived clipping in
 the last iteration; an update clipped to under half its length is flagged.
 """
 
@@ -23,24 +26,35 @@ from fl.fixed import IntArray
 FLAG_BELOW_PERMILLE = 500
 
 
-def centered_clip(matrix: IntArray, iterations: int, radius_permille: int) -> RuleResult:
+def centered_clip(
+    matrix: IntArray, iterations: int, radius_permille: int, drop_permille: int = 0
+) -> RuleResult:
     n = matrix.shape[0]
     centre, _, _ = coordinate_median(matrix)
     kept_permille = [1000] * n
+    dropped = [False] * n
     for _ in range(iterations):
         deviations = matrix - centre
         norms = [math.isqrt(int(x)) for x in np.einsum("ij,ij->i", deviations, deviations)]
         tau = max(1, lower_median(norms) * radius_permille // 1000)
         clipped = deviations.copy()
+        used = []
         for i, norm in enumerate(norms):
             if norm > tau:
                 clipped[i] = np.floor_divide(deviations[i] * tau, norm)
                 kept_permille[i] = tau * 1000 // norm
             else:
                 kept_permille[i] = 1000
-        centre = centre + floor_mean(clipped)
+            # norm * 1000 > drop * tau  <=>  the deviation exceeds drop/1000 radii
+            dropped[i] = drop_permille > 0 and norm * 1000 > drop_permille * tau
+            if not dropped[i]:
+                used.append(i)
+        centre = centre + floor_mean(clipped[used if used else list(range(n))])
     flags = [
-        "" if kept >= FLAG_BELOW_PERMILLE else f"centered_clip: clipped to {kept} permille"
-        for kept in kept_permille
+        "centered_clip: dropped, deviation beyond the drop radius"
+        if drop
+        else ("" if kept >= FLAG_BELOW_PERMILLE else f"centered_clip: clipped to {kept} permille")
+        for kept, drop in zip(kept_permille, dropped, strict=True)
     ]
-    return centre, kept_permille, flags
+    scores = [0 if drop else kept for kept, drop in zip(kept_permille, dropped, strict=True)]
+    return centre, scores, flags

@@ -22,7 +22,7 @@ from fl.client.sdk import build_update, fetch_model
 from fl.client.trainers import Trainer, accuracy, make_trainer
 from fl.client.transport import InProcessTransport
 from fl.genesis import build_app_state
-from fl.params import Params
+from fl.params import Params, with_value
 
 CHAIN_ID = "fedchain-eval"
 
@@ -37,6 +37,8 @@ class EvalConfig:
     attacker_fraction: float = 0.3
     seed: int = 0
     bits: int = 16
+    # Governable parameters to set besides the rule, e.g. (("clip_drop_permille", 3000),).
+    overrides: tuple[tuple[str, int | str], ...] = ()
 
     @property
     def attackers(self) -> int:
@@ -72,6 +74,8 @@ def run(
     attacker = set(rng.permutation(config.clients)[:n_attackers].tolist())
     collusion = attacks.Collusion(config.clients, n_attackers)
     params = replace(Params(), rule=rule, updates_per_round=config.clients, round_deadline_blocks=4)
+    for name, value in config.overrides:
+        params = with_value(params, name, value)
     transport = _transport(trainer, rng, params)
     nonces = [0] * config.clients
     history: list[float] = []
