@@ -1,0 +1,149 @@
+"""A 4-validator fedchain testnet on loopback for the benchmarks, with a round watcher.
+
+Wraps node.localnet.LocalNet (real `fedchain start` processes, real sockets, real SQLite):
+generate the homes, replace the FL genesis with the benchmark's model and parameters, start
+the validators, wait until every one of them answers and has committed a block.
+
+`RoundWatcher` learns when each FL round opens on each validator by polling `/query/round`
+over keep-alive connections at a fixed, modest interval (the polling cost on the nodes is
+part of what is measured, so it is kept small: 4 requests per interval in total).  The instant
+a round is "available on every validator" is the latest of the four first-seen instants; the
+poll interval bounds its error and is written into every report.
+"""
+
+import asyncio
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+from consensus.codec import decode, expect_int, expect_seq
+from node.genesis import read_genesis_file, write_genesis
+from node.localnet import LocalNet
+
+READY_TIMEOUT_S = 120.0
+
+
+class BenchError(Exception):
+    """The benchmark could not run as specified (the message says which step failed)."""
+
+
+@dataclass(slots=True)
+class Testnet:
+    root: Path
+    app_state: bytes
+    validators: int = 4
+    net: LocalNet = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.net = LocalNet(self.root, validators=self.validators, clients=0, app="fl")
+
+    def urls(self) -> list[str]:
+        return [self.net.rpc_url(i) for i in range(self.validators)]
+
+    def start(self) -> None:
+        self.net.generate()
+        for i in range(self.validators):
+            path = self.net.home(i).genesis_file
+            parsed = read_genesis_file(path)
+            genesis = dataclasses.replace(parsed.genesis, app_state=self.app_state)
+            write_genesis(path, genesis, parsed.app)
+        self.net.start_all()
+
+    def stop(self) -> None:
+        self.net.stop_all()
+
+    def pids(self) -> list[int]:
+        return [self.net.procs[i].pid for i in range(self.validators)]
+
+    def peak_rss_bytes(self) -> list[int]:
+        """VmHWM (peak resident set) of each validator process, from /proc."""
+        return [_vm_hwm_bytes(pid) for pid in self.pids()]
+
+    def logs(self) -> list[Path]:
+        return [self.net.log_file(i) for i in range(self.validators)]
+
+    async def wait_ready(self, session: aiohttp.ClientSession) -> None:
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        pending = set(self.urls())
+        while pending:
+            for i in range(self.validators):
+                if not self.net.running(i):
+                    raise BenchError(f"validator {i} exited; see {self.net.log_file(i)}")
+            for url in sorted(pending):
+                try:
+                    async with session.get(url + "/status") as resp:
+                        if resp.status == 200 and int((await resp.json())["height"]) >= 1:
+                            pending.discard(url)
+                except (aiohttp.ClientError, OSError, KeyError, ValueError):
+                    pass
+            if time.monotonic() > deadline:
+                raise BenchError(f"validators not ready after {READY_TIMEOUT_S} s: {pending}")
+            await asyncio.sleep(0.2)
+
+
+def _vm_hwm_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise BenchError(f"no VmHWM for pid {pid}")
+
+
+async def query_round(session: aiohttp.ClientSession, url: str) -> int:
+    async with session.get(url + "/query/round") as resp:
+        body = await resp.read()
+        if resp.status != 200:
+            raise BenchError(f"{url}/query/round: HTTP {resp.status}: {body[:200]!r}")
+    info = expect_seq(decode(body), "round", 64)
+    return expect_int(info[0], "round", 0)
+
+
+@dataclass(slots=True)
+class RoundWatcher:
+    """First instant (time.perf_counter) each round was seen open on each validator."""
+
+    session: aiohttp.ClientSession
+    urls: list[str]
+    poll_interval_s: float = 0.02
+    seen: list[dict[int, float]] = field(init=False)
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.seen = [{} for _ in self.urls]
+
+    async def run(self) -> None:
+        await asyncio.gather(*(self._poll(i) for i in range(len(self.urls))))
+
+    async def _poll(self, i: int) -> None:
+        url, known = self.urls[i], self.seen[i]
+        while True:
+            rnd = await query_round(self.session, url)
+            now = time.perf_counter()
+            for r in range(rnd + 1):
+                if r not in known:
+                    known[r] = now
+                    self._changed.set()
+            await asyncio.sleep(self.poll_interval_s)
+
+    def everywhere_at(self, round_number: int) -> float | None:
+        stamps = [known.get(round_number) for known in self.seen]
+        if any(s is None for s in stamps):
+            return None
+        return max(s for s in stamps if s is not None)
+
+    async def wait_everywhere(self, round_number: int, timeout_s: float) -> float:
+        deadline = time.perf_counter() + timeout_s
+        while True:
+            at = self.everywhere_at(round_number)
+            if at is not None:
+                return at
+            self._changed.clear()
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                raise BenchError(f"round {round_number} not open on every validator in time")
+            try:
+                await asyncio.wait_for(self._changed.wait(), remaining)
+            except TimeoutError:
+                continue
