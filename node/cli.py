@@ -19,6 +19,7 @@ COMMANDS: dict[str, str] = {
     "keys": "keys",
     "client": "client",
     "demo": "demo",
+    "eval": "eval",
 }
 
 
