@@ -54,6 +54,28 @@ def client_key(client: int) -> PrivateKey:
     return PrivateKey.from_label(f"fedchain-bench-client-{client}")
 
 
+def signed_update(
+    prepared: Prepared,
+    key: PrivateKey,
+    chain_id: str,
+    client: int,
+    model: RemoteModel,
+    params: Params,
+) -> bytes:
+    """What client `client` submits for the model's open round (its nonce is the round number)."""
+    trained = prepared.local_train(client, model.round, model.weights)
+    return build_update(
+        key,
+        chain_id,
+        model.round,  # one update per round from nonce 0: the nonce is the round number
+        model,
+        trained - model.weights,
+        prepared.samples(client),
+        params,
+        rng=rng(prepared.workload, client, model.round, STREAM_QUANTIZE),
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class Answers:
     """A read-only Transport over answers already fetched, so the SDK's parser does the work."""
@@ -191,17 +213,7 @@ class FedchainRun:
         model = await fetch(session, url, chain_id)
         if model.round != round_number:
             raise BenchError(f"client {client}: round {model.round} open, expected {round_number}")
-        trained = self.prepared.local_train(client, round_number, model.weights)
-        tx = build_update(
-            key,
-            chain_id,
-            round_number,  # one update per round from nonce 0: the nonce is the round number
-            model,
-            trained - model.weights,
-            self.prepared.samples(client),
-            params,
-            rng=rng(self.prepared.workload, client, round_number, STREAM_QUANTIZE),
-        )
+        tx = signed_update(self.prepared, key, chain_id, client, model, params)
         async with session.post(
             url + "/txs", data=tx, headers={"Content-Type": "application/octet-stream"}
         ) as resp:

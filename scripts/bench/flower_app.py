@@ -12,8 +12,6 @@ times, the same definition the fedchain side uses (new model visible -> next mod
 
 import json
 import time
-from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
@@ -21,6 +19,7 @@ from flwr.clientapp import ClientApp
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import FedAvg
 
+from bench.stats import Recorder
 from bench.workload import Prepared, Workload, prepare
 
 _CACHE: dict[str, Prepared] = {}
@@ -54,25 +53,6 @@ def client_app() -> ClientApp:
     app = ClientApp()
     app.train()(train)
     return app
-
-
-@dataclass(slots=True)
-class Recorder:
-    """What the server saw: when each global model appeared, and its test accuracy."""
-
-    model_at_s: list[float] = field(default_factory=list)
-    eval_done_s: list[float] = field(default_factory=list)
-    accuracy: list[float] = field(default_factory=list)
-
-    def round_times_s(self) -> list[float]:
-        # round r = from the end of evaluating model r-1 to the appearance of model r
-        return [b - a for a, b in zip(self.eval_done_s, self.model_at_s[1:], strict=False)]
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "round_times_s": self.round_times_s(),
-            "accuracy_by_round": self.accuracy,
-        }
 
 
 def server_app(prepared: Prepared, recorder: Recorder) -> ServerApp:

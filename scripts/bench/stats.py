@@ -8,7 +8,8 @@ import itertools
 import math
 import statistics
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,3 +58,22 @@ def summarize(samples: Sequence[float]) -> Summary:
 def gaps(stamps: Sequence[float]) -> list[float]:
     """Round times from the instants each new model became available (first one = start)."""
     return [b - a for a, b in itertools.pairwise(stamps)]
+
+
+@dataclass(slots=True)
+class Recorder:
+    """What the server saw: when each global model appeared, and its test accuracy."""
+
+    model_at_s: list[float] = field(default_factory=list)
+    eval_done_s: list[float] = field(default_factory=list)
+    accuracy: list[float] = field(default_factory=list)
+
+    def round_times_s(self) -> list[float]:
+        # round r = from the end of evaluating model r-1 to the appearance of model r
+        return [b - a for a, b in zip(self.eval_done_s, self.model_at_s[1:], strict=False)]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "round_times_s": self.round_times_s(),
+            "accuracy_by_round": self.accuracy,
+        }
