@@ -5,7 +5,8 @@
 `params` may list only the entries it overrides.  Supply is whatever genesis allocates.  Every
 validator of the consensus genesis becomes an admitted validator; if the section does not bond
 stake for it, it is given power * power_unit bonded (created at genesis), so a chain started
-without an economics section still has stake behind every validator.
+without an economics section still has stake behind every validator.  Such a chain also runs
+open client admission (client_stake_min = 0, `OPEN_GENESIS`): nobody holds stake to bond there.
 """
 
 from collections.abc import Sequence
@@ -45,6 +46,10 @@ class EconGenesis:
             list(self.validators),
             encode_params(self.params),
         ]
+
+
+# The genesis a chain gets when its app_state has no economics section.
+OPEN_GENESIS = EconGenesis(params=EconParams(client_stake_min=0))
 
 
 def parse_section(value: Value) -> EconGenesis:

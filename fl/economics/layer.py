@@ -10,7 +10,8 @@ Per block H the app calls, in order:
 `sections()` are the two app-hash sections; `encode()`/`decode()` carry the layer in snapshots.
 """
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from consensus.app import BlockInfo, Event, GenesisValidator
@@ -18,13 +19,14 @@ from consensus.codec import Value, expect_list
 from consensus.crypto import PUBLIC_KEY_BYTES
 from fl.economics import clients, fees, validators
 from fl.economics import txs as econ_txs
-from fl.economics.genesis import SECTION, EconGenesis, initial_state, parse_section
+from fl.economics.genesis import OPEN_GENESIS, SECTION, initial_state, parse_section
 from fl.economics.params import encode_params
 from fl.economics.state import EconState
 from fl.errors import RejectedError
 from fl.governance import engine as gov_engine
 from fl.governance.state import GovState
 from fl.params import Params
+from fl.txs import SignedTx
 
 KINDS = (*econ_txs.KINDS, *gov_engine.KINDS)
 
@@ -43,7 +45,7 @@ class Incentives:
         consensus_validators: Sequence[GenesisValidator],
         height: int,
     ) -> "Incentives":
-        genesis = EconGenesis()
+        genesis = OPEN_GENESIS
         for name, value in other_sections:
             if name == SECTION:
                 genesis = parse_section(value)
@@ -72,14 +74,22 @@ class Incentives:
     def check_submit(self, client: bytes, fl_round: int) -> None:
         clients.check_can_submit(self.econ, client, fl_round)
 
-    def check_fee(self, sender: bytes, tx_bytes: int) -> int:
-        return fees.check_fee(self.econ, sender, tx_bytes)
+    @contextmanager
+    def fee(self, tx: SignedTx, apply: bool) -> Iterator[None]:
+        """Charge the per-byte fee around a transaction's execution; refund it if it fails.
 
-    def charge_fee(self, sender: bytes, fee: int) -> None:
-        self.econ.ledger.charge_fee(sender, fee)
-
-    def refund_fee(self, sender: bytes, fee: int) -> None:
-        fees.refund_fee(self.econ, sender, fee)
+        With `fee_per_byte` = 0 (the default) this costs nothing, not even the size computation.
+        """
+        per_byte = self.econ.params.fee_per_byte
+        amount = fees.check_fee(self.econ, tx.sender, len(tx.to_wire())) if per_byte else 0
+        if apply and amount:
+            self.econ.ledger.charge_fee(tx.sender, amount)
+        try:
+            yield
+        except RejectedError:
+            if apply and amount:
+                fees.refund_fee(self.econ, tx.sender, amount)
+            raise
 
     # -- blocks ---------------------------------------------------------------------------------
 
@@ -87,12 +97,10 @@ class Incentives:
         return validators.begin_block(self.econ, block)
 
     def settle_round(
-        self,
-        fl_round: int,
-        accepted: Sequence[tuple[bytes, int]],
-        flagged: Sequence[tuple[bytes, str]],
+        self, fl_round: int, verdicts: Sequence[tuple[bytes, int, str]]
     ) -> list[Event]:
-        return clients.settle_round(self.econ, fl_round, accepted, flagged)
+        """Settle a closed round from (client, score permille, flag or "") per update."""
+        return clients.settle_round(self.econ, fl_round, verdicts)
 
     def end_block(
         self, fl_params: Params, height: int

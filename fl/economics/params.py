@@ -31,7 +31,9 @@ class EconParams:
     reputation_initial: int = 500
     reputation_gain: int = 20
     reputation_penalty: int = 100
-    client_slash_permille: int = 100  # of bonded stake, per flagged update
+    # An update scoring below this permille of the round's median score is malicious (slashed).
+    malicious_below_median_permille: int = 500
+    client_slash_permille: int = 100  # of bonded stake, per malicious update
     jail_strikes: int = 2  # flagged updates (net of accepted ones) that jail a client
     client_jail_rounds: int = 3
     # -- validator incentives -------------------------------------------------------------------
@@ -63,6 +65,7 @@ GOVERNABLE: tuple[ParamSpec, ...] = (
     ParamSpec("reputation_initial", 0, 1000),
     ParamSpec("reputation_gain", 0, 1000),
     ParamSpec("reputation_penalty", 0, 1000),
+    ParamSpec("malicious_below_median_permille", 0, 1000),
     ParamSpec("client_slash_permille", 0, 1000),
     ParamSpec("jail_strikes", 1, 1000),
     ParamSpec("client_jail_rounds", 0, 1_000_000),
