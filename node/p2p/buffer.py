@@ -18,7 +18,7 @@ Parser = Callable[[bytearray], tuple[T, int] | None]
 
 
 class ReadBuffer:
-    __slots__ = ("_buf", "_eof", "_exc", "_on_consume", "_waiter")
+    __slots__ = ("_buf", "_credited", "_eof", "_exc", "_on_consume", "_waiter")
 
     def __init__(self, on_consume: Callable[[int], None] | None = None) -> None:
         self._buf = bytearray()
@@ -26,6 +26,8 @@ class ReadBuffer:
         self._exc: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._on_consume = on_consume
+        # Bytes still in the buffer that were already reported as consumed (see read_exact).
+        self._credited = 0
 
     def __len__(self) -> int:
         return len(self._buf)
@@ -51,6 +53,7 @@ class ReadBuffer:
         """Hand the buffered bytes to a new consumer (when switching to push mode)."""
         data = bytes(self._buf)
         self._buf.clear()
+        self._credited = 0
         return data
 
     def _wake(self) -> None:
@@ -71,26 +74,35 @@ class ReadBuffer:
             self._waiter = None
 
     def _consumed(self, n: int) -> None:
+        credited = self._credited
+        if credited:
+            if n <= credited:
+                self._credited = credited - n
+                return
+            n -= credited
+            self._credited = 0
         if self._on_consume is not None and n:
             self._on_consume(n)
 
+    def _credit_buffered(self) -> None:
+        """Report buffered bytes as consumed ahead of time, so a reader waiting for a message
+        larger than the flow-control window keeps the sender going."""
+        extra = len(self._buf) - self._credited
+        if extra > 0:
+            self._credited += extra
+            if self._on_consume is not None:
+                self._on_consume(extra)
+
     async def read_exact(self, n: int) -> bytes:
         buf = self._buf
-        if len(buf) >= n:
-            data = bytes(buf[:n])
-            del buf[:n]
-            self._consumed(n)
-            return data
-        out = bytearray()
-        while True:
-            take = min(n - len(out), len(buf))
-            if take:
-                out += buf[:take]
-                del buf[:take]
-                self._consumed(take)
-            if len(out) == n:
-                return bytes(out)
+        while len(buf) < n:
+            self._credit_buffered()
             await self._wait()
+        with memoryview(buf) as view, view[:n] as head:
+            data = bytes(head)
+        del buf[:n]
+        self._consumed(n)
+        return data
 
     async def read_some(self, n_max: int) -> bytes:
         """Up to n_max bytes; b"" at a clean end of stream."""
@@ -100,7 +112,8 @@ class ReadBuffer:
             if self._eof:
                 return b""
             await self._wait()
-        data = bytes(self._buf[:n_max])
+        with memoryview(self._buf) as view, view[:n_max] as head:
+            data = bytes(head)
         del self._buf[: len(data)]
         self._consumed(len(data))
         return data

@@ -23,7 +23,14 @@ def field_varint(number: int, value: int) -> bytes:
 
 
 def field_bytes(number: int, value: bytes) -> bytes:
-    return encode_uvarint(number << 3 | WIRE_LEN) + encode_uvarint(len(value)) + value
+    if len(value) < 4096:
+        return encode_uvarint(number << 3 | WIRE_LEN) + encode_uvarint(len(value)) + value
+    return b"".join((encode_uvarint(number << 3 | WIRE_LEN), encode_uvarint(len(value)), value))
+
+
+def field_header(number: int, length: int) -> bytes:
+    """Key and length of a length-delimited field whose body the caller appends."""
+    return encode_uvarint(number << 3 | WIRE_LEN) + encode_uvarint(length)
 
 
 def field_str(number: int, value: str) -> bytes:

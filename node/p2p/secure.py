@@ -59,16 +59,20 @@ class SecureChannel:
     def _on_raw(self, data: bytes) -> None:
         if self.closed:
             return
-        buf = self._rbuf
-        buf += data
-        end = len(buf)
+        rbuf = self._rbuf
+        # Decrypt straight out of the received chunk unless a partial frame is pending.
+        src: bytes | bytearray = data
+        if rbuf:
+            rbuf += data
+            src = rbuf
+        end = len(src)
         pos = 0
         plaintexts: list[bytes] = []
         decrypt = self._recv.decrypt
         try:
-            with memoryview(buf) as view:
+            with memoryview(src) as view:
                 while end - pos >= 2:
-                    length = (buf[pos] << 8) | buf[pos + 1]
+                    length = (src[pos] << 8) | src[pos + 1]
                     if end - pos - 2 < length:
                         break
                     with view[pos + 2 : pos + 2 + length] as ciphertext:
@@ -77,13 +81,14 @@ class SecureChannel:
         except RemoteError as exc:
             # A frame that fails authentication poisons the channel: close the connection.
             self.error = exc
-            pos = 0
+            rbuf.clear()
             self.inbox.fail(exc)
             self.close()
             return
-        finally:
-            if pos:
-                del buf[:pos]
+        if src is rbuf:
+            del rbuf[:pos]
+        elif pos < end:
+            rbuf += data[pos:]
         self.bytes_received += pos
         sink = self._sink
         for plain in plaintexts:

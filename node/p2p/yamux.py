@@ -39,7 +39,7 @@ class Frame:
     flags: int
     stream_id: int
     length: int
-    data: bytes = b""
+    data: bytes | memoryview = b""
 
 
 def encode_header(frame_type: int, flags: int, stream_id: int, length: int) -> bytes:
@@ -68,27 +68,39 @@ class FrameParser:
     def buffered_bytes(self) -> int:
         return len(self._buf)
 
-    def feed(self, data: bytes | memoryview) -> list[Frame]:
+    def feed(self, data: bytes) -> list[Frame]:
+        """Frames completed by `data`.  Payloads parsed straight from `data` are memoryviews
+        of it (no copy; `data` is immutable); only a frame split across calls is copied."""
         buf = self._buf
-        buf += data
+        src: bytes | bytearray = data
+        if buf:
+            buf += data
+            src = buf
         frames: list[Frame] = []
         pos = 0
-        end = len(buf)
+        end = len(src)
+        view = memoryview(src) if src is data else None
         while end - pos >= HEADER_BYTES:
-            frame_type, flags, stream_id, length = decode_header(buf, pos)
+            frame_type, flags, stream_id, length = decode_header(src, pos)
             if frame_type == TYPE_DATA:
                 if length > self.data_bytes_max:
                     raise LimitError(f"yamux data frame of {length} bytes")
                 if end - pos - HEADER_BYTES < length:
                     break
                 start = pos + HEADER_BYTES
-                frames.append(
-                    Frame(frame_type, flags, stream_id, length, bytes(buf[start : start + length]))
+                payload: bytes | memoryview = (
+                    view[start : start + length]
+                    if view is not None
+                    else bytes(src[start : start + length])
                 )
+                frames.append(Frame(frame_type, flags, stream_id, length, payload))
                 pos = start + length
             else:
                 frames.append(Frame(frame_type, flags, stream_id, length))
                 pos += HEADER_BYTES
-        if pos:
-            del buf[:pos]
+        if src is buf:
+            if pos:
+                del buf[:pos]
+        elif pos < end:
+            buf += data[pos:]
         return frames

@@ -1,0 +1,121 @@
+"""gossipsub parameters: mesh degrees, timings, limits, peer-score weights and thresholds.
+
+Defaults follow the gossipsub v1.1 spec and go-libp2p-pubsub, except where noted.
+"""
+
+from dataclasses import dataclass, field
+
+from node.p2p.errors import InvariantError
+from node.p2p.gossipsub.rpc import RpcLimits
+
+
+@dataclass(frozen=True, slots=True)
+class TopicScoreParams:
+    topic_weight: float = 1.0
+    # P1: time in mesh
+    time_in_mesh_weight: float = 0.01
+    time_in_mesh_quantum_ms: int = 1000
+    time_in_mesh_cap: float = 3600.0
+    # P2: first message deliveries
+    first_message_deliveries_weight: float = 1.0
+    first_message_deliveries_decay: float = 0.5
+    first_message_deliveries_cap: float = 100.0
+    # P3: mesh message delivery rate (weight <= 0; 0 disables, as on topics with bursty load)
+    mesh_message_deliveries_weight: float = 0.0
+    mesh_message_deliveries_decay: float = 0.5
+    mesh_message_deliveries_cap: float = 100.0
+    mesh_message_deliveries_threshold: float = 1.0
+    mesh_message_deliveries_window_ms: int = 10
+    mesh_message_deliveries_activation_ms: int = 5000
+    # P3b: mesh failure penalty
+    mesh_failure_penalty_weight: float = 0.0
+    mesh_failure_penalty_decay: float = 0.5
+    # P4: invalid messages
+    invalid_message_deliveries_weight: float = -100.0
+    invalid_message_deliveries_decay: float = 0.3
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreParams:
+    default_topic: TopicScoreParams = field(default_factory=TopicScoreParams)
+    topic_score_cap: float = 100.0
+    app_specific_weight: float = 1.0
+    # P6: many peers behind one IP.  Loopback is exempt so local testnets are not penalised.
+    ip_colocation_factor_weight: float = -10.0
+    ip_colocation_factor_threshold: int = 10
+    ip_colocation_whitelist: tuple[str, ...] = ("127.0.0.1", "::1")
+    # P7: misbehaviour (broken IWANT promises, GRAFT in backoff, flooding)
+    behaviour_penalty_weight: float = -10.0
+    behaviour_penalty_threshold: float = 0.0
+    behaviour_penalty_decay: float = 0.9
+    decay_interval_ms: int = 1000
+    decay_to_zero: float = 0.01
+    retain_score_ms: int = 60_000
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    gossip_threshold: float = -100.0
+    publish_threshold: float = -200.0
+    graylist_threshold: float = -400.0
+    accept_px_threshold: float = 100.0
+    opportunistic_graft_threshold: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class GossipsubConfig:
+    d: int = 6
+    d_lo: int = 4
+    d_hi: int = 12
+    d_score: int = 4
+    d_lazy: int = 6
+    gossip_factor_percent: int = 25
+    heartbeat_interval_ms: int = 1000
+    fanout_ttl_ms: int = 60_000
+    mcache_len: int = 5
+    mcache_gossip: int = 3
+    seen_ttl_ms: int = 120_000
+    seen_entries_max: int = 1_000_000
+    prune_backoff_ms: int = 60_000
+    unsubscribe_backoff_ms: int = 10_000
+    graft_flood_threshold_ms: int = 10_000
+    opportunistic_graft_ticks: int = 60
+    opportunistic_graft_peers: int = 2
+    max_ihave_length: int = 5000
+    max_ihave_messages: int = 10
+    iwant_followup_ms: int = 3000
+    gossip_retransmission: int = 3
+    flood_publish: bool = True
+    # v1.2: announce IDONTWANT for messages at least this large.
+    idontwant_message_bytes_min: int = 1024
+    idontwant_entries_max: int = 10_000
+    # Limits on what one peer may send us.
+    rpc_bytes_max: int = 16 * 1024 * 1024 + 4096
+    rpc_limits: RpcLimits = field(default_factory=RpcLimits)
+    # Inbound rate budget per peer (token bucket, refilled continuously); excess is dropped
+    # and each RPC over budget is a behaviour penalty.
+    peer_messages_per_s_max: int = 50_000
+    peer_messages_burst: int = 20_000
+    # Outbound queue per peer (bytes); RPCs beyond it are dropped and counted.
+    peer_queue_bytes_max: int = 64 * 1024 * 1024
+    # Messages of this size or more travel on a separate bulk-class stream to peers that run
+    # this stack, so small (consensus) messages never queue behind them.
+    bulk_message_bytes_min: int = 64 * 1024
+    graylist_ban_ms: int = 60_000
+    score: ScoreParams = field(default_factory=ScoreParams)
+    thresholds: Thresholds = field(default_factory=Thresholds)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.d_lo <= self.d <= self.d_hi:
+            raise InvariantError("GossipsubConfig: need 0 < d_lo <= d <= d_hi")
+        if not 0 <= self.d_score <= self.d:
+            raise InvariantError("GossipsubConfig.d_score must be within 0..d")
+        if self.mcache_gossip > self.mcache_len:
+            raise InvariantError("GossipsubConfig.mcache_gossip exceeds mcache_len")
+        t = self.thresholds
+        if not (t.graylist_threshold <= t.publish_threshold <= t.gossip_threshold <= 0):
+            raise InvariantError(
+                "GossipsubConfig.thresholds: need graylist <= publish <= gossip <= 0"
+            )
+        if self.heartbeat_interval_ms <= 0:
+            raise InvariantError("GossipsubConfig.heartbeat_interval_ms must be positive")

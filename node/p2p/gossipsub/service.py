@@ -1,0 +1,499 @@
+"""The asyncio shell around the gossipsub Router: streams, queues, validators, the heartbeat.
+
+Theory of operation.  For every connected peer we open one outbound stream, negotiating
+/meshsub/1.2.0 then /meshsub/1.1.0, and read RPCs from every inbound stream the peer opens;
+each RPC is decoded under `rpc_bytes_max` and `RpcLimits` and handed to the router with the
+current time.  After every router call `_drain()` applies the effects: RPC fragments are packed
+into length-prefixed frames on the peer's `PeerSender` (a byte-bounded queue; overflow is
+dropped and counted), messages awaiting validation go to the topic's validator (sync validators
+run inline, async ones as host tasks with a concurrency bound), accepted messages are delivered
+to the local subscription, and graylisted peers are banned by the host.
+
+Large messages (>= bulk_message_bytes_min) to peers that run this stack travel on a second
+stream (/fedchain/meshsub-bulk/1.0.0) of the bulk priority class, so small messages such as
+votes are never queued behind them, neither in our queue nor in the connection's send queue.
+"""
+
+import asyncio
+import inspect
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from node.p2p.errors import P2PError, PeerUnavailable, RemoteError, StreamClosed
+from node.p2p.gossipsub.config import GossipsubConfig
+from node.p2p.gossipsub.router import (
+    MESHSUB_V11,
+    MESHSUB_V12,
+    STRICT_NO_SIGN,
+    STRICT_SIGN,
+    MessageIdFn,
+    Received,
+    Router,
+    TopicPolicy,
+    Validation,
+)
+from node.p2p.gossipsub.rpc import PubMessage, Rpc
+from node.p2p.host import Host
+from node.p2p.peer_id import PeerId
+from node.p2p.session import Stream
+from node.p2p.varint import encode_uvarint
+
+log = logging.getLogger(__name__)
+
+BULK_PROTOCOL = "/fedchain/meshsub-bulk/1.0.0"
+OUR_AGENT_PREFIX = "fedchain/"
+Validator = Callable[[PeerId, PubMessage], Validation | Awaitable[Validation]]
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """A validated message delivered to a local subscriber."""
+
+    topic: str
+    data: bytes
+    msg_id: bytes
+    source: PeerId  # the peer that forwarded it to us
+    author: bytes  # `from` of StrictSign messages, b"" for StrictNoSign
+
+
+class Subscription:
+    """Validated messages of one topic, in arrival order, in a bounded queue."""
+
+    def __init__(self, topic: str, queue_max: int, on_drop: Callable[[], None]) -> None:
+        self.topic = topic
+        self._queue: deque[Message] = deque()
+        self._queue_max = queue_max
+        self._on_drop = on_drop
+        self._waiter: asyncio.Future[None] | None = None
+
+    def _put(self, message: Message) -> None:
+        if len(self._queue) >= self._queue_max:
+            self._queue.popleft()
+            self._on_drop()
+        self._queue.append(message)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def get_nowait(self) -> Message | None:
+        return self._queue.popleft() if self._queue else None
+
+    async def get(self) -> Message:
+        while not self._queue:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._queue.popleft()
+
+
+class _Lane:
+    """One outbound stream with its byte-bounded frame queue and writer task."""
+
+    def __init__(self) -> None:
+        self.stream: Stream | None = None
+        self.frames: deque[bytes] = deque()
+        self.queued_bytes = 0
+        self.wakeup = asyncio.Event()
+        self.ready = asyncio.Event()
+        self.failed = False
+
+
+class PeerSender:
+    def __init__(self, service: "GossipSub", peer: PeerId) -> None:
+        self.service = service
+        self.peer = peer
+        self.main = _Lane()
+        self.bulk: _Lane | None = None
+        self.closed = False
+        self.room = asyncio.Event()
+        self.room.set()
+
+    @property
+    def queued_bytes(self) -> int:
+        return self.main.queued_bytes + (self.bulk.queued_bytes if self.bulk else 0)
+
+    def enqueue(self, fragments: list[bytes], bulk: list[bytes]) -> None:
+        if self.closed:
+            return
+        if bulk:
+            lane = self._bulk_lane()
+            if lane is None:
+                fragments = fragments + bulk
+            else:
+                self._push(lane, bulk)
+        if fragments:
+            self._push(self.main, fragments)
+
+    def _bulk_lane(self) -> "_Lane | None":
+        if self.bulk is not None:
+            return None if self.bulk.failed else self.bulk
+        conn = self.service.host.connection(self.peer)
+        if conn is None or not conn.agent_version.startswith(OUR_AGENT_PREFIX):
+            return None
+        self.bulk = _Lane()
+        self.service.host.spawn(self._open_bulk(self.bulk), "gossip-bulk-open")
+        self.service.host.spawn(self._write_loop(self.bulk), "gossip-bulk-writer")
+        return self.bulk
+
+    async def _open_bulk(self, lane: _Lane) -> None:
+        try:
+            lane.stream = await self.service.host.new_stream(self.peer, [BULK_PROTOCOL], False)
+        except P2PError:
+            # Peer without a bulk lane: move what was queued to the main stream.
+            lane.failed = True
+            frames = list(lane.frames)
+            lane.frames.clear()
+            lane.queued_bytes = 0
+            for frame in frames:
+                self._push_frame(self.main, frame)
+        lane.ready.set()
+
+    def _push(self, lane: _Lane, fragments: list[bytes]) -> None:
+        limit = self.service.config.rpc_bytes_max
+        batch: list[bytes] = []
+        size = 0
+        for fragment in fragments:
+            if batch and size + len(fragment) > limit:
+                self._push_frame(lane, b"".join(batch))
+                batch, size = [], 0
+            batch.append(fragment)
+            size += len(fragment)
+        if batch:
+            self._push_frame(lane, batch[0] if len(batch) == 1 else b"".join(batch))
+
+    def _push_frame(self, lane: _Lane, body: bytes) -> None:
+        frame = encode_uvarint(len(body)) + body
+        if self.queued_bytes + len(frame) > self.service.config.peer_queue_bytes_max:
+            self.service.counters.drop(
+                "gossip_send_queue_full", "peer_queue_bytes_max", peer=self.peer.short()
+            )
+            return
+        lane.frames.append(frame)
+        lane.queued_bytes += len(frame)
+        if self.queued_bytes * 2 >= self.service.config.peer_queue_bytes_max:
+            self.room.clear()
+        lane.wakeup.set()
+
+    async def _write_loop(self, lane: _Lane) -> None:
+        await lane.ready.wait()
+        while not self.closed and not lane.failed:
+            while not lane.frames:
+                lane.wakeup.clear()
+                await lane.wakeup.wait()
+                if self.closed:
+                    return
+            stream = lane.stream
+            if stream is None:
+                return
+            # Write everything queued in one call: many small RPCs share frames and syscalls.
+            parts: list[bytes] = []
+            size = 0
+            while lane.frames and size < 4 * 1024 * 1024:
+                frame = lane.frames.popleft()
+                parts.append(frame)
+                size += len(frame)
+            try:
+                await stream.write(parts[0] if len(parts) == 1 else b"".join(parts))
+            except StreamClosed:
+                self.service.counters.drop(
+                    "gossip_send_stream_closed", "stream closed", len(parts), self.peer.short()
+                )
+                lane.frames.clear()
+                lane.queued_bytes = 0
+                self.room.set()
+                return
+            lane.queued_bytes -= size
+            if self.queued_bytes * 2 < self.service.config.peer_queue_bytes_max:
+                self.room.set()
+
+    def close(self) -> None:
+        self.closed = True
+        self.room.set()
+        for lane in (self.main, self.bulk):
+            if lane is not None:
+                lane.wakeup.set()
+                lane.ready.set()
+                if lane.stream is not None:
+                    lane.stream.close_write()
+
+
+class GossipSub:
+    """Publish/subscribe over a Host.  Call `start()` once the host is running."""
+
+    def __init__(
+        self,
+        host: Host,
+        config: GossipsubConfig | None = None,
+        rng: random.Random | None = None,
+        v12: bool = True,
+        validation_concurrency_max: int = 1024,
+        subscription_queue_max: int = 100_000,
+    ) -> None:
+        self.host = host
+        self.config = config or GossipsubConfig()
+        self.counters = host.counters
+        self.protocols = [MESHSUB_V12, MESHSUB_V11] if v12 else [MESHSUB_V11]
+        self.router = Router(
+            host.peer_id,
+            host.identity.sign,
+            self.config,
+            rng or random.Random(),
+            host.counters,
+            seqno_start=time.time_ns(),
+        )
+        self._senders: dict[PeerId, PeerSender] = {}
+        self._subscriptions: dict[str, Subscription] = {}
+        self._validators: dict[str, Validator] = {}
+        self._handlers: dict[str, Callable[[Message], None]] = {}
+        self._validating = 0
+        self._validation_concurrency_max = validation_concurrency_max
+        self._subscription_queue_max = subscription_queue_max
+        self._loop = asyncio.get_running_loop()
+        self._started = False
+
+    def _now_ms(self) -> int:
+        return int(self._loop.time() * 1000)
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        for protocol in self.protocols:
+            self.host.set_stream_handler(protocol, self._read_loop)
+        self.host.set_stream_handler(BULK_PROTOCOL, self._read_loop, high=False)
+        self.host.on_peer_connected(self._peer_connected)
+        self.host.on_peer_disconnected(self._peer_disconnected)
+        for peer in self.host.connected_peers():
+            self._peer_connected(peer)
+        self.host.spawn(self._heartbeat_loop(), "gossip-heartbeat")
+
+    async def _heartbeat_loop(self) -> None:
+        interval_s = self.config.heartbeat_interval_ms / 1000
+        while True:
+            await asyncio.sleep(interval_s)
+            self.router.heartbeat(self._now_ms())
+            self._drain()
+
+    # -- public API ---------------------------------------------------------------------------
+    def subscribe(
+        self,
+        topic: str,
+        validator: Validator | None = None,
+        *,
+        strict_sign: bool = True,
+        message_id: MessageIdFn | None = None,
+        on_message: Callable[[Message], None] | None = None,
+        policy: TopicPolicy | None = None,
+    ) -> Subscription:
+        """Join `topic`.  The validator answers ACCEPT, REJECT (penalises the sender) or IGNORE.
+
+        StrictSign (default) is the libp2p default and what py-libp2p speaks; chain topics use
+        `strict_sign=False` with a content-derived `message_id` (default sha256(data)[:20]).
+        With `on_message` messages go to the callback instead of the Subscription queue.
+        """
+        if policy is None:
+            base = STRICT_SIGN if strict_sign else STRICT_NO_SIGN
+            policy = TopicPolicy(base.strict_sign, message_id or base.message_id)
+        if validator is not None:
+            self._validators[topic] = validator
+        if on_message is not None:
+            self._handlers[topic] = on_message
+        subscription = self._subscriptions.get(topic)
+        if subscription is None:
+            subscription = Subscription(
+                topic,
+                self._subscription_queue_max,
+                lambda: self.counters.drop("gossip_delivery_queue_full", topic),
+            )
+            self._subscriptions[topic] = subscription
+        self.router.subscribe(topic, policy, self._now_ms())
+        self._drain()
+        return subscription
+
+    def unsubscribe(self, topic: str) -> None:
+        self.router.unsubscribe(topic, self._now_ms())
+        self._subscriptions.pop(topic, None)
+        self._validators.pop(topic, None)
+        self._handlers.pop(topic, None)
+        self._drain()
+
+    def set_topic_policy(self, topic: str, policy: TopicPolicy) -> None:
+        """Signature policy and message id for publishing to a topic we do not subscribe to."""
+        self.router.set_publish_policy(topic, policy)
+
+    async def publish(self, topic: str, data: bytes) -> bytes | None:
+        """Publish; waits while any peer's send queue is over half full (local backpressure).
+
+        Returns the message id, or None if the same id was published or seen before.
+        """
+        if len(data) > self.config.rpc_bytes_max - 1024:
+            raise P2PError(f"message of {len(data)} bytes over rpc_bytes_max")
+        for sender in list(self._senders.values()):
+            if not sender.room.is_set():
+                await sender.room.wait()
+        msg_id = self.router.publish(topic, data, self._now_ms())
+        self._drain()
+        return msg_id
+
+    def publish_nowait(self, topic: str, data: bytes) -> bytes | None:
+        """Publish without backpressure (messages over a full peer queue are dropped, counted)."""
+        if len(data) > self.config.rpc_bytes_max - 1024:
+            raise P2PError(f"message of {len(data)} bytes over rpc_bytes_max")
+        msg_id = self.router.publish(topic, data, self._now_ms())
+        self._drain()
+        return msg_id
+
+    def mesh_peers(self, topic: str) -> list[PeerId]:
+        return sorted(self.router.mesh.get(topic, {}))
+
+    def topic_peers(self, topic: str) -> list[PeerId]:
+        return sorted(p for p, st in self.router.peers.items() if topic in st.topics)
+
+    def score(self, peer: PeerId) -> float:
+        return self.router.peer_score(peer, self._now_ms())
+
+    def queued_bytes(self) -> int:
+        return sum(s.queued_bytes for s in self._senders.values())
+
+    # -- peers --------------------------------------------------------------------------------
+    def _peer_connected(self, peer: PeerId) -> None:
+        self.host.spawn(self._open_peer(peer), "gossip-open")
+
+    def _peer_disconnected(self, peer: PeerId) -> None:
+        sender = self._senders.pop(peer, None)
+        if sender is not None:
+            sender.close()
+        self.router.remove_peer(peer, self._now_ms())
+        self._drain()
+
+    async def _open_peer(self, peer: PeerId) -> None:
+        try:
+            stream = await self.host.new_stream(peer, self.protocols)
+        except P2PError as exc:
+            self.counters.drop("gossip_peer_unsupported", str(exc), peer=peer.short())
+            return
+        if not self.host.is_connected(peer):
+            stream.reset()
+            return
+        sender = self._ensure_peer(peer, stream.protocol)
+        if sender.main.stream is not None:
+            stream.reset()
+            return
+        sender.main.stream = stream
+        sender.main.ready.set()
+
+    def _ensure_peer(self, peer: PeerId, protocol: str) -> PeerSender:
+        sender = self._senders.get(peer)
+        if sender is None:
+            conn = self.host.connection(peer)
+            if conn is None:
+                raise PeerUnavailable("peer disconnected")
+            sender = PeerSender(self, peer)
+            self._senders[peer] = sender
+            self.host.spawn(sender._write_loop(sender.main), "gossip-writer")
+            ip = conn.remote_addr.value("ip4") or conn.remote_addr.value("ip6") or ""
+            self.router.add_peer(peer, protocol, conn.initiator, ip, self._now_ms())
+            self._drain()
+        return sender
+
+    async def _read_loop(self, stream: Stream) -> None:
+        peer = stream.remote_peer
+        protocol = stream.protocol if stream.protocol != BULK_PROTOCOL else MESHSUB_V12
+        self._ensure_peer(peer, protocol)
+        limits = self.config.rpc_limits
+        while True:
+            try:
+                frame = await stream.read_frame(self.config.rpc_bytes_max)
+            except RemoteError:
+                self.router.score.add_penalty(peer.raw)
+                self.counters.drop("gossip_rpc_too_large", "rpc_bytes_max", peer=peer.short())
+                raise
+            if frame is None:
+                return
+            try:
+                rpc = Rpc.decode(frame, limits)
+            except RemoteError as exc:
+                self.router.score.add_penalty(peer.raw)
+                self.counters.drop("gossip_rpc_invalid", str(exc), peer=peer.short())
+                continue
+            self.router.handle_rpc(peer, rpc, self._now_ms())
+            self._drain()
+
+    # -- effects ------------------------------------------------------------------------------
+    def _drain(self) -> None:
+        router = self.router
+        while True:
+            effects = router.take_effects()
+            if not (effects.send or effects.validate or effects.deliver or effects.disconnect):
+                return
+            for peer, fragments, bulk in effects.send:
+                sender = self._senders.get(peer)
+                if sender is None:
+                    self.counters.drop("gossip_send_no_peer", "peer gone", peer=peer.short())
+                    continue
+                sender.enqueue(fragments, bulk)
+            for received in effects.deliver:
+                self._deliver(received)
+            for peer in effects.disconnect:
+                log.info("gossip_peer_graylisted peer=%s", peer)
+                self.host.ban(peer, self.config.graylist_ban_ms)
+            for received in effects.validate:
+                self._validate(received)
+
+    def _deliver(self, received: Received) -> None:
+        m = received.message
+        message = Message(m.topic, m.data, received.msg_id, received.source, m.from_peer)
+        handler = self._handlers.get(m.topic)
+        if handler is not None:
+            handler(message)
+            return
+        subscription = self._subscriptions.get(m.topic)
+        if subscription is not None:
+            subscription._put(message)
+
+    def _validate(self, received: Received) -> None:
+        validator = self._validators.get(received.message.topic)
+        if validator is None:
+            self.router.validation_result(received, Validation.ACCEPT, self._now_ms())
+            return
+        try:
+            result = validator(received.source, received.message)
+        except Exception:
+            log.exception("gossip_validator_crashed topic=%s", received.message.topic)
+            self.router.validation_result(received, Validation.IGNORE, self._now_ms())
+            return
+        if isinstance(result, Validation):
+            self.router.validation_result(received, result, self._now_ms())
+            return
+        if not inspect.isawaitable(result):
+            self.router.validation_result(received, Validation.IGNORE, self._now_ms())
+            return
+        if self._validating >= self._validation_concurrency_max:
+            self.counters.drop("gossip_validation_overload", "validation_concurrency_max")
+            if inspect.iscoroutine(result):
+                result.close()
+            self.router.validation_result(received, Validation.IGNORE, self._now_ms())
+            return
+        self._validating += 1
+        self.host.spawn(self._await_validation(received, result), "gossip-validate")
+
+    async def _await_validation(self, received: Received, pending: Awaitable[Validation]) -> None:
+        try:
+            result = await pending
+        except Exception:
+            log.exception("gossip_validator_crashed topic=%s", received.message.topic)
+            result = Validation.IGNORE
+        finally:
+            self._validating -= 1
+        self.router.validation_result(received, result, self._now_ms())
+        self._drain()
