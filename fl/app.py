@@ -32,6 +32,8 @@ from consensus.codec import DecodeLimits, Value, decode, encode
 from consensus.crypto import HASH_BYTES, PUBLIC_KEY_BYTES, sha256
 from consensus.errors import CodecError
 from fl import rounds, updates
+from fl.economics import layer as incentives
+from fl.economics.layer import Incentives
 from fl.errors import FLInvariantError, RejectedError
 from fl.genesis import parse_app_state
 from fl.model import ModelVersion
@@ -71,10 +73,14 @@ class FLApp:
             model=model,
             round_opened_height=genesis.initial_height - 1,
             history=[model],
+            incentives=Incentives.from_genesis(
+                fl_genesis.other, genesis.validators, genesis.initial_height - 1
+            ),
         )
+        _, initial_set, _ = self.state.incentives.end_block(self.state.params, self.state.height)
         self._last_height = self.state.height
         self._last_app_hash = self.state.app_hash()
-        return self._last_app_hash, ()
+        return self._last_app_hash, tuple(ValidatorUpdate(k, p) for k, p in initial_set)
 
     def info(self) -> AppInfo:
         return AppInfo(self._last_height, self._last_app_hash)
@@ -141,14 +147,25 @@ class FLApp:
         if block.height != state.height + 1:
             raise FLInvariantError(f"finalize_block({block.height}) after height {state.height}")
         state.height = block.height
+        events: list[Event] = state.incentives.begin_block(block)
         results = tuple(self._deliver(tx) for tx in txs)
-        events: list[Event] = []
         cause = rounds.due(state, block.height)
         if cause:
             outcome = rounds.close_round(state, block.height, cause)
             events.append(outcome.event())
-            # Incentives hook: settle rewards/penalties from `outcome` here (fl/economics).
-        return FinalizeResult(tx_results=results, app_hash=state.app_hash(), events=tuple(events))
+            # Flagged entries carry no score in the outcome; their records do.
+            verdicts = [(c.client, c.score, "") for c in outcome.accepted] + [
+                (f.client, state.records[f.tx_hash].score, f.reason) for f in outcome.flagged
+            ]
+            events += state.incentives.settle_round(outcome.round, verdicts)
+        state.params, power, gov_events = state.incentives.end_block(state.params, block.height)
+        events += gov_events
+        return FinalizeResult(
+            tx_results=results,
+            app_hash=state.app_hash(),
+            validator_updates=tuple(ValidatorUpdate(k, p) for k, p in power),
+            events=tuple(events),
+        )
 
     def commit(self) -> None:
         self._last_height = self.state.height
@@ -175,10 +192,22 @@ class FLApp:
     def _execute(self, tx: SignedTx, tx_hash: bytes, apply: bool) -> tuple[Event, ...]:
         """The one dispatch on transaction kind; raises RejectedError without changing state."""
         state = self.state
+        with state.incentives.fee(tx, apply):
+            return self._dispatch(tx, tx_hash, apply)
+
+    def _dispatch(self, tx: SignedTx, tx_hash: bytes, apply: bool) -> tuple[Event, ...]:
+        state = self.state
         match tx.kind:
             case "submit_update":
+                state.incentives.check_submit(tx.sender, state.round)
                 pending = updates.check(state, tx, tx_hash)
                 return updates.apply(state, pending) if apply else ()
+            case kind if kind in incentives.KINDS:
+                # In check_tx the transaction would run in the next block.
+                height = state.height if apply else state.height + 1
+                return state.incentives.execute(
+                    state.params, kind, tx.sender, tx.body, height, apply
+                )
             case _:
                 raise RejectedError(f"unknown transaction kind {tx.kind!r}")
 
@@ -224,6 +253,8 @@ class FLApp:
                 return record.encode()
             case ["params"]:
                 return encode_params(state.params)
+            case ["econ" | "gov", *_]:
+                return state.incentives.query(parts)
             case _:
                 raise RejectedError(f"unknown query path {path!r}")
 

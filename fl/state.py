@@ -15,6 +15,7 @@ the snapshot carries the deltas themselves.
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 
 from consensus.codec import (
     Value,
@@ -27,7 +28,8 @@ from consensus.codec import (
 )
 from consensus.crypto import HASH_BYTES, PUBLIC_KEY_BYTES, sha256
 from consensus.errors import CodecError
-from fl.fixed import DELTA_ABS_MAX, IntArray, model_from_bytes, model_to_bytes
+from fl.economics.layer import Incentives
+from fl.fixed import DELTA_ABS_MAX, model_from_bytes, model_to_bytes
 from fl.model import ModelVersion, Shapes, decode_shapes, encode_shapes, parameter_count
 from fl.params import Params, decode_params, encode_params
 
@@ -53,7 +55,7 @@ class Pending:
     client: bytes
     tx_hash: bytes
     samples: int
-    delta: IntArray
+    delta: npt.NDArray[np.int32]
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +98,8 @@ class FLState:
     history: list[ModelVersion] = field(default_factory=list)  # oldest first, includes current
     # Summary of the last closed round (canonical value), for `query("round")`.
     last_outcome: Value = None
+    # Stake, rewards, slashing and governance (fl/economics, fl/governance).
+    incentives: Incentives = field(default_factory=Incentives)
 
     @property
     def shapes(self) -> Shapes:
@@ -114,6 +118,7 @@ class FLState:
             ("fl", self._fl_section()),
             ("params", encode_params(self.params)),
             ("accounts", [[k, self.accounts[k].encode()] for k in sorted(self.accounts)]),
+            *self.incentives.sections(),
         ]
 
     def _fl_section(self) -> Value:
@@ -154,6 +159,7 @@ class FLState:
                 [[k, self.accounts[k].encode()] for k in sorted(self.accounts)],
                 [[h, self.records[h].encode()] for h in sorted(self.records)],
                 self.last_outcome,
+                self.incentives.encode(),
             ]
         )
 
@@ -173,7 +179,8 @@ def restore_state(value: Value) -> FLState:
         accounts_v,
         records_v,
         last_outcome,
-    ) = expect_list(value, 12, "snapshot")
+        incentives_v,
+    ) = expect_list(value, 13, "snapshot")
     if domain != SNAPSHOT_DOMAIN:
         raise CodecError("not an FL snapshot")
     shapes = decode_shapes(shapes_v)
@@ -194,6 +201,7 @@ def restore_state(value: Value) -> FLState:
         round_opened_height=expect_int(opened, "round opened height", 0),
         history=history,
         last_outcome=last_outcome,
+        incentives=Incentives.decode(incentives_v),
     )
     for item in expect_seq(pending_v, "pending", ITEMS_MAX):
         client, tx_hash, samples, delta_v = expect_list(item, 4, "pending update")

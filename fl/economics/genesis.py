@@ -6,7 +6,8 @@
 validator of the consensus genesis becomes an admitted validator; if the section does not bond
 stake for it, it is given power * power_unit bonded (created at genesis), so a chain started
 without an economics section still has stake behind every validator.  Such a chain also runs
-open client admission (client_stake_min = 0, `OPEN_GENESIS`): nobody holds stake to bond there.
+open client admission and no client jail (`OPEN_GENESIS`): nobody holds stake to bond there,
+and scores alone, without stake at risk, should not lock a client out.
 """
 
 from collections.abc import Sequence
@@ -49,7 +50,7 @@ class EconGenesis:
 
 
 # The genesis a chain gets when its app_state has no economics section.
-OPEN_GENESIS = EconGenesis(params=EconParams(client_stake_min=0))
+OPEN_GENESIS = EconGenesis(params=EconParams(client_stake_min=0, client_jail_rounds=0))
 
 
 def parse_section(value: Value) -> EconGenesis:

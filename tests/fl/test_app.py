@@ -36,7 +36,8 @@ def test_round_closes_after_k_updates_and_moves_the_model() -> None:
     assert app.state.round == 1
     assert app.state.model.version == 1
     assert app.state.model.hash != base.hash
-    assert [e.kind for e in result.events] == ["fl_round_closed"]
+    # The incentives layer follows with its own settlement event.
+    assert [e.kind for e in result.events] == ["fl_round_closed", "round_settled"]
     # centered_clip of three updates stays within their coordinate-wise range
     stacked = np.stack(deltas)
     assert np.all(app.state.model.weights >= stacked.min(axis=0) - 1)
