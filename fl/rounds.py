@@ -14,8 +14,6 @@ hook the incentives layer settles rewards and penalties from.
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from consensus.app import Event
 from consensus.codec import Value
 from fl.aggregate import ClientUpdate, aggregate
@@ -99,7 +97,7 @@ def close_round(state: FLState, height: int, cause: str) -> RoundOutcome:
     else:
         result = aggregate(
             params.rule,
-            [ClientUpdate(p.client, p.samples, p.delta.astype(np.int64)) for p in state.pending],
+            [ClientUpdate(p.client, p.samples, p.delta) for p in state.pending],
             params,
         )
         weights = apply_delta(state.model.weights, result.delta)

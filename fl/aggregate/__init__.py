@@ -48,7 +48,9 @@ def aggregate(rule: str, updates: Sequence[ClientUpdate], params: Params) -> Agg
     size = ordered[0].delta.size
     if any(u.delta.size != size for u in ordered):
         raise FLInvariantError("updates of different lengths reached aggregation")
-    matrix = np.stack([u.delta.astype(np.int64, copy=False) for u in ordered])
+    matrix = np.empty((len(ordered), size), dtype=np.int64)
+    for row, update in zip(matrix, ordered, strict=True):
+        row[...] = update.delta  # widens int32 deltas in place: one copy, no temporaries
     weights = np.array([min(u.samples, params.sample_weight_max) for u in ordered], dtype=np.int64)
     keys = tuple(u.client for u in ordered)
     match rule:

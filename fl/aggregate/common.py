@@ -4,6 +4,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from fl.fixed import IntArray
 
@@ -14,7 +15,7 @@ PERMILLE = 1000
 class ClientUpdate:
     client: bytes
     samples: int
-    delta: IntArray  # model units, |coordinate| <= DELTA_ABS_MAX
+    delta: npt.NDArray[np.int32] | IntArray  # model units, |coordinate| <= DELTA_ABS_MAX
 
 
 @dataclass(frozen=True, slots=True)
