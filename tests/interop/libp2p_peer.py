@@ -11,10 +11,13 @@ Configuration (so the tests measure our stack, not py-libp2p's defaults):
 - Pubsub max_inbound_rpc_size raised from 1 MiB to 64 MiB (--max-rpc-bytes);
 - GossipSub spam_protection_enabled=False (its default caps 10 messages/s per topic) and
   max_pending_messages_per_peer raised from 100 to 100_000;
+- the per-peer outbound RpcQueue raised from 32 RPCs / 1 MiB to 100_000 RPCs / 64 MiB
+  (py-libp2p constructs it with defaults, so `pubsub.RpcQueue` is replaced by a partial);
 - the subscription channel is drained by a reader task as fast as messages arrive.
 """
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -22,14 +25,15 @@ from typing import Any
 
 import multiaddr
 import trio
-
 from libp2p import new_host
 from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.custom_types import TProtocol
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import info_from_p2p_addr
+from libp2p.pubsub import pubsub as pubsub_module
 from libp2p.pubsub.gossipsub import GossipSub
 from libp2p.pubsub.pubsub import Pubsub
+from libp2p.pubsub.rpc_queue import RpcQueue
 from libp2p.tools.anyio_service import background_trio_service
 
 
@@ -54,6 +58,9 @@ async def read_commands(send: trio.MemorySendChannel[dict[str, Any]]) -> None:
 
 
 async def main(args: argparse.Namespace) -> None:
+    pubsub_module.RpcQueue = functools.partial(  # type: ignore[misc]
+        RpcQueue, max_size=args.queue_rpcs, max_message_size=args.max_rpc_bytes
+    )
     key_pair = create_new_key_pair(bytes.fromhex(args.seed))
     host = new_host(key_pair=key_pair)
     protocols = [TProtocol("/meshsub/1.1.0")]
@@ -85,7 +92,7 @@ async def main(args: argparse.Namespace) -> None:
             nursery.cancel_scope.cancel()
 
 
-async def receive_loop(subscription: Any, topic: str, quiet: bool) -> None:
+async def receive_loop(subscription: Any, pubsub: Pubsub, topic: str, quiet: bool) -> None:
     count = 0
     while True:
         message = await subscription.get()
@@ -93,6 +100,7 @@ async def receive_loop(subscription: Any, topic: str, quiet: bool) -> None:
         if not quiet:
             emit(
                 event="message",
+                msg_id=pubsub._msg_id_constructor(message).hex(),
                 topic=topic,
                 data=message.data.hex() if len(message.data) <= 256 else "",
                 size=len(message.data),
@@ -130,22 +138,57 @@ async def handle(
                 emit(event="protocols", protocols=list(protos), agent=agent)
             case "subscribe":
                 sub = await pubsub.subscribe(command["topic"])
-                nursery.start_soon(receive_loop, sub, command["topic"], command.get("quiet", False))
+                nursery.start_soon(
+                    receive_loop, sub, pubsub, command["topic"], command.get("quiet", False)
+                )
                 emit(event="subscribed", topic=command["topic"])
             case "mesh":
                 topic = command["topic"]
                 mesh = [p.to_string() for p in gossipsub.mesh.get(topic, set())]
                 emit(event="mesh", peers=sorted(mesh))
             case "publish":
+                from libp2p.pubsub.pb import rpc_pb2
+
                 count = int(command.get("count", 1))
                 size = int(command.get("size", 0))
+                ids = []
                 for i in range(count):
                     if "data" in command:
                         data = bytes.fromhex(command["data"])
                     else:
                         data = i.to_bytes(8, "big") + b"\x00" * max(0, size - 8)
                     await pubsub.publish(command["topic"], data)
-                emit(event="published", count=count)
+                    if command.get("report_ids", True):
+                        # The id py-libp2p itself gives the message it just published.
+                        sent = rpc_pb2.Message(
+                            from_id=host.get_id().to_bytes(),
+                            seqno=pubsub.counter.to_bytes(8, "big"),
+                            data=data,
+                            topicIDs=[command["topic"]],
+                        )
+                        ids.append(pubsub._msg_id_constructor(sent).hex())
+                emit(event="published", count=count, ids=ids)
+            case "publish_raw":
+                # A hand-built RPC, e.g. a message whose signature was tampered with.
+                from libp2p.pubsub.pb import rpc_pb2
+
+                msg = rpc_pb2.Message(
+                    from_id=host.get_id().to_bytes(),
+                    data=bytes.fromhex(command["data"]),
+                    seqno=bytes.fromhex(command["seqno"]),
+                    topicIDs=[command["topic"]],
+                )
+                payload = b"libp2p-pubsub:" + msg.SerializeToString()
+                signature = bytearray(host.get_private_key().sign(payload))
+                if command.get("tamper", False):
+                    signature[0] ^= 0xFF
+                msg.signature = bytes(signature)
+                rpc = rpc_pb2.RPC(publish=[msg])
+                for peer in list(pubsub.peers):
+                    await pubsub.write_msg(pubsub.peers[peer], rpc)  # type: ignore[attr-defined]
+                emit(event="published_raw")
+            case "counters":
+                emit(event="counters", seen=len(getattr(pubsub, "seen_messages", []) or []))
             case "quit":
                 sys.stdout.flush()
                 os._exit(0)
@@ -162,4 +205,5 @@ if __name__ == "__main__":
     parser.add_argument("--seed", default="11" * 32)
     parser.add_argument("--v12", action="store_true")
     parser.add_argument("--max-rpc-bytes", type=int, default=64 * 1024 * 1024)
+    parser.add_argument("--queue-rpcs", type=int, default=100_000)
     trio.run(main, parser.parse_args())
