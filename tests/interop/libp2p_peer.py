@@ -79,17 +79,21 @@ async def main(args: argparse.Namespace) -> None:
     pubsub = Pubsub(host, gossipsub, max_inbound_rpc_size=args.max_rpc_bytes)
     send, receive = trio.open_memory_channel[dict[str, Any]](1000)
     listen = multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")
-    async with host.run(listen_addrs=[listen]), trio.open_nursery() as nursery:
-        async with background_trio_service(pubsub), background_trio_service(gossipsub):
-            await pubsub.wait_until_ready()
-            addr = f"{host.get_addrs()[0]}"
-            if "/p2p/" not in addr:
-                addr = f"{addr}/p2p/{host.get_id().to_string()}"
-            emit(event="ready", addr=addr, peer=host.get_id().to_string())
-            nursery.start_soon(read_commands, send)
-            async for command in receive:
-                await handle(command, host, pubsub, gossipsub, nursery)
-            nursery.cancel_scope.cancel()
+    async with (
+        host.run(listen_addrs=[listen]),
+        trio.open_nursery() as nursery,
+        background_trio_service(pubsub),
+        background_trio_service(gossipsub),
+    ):
+        await pubsub.wait_until_ready()
+        addr = f"{host.get_addrs()[0]}"
+        if "/p2p/" not in addr:
+            addr = f"{addr}/p2p/{host.get_id().to_string()}"
+        emit(event="ready", addr=addr, peer=host.get_id().to_string())
+        nursery.start_soon(read_commands, send)
+        async for command in receive:
+            await handle(command, host, pubsub, gossipsub, nursery)
+        nursery.cancel_scope.cancel()
 
 
 async def receive_loop(subscription: Any, pubsub: Pubsub, topic: str, quiet: bool) -> None:

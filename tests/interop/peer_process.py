@@ -1,6 +1,7 @@
 """Drive tests/interop/libp2p_peer.py (py-libp2p, trio) as a child process from asyncio."""
 
 import asyncio
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -76,7 +77,5 @@ class LibP2PPeer:
                 await self.proc.wait()
         if self._reader is not None:
             self._reader.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._reader
-            except asyncio.CancelledError:
-                pass
