@@ -9,27 +9,27 @@ the update was used as sent); the round-close code hands these to the incentives
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
 from fl.aggregate.centered_clip import centered_clip
-from fl.aggregate.common import Aggregate, ClientUpdate, Verdict, alignment_permille
+from fl.aggregate.common import (
+    Aggregate,
+    ClientUpdate,
+    Rows,
+    RuleResult,
+    Verdict,
+    alignment_permille,
+)
 from fl.aggregate.fedavg import fedavg
 from fl.aggregate.krum import multi_krum
 from fl.aggregate.median import coordinate_median
 from fl.aggregate.trimmed import trimmed_mean
 from fl.errors import FLInvariantError
+from fl.fixed import IntArray
 from fl.params import Params
 
 __all__ = ["Aggregate", "ClientUpdate", "Verdict", "aggregate", "canonical_order"]
-
-
-@dataclass(frozen=True, slots=True)
-class _Matrix:
-    keys: tuple[bytes, ...]
-    samples: tuple[int, ...]
-    rows: np.ndarray
 
 
 def canonical_order(updates: Sequence[ClientUpdate]) -> list[ClientUpdate]:
@@ -48,33 +48,18 @@ def aggregate(rule: str, updates: Sequence[ClientUpdate], params: Params) -> Agg
     size = ordered[0].delta.size
     if any(u.delta.size != size for u in ordered):
         raise FLInvariantError("updates of different lengths reached aggregation")
-    matrix = np.empty((len(ordered), size), dtype=np.int64)
-    for row, update in zip(matrix, ordered, strict=True):
-        row[...] = update.delta  # widens int32 deltas in place: one copy, no temporaries
+    rows = [u.delta for u in ordered]
     weights = np.array([min(u.samples, params.sample_weight_max) for u in ordered], dtype=np.int64)
     keys = tuple(u.client for u in ordered)
     match rule:
         case "fedavg":
-            delta, scores, flags = fedavg(matrix, weights)
-        case "median":
-            delta, scores, flags = coordinate_median(matrix)
-        case "trimmed_mean":
-            delta, scores, flags = trimmed_mean(matrix, params.trim_permille)
-        case "multi_krum":
-            delta, scores, flags = multi_krum(
-                matrix, params.krum_byzantine_permille, params.krum_keep_permille
-            )
-        case "centered_clip":
-            delta, scores, flags = centered_clip(
-                matrix,
-                params.clip_iterations,
-                params.clip_radius_permille,
-                params.clip_drop_permille,
-            )
+            delta, scores, flags = fedavg(rows, weights)
+        case _ if rule in MATRIX_RULES:
+            delta, scores, flags = _matrix_rule(rule, _matrix(rows), params)
         case _:
             raise FLInvariantError(f"unknown aggregation rule {rule!r} passed validation")
     if scores is None:
-        scores = alignment_permille(matrix, delta)
+        scores = alignment_permille(rows, delta)
     verdicts = tuple(
         Verdict(key, int(samples), score, flag)
         for key, samples, score, flag in zip(
@@ -82,3 +67,32 @@ def aggregate(rule: str, updates: Sequence[ClientUpdate], params: Params) -> Agg
         )
     )
     return Aggregate(delta=delta, verdicts=verdicts)
+
+
+MATRIX_RULES = ("median", "trimmed_mean", "multi_krum", "centered_clip")
+
+
+def _matrix(rows: list[Rows]) -> IntArray:
+    matrix = np.empty((len(rows), rows[0].size), dtype=np.int64)
+    for target, row in zip(matrix, rows, strict=True):
+        target[...] = row  # widens int32 deltas in place: one copy, no temporaries
+    return matrix
+
+
+def _matrix_rule(rule: str, matrix: IntArray, params: Params) -> RuleResult:
+    match rule:
+        case "median":
+            return coordinate_median(matrix)
+        case "trimmed_mean":
+            return trimmed_mean(matrix, params.trim_permille)
+        case "multi_krum":
+            return multi_krum(matrix, params.krum_byzantine_permille, params.krum_keep_permille)
+        case "centered_clip":
+            return centered_clip(
+                matrix,
+                params.clip_iterations,
+                params.clip_radius_permille,
+                params.clip_drop_permille,
+            )
+        case _:
+            raise FLInvariantError(f"{rule!r} is not a matrix rule")

@@ -1,6 +1,7 @@
 """Value types shared by the aggregation rules, and the generic integer contribution score."""
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -9,6 +10,10 @@ import numpy.typing as npt
 from fl.fixed import IntArray
 
 PERMILLE = 1000
+BLOCK_COLUMNS = 1 << 15  # 32k int64 = 256 KiB: a column block of the accumulator stays in cache
+
+# One update per row: an (n x d) int64 matrix, or the updates' own int32/int64 vectors.
+Rows = npt.NDArray[np.int64] | npt.NDArray[np.int32]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,11 +49,18 @@ def floor_mean(rows: IntArray) -> IntArray:
     return out
 
 
-def alignment_permille(matrix: IntArray, delta: IntArray) -> list[int]:
+def alignment_permille(rows: Sequence[Rows] | Rows, delta: IntArray) -> list[int]:
     """max(0, 1000 * cos(update, aggregate)) with exact integers; 0 if either is zero."""
-    dots = (matrix @ delta).tolist()  # each |dot| <= 2**20 * 2**20 * 2**20 = 2**60
+    # each |dot| <= 2**20 * 2**20 * 2**20 = 2**60; block sums are added as Python ints
+    dots = [0] * len(rows)
+    norms_sq = [0] * len(rows)
+    for start in range(0, delta.size, BLOCK_COLUMNS):
+        agg_block = delta[start : start + BLOCK_COLUMNS]
+        for i, row in enumerate(rows):
+            block = row[start : start + BLOCK_COLUMNS].astype(np.int64)
+            dots[i] += int(np.dot(block, agg_block))
+            norms_sq[i] += int(np.dot(block, block))
     agg_sq = int(np.dot(delta, delta))
-    norms_sq = np.einsum("ij,ij->i", matrix, matrix).tolist()
     scores = []
     for dot, norm_sq in zip(dots, norms_sq, strict=True):
         denominator = math.isqrt(int(norm_sq) * agg_sq)

@@ -65,8 +65,11 @@ def test_fedavg_is_exact_at_the_bounds() -> None:
     matrix[:, 0] = DELTA_ABS_MAX
     weights = np.full(ROUND_UPDATES_MAX, SAMPLES_MAX, dtype=np.int64)
     got, _, _ = fedavg(matrix, weights)
-    want, _, _ = fedavg(_as_object(matrix), _as_object(weights))
+    total = int(weights.sum())
+    want = (_as_object(weights) @ _as_object(matrix)) // total  # Python ints: no overflow
     assert got.tolist() == want.tolist()
+    rows32, _, _ = fedavg(list(matrix.astype(np.int32)), weights)  # int32 rows, int64 sums
+    assert rows32.tolist() == want.tolist()
     assert got[0] == DELTA_ABS_MAX
 
 
