@@ -116,17 +116,25 @@ class Host:
         for task in list(self._tasks):
             task.cancel()
         if self._tg is not None:
-            await self._tg.__aexit__(*exc_info)
+            # Every task is guarded, so the group has nothing to report; the body's own
+            # exception (if any) propagates unwrapped.
+            await self._tg.__aexit__(None, None, None)
         for server in self._servers:
             with contextlib.suppress(Exception):
                 await server.wait_closed()
 
     def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         """Run `coro` in the host's TaskGroup; its failure is logged, never propagated."""
-        if self._tg is None:
+        if self._tg is None or self.closing:
             coro.close()
             raise P2PError("host is not running (use `async with Host(...)`)")
-        task = self._tg.create_task(self._guard(coro, name), name=name)
+        guarded = self._guard(coro, name)
+        try:
+            task = self._tg.create_task(guarded, name=name)
+        except RuntimeError as exc:  # the group is shutting down
+            guarded.close()
+            coro.close()
+            raise P2PError("host is shutting down") from exc
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
@@ -220,18 +228,15 @@ class Host:
     async def _upgrade_inbound(self, tcp: TcpConnection) -> None:
         try:
             async with asyncio.timeout(self.config.handshake_timeout_ms / 1000):
-                channel = await secure_inbound(tcp, self.identity, self._noise_static, self.config)
+                channel = await secure_inbound(
+                    tcp, self.identity, self._noise_static, self.config, self._admit
+                )
         except (RemoteError, StreamClosed, TimeoutError, OSError) as exc:
             self.counters.drop("conn_handshake_failed", str(exc), peer=str(tcp.remote))
             tcp.abort()
             return
         finally:
             self._pending_inbound -= 1
-        remote = channel.remote_peer
-        if self._is_banned(remote):
-            self.counters.drop("conn_banned_refused", "peer banned", peer=remote.short())
-            channel.close()
-            return
         host, port = tcp.remote
         self._register(channel, False, Multiaddr.tcp(host, port))
 
@@ -397,6 +402,12 @@ class Host:
         self._banned_until[peer] = asyncio.get_running_loop().time() + duration_ms / 1000
         self.counters.inc("peer_banned")
         self.disconnect(peer)
+
+    def _admit(self, peer: PeerId) -> bool:
+        if self._is_banned(peer):
+            self.counters.drop("conn_banned_refused", "peer banned", peer=peer.short())
+            return False
+        return True
 
     def _is_banned(self, peer: PeerId) -> bool:
         until = self._banned_until.get(peer)

@@ -7,6 +7,7 @@ of the caller; any RemoteError aborts the connection.
 """
 
 import os
+from collections.abc import Callable
 
 from node.p2p.buffer import ReadBuffer
 from node.p2p.config import HostConfig
@@ -63,13 +64,18 @@ async def secure_inbound(
     identity: Identity,
     static_private: bytes,
     config: HostConfig,
+    admit: Callable[[PeerId], bool],
 ) -> SecureChannel:
+    """Accept a connection; `admit` may refuse the authenticated peer (e.g. banned) before
+    the muxer is negotiated, so the dialler's upgrade fails."""
     await select_inbound(tcp.inbox, tcp.write_async, {NOISE_ID}, config.negotiation_attempts_max)
     hs = Handshake(False, static_private, os.urandom(32))
     hs.read_message_1(await _read_noise_frame(tcp.inbox))
     tcp.write(_noise_frame(hs.write_message_2(make_payload(identity, hs.s_public))))
     payload = hs.read_message_3(await _read_noise_frame(tcp.inbox))
     remote = verify_payload(payload, hs.remote_static)
+    if not admit(remote):
+        raise HandshakeError(f"peer {remote.short()} refused")
     send, recv = hs.split()
     channel = SecureChannel(tcp, send, recv, remote, config.bulk_queue_bytes_max)
     await select_inbound(
