@@ -20,3 +20,11 @@ class CodecError(RemoteError):
 
 class InvariantError(ConsensusError):
     """One of our own invariants does not hold: a bug, never a peer's fault."""
+
+
+class InvalidMessage(RemoteError):
+    """A signed consensus message (proposal, vote, evidence) or block is invalid."""
+
+
+class CommitError(RemoteError):
+    """A commit certificate does not prove its block with 2/3+ of the voting power."""
