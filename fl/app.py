@@ -151,13 +151,14 @@ class FLApp:
         results = tuple(self._deliver(tx) for tx in txs)
         cause = rounds.due(state, block.height)
         if cause:
+            pending = [(p.client, p.delta) for p in state.pending]  # close_round clears them
             outcome = rounds.close_round(state, block.height, cause)
             events.append(outcome.event())
             # Flagged entries carry no score in the outcome; their records do.
             verdicts = [(c.client, c.score, "") for c in outcome.accepted] + [
                 (f.client, state.records[f.tx_hash].score, f.reason) for f in outcome.flagged
             ]
-            events += state.incentives.settle_round(outcome.round, verdicts)
+            events += state.incentives.settle_round(outcome.round, pending, verdicts)
         state.params, power, gov_events = state.incentives.end_block(state.params, block.height)
         events += gov_events
         return FinalizeResult(

@@ -3,12 +3,16 @@
 Admission: a client needs `client_stake_min` bonded, must not be banned (governance) and must
 not be jailed (its jail lasts until round `jailed_until_round`).
 
-Settlement of round r gets every aggregated update as (client, score, flag): the rule's
-integer contribution score in permille and its flag ("" if the rule used the update as sent).
-- malicious: score * 1000 < `malicious_below_median_permille` * M, where M is the round's lower
-  median score.  It loses `reputation_penalty` and `client_slash_permille` of its stake (bonded
-  and unbonding) and gains a strike; at `jail_strikes` strikes it is jailed for
-  `client_jail_rounds` rounds and its strikes reset.
+Settlement of round r gets one `RoundVerdict` per aggregated update: the rule's integer
+contribution score and flag, and the agreement score (fl/economics/scoring.py: cosine with the
+round's coordinate-wise median, permille).
+- malicious: agreement * 1000 < `malicious_below_median_permille` * M, M the round's lower median
+  agreement.  It loses `reputation_penalty`, earns nothing and gains a strike.  From
+  `slash_strikes` strikes on, each malicious verdict burns `client_slash_permille` of its stake
+  (bonded and unbonding); from `jail_strikes` strikes on, it is also jailed for
+  `client_jail_rounds` rounds.  One low round is not enough by default (slash_strikes = 2): an
+  honest client with a very skewed shard can fall below the bar once late in training, while
+  colluding attackers stay below it round after round.
 - rejected: flagged by the rule but not malicious.  It loses `reputation_penalty`, earns nothing,
   and keeps its stake: distance filters reject honest outliers too (Multi-Krum keeps half the
   updates by default), so a filter's verdict alone is not evidence enough to burn stake.
@@ -20,6 +24,7 @@ Clients are visited in key order, so the result does not depend on how the list 
 """
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from consensus.app import Event
 from fl.economics.state import EconState
@@ -41,28 +46,33 @@ def check_can_submit(econ: EconState, client: bytes, fl_round: int) -> None:
         )
 
 
-def malicious_threshold(econ: EconState, scores: Sequence[int]) -> int:
-    """Scores strictly below this (in permille * 1000 units of the median) are malicious."""
-    if not scores:
+@dataclass(frozen=True, slots=True)
+class RoundVerdict:
+    client: bytes
+    score: int  # the aggregation rule's contribution score, permille
+    agreement: int  # agreement with the round's median update, permille
+    flag: str = ""  # the rule's reason for not using the update as sent
+
+
+def malicious_below(econ: EconState, agreements: Sequence[int]) -> int:
+    """Agreement scores with agreement * 1000 below this value are malicious this round."""
+    if not agreements:
         return 0
-    ordered = sorted(scores)
+    ordered = sorted(agreements)
     return econ.params.malicious_below_median_permille * ordered[(len(ordered) - 1) // 2]
 
 
-def settle_round(
-    econ: EconState, fl_round: int, verdicts: Sequence[tuple[bytes, int, str]]
-) -> list[Event]:
+def settle_round(econ: EconState, fl_round: int, verdicts: Sequence[RoundVerdict]) -> list[Event]:
     params = econ.params
     ledger = econ.ledger
     events: list[Event] = []
-    threshold = malicious_threshold(econ, [score for _, score, _ in verdicts])
-    accepted: dict[bytes, int] = {}
-    rejected: list[tuple[bytes, int, str]] = []
-    for client, score, flag in sorted(verdicts):
-        if score * 1000 < threshold or flag:
-            rejected.append((client, score, flag))
-        else:
-            accepted[client] = max(score, 0) * econ.client(client).reputation
+    bar = malicious_below(econ, [v.agreement for v in verdicts])
+    ordered = sorted(verdicts, key=lambda v: v.client)
+    accepted = {
+        v.client: max(v.score, 0) * econ.client(v.client).reputation
+        for v in ordered
+        if not v.flag and v.agreement * 1000 >= bar
+    }
     pool = min(params.round_reward_pool, ledger.reserve)
     total = sum(accepted.values())
     paid_total = 0
@@ -75,30 +85,33 @@ def settle_round(
         record.accepted += 1
         record.reputation = min(REPUTATION_MAX, record.reputation + params.reputation_gain)
         record.strikes = max(0, record.strikes - 1)
-    slashed = 0
-    for client, score, flag in rejected:
-        record = econ.client(client)
+    slashed = malicious = 0
+    for v in ordered:
+        if v.client in accepted:
+            continue
+        record = econ.client(v.client)
         record.flagged += 1
         record.reputation = max(0, record.reputation - params.reputation_penalty)
-        if score * 1000 >= threshold:
+        if v.agreement * 1000 >= bar:
             continue  # rejected by the rule, not malicious: no reward, no slash
-        slashed += 1
-        burned = ledger.slash(client, params.client_slash_permille)
-        record.slashed += burned
+        malicious += 1
         record.strikes += 1
         attrs: list[tuple[str, str]] = [
-            ("client", client.hex()),
+            ("client", v.client.hex()),
             ("round", str(fl_round)),
-            ("score", str(score)),
-            ("reason", (flag or "score below the malicious threshold")[:80]),
-            ("amount", str(burned)),
+            ("agreement", str(v.agreement)),
+            ("strikes", str(record.strikes)),
         ]
+        if record.strikes >= params.slash_strikes:
+            slashed += 1
+            burned = ledger.slash(v.client, params.client_slash_permille)
+            record.slashed += burned
+            attrs.append(("amount", str(burned)))
         if record.strikes >= params.jail_strikes:
-            record.strikes = 0
             record.jailings += 1
             record.jailed_until_round = fl_round + 1 + params.client_jail_rounds
             attrs.append(("jailed_until_round", str(record.jailed_until_round)))
-        events.append(Event("client_slashed", tuple(attrs)))
+        events.append(Event("client_slashed" if len(attrs) > 4 else "client_struck", tuple(attrs)))
     events.append(
         Event(
             "round_settled",
@@ -106,7 +119,8 @@ def settle_round(
                 ("round", str(fl_round)),
                 ("rewarded", str(len(accepted))),
                 ("paid", str(paid_total)),
-                ("rejected", str(len(rejected) - slashed)),
+                ("rejected", str(len(ordered) - len(accepted) - malicious)),
+                ("malicious", str(malicious)),
                 ("slashed", str(slashed)),
             ),
         )

@@ -19,8 +19,10 @@ from consensus.codec import Value, expect_list
 from consensus.crypto import PUBLIC_KEY_BYTES
 from fl.economics import clients, fees, validators
 from fl.economics import txs as econ_txs
+from fl.economics.clients import RoundVerdict
 from fl.economics.genesis import OPEN_GENESIS, SECTION, initial_state, parse_section
 from fl.economics.params import encode_params
+from fl.economics.scoring import DeltaArray, agreement_permille
 from fl.economics.state import EconState
 from fl.errors import RejectedError
 from fl.governance import engine as gov_engine
@@ -29,6 +31,7 @@ from fl.params import Params
 from fl.txs import SignedTx
 
 KINDS = (*econ_txs.KINDS, *gov_engine.KINDS)
+Verdict = tuple[bytes, int, str]  # client, rule score (permille), rule flag ("" if used as sent)
 
 
 @dataclass(slots=True)
@@ -97,10 +100,19 @@ class Incentives:
         return validators.begin_block(self.econ, block)
 
     def settle_round(
-        self, fl_round: int, verdicts: Sequence[tuple[bytes, int, str]]
+        self,
+        fl_round: int,
+        pending: Sequence[tuple[bytes, DeltaArray]],
+        verdicts: Sequence[Verdict],
     ) -> list[Event]:
-        """Settle a closed round from (client, score permille, flag or "") per update."""
-        return clients.settle_round(self.econ, fl_round, verdicts)
+        """Settle a closed round from the rule's verdicts and the round's deltas (for the
+        agreement scores); `verdicts` holds (client, rule score permille, flag or "")."""
+        agreement = agreement_permille(pending)
+        return clients.settle_round(
+            self.econ,
+            fl_round,
+            [RoundVerdict(c, score, agreement.get(c, 0), flag) for c, score, flag in verdicts],
+        )
 
     def end_block(
         self, fl_params: Params, height: int

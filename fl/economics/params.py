@@ -31,10 +31,11 @@ class EconParams:
     reputation_initial: int = 500
     reputation_gain: int = 20
     reputation_penalty: int = 100
-    # An update scoring below this permille of the round's median score is malicious (slashed).
-    malicious_below_median_permille: int = 500
+    # An update whose agreement score is below this permille of the round's median is malicious.
+    malicious_below_median_permille: int = 400
     client_slash_permille: int = 100  # of bonded stake, per malicious update
-    jail_strikes: int = 2  # flagged updates (net of accepted ones) that jail a client
+    slash_strikes: int = 2  # malicious verdicts (net of accepted rounds) before slashing starts
+    jail_strikes: int = 2  # malicious verdicts (net of accepted rounds) that jail a client
     client_jail_rounds: int = 3
     # -- validator incentives -------------------------------------------------------------------
     block_reward: int = 10
@@ -67,6 +68,7 @@ GOVERNABLE: tuple[ParamSpec, ...] = (
     ParamSpec("reputation_penalty", 0, 1000),
     ParamSpec("malicious_below_median_permille", 0, 1000),
     ParamSpec("client_slash_permille", 0, 1000),
+    ParamSpec("slash_strikes", 1, 1000),
     ParamSpec("jail_strikes", 1, 1000),
     ParamSpec("client_jail_rounds", 0, 1_000_000),
     ParamSpec("block_reward", 0, TOKENS_MAX),
