@@ -5,9 +5,12 @@
 `params` may list only the entries it overrides.  Supply is whatever genesis allocates.  Every
 validator of the consensus genesis becomes an admitted validator; if the section does not bond
 stake for it, it is given power * power_unit bonded (created at genesis), so a chain started
-without an economics section still has stake behind every validator.  Such a chain also runs
-open client admission and no client jail (`OPEN_GENESIS`): nobody holds stake to bond there,
-and scores alone, without stake at risk, should not lock a client out.
+without an economics section still has stake behind every validator.
+
+A chain without an economics section gets `OPEN_GENESIS`: open client admission and no client
+jail (nobody holds stake to bond there, and scores alone, without stake at risk, should not lock
+a client out), a reward reserve, and `OPEN_VALIDATOR_LIQUID` * power liquid tokens per validator
+so its operators can make governance deposits and pay fees from the first block.
 """
 
 from collections.abc import Sequence
@@ -50,7 +53,10 @@ class EconGenesis:
 
 
 # The genesis a chain gets when its app_state has no economics section.
-OPEN_GENESIS = EconGenesis(params=EconParams(client_stake_min=0, client_jail_rounds=0))
+OPEN_GENESIS = EconGenesis(
+    reserve=1_000_000_000, params=EconParams(client_stake_min=0, client_jail_rounds=0)
+)
+OPEN_VALIDATOR_LIQUID = 10_000  # per unit of genesis voting power
 
 
 def parse_section(value: Value) -> EconGenesis:
@@ -96,9 +102,12 @@ def initial_state(
     econ = EconState(params=params, ledger=ledger)
     for key in sorted({*genesis.validators, *(v.public_key for v in consensus_validators)}):
         econ.validators[key] = ValidatorRecord(admitted=True, tracked_since=height + 1)
+    open_chain = genesis is OPEN_GENESIS
     for v in sorted(consensus_validators, key=lambda v: v.public_key):
         if ledger.stake(v.public_key) == 0 and v.power > 0:
             ledger.bonded[v.public_key] = v.power * params.power_unit
+        if open_chain and v.power > 0:
+            ledger.balances[v.public_key] = v.power * OPEN_VALIDATOR_LIQUID
         if v.power > 0:
             econ.emitted_power[v.public_key] = v.power
     ledger.supply = ledger.accounted()
