@@ -14,12 +14,14 @@ from typing import Protocol, cast
 # name -> module under node.commands; add a line here to add a command.
 COMMANDS: dict[str, str] = {
     "init": "init",
+    "start": "start",
     "testnet": "testnet",
     "status": "status",
     "keys": "keys",
     "client": "client",
     "demo": "demo",
     "eval": "eval",
+    "gov": "gov",
 }
 
 
