@@ -22,17 +22,28 @@ from fl.errors import FLInvariantError
 from fl.fixed import DELTA_ABS_MAX, PARAMS_MAX, IntArray
 
 LIMB_BITS = 10
+BLOCK_ELEMENTS = 1 << 21  # limb elements per column block (16 MiB of float64)
 
 
 def exact_gram(rows: IntArray) -> IntArray:
     if rows.shape[1] > PARAMS_MAX or (rows.size and int(np.abs(rows).max()) > DELTA_ABS_MAX):
         raise FLInvariantError("rows outside the bounds that make the limb products exact")
-    hi = (rows >> LIMB_BITS).astype(np.float64)
-    lo = (rows & ((1 << LIMB_BITS) - 1)).astype(np.float64)
-    hh = (hi @ hi.T).astype(np.int64)
-    hl = (hi @ lo.T).astype(np.int64)
-    ll = (lo @ lo.T).astype(np.int64)
-    gram: IntArray = (hh << (2 * LIMB_BITS)) + ((hl + hl.T) << LIMB_BITS) + ll
+    n, d = rows.shape
+    hh = np.zeros((n, n))
+    hl = np.zeros((n, n))
+    ll = np.zeros((n, n))
+    # Column blocks keep the float limbs small (no 2 x 8 x n x d bytes of temporaries); the
+    # running sums are partial sums of the bounded totals above, so they stay exact too.
+    width = max(1024, BLOCK_ELEMENTS // max(1, n))
+    for start in range(0, d, width):
+        block = rows[:, start : start + width]
+        hi = (block >> LIMB_BITS).astype(np.float64)
+        lo = (block & ((1 << LIMB_BITS) - 1)).astype(np.float64)
+        hh += hi @ hi.T
+        hl += hi @ lo.T
+        ll += lo @ lo.T
+    hh_i, hl_i, ll_i = hh.astype(np.int64), hl.astype(np.int64), ll.astype(np.int64)
+    gram: IntArray = (hh_i << (2 * LIMB_BITS)) + ((hl_i + hl_i.T) << LIMB_BITS) + ll_i
     return gram
 
 
