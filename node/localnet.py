@@ -144,12 +144,13 @@ class LocalNet:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
 
-    def stop(self, i: int, timeout_s: float = 15.0) -> int | None:
+    def stop(self, i: int, timeout_s: float = 15.0, signal_sent: bool = False) -> int | None:
         proc = self.procs.get(i)
         if proc is None:
             return None
         if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
+            if not signal_sent:
+                proc.send_signal(signal.SIGTERM)
             try:
                 proc.wait(timeout_s)
             except subprocess.TimeoutExpired:
@@ -164,7 +165,7 @@ class LocalNet:
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
         for i in list(self.procs):
-            codes[i] = self.stop(i)
+            codes[i] = self.stop(i, signal_sent=True)
         return codes
 
     def running(self, i: int) -> bool:

@@ -147,19 +147,34 @@ class Network:
         return sent
 
     async def _writer(self, link: _Link, high: bool) -> None:
+        """Drain one class's queue into a stream; reopen the stream while the peer is connected.
+
+        The Host may swap the connection under us (duplicate-connection resolution keeps the
+        other one without a disconnect event), so a failed stream is reopened on whatever
+        connection the peer has now; only a real disconnect ends the writer.
+        """
         queue = link.high if high else link.bulk
-        stream: Stream | None = None
-        try:
-            stream = await self.host.new_stream(link.peer, [self.msg_protocol], high=high)
-            while True:
-                data = await queue.items.get()
-                queue.bytes -= len(data)
-                await stream.write_frame(data)
-        except (P2PError, OSError) as exc:
-            log_event(log, "peer_link_closed", logging.DEBUG, peer=str(link.peer), error=str(exc))
-        finally:
-            if stream is not None:
-                stream.reset()
+        backoff_s = 0.01
+        while self._links.get(link.peer) is link:
+            stream: Stream | None = None
+            try:
+                stream = await self.host.new_stream(link.peer, [self.msg_protocol], high=high)
+                backoff_s = 0.01
+                while True:
+                    data = await queue.items.get()
+                    queue.bytes -= len(data)
+                    await stream.write_frame(data)
+            except (P2PError, OSError) as exc:
+                log_event(
+                    log, "peer_stream_reopen", logging.DEBUG, peer=str(link.peer), error=str(exc)
+                )
+            finally:
+                if stream is not None:
+                    stream.reset()
+            if not self.host.is_connected(link.peer):
+                return
+            await asyncio.sleep(backoff_s)
+            backoff_s = min(backoff_s * 2, 1.0)
 
     # -- receiving ------------------------------------------------------------------------------
     async def _serve_messages(self, stream: Stream) -> None:

@@ -44,6 +44,7 @@ class TxGossip:
         request_timeout_ms: int,
         response_bytes_max: int,
         on_admitted: Callable[[bytes], None] | None = None,
+        lookup: Callable[[bytes], bytes | None] | None = None,
     ) -> None:
         self._mempool = mempool
         self._network = network
@@ -51,6 +52,9 @@ class TxGossip:
         self._timeout_ms = request_timeout_ms
         self._response_max = response_bytes_max
         self._on_admitted = on_admitted
+        # Where to find txs that left the mempool but a peer may still need (the block being
+        # decided); defaults to the mempool alone.
+        self._lookup = lookup or mempool.get
         self._in_flight: dict[bytes, asyncio.Future[bytes | None]] = {}
         self._pull_slots = asyncio.Semaphore(PULLS_IN_FLIGHT_MAX)
         self._pending_announce: list[bytes] = []
@@ -91,7 +95,7 @@ class TxGossip:
         out: list[bytes] = []
         total = 0
         for h in request.hashes:
-            tx = self._mempool.get(h)
+            tx = self._lookup(h)
             if tx is None:
                 continue
             if out and total + len(tx) > self._response_max - 1024:

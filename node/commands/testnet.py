@@ -47,9 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base-port", type=int, default=P2P_PORT_DEFAULT, help="first port")
     parser.add_argument("--chain-id", default="fedchain-testnet")
     parser.add_argument("--app", default="fl", choices=APPS)
-    parser.add_argument(
-        "--propose-timeout-ms", type=int, default=1_000
-    )
+    parser.add_argument("--propose-timeout-ms", type=int, default=1_000)
 
 
 def node_ports(base_port: int, index: int) -> tuple[int, int, int]:

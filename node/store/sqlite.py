@@ -118,7 +118,10 @@ class BlockStore:
         app_hash: bytes,
         time_ms: int,
         txs: Sequence[IndexedTx],
+        meta: Sequence[tuple[str, bytes]] = (),
     ) -> None:
+        """Store block `height` with its commit, results, tx index and node-state records
+        (`meta`, e.g. the consensus state for the next height) in one durable transaction."""
         if self._height and height != self._height + 1:
             raise StorageError(f"save_block({height}) after height {self._height}: heights skip")
         try:
@@ -131,6 +134,7 @@ class BlockStore:
                 "INSERT OR REPLACE INTO txs VALUES (?, ?, ?, ?, ?)",
                 [(t.hash, height, i, t.code, t.reason) for i, t in enumerate(txs)],
             )
+            self._db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", list(meta))
             self._db.execute("COMMIT")
         except sqlite3.DatabaseError as exc:
             self._rollback()

@@ -1,0 +1,34 @@
+"""`fedchain start --home DIR`: run a node until SIGTERM/SIGINT (logs to stdout)."""
+
+import argparse
+import sys
+from pathlib import Path
+
+from node.config import load_config
+from node.errors import ConfigError
+from node.genesis import read_genesis_file
+from node.home import Home
+from node.logging import configure
+
+HELP = "run a node (p2p, consensus, FL app, RPC, metrics) until SIGTERM/SIGINT"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--home", type=Path, required=True, help="node home directory")
+    parser.add_argument(
+        "--log-format", choices=("auto", "json", "text"), help="override log.format"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    home = Home(args.home)
+    try:
+        cfg = load_config(home.config_file)
+        genesis = read_genesis_file(home.genesis_file)
+    except ConfigError as exc:
+        print(f"fedchain start: {exc}", file=sys.stderr)
+        return 1
+    configure(cfg.log.level, args.log_format or cfg.log.format)
+    from node.service import run_node
+
+    return run_node(home, cfg, genesis)

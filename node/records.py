@@ -1,0 +1,241 @@
+"""Canonical encodings the node stores: WAL records of engine inputs, and block results.
+
+WAL payloads (canonical msgpack, tag first):
+    ["msg", consensus message bytes]          a peer's proposal (reassembled), vote or evidence
+    ["timeout", height, round, step]
+    ["content", height, round, time_ms, [tx]] the app's txs for our proposal + our clock reading
+    ["validated", height, block_id, valid]    the app's process_proposal answer
+    ["own", consensus message bytes]          what we signed, fsynced before it left (audit)
+Replaying the first four into a fresh engine for the same height re-derives the same state and
+the same signatures; "own" records are not inputs and are skipped on replay.
+
+Block results (the `results` column of the store) keep what finalize_block was called with and
+what it returned, so recovery can re-run the app without the consensus state of old heights:
+    [block_info, [[code, reason], ...], app_hash, [[public_key, power], ...], events]
+"""
+
+from dataclasses import dataclass
+
+from consensus.app import BlockInfo, Event, FinalizeResult, Misbehavior, VoteInfo
+from consensus.codec import (
+    DecodeLimits,
+    Value,
+    decode,
+    encode,
+    expect_bool,
+    expect_bytes,
+    expect_int,
+    expect_list,
+    expect_seq,
+    expect_str,
+)
+from consensus.engine import (
+    BlockValidated,
+    EvidenceReceived,
+    ProposalContent,
+    ProposalReceived,
+    TimeoutFired,
+    VoteReceived,
+)
+from consensus.errors import CodecError
+from consensus.types import (
+    DuplicateVoteEvidence,
+    Proposal,
+    Vote,
+    decode_message,
+    encode_message,
+)
+
+WAL_LIMITS = DecodeLimits(
+    message_bytes_max=256 * 1024 * 1024,
+    bin_bytes_max=256 * 1024 * 1024,
+    str_bytes_max=64 * 1024,
+    array_items_max=1_000_000,
+)
+
+WalInput = (
+    ProposalReceived
+    | VoteReceived
+    | EvidenceReceived
+    | TimeoutFired
+    | ProposalContent
+    | (BlockValidated)
+)
+
+
+@dataclass(frozen=True, slots=True)
+class OwnMessage:
+    data: bytes
+
+
+def encode_wal(record: WalInput | OwnMessage) -> bytes:
+    value: Value
+    match record:
+        case ProposalReceived(proposal):
+            value = ["msg", encode_message(proposal)]
+        case VoteReceived(vote):
+            value = ["msg", encode_message(vote)]
+        case EvidenceReceived(evidence):
+            value = ["msg", encode_message(evidence)]
+        case TimeoutFired(height, round_, step):
+            value = ["timeout", height, round_, step]
+        case ProposalContent(height, round_, time_ms, txs):
+            value = ["content", height, round_, time_ms, list(txs)]
+        case BlockValidated(height, block_id, valid):
+            value = ["validated", height, block_id, valid]
+        case OwnMessage(data):
+            value = ["own", data]
+    return encode(value)
+
+
+def decode_wal(data: bytes) -> WalInput | OwnMessage:
+    """Raises CodecError: a record that passed its CRC but does not decode is corruption."""
+    value = decode(data, WAL_LIMITS)
+    if not isinstance(value, list) or not value:
+        raise CodecError("wal record: expected a tagged array")
+    tag = expect_str(value[0], "wal tag", 16)
+    match tag:
+        case "msg":
+            _, raw = expect_list(value, 2, "wal msg")
+            msg = decode_message(expect_bytes(raw, "wal msg"), WAL_LIMITS)
+            match msg:
+                case Proposal():
+                    return ProposalReceived(msg)
+                case Vote():
+                    return VoteReceived(msg)
+                case DuplicateVoteEvidence():
+                    return EvidenceReceived(msg)
+        case "timeout":
+            _, h, r, s = expect_list(value, 4, "wal timeout")
+            return TimeoutFired(
+                expect_int(h, "height"), expect_int(r, "round"), expect_int(s, "step")
+            )
+        case "content":
+            _, h, r, t, txs = expect_list(value, 5, "wal content")
+            return ProposalContent(
+                expect_int(h, "height"),
+                expect_int(r, "round"),
+                expect_int(t, "time_ms"),
+                tuple(expect_bytes(x, "tx") for x in expect_seq(txs, "txs", 1_000_000)),
+            )
+        case "validated":
+            _, h, b, ok = expect_list(value, 4, "wal validated")
+            return BlockValidated(
+                expect_int(h, "height"), expect_bytes(b, "block_id"), expect_bool(ok, "valid")
+            )
+        case "own":
+            _, raw = expect_list(value, 2, "wal own")
+            return OwnMessage(expect_bytes(raw, "own"))
+    raise CodecError(f"wal record: unknown tag {tag!r}")
+
+
+def wal_height(record: WalInput | OwnMessage) -> int | None:
+    match record:
+        case ProposalReceived(proposal):
+            return proposal.height
+        case VoteReceived(vote):
+            return vote.height
+        case TimeoutFired(height, _, _) | ProposalContent(height, _, _, _):
+            return height
+        case BlockValidated(height, _, _):
+            return height
+        case _:
+            return None
+
+
+# ---- block results ---------------------------------------------------------------------------
+
+
+def _info_value(info: BlockInfo) -> list[Value]:
+    return [
+        info.chain_id,
+        info.height,
+        info.time_ms,
+        info.proposer,
+        info.block_hash,
+        [[v.public_key, v.power, v.signed] for v in info.last_commit],
+        [[m.kind, m.public_key, m.height, m.power] for m in info.misbehavior],
+    ]
+
+
+def _info_from(value: Value) -> BlockInfo:
+    f = expect_list(value, 7, "block_info")
+    last_commit = []
+    for item in expect_seq(f[5], "last_commit", 100_000):
+        pk, power, signed = expect_list(item, 3, "vote_info")
+        last_commit.append(
+            VoteInfo(expect_bytes(pk, "pk"), expect_int(power, "power"), expect_bool(signed, "s"))
+        )
+    misbehavior = []
+    for item in expect_seq(f[6], "misbehavior", 100_000):
+        kind, pk, height, power = expect_list(item, 4, "misbehavior")
+        misbehavior.append(
+            Misbehavior(
+                expect_str(kind, "kind"),
+                expect_bytes(pk, "pk"),
+                expect_int(height, "height"),
+                expect_int(power, "power"),
+            )
+        )
+    return BlockInfo(
+        chain_id=expect_str(f[0], "chain_id", 64),
+        height=expect_int(f[1], "height"),
+        time_ms=expect_int(f[2], "time_ms"),
+        proposer=expect_bytes(f[3], "proposer"),
+        block_hash=expect_bytes(f[4], "block_hash"),
+        last_commit=tuple(last_commit),
+        misbehavior=tuple(misbehavior),
+    )
+
+
+def _event_value(event: Event) -> list[Value]:
+    return [event.kind, [[k, v] for k, v in event.attributes]]
+
+
+@dataclass(frozen=True, slots=True)
+class BlockResults:
+    info: BlockInfo
+    tx_results: tuple[tuple[int, str], ...]
+    app_hash: bytes
+    validator_updates: tuple[tuple[bytes, int], ...]
+    events: tuple[Event, ...]
+
+
+def encode_results(info: BlockInfo, result: FinalizeResult) -> bytes:
+    return encode(
+        [
+            _info_value(info),
+            [[r.code, r.reason] for r in result.tx_results],
+            result.app_hash,
+            [[u.public_key, u.power] for u in result.validator_updates],
+            [_event_value(e) for e in result.events]
+            + [_event_value(e) for r in result.tx_results for e in r.events],
+        ]
+    )
+
+
+def decode_results(data: bytes) -> BlockResults:
+    f = expect_list(decode(data, WAL_LIMITS), 5, "results")
+    txs = []
+    for item in expect_seq(f[1], "tx_results", 1_000_000):
+        code, reason = expect_list(item, 2, "tx_result")
+        txs.append((expect_int(code, "code"), expect_str(reason, "reason", 64 * 1024)))
+    updates = []
+    for item in expect_seq(f[3], "validator_updates", 100_000):
+        pk, power = expect_list(item, 2, "update")
+        updates.append((expect_bytes(pk, "pk"), expect_int(power, "power")))
+    events = []
+    for item in expect_seq(f[4], "events", 1_000_000):
+        kind, attrs = expect_list(item, 2, "event")
+        pairs = []
+        for attr in expect_seq(attrs, "attributes", 1_000):
+            k, v = expect_list(attr, 2, "attribute")
+            pairs.append((expect_str(k, "key", 256), expect_str(v, "value", 64 * 1024)))
+        events.append(Event(expect_str(kind, "kind", 256), tuple(pairs)))
+    return BlockResults(
+        info=_info_from(f[0]),
+        tx_results=tuple(txs),
+        app_hash=expect_bytes(f[2], "app_hash"),
+        validator_updates=tuple(updates),
+        events=tuple(events),
+    )

@@ -1,0 +1,456 @@
+"""`fedchain start`: one process wiring p2p, consensus, mempool, app, store, RPC and metrics.
+
+Theory of operation
+-------------------
+Start-up, in order:
+  1. take HOME/data/node.lock (two processes never share a home);
+  2. open the block store, the consensus WAL (repairing a torn tail, refusing a corrupt middle)
+     and the LastSigned file;
+  3. recover the application: restore the newest snapshot (or run init_chain on genesis) and
+     replay stored blocks above it through finalize_block + commit, checking every app hash
+     against the one stored with the block (block -> state -> app commit);
+  4. start the p2p Host, the node's peer links, tx gossip, the RPC and metrics servers;
+  5. run the consensus shell (node/consensus_shell.py), which owns the engine state in one task,
+     replays the WAL of the current height and then follows the network; block sync
+     (node/sync.py) runs beside it and takes over while the node lags.
+SIGTERM/SIGINT set a stop event; every task is cancelled inside the TaskGroup, the WAL and the
+store are closed, and the process exits 0.
+"""
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import signal
+from typing import Any
+
+from aiohttp import web
+
+from consensus.app import Application, QueryResult
+from node.apps import build_app
+from node.config import NodeConfig
+from node.consensus_shell import ConsensusShell
+from node.errors import MempoolError, NodeError
+from node.events import EventBus
+from node.genesis import GenesisFile
+from node.home import Home
+from node.keys import read_key
+from node.last_signed import LastSignedFile
+from node.logging import log_event
+from node.mempool import Mempool
+from node.metrics import NodeMetrics, metrics_app
+from node.network import Network
+from node.p2p.config import HostConfig
+from node.p2p.errors import P2PError
+from node.p2p.host import Host
+from node.p2p.peer_id import Identity, PeerId
+from node.rpc.server import RpcServer
+from node.store.sqlite import BlockStore, StoredBlock
+from node.sync import BlockSync
+from node.txgossip import TxGossip
+from node.wal import Wal
+from node.wire import (
+    Blocks,
+    CompactProposal,
+    ConsensusMsg,
+    GetBlocks,
+    GetStatus,
+    GetTxs,
+    Message,
+    Status,
+    TxAnnounce,
+    TxPush,
+    Txs,
+)
+
+log = logging.getLogger(__name__)
+
+PEER_QUEUE_BYTES_MAX = 256 * 1024 * 1024
+PENALTY_SEVERE = 10
+PENALTY_BAN = 20
+PEER_BAN_MS = 10_000
+BLOCKS_RESPONSE_BYTES_MAX = 32 * 1024 * 1024
+
+
+class Node:
+    def __init__(self, home: Home, cfg: NodeConfig, genesis_file: GenesisFile) -> None:
+        self.home = home
+        self.cfg = cfg
+        self.genesis = genesis_file.genesis
+        self.app_name = genesis_file.app
+        self.node_key = read_key(home.node_key_file)
+        self.validator_key = read_key(home.validator_key_file)
+        self.identity = Identity.from_seed(self.node_key.seed)
+        self.metrics = NodeMetrics()
+        self.events = EventBus(cfg.rpc.ws_clients_max, cfg.rpc.ws_queue_events_max)
+        self._stop = asyncio.Event()
+        self._lock_fd = -1
+        self._store: BlockStore | None = None
+        self._wal: Wal | None = None
+        self._app: Application | None = None
+        self._mempool: Mempool | None = None
+        self._host: Host | None = None
+        self._network: Network | None = None
+        self._gossip: TxGossip | None = None
+        self._shell: ConsensusShell | None = None
+        self._sync: BlockSync | None = None
+        self._offences: dict[PeerId, int] = {}
+
+    # -- typed accessors (set during run) ------------------------------------------------------
+    @property
+    def store(self) -> BlockStore:
+        if self._store is None:
+            raise NodeError("store used before the node started")
+        return self._store
+
+    @property
+    def app(self) -> Application:
+        if self._app is None:
+            raise NodeError("app used before the node started")
+        return self._app
+
+    @property
+    def mempool(self) -> Mempool:
+        if self._mempool is None:
+            raise NodeError("mempool used before the node started")
+        return self._mempool
+
+    @property
+    def shell(self) -> ConsensusShell:
+        if self._shell is None:
+            raise NodeError("consensus used before the node started")
+        return self._shell
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for signo in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signo, self.stop)
+        self._lock()
+        try:
+            await self._run()
+        finally:
+            if self._wal is not None:
+                self._wal.close()
+            if self._store is not None:
+                self._store.close()
+            self._unlock()
+            for signo in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(signo)
+
+    def _lock(self) -> None:
+        self.home.data_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.home.lock_file, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise NodeError(f"{self.home.root} is in use by another fedchain process") from None
+        self._lock_fd = fd
+
+    def _unlock(self) -> None:
+        if self._lock_fd >= 0:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = -1
+
+    async def _run(self) -> None:
+        cfg = self.cfg
+        self._store = BlockStore(self.home.store_file, fsync=cfg.storage.fsync)
+        self._wal = Wal(self.home.wal_file)
+        recovery = self._wal.open()
+        if recovery.repaired_bytes:
+            log_event(
+                log,
+                "wal_tail_repaired",
+                logging.WARNING,
+                bytes=recovery.repaired_bytes,
+                height=recovery.last_end_height,
+            )
+        self._app = build_app(self.app_name)
+        self._mempool = Mempool(
+            self.app.check_tx,
+            txs_max=cfg.mempool.txs_max,
+            bytes_max=cfg.mempool.bytes_max,
+            tx_bytes_max=cfg.mempool.tx_bytes_max,
+            cache_hashes_max=cfg.mempool.cache_hashes_max,
+            recheck=cfg.mempool.recheck,
+        )
+        self._shell = ConsensusShell(
+            node=self,
+            wal=self._wal,
+            wal_recovery=recovery,
+            last_signed=LastSignedFile(self.home.last_signed_file),
+        )
+        self.shell.recover()
+        host_cfg = HostConfig(
+            inbound_peers_max=cfg.p2p.peers_max,
+            outbound_peers_max=cfg.p2p.peers_max,
+            dial_backoff_max_ms=cfg.p2p.dial_backoff_max_ms,
+            dial_backoff_min_ms=min(200, cfg.p2p.dial_backoff_max_ms),
+            request_bytes_max=cfg.p2p.request_bytes_max,
+            response_bytes_max=cfg.p2p.request_bytes_max,
+            request_timeout_ms=cfg.p2p.request_timeout_ms,
+        )
+        async with Host(self.identity, host_cfg) as host:
+            self._host = host
+            self._network = Network(
+                host,
+                self.genesis.chain_id,
+                on_message=self._on_message,
+                on_request=self._on_request,
+                on_invalid=self._on_invalid,
+                frame_bytes_max=cfg.p2p.request_bytes_max,
+                queue_bytes_max=PEER_QUEUE_BYTES_MAX,
+            )
+            self._network.on_peer_change(self._on_peer_change)
+            self._network.start()
+            self._gossip = TxGossip(
+                self.mempool,
+                self._network,
+                cfg.p2p.push_tx_bytes_max,
+                cfg.p2p.request_timeout_ms,
+                cfg.p2p.request_bytes_max,
+                on_admitted=self._on_tx_admitted,
+                lookup=self.shell.lookup_tx,
+            )
+            self._sync = BlockSync(self, self._network)
+            await host.listen(cfg.p2p.listen_host, cfg.p2p.listen_port)
+            for addr in cfg.p2p.persistent_peers:
+                try:
+                    host.add_persistent_peer(addr)
+                except P2PError as exc:
+                    raise NodeError(f"p2p.persistent_peers: {addr[:80]}: {exc}") from None
+            runners = await self._start_http()
+            log_event(
+                log,
+                "node_started",
+                moniker=cfg.moniker,
+                node_id=str(self.identity.peer_id),
+                chain_id=self.genesis.chain_id,
+                height=self.store.height,
+                validator=self.validator_key.public_key.hex()[:16],
+                p2p_port=cfg.p2p.listen_port,
+                rpc_port=cfg.rpc.listen_port,
+            )
+            try:
+                async with asyncio.TaskGroup() as tg:
+                    tasks = [
+                        tg.create_task(self.shell.run(self._network), name="consensus"),
+                        tg.create_task(self._sync.run(), name="blocksync"),
+                        tg.create_task(self._gossip_worker(), name="tx-pull"),
+                    ]
+                    await self._stop.wait()
+                    log_event(log, "node_stopping", height=self.store.height)
+                    for task in tasks:
+                        task.cancel()
+            finally:
+                for runner in runners:
+                    await runner.cleanup()
+        log_event(log, "node_stopped", height=self.store.height)
+
+    async def _start_http(self) -> list[web.AppRunner]:
+        runners: list[web.AppRunner] = []
+        if self.cfg.rpc.enabled:
+            rpc = RpcServer(self, self.cfg.rpc.body_bytes_max)
+            runner = web.AppRunner(rpc.app(), access_log=None, handle_signals=False)
+            await runner.setup()
+            await web.TCPSite(runner, self.cfg.rpc.listen_host, self.cfg.rpc.listen_port).start()
+            runners.append(runner)
+        if self.cfg.metrics.enabled:
+            runner = web.AppRunner(metrics_app(self.metrics), access_log=None)
+            await runner.setup()
+            await web.TCPSite(
+                runner, self.cfg.metrics.listen_host, self.cfg.metrics.listen_port
+            ).start()
+            runners.append(runner)
+        return runners
+
+    # -- peers -----------------------------------------------------------------------------------
+    _pulls: asyncio.Queue[tuple[PeerId, list[bytes]]]
+
+    async def _gossip_worker(self) -> None:
+        """Pull announced txs, a few requests at a time, in announcement order."""
+        self._pulls = asyncio.Queue(10_000)
+        async with asyncio.TaskGroup() as tg:
+            slots = asyncio.Semaphore(8)
+            while True:
+                peer, hashes = await self._pulls.get()
+                await slots.acquire()
+
+                async def pull(peer: PeerId = peer, hashes: list[bytes] = hashes) -> None:
+                    try:
+                        if self._gossip is not None:
+                            await self._gossip.pull(peer, hashes)
+                    finally:
+                        slots.release()
+
+                tg.create_task(pull())
+
+    def _on_message(self, peer: PeerId, msg: Message) -> None:
+        match msg:
+            case TxPush(tx):
+                if self._gossip is not None:
+                    self._gossip.on_push(peer, tx)
+            case TxAnnounce(hashes):
+                if self._gossip is not None:
+                    wanted = self._gossip.on_announce(peer, hashes)
+                    if wanted:
+                        try:
+                            self._pulls.put_nowait((peer, wanted))
+                        except (asyncio.QueueFull, AttributeError):
+                            log_event(log, "tx_pull_queue_full", logging.WARNING, peer=str(peer))
+            case ConsensusMsg() | CompactProposal():
+                self.shell.on_peer_message(peer, msg)
+            case Status(height, base):
+                if self._sync is not None:
+                    self._sync.on_status(peer, height, base)
+            case _:
+                self._on_invalid(peer, f"unexpected pushed message {type(msg).__name__}")
+
+    async def _on_request(self, peer: PeerId, msg: Message) -> Message:
+        match msg:
+            case GetTxs():
+                if self._gossip is None:
+                    return Txs(())
+                return self._gossip.serve_get_txs(msg)
+            case GetBlocks(start, count):
+                stored = self.store.blocks(start, count, BLOCKS_RESPONSE_BYTES_MAX)
+                return Blocks(tuple((b.data, b.commit_data) for b in stored))
+            case GetStatus():
+                return Status(self.store.height, self.store.base_height())
+            case _:
+                self._on_invalid(peer, f"unexpected request {type(msg).__name__}")
+                return Txs(())
+
+    def _on_invalid(self, peer: PeerId, reason: str) -> None:
+        self.penalize(peer, reason, severe=True)
+
+    def penalize(self, peer: PeerId, reason: str, severe: bool = False) -> None:
+        """Count a peer's offence; garbage bytes (severe) or repeated offences cost a ban."""
+        self.metrics.peer_penalties.inc()
+        score = self._offences.get(peer, 0) + (PENALTY_SEVERE if severe else 1)
+        self._offences[peer] = score
+        log_event(
+            log, "peer_misbehaved", logging.WARNING, peer=str(peer), reason=reason, score=score
+        )
+        if score >= PENALTY_BAN and self._host is not None:
+            self._offences.pop(peer, None)
+            log_event(log, "peer_banned", logging.WARNING, peer=str(peer), ban_ms=PEER_BAN_MS)
+            self._host.ban(peer, PEER_BAN_MS)
+
+    def sync_hint(self, height: int) -> None:
+        if self._sync is not None:
+            self._sync.hint(height)
+
+    @property
+    def gossip(self) -> TxGossip | None:
+        return self._gossip
+
+    def _on_peer_change(self, peer: PeerId, connected: bool) -> None:
+        peers = len(self._network.peers()) if self._network is not None else 0
+        self.metrics.peers.set(peers)
+        log_event(
+            log,
+            "peer_connected" if connected else "peer_disconnected",
+            peer=str(peer),
+            peers=peers,
+        )
+        if connected:
+            if self._network is not None:
+                self._network.send(peer, Status(self.store.height, self.store.base_height()))
+            self.shell.on_peer_connected(peer)
+
+    def _on_tx_admitted(self, _tx: bytes) -> None:
+        self.metrics.mempool_txs.set(len(self.mempool))
+        self.metrics.mempool_bytes.set(self.mempool.size_bytes)
+        self.shell.on_tx_admitted()
+
+    def broadcast_status(self) -> None:
+        if self._network is not None:
+            self._network.broadcast(Status(self.store.height, self.store.base_height()))
+
+    # -- RpcBackend ------------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        stored = self.store.block(self.store.height) if self.store.height else None
+        body: dict[str, Any] = {
+            "node_id": str(self.identity.peer_id),
+            "moniker": self.cfg.moniker,
+            "chain_id": self.genesis.chain_id,
+            "height": self.store.height,
+            "latest_block_hash": stored.hash.hex() if stored else "",
+            "latest_app_hash": stored.app_hash.hex() if stored else "",
+            "latest_block_time_ms": stored.time_ms if stored else 0,
+            "peers": len(self._network.peers()) if self._network is not None else 0,
+            "mempool_txs": len(self.mempool),
+            "mempool_bytes": self.mempool.size_bytes,
+            "syncing": self._sync.syncing if self._sync is not None else False,
+            "validator": self.validator_key.public_key.hex(),
+        }
+        body.update(self.shell.status())
+        return body
+
+    def healthy(self) -> bool:
+        return self.store.height > 0 or (self._sync is not None and self._sync.syncing)
+
+    async def submit_tx(self, tx: bytes) -> bytes:
+        if self._gossip is None:
+            raise MempoolError("node is starting", "full")
+        if self.store.has_tx(sha256_of(tx)):
+            raise MempoolError("transaction already committed", "duplicate")
+        return self._gossip.submit(tx)
+
+    def tx_pending(self, tx_hash: bytes) -> bool:
+        return tx_hash in self.mempool
+
+    def query(self, path: str, data: bytes) -> QueryResult:
+        try:
+            return self.app.query(path, data)
+        except Exception as exc:  # the app must answer, but a query must never kill the node
+            log_event(log, "app_query_failed", logging.ERROR, path=path, error=repr(exc))
+            return QueryResult(code=1, reason=f"query failed: {type(exc).__name__}")
+
+    def block_json(self, block: StoredBlock) -> dict[str, Any]:
+        return self.shell.block_json(block)
+
+    def validators_json(self) -> dict[str, Any]:
+        return self.shell.validators_json()
+
+    def tx_bytes(self, height: int, index: int) -> bytes | None:
+        return self.shell.tx_bytes(height, index)
+
+
+def sha256_of(data: bytes) -> bytes:
+    from consensus.crypto import sha256
+
+    return sha256(data)
+
+
+def run_node(home: Home, cfg: NodeConfig, genesis_file: GenesisFile) -> int:
+    """Entry point of `fedchain start` after config is loaded; returns the exit status."""
+    try:
+        import uvloop
+
+        runner: Any = uvloop.run
+    except ImportError:  # pragma: no cover - uvloop is a dependency; keep running without it
+        runner = asyncio.run
+    node = Node(home, cfg, genesis_file)
+    try:
+        runner(node.run())
+    except NodeError as exc:
+        log_event(log, "node_failed", logging.CRITICAL, error=str(exc))
+        return 1
+    except BaseExceptionGroup as group:
+        fatal = group.subgroup(lambda e: isinstance(e, NodeError))
+        if fatal is None:
+            raise
+        for failure in fatal.exceptions:
+            log_event(log, "node_failed", logging.CRITICAL, error=str(failure))
+        return 1
+    with contextlib.suppress(Exception):
+        logging.shutdown()
+    return 0
