@@ -1,12 +1,18 @@
 """An inbound byte buffer with awaitable reads, shared by TCP, Noise and yamux streams.
 
 Producers call feed()/feed_eof()/fail() from protocol callbacks; a single consumer awaits
-reads.  `on_consume(n)` reports bytes taken out, which yamux turns into window credit and the
-TCP layer into resume_reading, so every buffer is bounded by its producer's flow control.
-Large reads consume progressively, so a message larger than the window still arrives.
+reads.  Fed chunks are kept by reference in a deque (decrypted Noise frames are immutable, so
+no copy is needed); a read copies exactly once, when it assembles its result.  Growing one
+bytearray instead costs a reallocation and copy of everything buffered every few appends.
+
+`on_consume(n)` reports bytes taken out, which yamux turns into window credit and the TCP
+layer into resume_reading, so every buffer is bounded by its producer's flow control.  A
+reader waiting for a message larger than the window credits buffered bytes ahead of time so
+the sender keeps going (the message size itself was already checked against a limit).
 """
 
 import asyncio
+from collections import deque
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -14,14 +20,18 @@ from node.p2p.errors import LimitError, StreamClosed
 from node.p2p.varint import decode_uvarint
 
 T = TypeVar("T")
-Parser = Callable[[bytearray], tuple[T, int] | None]
+Chunk = bytes | memoryview
+Parser = Callable[[bytes], tuple[T, int] | None]
+VARINT_PEEK_BYTES = 10
+OFFLOAD_JOIN_BYTES = 1024 * 1024
 
 
 class ReadBuffer:
-    __slots__ = ("_buf", "_credited", "_eof", "_exc", "_on_consume", "_waiter")
+    __slots__ = ("_chunks", "_credited", "_eof", "_exc", "_on_consume", "_size", "_waiter")
 
     def __init__(self, on_consume: Callable[[int], None] | None = None) -> None:
-        self._buf = bytearray()
+        self._chunks: deque[Chunk] = deque()
+        self._size = 0
         self._eof = False
         self._exc: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
@@ -30,14 +40,19 @@ class ReadBuffer:
         self._credited = 0
 
     def __len__(self) -> int:
-        return len(self._buf)
+        return self._size
 
     @property
     def at_eof(self) -> bool:
-        return self._eof and not self._buf
+        return self._eof and not self._size
 
     def feed(self, data: bytes | bytearray | memoryview) -> None:
-        self._buf += data
+        if not len(data):
+            return
+        if isinstance(data, bytearray):
+            data = bytes(data)  # the producer may mutate it later
+        self._chunks.append(data)
+        self._size += len(data)
         self._wake()
 
     def feed_eof(self) -> None:
@@ -51,8 +66,9 @@ class ReadBuffer:
 
     def take_all(self) -> bytes:
         """Hand the buffered bytes to a new consumer (when switching to push mode)."""
-        data = bytes(self._buf)
-        self._buf.clear()
+        data = b"".join(self._chunks)
+        self._chunks.clear()
+        self._size = 0
         self._credited = 0
         return data
 
@@ -85,61 +101,125 @@ class ReadBuffer:
             self._on_consume(n)
 
     def _credit_buffered(self) -> None:
-        """Report buffered bytes as consumed ahead of time, so a reader waiting for a message
-        larger than the flow-control window keeps the sender going."""
-        extra = len(self._buf) - self._credited
+        extra = self._size - self._credited
         if extra > 0:
             self._credited += extra
             if self._on_consume is not None:
                 self._on_consume(extra)
 
-    async def read_exact(self, n: int) -> bytes:
-        buf = self._buf
-        while len(buf) < n:
-            self._credit_buffered()
-            await self._wait()
-        with memoryview(buf) as view, view[:n] as head:
-            data = bytes(head)
-        del buf[:n]
+    def _take(self, n: int) -> bytes:
+        chunks = self._chunks
+        first = chunks[0]
+        if len(first) >= n:
+            data = bytes(first[:n]) if len(first) > n or not isinstance(first, bytes) else first
+            if len(first) == n:
+                chunks.popleft()
+            else:
+                chunks[0] = memoryview(first)[n:]
+        else:
+            parts: list[Chunk] = []
+            need = n
+            while need:
+                chunk = chunks[0]
+                if len(chunk) <= need:
+                    parts.append(chunks.popleft())
+                    need -= len(chunk)
+                else:
+                    view = memoryview(chunk)
+                    parts.append(view[:need])
+                    chunks[0] = view[need:]
+                    need = 0
+            data = b"".join(parts)
+        self._size -= n
         self._consumed(n)
         return data
 
+    def _head(self, n: int) -> bytes:
+        """The first min(n, buffered) bytes as one contiguous chunk (merging a few chunks)."""
+        want = min(n, self._size)
+        chunks = self._chunks
+        if len(chunks[0]) < want:
+            parts: list[Chunk] = []
+            got = 0
+            while got < want:
+                chunk = chunks.popleft()
+                parts.append(chunk)
+                got += len(chunk)
+            chunks.appendleft(b"".join(parts))
+        first = chunks[0]
+        return first[:want] if isinstance(first, bytes) else bytes(first[:want])
+
+    async def read_exact(self, n: int) -> bytes:
+        while self._size < n:
+            self._credit_buffered()
+            await self._wait()
+        if n == 0:
+            return b""
+        return self._take(n)
+
     async def read_some(self, n_max: int) -> bytes:
         """Up to n_max bytes; b"" at a clean end of stream."""
-        while not self._buf:
+        while not self._size:
             if self._exc is not None:
                 raise self._exc
             if self._eof:
                 return b""
             await self._wait()
-        with memoryview(self._buf) as view, view[:n_max] as head:
-            data = bytes(head)
-        del self._buf[: len(data)]
-        self._consumed(len(data))
-        return data
+        return self._take(min(n_max, len(self._chunks[0])))
 
-    async def read_parsed(self, parse: Parser[T]) -> T:
-        """Wait until `parse(buffer)` returns (value, consumed); parse raises on bad bytes."""
+    async def read_parsed(self, parse: Parser[T], peek_bytes: int = 1 << 20) -> T:
+        """Wait until `parse(head)` returns (value, consumed); parse raises on bad bytes.
+
+        `head` is the first `peek_bytes` buffered bytes; parsers of small framed messages
+        (multistream, handshake frames, varints) need no more.
+        """
         while True:
-            parsed = parse(self._buf)
-            if parsed is not None:
-                value, used = parsed
-                del self._buf[:used]
-                self._consumed(used)
-                return value
+            if self._size:
+                parsed = parse(self._head(peek_bytes))
+                if parsed is not None:
+                    value, used = parsed
+                    self._take(used)
+                    return value
+                if self._size >= peek_bytes:
+                    raise LimitError(f"no complete message within {peek_bytes} bytes")
             await self._wait()
 
-    async def read_uvarint_frame(self, bytes_max: int) -> bytes | None:
+    async def read_exact_offloaded(self, n: int) -> bytes:
+        """Like read_exact, but a large result is assembled in a worker thread: bytes.join
+        releases the GIL for joins over 1 MiB, so the event loop keeps running meanwhile."""
+        if n < OFFLOAD_JOIN_BYTES:
+            return await self.read_exact(n)
+        while self._size < n:
+            self._credit_buffered()
+            await self._wait()
+        chunks = self._chunks
+        parts: list[Chunk] = []
+        need = n
+        while need:
+            chunk = chunks[0]
+            if len(chunk) <= need:
+                parts.append(chunks.popleft())
+                need -= len(chunk)
+            else:
+                view = memoryview(chunk)
+                parts.append(view[:need])
+                chunks[0] = view[need:]
+                need = 0
+        self._size -= n
+        self._consumed(n)
+        return await asyncio.to_thread(b"".join, parts)
+
+    async def read_uvarint_frame(self, bytes_max: int, offload: bool = False) -> bytes | None:
         """A uvarint-length-prefixed message, or None at a clean end of stream."""
-        if self._eof and not self._buf:
-            return None
-        while not self._buf:
+        while not self._size:
             if self._exc is not None:
                 raise self._exc
             if self._eof:
                 return None
             await self._wait()
-        length = await self.read_parsed(decode_uvarint)
+        length = await self.read_parsed(decode_uvarint, VARINT_PEEK_BYTES)
         if length > bytes_max:
             raise LimitError(f"message of {length} bytes over limit {bytes_max}")
+        if offload:
+            return await self.read_exact_offloaded(length)
         return await self.read_exact(length)

@@ -20,6 +20,7 @@ import contextlib
 import logging
 import os
 import random
+import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -561,15 +562,14 @@ class Host:
 
     async def ping(self, peer: PeerId, timeout_ms: int = 5000) -> float:
         """Round-trip time in milliseconds of one /ipfs/ping/1.0.0 exchange."""
-        loop = asyncio.get_running_loop()
         async with asyncio.timeout(timeout_ms / 1000):
             stream = await self.new_stream(peer, [PING_ID])
             try:
                 payload = os.urandom(PING_BYTES)
-                start = loop.time()
+                start = time.perf_counter()
                 await stream.write(payload)
                 echoed = await stream.read_exact(PING_BYTES)
-                rtt_ms = (loop.time() - start) * 1000
+                rtt_ms = (time.perf_counter() - start) * 1000
             finally:
                 stream.close_write()
         if echoed != payload:

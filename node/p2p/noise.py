@@ -80,6 +80,20 @@ class CipherState:
         self._nonce = n + 1
         return self._aead.encrypt(_ZERO4 + n.to_bytes(8, "little"), plaintext, ad)
 
+    def encrypt_framed(self, plaintext: bytes) -> bytearray:
+        """2-byte big-endian length || ciphertext, encrypted straight into the frame buffer."""
+        n = self._nonce
+        if n >= NONCE_MAX:
+            raise InvariantError("noise nonce exhausted")
+        self._nonce = n + 1
+        length = len(plaintext) + TAG_BYTES
+        out = bytearray(2 + length)
+        out[0] = length >> 8
+        out[1] = length & 0xFF
+        with memoryview(out) as view, view[2:] as body:
+            self._aead.encrypt_into(_ZERO4 + n.to_bytes(8, "little"), plaintext, None, body)
+        return out
+
     def decrypt(self, ciphertext: bytes | memoryview, ad: bytes | None = None) -> bytes:
         n = self._nonce
         if n >= NONCE_MAX:

@@ -37,8 +37,15 @@ def field_str(number: int, value: str) -> bytes:
     return field_bytes(number, value.encode())
 
 
-def iter_fields(data: bytes, fields_max: int = FIELDS_MAX) -> Iterator[tuple[int, int | bytes]]:
-    """Yield (number, value) for each field: int for varints, bytes for length-delimited."""
+def iter_fields(
+    data: bytes | memoryview, fields_max: int = FIELDS_MAX, view_bytes_min: int = 0
+) -> Iterator[tuple[int, int | bytes]]:
+    """Yield (number, value) for each field: int for varints, bytes for length-delimited.
+
+    With a memoryview input and `view_bytes_min`, length-delimited values of at least that
+    size are yielded as memoryview slices (zero copy; typed as bytes for callers that only
+    pass them on); everything smaller is copied to bytes.
+    """
     pos = 0
     end = len(data)
     count = 0
@@ -59,7 +66,13 @@ def iter_fields(data: bytes, fields_max: int = FIELDS_MAX) -> Iterator[tuple[int
                 length, pos = decode_uvarint_complete(data, pos, PROTOBUF_BYTES_MAX)
                 if length > end - pos:
                     raise DecodeError("protobuf length-delimited field overruns message")
-                yield number, data[pos : pos + length]
+                value_view = data[pos : pos + length]
+                if isinstance(value_view, memoryview) and not (
+                    view_bytes_min and length >= view_bytes_min
+                ):
+                    yield number, bytes(value_view)
+                else:
+                    yield number, value_view  # type: ignore[misc,unused-ignore]
                 pos += length
             case 1:
                 if end - pos < 8:
@@ -74,7 +87,7 @@ def iter_fields(data: bytes, fields_max: int = FIELDS_MAX) -> Iterator[tuple[int
 
 
 def as_bytes(value: int | bytes, name: str) -> bytes:
-    if not isinstance(value, bytes):
+    if not isinstance(value, bytes | memoryview):
         raise DecodeError(f"field {name}: expected bytes")
     return value
 

@@ -152,7 +152,7 @@ class SecureChannel:
         self._flush_scheduled = False
         tcp = self.tcp
         hi, lo = self._hi, self._lo
-        encrypt = self._send.encrypt
+        encrypt_framed = self._send.encrypt_framed
         limit = PLAINTEXT_BYTES_MAX
         while tcp.writable and (hi or lo) and not self.closed:
             # Pack queued frames, high priority first, into one Noise message.
@@ -172,9 +172,9 @@ class SecureChannel:
                 parts.append(item)
                 size += len(item)
             plain = parts[0] if len(parts) == 1 else b"".join(parts)
-            ciphertext = encrypt(plain)
-            tcp.write(len(ciphertext).to_bytes(2, "big") + ciphertext)
-            self.bytes_sent += 2 + len(ciphertext)
+            framed = encrypt_framed(plain)
+            tcp.write(framed)
+            self.bytes_sent += len(framed)
         if self._lo_bytes < self._bulk_queue_bytes_max:
             waiters = self._bulk_waiters
             while waiters:

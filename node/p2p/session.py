@@ -15,7 +15,7 @@ share the connection.  A protocol violation closes the whole session (GoAway + c
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from node.p2p.buffer import ReadBuffer
 from node.p2p.counters import Counters
@@ -98,13 +98,21 @@ class Stream:
 
     # -- writing ------------------------------------------------------------------------------
     async def write(self, data: bytes | bytearray | memoryview) -> None:
+        await self.writev((data,))
+
+    async def writev(self, parts: Sequence[bytes | bytearray | memoryview]) -> None:
+        """Write the concatenation of `parts` without joining them first."""
         if self.local_closed or self.reset_flag:
             raise StreamClosed("stream closed for writing")
         session = self.session
-        view = memoryview(data)
-        pos = 0
-        total = len(view)
-        while pos < total or total == 0:
+        views = [memoryview(p) for p in parts if len(p)]
+        remaining = sum(len(v) for v in views)
+        index = offset = 0
+        if remaining == 0:
+            header = encode_header(TYPE_DATA, self._flags(), self.stream_id, 0)
+            session.channel.send(header, self.high)
+            return
+        while remaining:
             while self.send_window <= 0:
                 if self.reset_flag or session.closed:
                     raise StreamReset("stream reset while waiting for window")
@@ -118,17 +126,27 @@ class Stream:
                 await session.channel.wait_bulk_room()
             if self.reset_flag or session.closed:
                 raise StreamReset("stream reset")
-            n = min(total - pos, self.send_window, DATA_CHUNK_BYTES)
-            header = encode_header(TYPE_DATA, self._flags(), self.stream_id, n)
-            session.channel.send(header + view[pos : pos + n], self.high)
+            n = min(remaining, self.send_window, DATA_CHUNK_BYTES)
+            pieces: list[bytes | memoryview] = [
+                encode_header(TYPE_DATA, self._flags(), self.stream_id, n)
+            ]
+            got = 0
+            while got < n:
+                view = views[index]
+                take = min(len(view) - offset, n - got)
+                pieces.append(view[offset : offset + take])
+                got += take
+                offset += take
+                if offset == len(view):
+                    index += 1
+                    offset = 0
+            session.channel.send(b"".join(pieces), self.high)
             self.send_window -= n
-            pos += n
-            if total == 0:
-                break
+            remaining -= n
 
     async def write_frame(self, payload: bytes) -> None:
         """Write a uvarint-length-prefixed message."""
-        await self.write(encode_uvarint(len(payload)) + payload)
+        await self.writev((encode_uvarint(len(payload)), payload))
 
     def _window_grew(self, delta: int) -> None:
         self.send_window += delta

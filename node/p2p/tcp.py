@@ -9,6 +9,7 @@ plus a callback so the Noise layer can prioritise what it writes next.
 
 import asyncio
 from collections.abc import Callable
+from typing import cast
 
 from node.p2p.buffer import ReadBuffer
 from node.p2p.errors import StreamClosed
@@ -36,8 +37,8 @@ class TcpConnection(asyncio.Protocol):
 
     # -- asyncio.Protocol ---------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        if not isinstance(transport, asyncio.Transport):
-            raise TypeError("TcpConnection needs a stream transport")
+        # uvloop's transports do not subclass asyncio.Transport but implement its interface.
+        transport = cast(asyncio.Transport, transport)
         self.transport = transport
         # Writes beyond this are held by us (and prioritised) rather than by the transport.
         transport.set_write_buffer_limits(high=256 * 1024, low=64 * 1024)
@@ -102,7 +103,7 @@ class TcpConnection(asyncio.Protocol):
         if self.closed.done() or self.inbox.at_eof:
             on_eof()
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | bytearray) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
 

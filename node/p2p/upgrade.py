@@ -25,7 +25,7 @@ def _noise_frame(ciphertext: bytes) -> bytes:
     return len(ciphertext).to_bytes(2, "big") + ciphertext
 
 
-def _parse_noise_frame(buf: bytearray) -> tuple[bytes, int] | None:
+def _parse_noise_frame(buf: bytes) -> tuple[bytes, int] | None:
     if len(buf) < 2:
         return None
     length = (buf[0] << 8) | buf[1]
@@ -35,7 +35,7 @@ def _parse_noise_frame(buf: bytearray) -> tuple[bytes, int] | None:
 
 
 async def _read_noise_frame(inbox: ReadBuffer) -> bytes:
-    return await inbox.read_parsed(_parse_noise_frame)
+    return await inbox.read_parsed(_parse_noise_frame, 2 + 65535)
 
 
 async def secure_outbound(

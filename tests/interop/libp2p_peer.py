@@ -21,6 +21,7 @@ import functools
 import json
 import os
 import sys
+import time
 from typing import Any
 
 import multiaddr
@@ -76,7 +77,19 @@ async def main(args: argparse.Namespace) -> None:
         spam_protection_enabled=False,
         max_pending_messages_per_peer=100_000,
     )
-    pubsub = Pubsub(host, gossipsub, max_inbound_rpc_size=args.max_rpc_bytes)
+    if args.no_sign:
+        # The chain's configuration: StrictNoSign with content-derived message ids.
+        from libp2p.pubsub.pubsub import ContentAddressedMessageIDGenerator
+
+        pubsub = Pubsub(
+            host,
+            gossipsub,
+            max_inbound_rpc_size=args.max_rpc_bytes,
+            strict_signing=False,
+            msg_id_constructor=ContentAddressedMessageIDGenerator(),
+        )
+    else:
+        pubsub = Pubsub(host, gossipsub, max_inbound_rpc_size=args.max_rpc_bytes)
     send, receive = trio.open_memory_channel[dict[str, Any]](1000)
     listen = multiaddr.Multiaddr("/ip4/127.0.0.1/tcp/0")
     async with (
@@ -94,6 +107,22 @@ async def main(args: argparse.Namespace) -> None:
         async for command in receive:
             await handle(command, host, pubsub, gossipsub, nursery)
         nursery.cancel_scope.cancel()
+
+
+BENCH: dict[str, dict[str, Any]] = {}
+
+
+async def bench_receive(subscription: Any, topic: str, latency: bool) -> None:
+    state = BENCH[topic]
+    while True:
+        message = await subscription.get()
+        now = time.monotonic()
+        state["count"] += 1
+        state["bytes"] += len(message.data)
+        state["t_last"] = now
+        if latency:
+            sent_ns = int.from_bytes(message.data[:8], "big")
+            state["lat"].append((time.monotonic_ns() - sent_ns) / 1e6)
 
 
 async def receive_loop(subscription: Any, pubsub: Pubsub, topic: str, quiet: bool) -> None:
@@ -193,6 +222,56 @@ async def handle(
                 emit(event="published_raw")
             case "counters":
                 emit(event="counters", seen=len(getattr(pubsub, "seen_messages", []) or []))
+            case "bench_subscribe":
+                # Count messages (and vote latencies) without printing each one.
+                topic = command["topic"]
+                sub = await pubsub.subscribe(topic)
+                BENCH[topic] = {"count": 0, "bytes": 0, "t_last": 0.0, "lat": []}
+                nursery.start_soon(bench_receive, sub, topic, command.get("latency", False))
+                emit(event="subscribed", topic=topic)
+            case "bench_expect":
+                state = BENCH[command["topic"]]
+                while state["count"] < int(command["count"]):  # noqa: ASYNC110
+                    await trio.sleep(0.001)
+                emit(
+                    event="bench_done",
+                    count=state["count"],
+                    bytes=state["bytes"],
+                    t_last=state["t_last"],
+                )
+            case "bench_latency_report":
+                lat = sorted(BENCH[command["topic"]]["lat"])
+                emit(event="bench_latency", latencies_ms=lat)
+            case "bench_publish":
+                size = int(command["size"])
+                payload = b"\x00" * size
+                t0 = time.monotonic()
+                for i in range(int(command["count"])):
+                    await pubsub.publish(command["topic"], i.to_bytes(8, "big") + payload[8:])
+                emit(event="bench_published", t0=t0, t_end=time.monotonic())
+            case "bench_stream":
+                # Large messages stream on one topic while small "votes" go out periodically.
+                stop = trio.Event()
+
+                async def stream_big() -> None:
+                    big = b"\x01" * int(command["big_size"])
+                    i = 0
+                    while not stop.is_set():
+                        i += 1
+                        await pubsub.publish(command["big_topic"], i.to_bytes(8, "big") + big[8:])
+
+                nursery.start_soon(stream_big)
+                deadline = time.monotonic() + float(command["duration_s"])
+                votes = 0
+                while time.monotonic() < deadline:
+                    stamp = time.monotonic_ns().to_bytes(8, "big")
+                    await pubsub.publish(
+                        command["topic"], stamp + b"v" * (int(command["size"]) - 8)
+                    )
+                    votes += 1
+                    await trio.sleep(float(command["interval_s"]))
+                stop.set()
+                emit(event="bench_streamed", votes=votes)
             case "quit":
                 sys.stdout.flush()
                 os._exit(0)
@@ -210,4 +289,5 @@ if __name__ == "__main__":
     parser.add_argument("--v12", action="store_true")
     parser.add_argument("--max-rpc-bytes", type=int, default=64 * 1024 * 1024)
     parser.add_argument("--queue-rpcs", type=int, default=100_000)
+    parser.add_argument("--no-sign", action="store_true")
     trio.run(main, parser.parse_args())

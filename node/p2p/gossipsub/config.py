@@ -101,6 +101,8 @@ class GossipsubConfig:
     # Messages of this size or more travel on a separate bulk-class stream to peers that run
     # this stack, so small (consensus) messages never queue behind them.
     bulk_message_bytes_min: int = 64 * 1024
+    # Messages this large are hashed/verified in a worker thread, off the event loop.
+    offload_message_bytes_min: int = 256 * 1024
     graylist_ban_ms: int = 60_000
     score: ScoreParams = field(default_factory=ScoreParams)
     thresholds: Thresholds = field(default_factory=Thresholds)

@@ -7,15 +7,24 @@ ids for a TTL so duplicates are recognised; both are purged by time/heartbeat in
 """
 
 from collections import deque
-from dataclasses import dataclass
 
-from node.p2p.gossipsub.rpc import PubMessage
+from node.p2p.gossipsub.rpc import PubMessage, encode_message_field
 
 
-@dataclass(frozen=True, slots=True)
 class CachedMessage:
-    message: PubMessage
-    fragment: bytes  # the RPC field carrying the message, ready to concatenate
+    """A message and, encoded on first use, the RPC field that carries it to any peer."""
+
+    __slots__ = ("_fragment", "message")
+
+    def __init__(self, message: PubMessage) -> None:
+        self.message = message
+        self._fragment: bytes | None = None
+
+    @property
+    def fragment(self) -> bytes:
+        if self._fragment is None:
+            self._fragment = encode_message_field(self.message)
+        return self._fragment
 
 
 class MessageCache:

@@ -39,7 +39,6 @@ from node.p2p.gossipsub.rpc import (
     PubMessage,
     Rpc,
     encode_control_field,
-    encode_message_field,
     encode_subscription_field,
 )
 from node.p2p.gossipsub.score import PeerScore
@@ -259,26 +258,33 @@ class Router:
     # -- publishing ---------------------------------------------------------------------------
     def publish(self, topic: str, data: bytes, now_ms: int) -> bytes | None:
         """Publish `data`; returns the message id, or None if that id was already seen."""
-        policy = self.publish_policies.get(topic, STRICT_SIGN)
-        if policy.strict_sign:
-            self._seqno += 1
-            unsigned = PubMessage(topic, data, self.local.raw, self._seqno.to_bytes(8, "big"))
-            message = PubMessage(
-                topic,
-                data,
-                unsigned.from_peer,
-                unsigned.seqno,
-                self._sign(unsigned.signable()),
-            )
-        else:
-            message = PubMessage(topic, data)
-        msg_id = policy.message_id(message)
+        message = self.make_message(topic, data)
+        if self.policy(topic).strict_sign:
+            message = self.signed(message, self._sign(message.signable()))
+        return self.publish_message(message, self.policy(topic).message_id(message), now_ms)
+
+    def policy(self, topic: str) -> TopicPolicy:
+        return self.publish_policies.get(topic, STRICT_SIGN)
+
+    def make_message(self, topic: str, data: bytes) -> PubMessage:
+        """The unsigned message to publish (with the next seqno under StrictSign).  The shell
+        may sign it and derive its id off the event loop, then call publish_message()."""
+        if not self.policy(topic).strict_sign:
+            return PubMessage(topic, data)
+        self._seqno += 1
+        return PubMessage(topic, data, self.local.raw, self._seqno.to_bytes(8, "big"))
+
+    @staticmethod
+    def signed(message: PubMessage, signature: bytes) -> PubMessage:
+        return PubMessage(message.topic, message.data, message.from_peer, message.seqno, signature)
+
+    def publish_message(self, message: PubMessage, msg_id: bytes, now_ms: int) -> bytes | None:
         if not self.seen.add(msg_id, now_ms):
             self.counters.drop("gossip_publish_duplicate", "message id already seen")
             return None
-        cached = CachedMessage(message, encode_message_field(message))
+        cached = CachedMessage(message)
         self.mcache.put(msg_id, cached)
-        for peer in self._publish_targets(topic, now_ms):
+        for peer in self._publish_targets(message.topic, now_ms):
             self._send_message(peer, cached)
         self.counters.inc("gossip_published")
         return msg_id
@@ -306,7 +312,25 @@ class Router:
         return list(fanout)
 
     # -- inbound RPC --------------------------------------------------------------------------
-    def handle_rpc(self, peer: PeerId, rpc: Rpc, now_ms: int) -> None:
+    def precheck(self, message: PubMessage) -> tuple[bytes, str | None] | None:
+        """Message id and signature-policy problem of a message on a subscribed topic.  Pure
+        and thread-safe, so the shell can run it for large messages off the event loop."""
+        policy = self.subscriptions.get(message.topic)
+        if policy is None:
+            return None
+        try:
+            msg_id = policy.message_id(message)
+        except (DecodeError, ValueError):
+            return None
+        return msg_id, self._signing_problem(message, policy)
+
+    def handle_rpc(
+        self,
+        peer: PeerId,
+        rpc: Rpc,
+        now_ms: int,
+        prechecked: dict[int, tuple[bytes, str | None]] | None = None,
+    ) -> None:
         state = self.peers.get(peer)
         if state is None:
             self.counters.drop("gossip_rpc_unknown_peer", "rpc before peer was added")
@@ -328,8 +352,9 @@ class Router:
                 )
                 self.score.add_penalty(peer.raw)
                 messages = messages[:allowed]
-            for message in messages:
-                self._handle_message(peer, state, message, now_ms)
+            for index, message in enumerate(messages):
+                known = prechecked.get(index) if prechecked else None
+                self._handle_message(peer, state, message, now_ms, known)
         if rpc.control is not None:
             self._handle_control(peer, state, rpc.control, now_ms)
         self._check_graylist(peer, now_ms)
@@ -364,25 +389,33 @@ class Router:
             fanout.pop(peer, None)
 
     def _handle_message(
-        self, peer: PeerId, state: PeerState, message: PubMessage, now_ms: int
+        self,
+        peer: PeerId,
+        state: PeerState,
+        message: PubMessage,
+        now_ms: int,
+        known: tuple[bytes, str | None] | None = None,
     ) -> None:
         topic = message.topic
         policy = self.subscriptions.get(topic)
         if policy is None:
             self.counters.drop("gossip_msg_unsubscribed", "topic not subscribed")
             return
-        try:
-            msg_id = policy.message_id(message)
-        except (DecodeError, ValueError) as exc:
-            self.score.reject_message(peer.raw, None, topic)
-            self.counters.drop("gossip_msg_bad_id", str(exc), peer=peer.short())
-            return
+        if known is not None:
+            msg_id = known[0]
+        else:
+            try:
+                msg_id = policy.message_id(message)
+            except (DecodeError, ValueError) as exc:
+                self.score.reject_message(peer.raw, None, topic)
+                self.counters.drop("gossip_msg_bad_id", str(exc), peer=peer.short())
+                return
         self._promises.pop(msg_id, None)
         if msg_id in self.seen:
             self.score.duplicate_message(peer.raw, msg_id, topic, now_ms)
             self.counters.inc("gossip_msg_duplicate")
             return
-        problem = self._signing_problem(message, policy)
+        problem = known[1] if known is not None else self._signing_problem(message, policy)
         if problem is not None:
             self.score.reject_message(peer.raw, None, topic)
             self.counters.drop("gossip_msg_bad_signature", problem, peer=peer.short())
@@ -431,7 +464,7 @@ class Router:
         match result:
             case Validation.ACCEPT:
                 self.score.deliver_message(source.raw, msg_id, message.topic, now_ms)
-                cached = CachedMessage(message, encode_message_field(message))
+                cached = CachedMessage(message)
                 self.mcache.put(msg_id, cached)
                 self._deliver.append(received)
                 self._forward(msg_id, cached, source)

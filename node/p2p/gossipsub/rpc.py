@@ -80,13 +80,15 @@ class PubMessage:
         return b"".join(self._parts(True, bool(self.from_peer)))
 
     @classmethod
-    def decode(cls, data: bytes) -> "PubMessage":
+    def decode(cls, data: bytes | memoryview, view_bytes_min: int = 0) -> "PubMessage":
+        """With a memoryview input, a `data` field of at least view_bytes_min bytes stays a
+        view of the input; the shell turns it into bytes off the event loop."""
         from_peer = payload = seqno = signature = key = b""
         topic: str | None = None
-        for number, value in iter_fields(data, fields_max=64):
+        for number, value in iter_fields(data, fields_max=64, view_bytes_min=view_bytes_min):
             match number:
                 case 1:
-                    from_peer = as_bytes(value, "from")
+                    from_peer = bytes(as_bytes(value, "from"))
                 case 2:
                     payload = as_bytes(value, "data")
                 case 3:
@@ -148,11 +150,11 @@ class Rpc:
         return b"".join(parts)
 
     @classmethod
-    def decode(cls, data: bytes, limits: RpcLimits) -> "Rpc":
+    def decode(cls, data: bytes | memoryview, limits: RpcLimits, view_bytes_min: int = 0) -> "Rpc":
         subs: list[tuple[bool, str]] = []
         messages: list[PubMessage] = []
         control: Control | None = None
-        for number, value in iter_fields(data):
+        for number, value in iter_fields(data, view_bytes_min=view_bytes_min):
             match number:
                 case 1:
                     if len(subs) >= limits.subscriptions_max:
@@ -161,7 +163,8 @@ class Rpc:
                 case 2:
                     if len(messages) >= limits.messages_max:
                         raise LimitError("too many messages in one RPC")
-                    messages.append(PubMessage.decode(as_bytes(value, "publish")))
+                    raw = as_bytes(value, "publish")
+                    messages.append(PubMessage.decode(raw, view_bytes_min))
                 case 3:
                     # A repeated singular message field merges (protobuf semantics).
                     part = _decode_control(as_bytes(value, "control"), limits)

@@ -100,7 +100,7 @@ class _Lane:
 
     def __init__(self) -> None:
         self.stream: Stream | None = None
-        self.frames: deque[bytes] = deque()
+        self.frames: deque[tuple[bytes, ...]] = deque()
         self.queued_bytes = 0
         self.wakeup = asyncio.Event()
         self.ready = asyncio.Event()
@@ -154,7 +154,7 @@ class PeerSender:
             lane.frames.clear()
             lane.queued_bytes = 0
             for frame in frames:
-                self._push_frame(self.main, frame)
+                self._push_frame(self.main, list(frame[1:]))
         lane.ready.set()
 
     def _push(self, lane: _Lane, fragments: list[bytes]) -> None:
@@ -163,22 +163,25 @@ class PeerSender:
         size = 0
         for fragment in fragments:
             if batch and size + len(fragment) > limit:
-                self._push_frame(lane, b"".join(batch))
+                self._push_frame(lane, batch)
                 batch, size = [], 0
             batch.append(fragment)
             size += len(fragment)
         if batch:
-            self._push_frame(lane, batch[0] if len(batch) == 1 else b"".join(batch))
+            self._push_frame(lane, batch)
 
-    def _push_frame(self, lane: _Lane, body: bytes) -> None:
-        frame = encode_uvarint(len(body)) + body
-        if self.queued_bytes + len(frame) > self.service.config.peer_queue_bytes_max:
+    def _push_frame(self, lane: _Lane, body: list[bytes]) -> None:
+        """Queue one length-prefixed RPC made of `body` (kept as parts: no copy here)."""
+        length = sum(len(b) for b in body)
+        frame = (encode_uvarint(length), *body)
+        size = len(frame[0]) + length
+        if self.queued_bytes + size > self.service.config.peer_queue_bytes_max:
             self.service.counters.drop(
                 "gossip_send_queue_full", "peer_queue_bytes_max", peer=self.peer.short()
             )
             return
         lane.frames.append(frame)
-        lane.queued_bytes += len(frame)
+        lane.queued_bytes += size
         if self.queued_bytes * 2 >= self.service.config.peer_queue_bytes_max:
             self.room.clear()
         lane.wakeup.set()
@@ -197,15 +200,17 @@ class PeerSender:
             # Write everything queued in one call: many small RPCs share frames and syscalls.
             parts: list[bytes] = []
             size = 0
+            frames = 0
             while lane.frames and size < 4 * 1024 * 1024:
                 frame = lane.frames.popleft()
-                parts.append(frame)
-                size += len(frame)
+                parts.extend(frame)
+                size += sum(len(p) for p in frame)
+                frames += 1
             try:
-                await stream.write(parts[0] if len(parts) == 1 else b"".join(parts))
+                await stream.writev(parts)
             except StreamClosed:
                 self.service.counters.drop(
-                    "gossip_send_stream_closed", "stream closed", len(parts), self.peer.short()
+                    "gossip_send_stream_closed", "stream closed", frames, self.peer.short()
                 )
                 lane.frames.clear()
                 lane.queued_bytes = 0
@@ -332,18 +337,29 @@ class GossipSub:
         self.router.set_publish_policy(topic, policy)
 
     async def publish(self, topic: str, data: bytes) -> bytes | None:
-        """Publish; waits while any peer's send queue is over half full (local backpressure).
+        """Publish; returns the message id, or None if that id was published or seen before.
 
-        Returns the message id, or None if the same id was published or seen before.
+        Large messages wait while a peer's send queue is over half full (local backpressure),
+        and their signature and content id are computed in a worker thread (hashlib and
+        OpenSSL release the GIL) so the event loop keeps serving small messages meanwhile.
         """
         if len(data) > self.config.rpc_bytes_max - 1024:
             raise P2PError(f"message of {len(data)} bytes over rpc_bytes_max")
+        if len(data) < self.config.bulk_message_bytes_min:
+            return self.publish_nowait(topic, data)
         for sender in list(self._senders.values()):
             if not sender.room.is_set():
                 await sender.room.wait()
-        msg_id = self.router.publish(topic, data, self._now_ms())
+        router = self.router
+        policy = router.policy(topic)
+        message = router.make_message(topic, data)
+        if policy.strict_sign:
+            signature = await asyncio.to_thread(self.host.identity.sign, message.signable())
+            message = router.signed(message, signature)
+        msg_id = await asyncio.to_thread(policy.message_id, message)
+        result = router.publish_message(message, msg_id, self._now_ms())
         self._drain()
-        return msg_id
+        return result
 
     def publish_nowait(self, topic: str, data: bytes) -> bytes | None:
         """Publish without backpressure (messages over a full peer queue are dropped, counted)."""
@@ -411,23 +427,54 @@ class GossipSub:
         protocol = stream.protocol if stream.protocol != BULK_PROTOCOL else MESHSUB_V12
         self._ensure_peer(peer, protocol)
         limits = self.config.rpc_limits
+        threshold = self.config.offload_message_bytes_min
         while True:
             try:
-                frame = await stream.read_frame(self.config.rpc_bytes_max)
+                frame = await stream.inbox.read_uvarint_frame(self.config.rpc_bytes_max, True)
             except RemoteError:
                 self.router.score.add_penalty(peer.raw)
                 self.counters.drop("gossip_rpc_too_large", "rpc_bytes_max", peer=peer.short())
                 raise
             if frame is None:
                 return
+            big = len(frame) >= threshold
             try:
-                rpc = Rpc.decode(frame, limits)
+                rpc = Rpc.decode(memoryview(frame) if big else frame, limits, threshold)
             except RemoteError as exc:
                 self.router.score.add_penalty(peer.raw)
                 self.counters.drop("gossip_rpc_invalid", str(exc), peer=peer.short())
                 continue
-            self.router.handle_rpc(peer, rpc, self._now_ms())
+            prechecked: dict[int, tuple[bytes, str | None]] | None = None
+            if big:
+                messages = list(rpc.messages)
+                for index, message in enumerate(messages):
+                    if len(message.data) >= threshold:
+                        # Copy out, hash and verify big messages in a worker thread (the copy
+                        # and hashlib release the GIL); RPC order is kept because this
+                        # stream's next frame is read only afterwards.
+                        message, known = await asyncio.to_thread(self._materialize, message)
+                        messages[index] = message
+                        if known is not None:
+                            prechecked = prechecked or {}
+                            prechecked[index] = known
+                rpc = Rpc(rpc.subscriptions, tuple(messages), rpc.control)
+            self.router.handle_rpc(peer, rpc, self._now_ms(), prechecked)
             self._drain()
+
+    def _materialize(
+        self, message: PubMessage
+    ) -> tuple[PubMessage, tuple[bytes, str | None] | None]:
+        if isinstance(message.data, memoryview):
+            data = b"".join((message.data,))
+            message = PubMessage(
+                message.topic,
+                data,
+                message.from_peer,
+                message.seqno,
+                bytes(message.signature),
+                bytes(message.key),
+            )
+        return message, self.router.precheck(message)
 
     # -- effects ------------------------------------------------------------------------------
     def _drain(self) -> None:
