@@ -485,6 +485,8 @@ class ConsensusShell:
             fields = dict(event.attributes)
             fields.pop("event", None)
             fields.pop("height", None)
+            if "round" in fields:  # the app's rounds are FL rounds; "round" is consensus's
+                fields["fl_round"] = fields.pop("round")
             level = (
                 logging.INFO
                 if event.kind.startswith(("fl_", "round", "slash", "gov"))

@@ -58,7 +58,12 @@ class LocalNet:
     env: dict[str, str] = field(default_factory=dict)
     procs: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
 
-    def generate(self, propose_timeout_ms: int = 1_000, attack: str = "sign_flip") -> None:
+    def generate(
+        self,
+        propose_timeout_ms: int = 1_000,
+        attack: str = "sign_flip",
+        commit_timeout_ms: int = 200,
+    ) -> None:
         total = self.validators + self.extra_nodes
         if not self.base_port:
             self.base_port = free_base_port(total)
@@ -73,6 +78,7 @@ class LocalNet:
             chain_id="fedchain-localnet",
             app=self.app,
             propose_timeout_ms=propose_timeout_ms,
+            commit_timeout_ms=commit_timeout_ms,
         )
         testnet.generate(args)
         for k in range(self.extra_nodes):

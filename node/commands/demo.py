@@ -22,6 +22,7 @@ from fl.client.quantize import model_to_float
 from fl.client.trainers import accuracy, make_trainer
 from fl.fixed import model_from_bytes
 from node.apps import FL_DATASET, FL_TRAINER
+from node.keys import read_key
 from node.localnet import LocalNet
 from node.rpc.client import RpcClient, RpcError
 
@@ -123,9 +124,17 @@ async def _wait_healthy(net: LocalNet, timeout_s: float, stop: Callable[[], bool
                 await asyncio.sleep(0.2)
 
 
+def _attacker_keys(net: LocalNet) -> set[str]:
+    keys = set()
+    for j in range(net.clients - net.attackers, net.clients):
+        keys.add(read_key(net.root / f"client{j}" / "client_key.json").public_key.hex())
+    return keys
+
+
 async def _watch(net: LocalNet, rounds: int, timeout_s: float, stop: Callable[[], bool]) -> bool:
     ds = load(FL_DATASET, seed=0)
     trainer = make_trainer(FL_TRAINER, ds.n_features, ds.n_classes)
+    attackers = _attacker_keys(net)
     deadline = time.monotonic() + timeout_s
     last_round = -1
     async with RpcClient(net.rpc_url(0), timeout_ms=10_000) as client:
@@ -141,11 +150,12 @@ async def _watch(net: LocalNet, rounds: int, timeout_s: float, stop: Callable[[]
                     )
                     units = model_from_bytes(expect_bytes(weights, "weights"))
                     acc = accuracy(trainer, model_to_float(units), ds.x_test, ds.y_test)
+                    outcome = _outcome(await client.get_json("/round"), attackers)
                     print(
                         f"height {height:>5} | FL round {fl_round:>3}/{rounds} | "
                         f"model v{expect_int(version, 'version')} "
                         f"{expect_bytes(model_hash, 'hash').hex()[:12]} | "
-                        f"accuracy {acc:.3f} | peers {status.get('peers', '?')}",
+                        f"accuracy {acc:.3f}{outcome}",
                         flush=True,
                     )
                     last_round = fl_round
@@ -157,6 +167,22 @@ async def _watch(net: LocalNet, rounds: int, timeout_s: float, stop: Callable[[]
             if not net.running(0):
                 print(f"== node0 exited; see {net.log_file(0)}", flush=True)
                 return False
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(0.5)
     print("== stopped before all rounds were done", flush=True)
     return False
+
+
+def _outcome(body: dict[str, object], attackers: set[str]) -> str:
+    """ " | last round: 6 accepted, 2 flagged (2 of them attackers)" from GET /round."""
+    value = body.get("value")
+    if not isinstance(value, list) or len(value) < 8 or not isinstance(value[7], list):
+        return ""
+    last = value[7]
+    if len(last) < 8 or not isinstance(last[6], list) or not isinstance(last[7], list):
+        return ""
+    flagged = [f[0] for f in last[7] if isinstance(f, list) and f]
+    caught = sum(1 for key in flagged if key in attackers)
+    return (
+        f" | round {last[0]} closed ({last[3]}, {last[2]}): {len(last[6])} accepted, "
+        f"{len(flagged)} flagged ({caught} of {len(attackers)} attackers)"
+    )

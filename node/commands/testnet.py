@@ -48,6 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chain-id", default="fedchain-testnet")
     parser.add_argument("--app", default="fl", choices=APPS)
     parser.add_argument("--propose-timeout-ms", type=int, default=1_000)
+    # FL rounds have block deadlines; ~5 blocks/s gives clients seconds, not milliseconds.
+    parser.add_argument("--commit-timeout-ms", type=int, default=200)
 
 
 def node_ports(base_port: int, index: int) -> tuple[int, int, int]:
@@ -119,7 +121,10 @@ def generate(args: argparse.Namespace) -> None:
             ),
             rpc=RpcConfig(listen_host=listen, listen_port=rpc_port),
             metrics=MetricsConfig(listen_host=listen, listen_port=metrics_port),
-            consensus=ConsensusConfig(propose_timeout_ms=args.propose_timeout_ms),
+            consensus=ConsensusConfig(
+                propose_timeout_ms=args.propose_timeout_ms,
+                commit_timeout_ms=args.commit_timeout_ms,
+            ),
         )
         home.config_file.write_text(render_config(cfg))
         write_key(home.node_key_file, node_keys[i])
