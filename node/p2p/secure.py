@@ -22,6 +22,8 @@ from node.p2p.peer_id import PeerId
 from node.p2p.tcp import TcpConnection
 
 Sink = Callable[[bytes], None]
+# Bulk bytes written per loop turn before yielding (bounds how long a vote can wait).
+BULK_BYTES_PER_TURN = 256 * 1024
 
 
 class SecureChannel:
@@ -154,7 +156,15 @@ class SecureChannel:
         hi, lo = self._hi, self._lo
         encrypt_framed = self._send.encrypt_framed
         limit = PLAINTEXT_BYTES_MAX
+        bulk_budget = BULK_BYTES_PER_TURN
         while tcp.writable and (hi or lo) and not self.closed:
+            if not hi and bulk_budget <= 0:
+                # Give the loop back so new high-priority frames (votes) are produced and
+                # written before the next slice of bulk data.
+                if not self._flush_scheduled:
+                    self._flush_scheduled = True
+                    self._loop.call_soon(self._flush)
+                break
             # Pack queued frames, high priority first, into one Noise message.
             parts: list[bytes] = []
             size = 0
@@ -169,6 +179,7 @@ class SecureChannel:
                 source.popleft()
                 if source is lo:
                     self._lo_bytes -= len(item)
+                    bulk_budget -= len(item)
                 parts.append(item)
                 size += len(item)
             plain = parts[0] if len(parts) == 1 else b"".join(parts)

@@ -22,7 +22,7 @@ from node.p2p.counters import Counters
 from node.p2p.errors import MuxerError, RemoteError, StreamClosed, StreamReset
 from node.p2p.noise import PLAINTEXT_BYTES_MAX
 from node.p2p.peer_id import PeerId
-from node.p2p.secure import SecureChannel
+from node.p2p.secure import BULK_BYTES_PER_TURN, SecureChannel
 from node.p2p.varint import encode_uvarint
 from node.p2p.yamux import (
     FLAG_ACK,
@@ -107,7 +107,7 @@ class Stream:
         session = self.session
         views = [memoryview(p) for p in parts if len(p)]
         remaining = sum(len(v) for v in views)
-        index = offset = 0
+        index = offset = since_yield = 0
         if remaining == 0:
             header = encode_header(TYPE_DATA, self._flags(), self.stream_id, 0)
             session.channel.send(header, self.high)
@@ -143,6 +143,12 @@ class Stream:
             session.channel.send(b"".join(pieces), self.high)
             self.send_window -= n
             remaining -= n
+            if not self.high:
+                since_yield += n
+                if since_yield >= BULK_BYTES_PER_TURN and remaining:
+                    # Bulk writers share the loop in slices, so votes are not held up.
+                    since_yield = 0
+                    await asyncio.sleep(0)
 
     async def write_frame(self, payload: bytes) -> None:
         """Write a uvarint-length-prefixed message."""
