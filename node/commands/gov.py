@@ -14,6 +14,7 @@ is in a block and prints its result.  Everything shown is read from the app's `g
 """
 
 import argparse
+import json
 import sys
 import time
 import urllib.error
@@ -123,16 +124,25 @@ def _submit(transport: RpcTransport, args: argparse.Namespace, kind: str, body: 
 
 
 def _wait_for_tx(transport: RpcTransport, tx_hash: str) -> str:
+    """Poll `/txs/{hash}` until the transaction is in a block; its result code and reason."""
     deadline = time.monotonic() + WAIT_S
     while time.monotonic() < deadline:
         try:
             with urllib.request.urlopen(f"{transport.url}/txs/{tx_hash}", timeout=10) as resp:
-                return str(resp.read(64 * 1024).decode("utf-8", "replace"))
+                body = json.loads(resp.read(64 * 1024))
         except urllib.error.HTTPError as exc:
             if exc.code != 404:
                 raise GovCommandError(f"/txs/{tx_hash}: HTTP {exc.code}") from None
-        except OSError as exc:
+            body = {}
+        except (OSError, ValueError) as exc:
             raise GovCommandError(f"/txs/{tx_hash}: {exc}") from None
+        if isinstance(body, dict) and body.get("status") == "committed":
+            code = body.get("code")
+            if code != 0:
+                raise GovCommandError(
+                    f"in block {body.get('height')} but rejected: {body.get('reason')}"
+                )
+            return f"committed in block {body.get('height')}"
         time.sleep(0.25)
     raise GovCommandError(f"tx {tx_hash} not in a block after {WAIT_S:.0f} s")
 
@@ -180,7 +190,9 @@ def format_proposal(value: Value) -> str:
         f"  deposit   {p.deposit}",
         f"  voting    heights {p.submit_height}..{p.end_height}",
         f"  tally     yes {t.yes}  no {t.no}  abstain {t.abstain}  veto {t.veto}"
-        f"  (bonded {t.total_bonded})",
+        f"  (bonded {t.total_bonded})"
+        if p.status != "voting"
+        else f"  tally     at the end of height {p.end_height} (weights: bonded stake then)",
     ]
     if p.note:
         lines.append(f"  note      {p.note}")
