@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from fl.client.errors import ClientError
 from fl.fixed import DELTA_ABS_MAX, FRAC_BITS, ONE, SCALE_EXP_MAX, IntArray
 
 FloatArray = npt.NDArray[np.float64]
@@ -39,6 +40,8 @@ def float_to_units(values: FloatArray) -> IntArray:
 
 def clip_delta(delta: FloatArray, norm_max_units: int) -> FloatArray:
     """Clip to the coordinate range (a hair inside) and to the L2 bound, both in real units."""
+    if not np.all(np.isfinite(delta)):
+        raise ClientError("the trained delta contains NaN or infinity (diverged training?)")
     limit = (DELTA_ABS_MAX - 1) / ONE
     clipped = np.clip(delta, -limit, limit)
     norm_max = 0.999 * norm_max_units / ONE

@@ -48,6 +48,8 @@ def test_clip_respects_the_chain_bounds() -> None:
     clipped = clip_delta(huge, norm_max_units=3 * ONE)
     assert np.linalg.norm(clipped) <= 3.0
     assert np.max(np.abs(clip_delta(huge, 10**9))) < DELTA_ABS_MAX / ONE
+    with pytest.raises(ClientError):
+        clip_delta(np.array([0.0, np.nan]), 10**9)
 
 
 @pytest.mark.parametrize("name", ["digits", "breast_cancer"])
