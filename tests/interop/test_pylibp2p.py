@@ -12,7 +12,7 @@ import asyncio
 import pytest
 
 from node.p2p.gossipsub.config import GossipsubConfig
-from node.p2p.gossipsub.router import MESHSUB_V11
+from node.p2p.gossipsub.router import MESHSUB_V11, MESHSUB_V12
 from node.p2p.gossipsub.rpc import PubMessage, encode_message_field
 from node.p2p.gossipsub.service import GossipSub
 from node.p2p.host import Host
@@ -133,3 +133,24 @@ async def test_bad_signatures_are_rejected_on_both_sides(pylibp2p: LibP2PPeer) -
         assert bytes.fromhex(got["data"]) == b"good-ours"
         await asyncio.sleep(0.5)
         assert not [e for e in pylibp2p.take("message") if e["sender"] == str(host.peer_id)]
+
+
+async def test_gossipsub_v12_negotiated_with_py_libp2p() -> None:
+    py = await LibP2PPeer.start("--v12", "--seed", "33" * 32)
+    try:
+        async with Host(identity("v12")) as host:
+            await host.listen()
+            gossip = GossipSub(host, GossipsubConfig(heartbeat_interval_ms=200))
+            gossip.start()
+            subscription = gossip.subscribe(TOPIC)
+            peer = await _meshed(host, gossip, py)
+            assert gossip.router.peers[peer].protocol == MESHSUB_V12
+            py.send("publish", topic=TOPIC, count=20, size=4096)
+            received = [await asyncio.wait_for(subscription.get(), 30) for _ in range(20)]
+            published = await py.expect("published")
+            assert [m.msg_id.hex() for m in received] == published["ids"]
+            ours = [await gossip.publish(TOPIC, bytes([i]) * 4096) for i in range(20)]
+            got = await _messages(py, 20, sender=str(host.peer_id))
+            assert [e["msg_id"] for e in got] == [m.hex() for m in ours if m is not None]
+    finally:
+        await py.stop()

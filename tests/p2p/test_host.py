@@ -179,3 +179,19 @@ def test_multiaddr_text_and_binary_forms() -> None:
     assert Multiaddr.parse(str(addr)) == addr
     assert Multiaddr.from_bytes(addr.to_bytes()) == addr
     assert Host is not None
+
+
+def test_the_stack_runs_on_uvloop() -> None:
+    import uvloop
+
+    async def scenario() -> bytes:
+        async with connected_pair() as (a, b):
+
+            async def echo(peer: PeerId, request: bytes) -> bytes:
+                return request
+
+            b.set_request_handler("/test/uv/1", echo)
+            assert await a.ping(b.peer_id) >= 0
+            return await a.request(b.peer_id, "/test/uv/1", b"u" * 300_000, 5000)
+
+    assert uvloop.run(scenario()) == b"u" * 300_000
