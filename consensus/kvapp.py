@@ -9,6 +9,8 @@ once per (validator, height), which lets the simulator see that evidence reached
 
 from collections.abc import Sequence
 
+import msgpack
+
 from consensus.app import (
     AppInfo,
     BlockInfo,
@@ -55,7 +57,9 @@ class KVApp:
         self._app_hash = b""
 
     def _hash(self, height: int, items: dict[bytes, bytes]) -> bytes:
-        return sha256(encode([height, [[k, items[k]] for k in sorted(items)]]))
+        # Keys and values are bytes by construction: msgpack directly, without codec's checks.
+        packed: bytes = msgpack.packb([height, [[k, items[k]] for k in sorted(items)]])
+        return sha256(packed)
 
     def init_chain(self, genesis: Genesis) -> tuple[bytes, tuple[ValidatorUpdate, ...]]:
         self._committed = {}

@@ -8,7 +8,9 @@ transactions, the evidence and the previous block's commit through their hashes.
 """
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+import msgpack
 
 from consensus.codec import (
     DEFAULT_LIMITS,
@@ -24,6 +26,14 @@ from consensus.codec import (
 )
 from consensus.crypto import HASH_BYTES, PUBLIC_KEY_BYTES, SIGNATURE_BYTES, sha256
 from consensus.errors import CodecError
+
+
+def _pack(value: Value) -> bytes:
+    """Canonical bytes of a value this module built from typed fields (the generic checks of
+    codec.encode are for values of unknown shape; decoders still run them on peer input)."""
+    packed: bytes = msgpack.packb(value, use_bin_type=True)
+    return packed
+
 
 NIL: bytes = b""  # the nil block id of a vote
 ROUND_MAX = 1 << 20
@@ -95,7 +105,7 @@ class Header:
         )
 
     def block_id(self) -> bytes:
-        return sha256(encode(self.to_value()))
+        return sha256(_pack(self.to_value()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +139,7 @@ class Vote:
 def vote_sign_bytes(
     chain_id: str, vote_type: int, height: int, round_: int, block_id: bytes
 ) -> bytes:
-    return encode(["vote", chain_id, vote_type, height, round_, block_id])
+    return _pack(["vote", chain_id, vote_type, height, round_, block_id])
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +188,7 @@ class Commit:
         )
 
     def hash(self) -> bytes:
-        return sha256(encode(self.to_value()))
+        return sha256(_pack(self.to_value()))
 
 
 EMPTY_COMMIT_HASH = sha256(encode([]))
@@ -233,6 +243,10 @@ class Block:
     txs: tuple[bytes, ...]
     evidence: tuple[DuplicateVoteEvidence, ...]
     last_commit: Commit | None
+    _id: bytes = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_id", self.header.block_id())
 
     def to_value(self) -> list[Value]:
         return [
@@ -261,15 +275,15 @@ class Block:
         )
 
     def id(self) -> bytes:
-        return self.header.block_id()
+        return self._id
 
 
 def txs_hash(txs: Sequence[bytes]) -> bytes:
-    return sha256(encode([sha256(t) for t in txs]))
+    return sha256(_pack([sha256(t) for t in txs]))
 
 
 def evidence_hash(evidence: Sequence[DuplicateVoteEvidence]) -> bytes:
-    return sha256(encode([e.to_value() for e in evidence]))
+    return sha256(_pack([e.to_value() for e in evidence]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,7 +328,7 @@ class Proposal:
 def proposal_sign_bytes(
     chain_id: str, height: int, round_: int, pol_round: int, block_id: bytes
 ) -> bytes:
-    return encode(["proposal", chain_id, height, round_, pol_round, block_id])
+    return _pack(["proposal", chain_id, height, round_, pol_round, block_id])
 
 
 # ---- the consensus message envelope: what peers exchange -------------------------------------

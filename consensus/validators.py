@@ -35,6 +35,7 @@ class ValidatorSet:
     validators: tuple[Validator, ...]
     total_power: int = field(init=False, compare=False, repr=False)
     _index: dict[bytes, int] = field(init=False, compare=False, repr=False, hash=False)
+    _hash: bytes = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         keys = [v.public_key for v in self.validators]
@@ -46,6 +47,9 @@ class ValidatorSet:
             raise InvariantError("validator powers must be in (0, POWER_MAX]")
         object.__setattr__(self, "total_power", sum(v.power for v in self.validators))
         object.__setattr__(self, "_index", {k: i for i, k in enumerate(keys)})
+        object.__setattr__(
+            self, "_hash", sha256(encode([[v.public_key, v.power] for v in self.validators]))
+        )
 
     @staticmethod
     def of(pairs: Sequence[tuple[bytes, int]]) -> "ValidatorSet":
@@ -63,7 +67,7 @@ class ValidatorSet:
         return 0 if i is None else self.validators[i].power
 
     def hash(self) -> bytes:
-        return sha256(encode([[v.public_key, v.power] for v in self.validators]))
+        return self._hash
 
     def has_quorum(self, power: int) -> bool:
         """More than 2/3 of the voting power (the paper's 2f+1)."""

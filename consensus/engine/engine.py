@@ -157,7 +157,12 @@ class Engine:
         votes = _vote_sets(state, vote.type).setdefault(vote.round, VoteSet())
         previous = votes.votes.get(index)
         if previous is not None:
-            if previous.block_id != vote.block_id:
+            if previous.block_id != vote.block_id and index not in votes.conflicting:
+                votes.conflicting[index] = vote
+                power = chain.validators.validators[index].power
+                votes.power_by_block[vote.block_id] = (
+                    votes.power_by_block.get(vote.block_id, 0) + power
+                )
                 self._add_evidence(state, DuplicateVoteEvidence.of(previous, vote), out)
             return
         self._record_vote(state, index, vote)
@@ -217,7 +222,11 @@ class Engine:
     def _on_evidence(
         self, state: EngineState, ev: DuplicateVoteEvidence, out: list[Effect]
     ) -> None:
-        check_evidence(state.chain, ev, self.verifier)
+        chain = state.chain
+        height = ev.vote_a.height
+        if height > chain.height or chain.validators_at(height) is None:
+            return  # outside our window: an honest peer ahead or behind may still send it
+        check_evidence(chain, ev, self.verifier)
         self._add_evidence(state, ev, out)
 
     def _add_evidence(
@@ -293,8 +302,9 @@ class Engine:
             proposer=self._public_key,
         )
         block = Block(header, txs, evidence, chain.last_commit)
-        if block_problem(chain, block, self.config, self.verifier) is not None:
-            raise InvariantError("our own proposal is invalid: the app returned too much?")
+        problem = block_problem(chain, block, self.config, self.verifier)
+        if problem is not None:
+            raise InvariantError(f"our own proposal is invalid: {problem}")
         self._propose(state, block, -1, out)  # L18-L19
 
     def _pending_evidence(self, state: EngineState) -> tuple[DuplicateVoteEvidence, ...]:
@@ -545,12 +555,10 @@ def _vote_sets(state: EngineState, vote_type: int) -> dict[int, VoteSet]:
 
 
 def _commit(state: EngineState, round_: int, block_id: bytes) -> Commit:
-    votes = state.precommits[round_].votes
-    sigs = tuple(
-        CommitSig(votes[i].validator, votes[i].signature)
-        for i in sorted(votes)
-        if votes[i].block_id == block_id
-    )
+    votes = state.precommits[round_]
+    chosen = {i: v for i, v in votes.votes.items() if v.block_id == block_id}
+    chosen.update({i: v for i, v in votes.conflicting.items() if v.block_id == block_id})
+    sigs = tuple(CommitSig(chosen[i].validator, chosen[i].signature) for i in sorted(chosen))
     return Commit(state.chain.height, round_, block_id, sigs)
 
 

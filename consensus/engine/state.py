@@ -14,9 +14,16 @@ from consensus.types import Block, Commit, DuplicateVoteEvidence, Proposal, Vote
 
 @dataclass(slots=True)
 class VoteSet:
-    """The votes of one (round, type): one per validator index, power tallied per block id."""
+    """The votes of one (round, type), power tallied per block id.
+
+    As in the paper, "2f+1 <PREVOTE, h, r, id(v)>" counts every validator that sent such a
+    message: an equivocator's second vote (kept in `conflicting`, at most one) counts towards its
+    own block id, so honest nodes that saw different halves of an equivocation still agree on a
+    proof of lock.  `power` (the "*" quorums) counts each validator once.
+    """
 
     votes: dict[int, Vote] = field(default_factory=dict)
+    conflicting: dict[int, Vote] = field(default_factory=dict)
     power_by_block: dict[bytes, int] = field(default_factory=dict)
     power: int = 0
 

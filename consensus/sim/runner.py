@@ -1,0 +1,309 @@
+"""The simulator: N nodes on virtual time and a seeded, faulty network.  One seed, one run.
+
+Theory of operation
+-------------------
+Everything random comes from one `random.Random(seed)` consumed in a fixed order, and all
+events sit in one heap ordered by (virtual time, sequence number), so a seed replays exactly.
+Event kinds: message delivery, timeout, "block executed" (the commit pause after a decision),
+gossip tick (each node re-sends its current messages: links are lossy), sync tick (a node behind
+a reachable peer receives its blocks with commits, i.e. block sync), crash and restart.
+The network decides at send time whether a message is dropped (partition, crash, loss), how
+long it takes (reordering follows from random delays) and whether it is duplicated.  After
+`heal_ms` the network is clean and every node is up, and the checker demands progress.
+"""
+
+import heapq
+from functools import partial
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from consensus.app import Genesis, GenesisValidator
+from consensus.commit_verify import Verifier
+from consensus.crypto import PrivateKey, verify
+from consensus.engine import BlockExecuted, EngineConfig, TimeoutFired
+from consensus.errors import ConsensusError
+from consensus.sim.checker import Checker, Violation
+from consensus.sim.config import SimConfig
+from consensus.sim.faults import CALM, FaultPlan, random_plan
+from consensus.sim.node import SimNode
+from consensus.types import Block, Commit, DuplicateVoteEvidence, Proposal, Vote
+
+CHAIN_ID = "sim"
+SYNC_BATCH_MAX = 8
+
+Message = Proposal | Vote | DuplicateVoteEvidence
+
+
+class CachingVerifier:
+    """ed25519 verification memoised on the full (key, message, signature) triple: a forged
+    signature is a different triple, so it is always verified for real."""
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[bytes, bytes, bytes], bool] = {}
+        self.calls = 0
+        self.misses = 0
+
+    def __call__(self, public_key: bytes, message: bytes, signature: bytes) -> bool:
+        self.calls += 1
+        key = (public_key, message, signature)
+        ok = self._cache.get(key)
+        if ok is None:
+            self.misses += 1
+            ok = verify(public_key, message, signature)
+            if len(self._cache) > 200_000:
+                self._cache.clear()
+            self._cache[key] = ok
+        return ok
+
+
+@dataclass(slots=True)
+class RunResult:
+    seed: int
+    violations: list[Violation]
+    heights_committed: int  # the lowest final height over honest nodes
+    max_height: int
+    rounds_max: int
+    events: int
+    misbehaved_reports: int
+    evidence_committed: int
+    plan: FaultPlan = field(default=CALM)
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+
+def node_keys(validators: int) -> list[PrivateKey]:
+    return [PrivateKey.from_label(f"sim-validator-{i}") for i in range(validators)]
+
+
+class Simulation:
+    def __init__(self, config: SimConfig, seed: int) -> None:
+        self.config = config
+        self.seed = seed
+        self.rng = random.Random(seed)
+        self.now_ms = 0
+        self._heap: list[tuple[int, int, Callable[[], None]]] = []
+        self._seq = 0
+        self.events = 0
+        self.verifier: Verifier = CachingVerifier() if config.verify_cache else verify
+        keys = node_keys(config.validators)
+        self.genesis = Genesis(
+            CHAIN_ID, tuple(GenesisValidator(k.public_key, 1) for k in keys), genesis_time_ms=0
+        )
+        engine_config = EngineConfig(
+            propose_timeout_ms=1_000,
+            propose_timeout_delta_ms=500,
+            prevote_timeout_ms=500,
+            prevote_timeout_delta_ms=250,
+            precommit_timeout_ms=500,
+            precommit_timeout_delta_ms=250,
+            mutant=config.mutant,
+        )
+        n = config.validators
+        behaviours = [""] * n
+        for i, b in enumerate(config.byzantine):
+            behaviours[n - 1 - i] = b
+        self.nodes: list[SimNode] = []
+        for i in range(config.nodes):
+            v = i if i < n else i - n  # twins copy validators 0..twins-1
+            self.nodes.append(SimNode(self, i, keys[v], self.genesis, engine_config, behaviours[v]))
+        faulty_keys = {keys[n - 1 - i].public_key for i in range(len(config.byzantine))}
+        faulty_keys |= {keys[i].public_key for i in range(config.twins)}
+        honest = [node.index for node in self.nodes if node.key.public_key not in faulty_keys]
+        self.checker = Checker(self, honest, faulty_keys)
+        if config.faults:
+            crashable = honest + [node.index for node in self.nodes if node.behaviour == "amnesia"]
+            self.plan = random_plan(self.rng, len(self.nodes), crashable, config.heal_ms)
+        else:
+            self.plan = CALM
+        self._lossy_heights = dict.fromkeys(self.plan.lossy_heights)
+        self._lossy_coins: dict[tuple[int, int, int, int, int], bool] = {}
+
+    # ---- event heap --------------------------------------------------------------------------
+
+    def at(self, time_ms: int, action: Callable[[], None]) -> None:
+        self._seq += 1
+        heapq.heappush(self._heap, (time_ms, self._seq, action))
+
+    def run(self) -> RunResult:
+        for node in self.nodes:
+            self.at(self.rng.randrange(50), node.start)
+            self.at(self.rng.randrange(self.config.gossip_interval_ms), self._gossip_tick(node))
+            self.at(self.rng.randrange(1_000), self._sync_tick(node))
+        for crash in self.plan.crashes:
+            node = self.nodes[crash.node]
+            self.at(crash.start_ms, partial(self._crash, node, crash.lose_tail))
+            self.at(crash.end_ms, partial(self._restart, node))
+        self.at(self.config.heal_ms, self._heal)
+        end = self.config.duration_ms
+        while self._heap and self._heap[0][0] <= end:
+            time_ms, _, action = heapq.heappop(self._heap)
+            self.now_ms = time_ms
+            self.events += 1
+            try:
+                action()
+            except ConsensusError as exc:
+                # A node broke its own invariant: report it and stop, the run is already lost.
+                self.checker.fail("invariant", f"at {time_ms} ms: {type(exc).__name__}: {exc}")
+                return self.checker.finish()
+        self.now_ms = end
+        return self.checker.finish()
+
+    def _crash(self, node: SimNode, lose_tail: bool) -> None:
+        if node.up:
+            node.crash(lose_tail)
+
+    def _restart(self, node: SimNode) -> None:
+        if not node.up:
+            node.restart()
+
+    def _heal(self) -> None:
+        self.checker.heal_heights = [node.height for node in self.nodes]
+        for node in self.nodes:
+            if not node.up:
+                node.restart()
+
+    def _gossip_tick(self, node: SimNode) -> Callable[[], None]:
+        def tick() -> None:
+            node.gossip()
+            self.at(self.now_ms + self.config.gossip_interval_ms, tick)
+
+        return tick
+
+    def _sync_tick(self, node: SimNode) -> Callable[[], None]:
+        def tick() -> None:
+            self._sync(node)
+            self.at(self.now_ms + 1_000, tick)
+
+        return tick
+
+    def _sync(self, node: SimNode) -> None:
+        if not node.up:
+            return
+        peer = self.nodes[self.rng.randrange(len(self.nodes))]
+        if (
+            peer is node
+            or not peer.up
+            or peer.behaviour == "silent"
+            or not self._linked(peer, node)
+        ):
+            return
+        have = node.height
+        batch: list[tuple[Block, Commit]] = [
+            (s.block, s.commit)
+            for s in peer.stored
+            if have <= s.block.header.height < have + SYNC_BATCH_MAX
+        ]
+        if batch:
+            self.at(self.now_ms + self._delay(), lambda: node.deliver_blocks(batch))
+
+    # ---- network -----------------------------------------------------------------------------
+
+    def _linked(self, a: SimNode, b: SimNode) -> bool:
+        if self.now_ms >= self.config.heal_ms:
+            return True
+        for p in self.plan.partitions:
+            if p.start_ms <= self.now_ms < p.end_ms and p.group_of[a.index] != p.group_of[b.index]:
+                return False
+        return True
+
+    def _lossy_drop(self, a: SimNode, b: SimNode, msg: Message) -> bool:
+        if isinstance(msg, DuplicateVoteEvidence) or msg.round >= self.plan.lossy_rounds:
+            return False
+        if msg.height not in self._lossy_heights or self.now_ms >= self.config.heal_ms:
+            return False
+        kind = 0 if isinstance(msg, Proposal) else msg.type
+        coin = self._lossy_coins.get((msg.height, msg.round, kind, a.index, b.index))
+        if coin is None:
+            coin = self.rng.randrange(2) == 0
+            self._lossy_coins[(msg.height, msg.round, kind, a.index, b.index)] = coin
+        return coin
+
+    def _round_linked(self, a: SimNode, b: SimNode, msg: Message) -> bool:
+        parts = self.config.round_partitions
+        if not parts or isinstance(msg, DuplicateVoteEvidence) or msg.height != 1:
+            return True
+        if msg.round >= len(parts):
+            return True
+        return any(a.index in g and b.index in g for g in parts[msg.round])
+
+    def _delay(self) -> int:
+        plan = self.plan if self.now_ms < self.config.heal_ms else CALM
+        delay = self.rng.randint(plan.delay_ms_min, plan.delay_ms_max)
+        if plan.slow_permille and self.rng.randrange(1000) < plan.slow_permille:
+            delay += self.rng.randint(0, plan.slow_delay_ms_max)
+        return delay
+
+    def send(self, src: SimNode, dst: SimNode, msg: Message) -> None:
+        if not self._linked(src, dst) or not self._round_linked(src, dst, msg):
+            return
+        if self._lossy_heights and self._lossy_drop(src, dst, msg):
+            return
+        plan = self.plan if self.now_ms < self.config.heal_ms else CALM
+        if plan.drop_permille and self.rng.randrange(1000) < plan.drop_permille:
+            return
+        copies = (
+            2
+            if plan.duplicate_permille and self.rng.randrange(1000) < plan.duplicate_permille
+            else 1
+        )
+        for _ in range(copies):
+            self.at(self.now_ms + self._delay(), lambda: dst.deliver(msg))
+
+    def broadcast(self, src: SimNode, msg: Message) -> None:
+        for dst in self.nodes:
+            if dst is not src:
+                self.send(src, dst, msg)
+
+    def broadcast_split(self, src: SimNode, first: Message, second: Message) -> None:
+        """A byzantine send: each peer gets the first, the second, or both in random order."""
+        for dst in self.nodes:
+            if dst is src:
+                continue
+            self.checker.on_wire(first)
+            self.checker.on_wire(second)
+            choice = self.rng.randrange(3)
+            if choice in (0, 2):
+                self.send(src, dst, first)
+            if choice in (1, 2):
+                self.send(src, dst, second)
+
+    # ---- services for nodes ------------------------------------------------------------------
+
+    def schedule_timeout(self, node: SimNode, duration_ms: int, fired: TimeoutFired) -> None:
+        epoch = node.epoch
+        self.at(self.now_ms + duration_ms, lambda: node.timeout(epoch, fired))
+
+    def schedule_executed(self, node: SimNode, done: BlockExecuted) -> None:
+        epoch = node.epoch
+        self.at(self.now_ms + self.config.block_interval_ms, lambda: node.executed(epoch, done))
+
+    def txs_for(self, node: SimNode, height: int, round_: int) -> list[bytes]:
+        """Each proposer's "mempool": a tx naming it, so twins propose different blocks."""
+        txs = [f"h{height}=n{node.index}r{round_}".encode()]
+        if height % 7 == 0 and self.config.validators > 1:
+            # Re-assert a validator's power now and then: exercises the H+2 update path.
+            key = node_keys(self.config.validators)[height % self.config.validators].public_key
+            txs.append(b"val:" + key.hex().encode() + b":1")
+        return txs
+
+    def record_signed(self, node: SimNode, msg: Proposal | Vote) -> None:
+        self.checker.on_signed(node, msg)
+
+    def record_commit(self, node: SimNode, block: Block, commit: Commit, app_hash: bytes) -> None:
+        self.checker.on_commit(node, block, commit, app_hash)
+
+    def record_evidence_found(self, node: SimNode, evidence: DuplicateVoteEvidence) -> None:
+        self.checker.on_evidence_found(node, evidence)
+
+    def record_misbehaved(self, node: SimNode, reason: str) -> None:
+        self.checker.misbehaved_reports += 1
+
+    def record_sign_refused(self, node: SimNode) -> None:
+        self.checker.sign_refused += 1
+
+
+def run_seed(config: SimConfig, seed: int) -> RunResult:
+    return Simulation(config, seed).run()
