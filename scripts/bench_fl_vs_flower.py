@@ -62,10 +62,12 @@ def run_flower(python: Path, workload: Workload, client_cpus: float, work: Path)
     return result
 
 
-def run_fedchain(workload: Workload, work: Path, poll_interval_s: float) -> dict[str, Any]:
+def run_fedchain(
+    workload: Workload, work: Path, poll_interval_s: float, commit_timeout_ms: int
+) -> dict[str, Any]:
     prepared = prepare(workload)
     root = work / f"fedchain-{workload.clients}"
-    return asyncio.run(FedchainRun(prepared, root, poll_interval_s).run())
+    return asyncio.run(FedchainRun(prepared, root, poll_interval_s, commit_timeout_ms).run())
 
 
 def digest(side: dict[str, Any]) -> dict[str, Any]:
@@ -125,7 +127,14 @@ def main() -> int:
     parser.add_argument("--bench-venv", type=Path, default=REPO / ".venv-bench")
     parser.add_argument("--client-cpus", type=float, default=1.0, help="Ray CPUs per ClientApp")
     parser.add_argument("--poll-interval-s", type=float, default=0.02)
+    parser.add_argument(
+        "--commit-timeout-ms",
+        type=int,
+        default=10,
+        help="validators' pause after a commit (node default 10; `fedchain testnet` writes 200)",
+    )
     parser.add_argument("--only", choices=("flower", "fedchain"), help="run one side only")
+    parser.add_argument("--work-dir", type=Path, help="keep node homes and logs here")
     args = parser.parse_args()
 
     python = venv.ensure(args.bench_venv) if args.only != "fedchain" else Path()
@@ -133,7 +142,8 @@ def main() -> int:
     before["background_busy_before"] = machine.background_busy()
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="fedchain-bench-") as tmp:
-        work = Path(tmp)
+        work = args.work_dir or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
         for clients in args.clients:
             workload = Workload(
                 trainer=args.trainer,
@@ -149,7 +159,9 @@ def main() -> int:
                 row["flower"] = run_flower(python, workload, args.client_cpus, work)
             if args.only != "flower":
                 print(f"== fedchain, {clients} clients, {args.rounds} rounds", flush=True)
-                row["fedchain"] = run_fedchain(workload, work, args.poll_interval_s)
+                row["fedchain"] = run_fedchain(
+                    workload, work, args.poll_interval_s, args.commit_timeout_ms
+                )
             for side in ("flower", "fedchain"):
                 if side in row and row[side]["fingerprint"] != expected:
                     raise SystemExit(f"{side} ran a different workload: fingerprint mismatch")

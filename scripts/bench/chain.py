@@ -20,6 +20,7 @@ from pathlib import Path
 import aiohttp
 
 from consensus.codec import decode, expect_int, expect_seq
+from node.config import ConsensusConfig
 from node.genesis import read_genesis_file, write_genesis
 from node.localnet import LocalNet
 
@@ -35,6 +36,9 @@ class Testnet:
     root: Path
     app_state: bytes
     validators: int = 4
+    # Pause after each commit.  `fedchain testnet` writes 200 ms (slower blocks give clients
+    # time before height deadlines); the node's own default (`fedchain init`) is 10 ms.
+    commit_timeout_ms: int = ConsensusConfig().commit_timeout_ms
     net: LocalNet = field(init=False)
 
     def __post_init__(self) -> None:
@@ -44,7 +48,7 @@ class Testnet:
         return [self.net.rpc_url(i) for i in range(self.validators)]
 
     def start(self) -> None:
-        self.net.generate()
+        self.net.generate(commit_timeout_ms=self.commit_timeout_ms)
         for i in range(self.validators):
             path = self.net.home(i).genesis_file
             parsed = read_genesis_file(path)

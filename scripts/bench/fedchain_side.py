@@ -27,6 +27,7 @@ from fl.client.sdk import RemoteModel, build_update, fetch_model
 from fl.client.transport import SubmitResult
 from fl.genesis import build_app_state
 from fl.params import Params
+from node.config import ConsensusConfig
 
 ROUND_TIMEOUT_S = 300.0
 ROUND_DEADLINE_BLOCKS = 100_000  # the bench rounds close on quorum, never on the deadline
@@ -116,10 +117,11 @@ class FedchainRun:
     prepared: Prepared
     root: Path
     poll_interval_s: float = 0.02
+    commit_timeout_ms: int = ConsensusConfig().commit_timeout_ms
 
     async def run(self) -> dict[str, Any]:
         workload = self.prepared.workload
-        net = Testnet(self.root, app_state(self.prepared))
+        net = Testnet(self.root, app_state(self.prepared), commit_timeout_ms=self.commit_timeout_ms)
         params = bench_params(workload.clients)
         keys = [client_key(i) for i in range(workload.clients)]
         connector = aiohttp.TCPConnector(limit=256, limit_per_host=64)
@@ -154,6 +156,7 @@ class FedchainRun:
             "validators": net.validators,
             "rule": params.rule,
             "poll_interval_s": self.poll_interval_s,
+            "commit_timeout_ms": self.commit_timeout_ms,
             "startup_s": ready_s,
             "final_heights": heights,
             "validator_peak_rss_bytes": peak_rss,
@@ -173,6 +176,7 @@ class FedchainRun:
         open_at = [await watcher.wait_everywhere(0, ROUND_TIMEOUT_S)]
         models: list[np.ndarray] = []
         hashes: list[str] = []
+        submitted_at: list[float] = []
         for r in range(workload.rounds):
             submitted = await asyncio.gather(
                 *(
@@ -182,6 +186,7 @@ class FedchainRun:
                     for i in range(workload.clients)
                 )
             )
+            submitted_at.append(time.perf_counter())
             models.append(submitted[0].weights)
             hashes.append(submitted[0].hash.hex())
             if any(m.hash != submitted[0].hash for m in submitted):
@@ -195,6 +200,8 @@ class FedchainRun:
         first_seen = [min(known[r] for known in watcher.seen) for r in range(workload.rounds + 1)]
         return {
             "round_times_s": gaps(open_at),
+            # client phase: round open everywhere -> every client's update accepted (HTTP 202)
+            "clients_phase_s": [s - o for s, o in zip(submitted_at, open_at, strict=False)],
             "first_validator_lead_s": [e - f for e, f in zip(open_at, first_seen, strict=True)],
             "accuracy_by_round": [self.prepared.accuracy(w) for w in models],
             "model_hashes": hashes,
