@@ -9,8 +9,10 @@ without an economics section still has stake behind every validator.
 
 A chain without an economics section gets `OPEN_GENESIS`: open client admission and no client
 jail (nobody holds stake to bond there, and scores alone, without stake at risk, should not lock
-a client out), a reward reserve, and `OPEN_VALIDATOR_LIQUID` * power liquid tokens per validator
-so its operators can make governance deposits and pay fees from the first block.
+a client out), no downtime jail (a dev testnet whose validators are stopped and restarted at
+will must not shrink its own validator set; governance can turn it on), a reward reserve, and
+`OPEN_VALIDATOR_LIQUID` * power liquid tokens per validator so its operators can make
+governance deposits and pay fees from the first block.
 """
 
 from collections.abc import Sequence
@@ -54,7 +56,8 @@ class EconGenesis:
 
 # The genesis a chain gets when its app_state has no economics section.
 OPEN_GENESIS = EconGenesis(
-    reserve=1_000_000_000, params=EconParams(client_stake_min=0, client_jail_rounds=0)
+    reserve=1_000_000_000,
+    params=EconParams(client_stake_min=0, client_jail_rounds=0, downtime_min_signed_permille=0),
 )
 OPEN_VALIDATOR_LIQUID = 10_000  # per unit of genesis voting power
 
