@@ -57,6 +57,7 @@ class Checker:
         self.detected: dict[bytes, int] = {}  # faulty key -> time first detected
         self.evidence_committed: dict[bytes, int] = {}
         self.heal_heights: list[int] = []
+        self.reached_stop = False
         self.misbehaved_reports = 0
         self.sign_refused = 0
         self.rounds_max = 0
@@ -149,13 +150,17 @@ class Checker:
         if node.index in self.honest:
             self.detected.setdefault(ev.vote_a.validator, self.sim.now_ms)
 
+    def settled(self) -> bool:
+        """Every detected equivocation has its evidence committed."""
+        return all(key in self.evidence_committed for key in self.detected)
+
     def finish(self) -> "RunResult":
         from consensus.sim.runner import RunResult
 
         config = self.sim.config
         nodes = self.sim.nodes
         honest_nodes = [nodes[i] for i in self.honest]
-        if self.heal_heights:
+        if self.heal_heights and not self.reached_stop:
             for node in honest_nodes:
                 if node.height <= self.heal_heights[node.index]:
                     self.fail(

@@ -16,8 +16,10 @@ class SimConfig:
     validators: int = 4
     # Behaviour of each byzantine validator, taken from the highest indices down.
     byzantine: tuple[str, ...] = ()
-    # Validators 0..twins-1 run a second copy of themselves on another network identity.
+    # Validators twin_offset .. twin_offset+twins-1 (mod n) run a second copy of themselves on
+    # another network identity: node validators+i copies validator (twin_offset+i) % n.
     twins: int = 0
+    twin_offset: int = 0
     duration_ms: int = 300_000
     # Faults (drops, duplicates, long delays, partitions, crashes) only before the heal, which
     # is `liveness_ms` before the end; after it every honest node must commit again.
@@ -28,6 +30,8 @@ class SimConfig:
     mutant: str = ""
     # Twins: per-round partitions of height 1 (rounds beyond the tuple are fully connected).
     round_partitions: RoundPartitions = ()
+    # Stop as soon as every honest node has committed this height (0: run the full duration).
+    stop_height: int = 0
     # Share ed25519 verification results across the nodes of a run, keyed by (key, msg, sig).
     verify_cache: bool = True
 
@@ -43,6 +47,12 @@ class SimConfig:
             raise InvariantError(f"sim: unknown mutant {self.mutant!r}")
         if self.liveness_ms >= self.duration_ms:
             raise InvariantError("sim: liveness_ms must be shorter than duration_ms")
+
+    def twin_source(self, node: int) -> int:
+        """The validator a node runs: itself, or for a twin node the validator it copies."""
+        if node < self.validators:
+            return node
+        return (self.twin_offset + node - self.validators) % self.validators
 
     @property
     def heal_ms(self) -> int:
