@@ -40,7 +40,7 @@ def canonical_scenarios(rounds: int) -> Iterator[tuple[int, ...]]:
 def partitions(scenario: tuple[int, ...], twin_offset: int, validators: int = 4) -> RoundPartitions:
     a, b = twin_offset % validators, validators
     others = [i for i in range(validators) if i != a]
-    result = []
+    result: list[tuple[tuple[int, ...], ...]] = []
     for option in scenario:
         if option == 0:
             result.append((tuple(range(validators + 1)),))
