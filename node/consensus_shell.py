@@ -34,8 +34,10 @@ replay reproduces our own messages exactly and can never equivocate.
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from consensus.app import Application, ValidatorUpdate
@@ -89,11 +91,11 @@ from consensus.types import (
     encode_message,
 )
 from node.errors import StorageError, SyncError, WalCorruptError
-from node.last_signed import LastSignedFile
 from node.logging import log_event
 from node.network import Network
 from node.p2p.peer_id import PeerId
 from node.records import (
+    LastSignedRecord,
     OwnMessage,
     WalInput,
     decode_results,
@@ -103,7 +105,7 @@ from node.records import (
     wal_height,
 )
 from node.store.sqlite import IndexedTx, StoredBlock
-from node.wal import Wal, WalRecovery
+from node.wal import Wal, WalRecovery, parse_end_height
 from node.wire import CompactProposal, ConsensusMsg, Message
 
 if TYPE_CHECKING:
@@ -138,13 +140,19 @@ def compact_data_hash(hashes: Sequence[bytes]) -> bytes:
 
 
 class ConsensusShell:
-    def __init__(
-        self, node: "Node", wal: Wal, wal_recovery: WalRecovery, last_signed: LastSignedFile
-    ) -> None:
+    def __init__(self, node: "Node", wal: Wal, wal_recovery: WalRecovery) -> None:
         self._node = node
         self._wal = wal
         self._wal_recovery = wal_recovery
-        self._last_signed_file = last_signed
+        self._last_signed: bytes | None = None
+        # Own messages waiting for the one fsync that precedes their sending (group commit).
+        self._outbox: list[Message] = []
+        self._unsynced_signature = False
+        self._depth = 0
+        # Blocks are written by one background thread so the fsync of SQLite overlaps the next
+        # height's consensus; the store still sees heights strictly in order.
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="block-writer")
+        self._storing: tuple[int, Future[None]] | None = None
         cfg = node.cfg.consensus
         self._commit_timeout_ms = cfg.commit_timeout_ms
         self._engine = Engine(
@@ -253,12 +261,13 @@ class ConsensusShell:
 
     def _replay_wal(self) -> None:
         state = self.state
-        raw = self._last_signed_file.load()
+        raw = self._find_last_signed()
         if raw is not None:
             try:
                 last_signed = LastSigned.decode(raw)
             except CodecError as exc:
-                raise StorageError(f"LastSigned file does not decode: {exc}") from None
+                raise WalCorruptError(f"LastSigned record does not decode: {exc}") from None
+            self._last_signed = raw
             state, _ = self._engine.apply(state, RestoreLastSigned(last_signed))
         height = state.chain.height
         records: list[WalInput] = []
@@ -267,7 +276,7 @@ class ConsensusShell:
                 record = decode_wal(payload)
             except CodecError as exc:
                 raise WalCorruptError(f"WAL record does not decode: {exc}") from None
-            if isinstance(record, OwnMessage):
+            if isinstance(record, OwnMessage | LastSignedRecord):
                 continue
             if wal_height(record) in (height, None):
                 records.append(record)
@@ -283,6 +292,18 @@ class ConsensusShell:
             self._perform(fx, None)
         if records:
             log_event(log, "wal_replayed", height=height, records=len(records))
+
+    def _find_last_signed(self) -> bytes | None:
+        for payload in reversed(self._wal_recovery.records):
+            if parse_end_height(payload) is not None:
+                continue
+            try:
+                record = decode_wal(payload)
+            except CodecError as exc:
+                raise WalCorruptError(f"WAL record does not decode: {exc}") from None
+            if isinstance(record, LastSignedRecord):
+                return record.data
+        return None
 
     def _put(self, inp: Input, peer: PeerId | None) -> None:
         self._inbox.put_nowait((inp, peer))
@@ -301,12 +322,29 @@ class ConsensusShell:
         if not self._replaying and _is_wal_input(inp):
             self._wal.append(encode_wal(inp))  # type: ignore[arg-type]
         before = current
-        state, effects = self._engine.apply(state, inp)
-        self._state = state
-        for fx in effects:
-            self._perform(fx, peer)
-        if self.state.chain.height != before:
-            self._entered_height()
+        self._depth += 1
+        try:
+            state, effects = self._engine.apply(state, inp)
+            self._state = state
+            for fx in effects:
+                self._perform(fx, peer)
+            if self.state.chain.height != before:
+                self._entered_height()
+        finally:
+            self._depth -= 1
+        if self._depth == 0:
+            self._flush()
+
+    def _flush(self) -> None:
+        """One fsync makes every LastSigned and own message of this input durable; then send."""
+        if not self._outbox and not self._unsynced_signature:
+            return
+        self._wal.sync()
+        self._unsynced_signature = False
+        outbox, self._outbox = self._outbox, []
+        if not self._replaying:
+            for msg in outbox:
+                self._send_all(msg)
 
     def _entered_height(self) -> None:
         height = self.state.chain.height
@@ -324,7 +362,9 @@ class ConsensusShell:
     def _perform(self, fx: Effect, peer: PeerId | None) -> None:
         match fx:
             case PersistLastSigned(last_signed):
-                self._last_signed_file.save(last_signed.encode())
+                self._last_signed = last_signed.encode()
+                self._wal.append(encode_wal(LastSignedRecord(self._last_signed)))
+                self._unsynced_signature = True
             case Broadcast(message):
                 self._broadcast_own(message)
             case ScheduleTimeout(height, round_, step, duration_ms):
@@ -386,9 +426,9 @@ class ConsensusShell:
                 )
 
     def _broadcast_own(self, message: Proposal | Vote | DuplicateVoteEvidence) -> None:
-        # Durability before the signature leaves: the WAL (with every input that led here) is
-        # fsynced together with the signed message itself.
-        self._wal.append(encode_wal(OwnMessage(encode_message(message))), sync=True)
+        # Durability before the signature leaves: the message (and the LastSigned and inputs
+        # before it) is appended here and fsynced by _flush before anything is sent.
+        self._wal.append(encode_wal(OwnMessage(encode_message(message))))
         wire: Message
         if isinstance(message, Proposal):
             block = message.block
@@ -399,8 +439,7 @@ class ConsensusShell:
         else:
             wire = ConsensusMsg(encode_message(message))
         self._own.append(wire)
-        if not self._replaying:
-            self._send_all(wire)
+        self._outbox.append(wire)
 
     def _send_all(self, msg: Message) -> None:
         if self._network is not None:
@@ -416,9 +455,14 @@ class ConsensusShell:
         updates = tuple(result.validator_updates)
         next_chain = self.state.chain.after_block(block, commit, result.app_hash, updates)
         tx_hashes = [sha256(tx) for tx in block.txs]
-        node.store.save_block(
+        # The previous block must be on disk before this one (heights never skip in the store)
+        # and before its EndHeight marker; usually it finished long ago.
+        self._wait_stored()
+        block_id = block.id()
+        job = partial(
+            node.store.save_block,
             height=height,
-            block_hash=block.id(),
+            block_hash=block_id,
             data=encode_block(block),
             commit_data=encode_commit(commit),
             results=encode_results(info, result),
@@ -431,9 +475,10 @@ class ConsensusShell:
             meta=[(CHAIN_STATE_KEY, next_chain.encode())],
         )
         self.app.commit()
+        snapshot = None
         if height % node.cfg.storage.app_snapshot_interval_heights == 0:
-            node.store.save_snapshot(height, self.app.snapshot())
-        self._wal.end_height(height)
+            snapshot = self.app.snapshot()
+        self._storing = (height, self._writer.submit(self._store_block, job, height, snapshot))
         dropped = node.mempool.update(tx_hashes)
         self._update_fl_round()
         now = time.monotonic()
@@ -502,6 +547,32 @@ class ConsensusShell:
                 self._commit_timeout_ms / 1000, self._put, done, None
             )
         node.broadcast_status()
+
+    def _store_block(self, job: Callable[[], None], height: int, snapshot: bytes | None) -> None:
+        """Runs on the writer thread: block (+ results, tx index, next ChainState), then the
+        app snapshot; durable (fsync) before it returns."""
+        job()
+        if snapshot is not None:
+            self._node.store.save_snapshot(height, snapshot)
+
+    def _wait_stored(self) -> None:
+        """Block until the pending block write is durable, then mark its height in the WAL."""
+        if self._storing is None:
+            return
+        height, future = self._storing
+        self._storing = None
+        future.result()  # a StorageError here halts the node: the store is broken
+        carry = (
+            [] if self._last_signed is None else [encode_wal(LastSignedRecord(self._last_signed))]
+        )
+        self._wal.end_height(height, carry)
+
+    def close(self) -> None:
+        """Finish the pending block write (clean shutdown)."""
+        try:
+            self._wait_stored()
+        finally:
+            self._writer.shutdown(wait=True)
 
     def _update_fl_round(self) -> None:
         result = self.app.query("round", b"")

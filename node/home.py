@@ -47,9 +47,5 @@ class Home:
         return self.data_dir / "cs.wal"
 
     @property
-    def last_signed_file(self) -> Path:
-        return self.data_dir / "last_signed.json"
-
-    @property
     def lock_file(self) -> Path:
         return self.data_dir / "node.lock"

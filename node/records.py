@@ -6,8 +6,10 @@ WAL payloads (canonical msgpack, tag first):
     ["content", height, round, time_ms, [tx]] the app's txs for our proposal + our clock reading
     ["validated", height, block_id, valid]    the app's process_proposal answer
     ["own", consensus message bytes]          what we signed, fsynced before it left (audit)
+    ["ls", LastSigned bytes]                  the double-sign guard, fsynced with "own"
 Replaying the first four into a fresh engine for the same height re-derives the same state and
-the same signatures; "own" records are not inputs and are skipped on replay.
+the same signatures; "own" and "ls" records are not inputs and are skipped on replay (the
+newest "ls" record anywhere in the file seeds the engine's guard first).
 
 Block results (the `results` column of the store) keep what finalize_block was called with and
 what it returned, so recovery can re-run the app without the consensus state of old heights:
@@ -68,7 +70,17 @@ class OwnMessage:
     data: bytes
 
 
-def encode_wal(record: WalInput | OwnMessage) -> bytes:
+@dataclass(frozen=True, slots=True)
+class LastSignedRecord:
+    """The engine's LastSigned guard (its canonical bytes), persisted before a signature leaves."""
+
+    data: bytes
+
+
+WalRecord = WalInput | OwnMessage | LastSignedRecord
+
+
+def encode_wal(record: WalRecord) -> bytes:
     value: Value
     match record:
         case ProposalReceived(proposal):
@@ -85,10 +97,12 @@ def encode_wal(record: WalInput | OwnMessage) -> bytes:
             value = ["validated", height, block_id, valid]
         case OwnMessage(data):
             value = ["own", data]
+        case LastSignedRecord(data):
+            value = ["ls", data]
     return encode(value)
 
 
-def decode_wal(data: bytes) -> WalInput | OwnMessage:
+def decode_wal(data: bytes) -> WalRecord:
     """Raises CodecError: a record that passed its CRC but does not decode is corruption."""
     value = decode(data, WAL_LIMITS)
     if not isinstance(value, list) or not value:
@@ -126,10 +140,13 @@ def decode_wal(data: bytes) -> WalInput | OwnMessage:
         case "own":
             _, raw = expect_list(value, 2, "wal own")
             return OwnMessage(expect_bytes(raw, "own"))
+        case "ls":
+            _, raw = expect_list(value, 2, "wal ls")
+            return LastSignedRecord(expect_bytes(raw, "ls"))
     raise CodecError(f"wal record: unknown tag {tag!r}")
 
 
-def wal_height(record: WalInput | OwnMessage) -> int | None:
+def wal_height(record: WalRecord) -> int | None:
     match record:
         case ProposalReceived(proposal):
             return proposal.height

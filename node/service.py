@@ -23,6 +23,7 @@ import fcntl
 import logging
 import os
 import signal
+import sys
 from typing import Any
 
 from aiohttp import web
@@ -36,7 +37,6 @@ from node.events import EventBus
 from node.genesis import GenesisFile
 from node.home import Home
 from node.keys import read_key
-from node.last_signed import LastSignedFile
 from node.logging import log_event
 from node.mempool import Mempool
 from node.metrics import NodeMetrics, metrics_app
@@ -134,6 +134,8 @@ class Node:
         try:
             await self._run()
         finally:
+            if self._shell is not None:
+                self._shell.close()
             if self._wal is not None:
                 self._wal.close()
             if self._store is not None:
@@ -184,7 +186,6 @@ class Node:
             node=self,
             wal=self._wal,
             wal_recovery=recovery,
-            last_signed=LastSignedFile(self.home.last_signed_file),
         )
         self.shell.recover()
         host_cfg = HostConfig(
@@ -438,6 +439,8 @@ def run_node(home: Home, cfg: NodeConfig, genesis_file: GenesisFile) -> int:
         runner: Any = uvloop.run
     except ImportError:  # pragma: no cover - uvloop is a dependency; keep running without it
         runner = asyncio.run
+    # The block-writer thread must not hold the event loop up for the default 5 ms GIL slice.
+    sys.setswitchinterval(0.0005)
     node = Node(home, cfg, genesis_file)
     try:
         runner(node.run())

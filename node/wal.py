@@ -11,6 +11,7 @@ height), written after block H is durably stored.  On restart the node replays t
 after the last EndHeight marker into a fresh engine for height H+1, which rebuilds its locks
 and votes exactly; the engine's own signatures are fsynced (`append(..., sync=True)`) before
 the message leaves the process, peers' messages are appended without waiting for the disk.
+The LastSigned guard is a record here too, so one fsync makes both durable before a send.
 
 Damage is classified by where it is:
 - a torn tail (a header cut short, a length past end of file, or a bad checksum on the very
@@ -27,7 +28,7 @@ grows past `rotate_bytes`, so its size stays bounded by about one height of traf
 import os
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +49,8 @@ class WalRecovery:
     last_end_height: int
     pending: tuple[bytes, ...]
     repaired_bytes: int
+    # Every record in the file, oldest first (the shell finds its last LastSigned here).
+    records: tuple[bytes, ...] = ()
 
 
 def end_height_payload(height: int) -> bytes:
@@ -145,6 +148,7 @@ class Wal:
             last_end_height=last_end,
             pending=tuple(records[pending_start:]),
             repaired_bytes=repaired,
+            records=tuple(records),
         )
 
     def append(self, payload: bytes, sync: bool = False) -> None:
@@ -161,11 +165,16 @@ class Wal:
     def sync(self) -> None:
         os.fsync(self._fd)
 
-    def end_height(self, height: int) -> None:
-        """Mark `height` durably stored; rotate the file if it has grown past its budget."""
-        self.append(end_height_payload(height), sync=True)
+    def end_height(self, height: int, carry: Sequence[bytes] = ()) -> None:
+        """Mark `height` stored; rotate the file if it has grown past its budget.
+
+        The marker is not fsynced on its own: losing it only makes recovery skip records of a
+        height the block store already has.  On rotation the fresh file starts with `carry`
+        (records that must outlive the height, e.g. the last LastSigned) and the marker.
+        """
+        self.append(end_height_payload(height))
         if self._size > self._rotate_bytes:
-            self._rotate(height)
+            self._rotate(height, carry)
 
     def records(self) -> Iterator[bytes]:
         """Every record currently in the file (for tools and tests)."""
@@ -178,9 +187,10 @@ class Wal:
             os.close(self._fd)
             self._fd = -1
 
-    def _rotate(self, height: int) -> None:
+    def _rotate(self, height: int, carry: Sequence[bytes]) -> None:
+        os.fsync(self._fd)
         os.close(self._fd)
-        self._write_fresh([end_height_payload(height)])
+        self._write_fresh([*carry, end_height_payload(height)])
         self._fd = os.open(self._path, os.O_WRONLY | os.O_APPEND)
         self._size = os.fstat(self._fd).st_size
 

@@ -1,6 +1,7 @@
 """`fedchain start --home DIR`: run a node until SIGTERM/SIGINT (logs to stdout)."""
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -31,4 +32,13 @@ def run(args: argparse.Namespace) -> int:
     configure(cfg.log.level, args.log_format or cfg.log.format)
     from node.service import run_node
 
+    profile_path = os.environ.get("FEDCHAIN_PROFILE")
+    if profile_path:  # for benchmarks: cProfile the whole node, stats written at exit
+        import cProfile
+
+        profiler = cProfile.Profile()
+        try:
+            return profiler.runcall(run_node, home, cfg, genesis)
+        finally:
+            profiler.dump_stats(profile_path)
     return run_node(home, cfg, genesis)
