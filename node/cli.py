@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "client": "client",
     "demo": "demo",
     "eval": "eval",
+    "sim": "sim",
     "gov": "gov",
 }
 

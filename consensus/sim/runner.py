@@ -24,13 +24,14 @@ from consensus.crypto import PrivateKey, verify
 from consensus.engine import BlockExecuted, EngineConfig, TimeoutFired
 from consensus.errors import ConsensusError
 from consensus.sim.checker import Checker, Violation
-from consensus.sim.config import SimConfig
+from consensus.sim.config import RoundPartitions, SimConfig
 from consensus.sim.faults import CALM, FaultPlan, random_plan
 from consensus.sim.node import SimNode
 from consensus.types import Block, Commit, DuplicateVoteEvidence, Proposal, Vote
 
 CHAIN_ID = "sim"
 SYNC_BATCH_MAX = 8
+RANDOM_TWINS_HEAL_MS = 15_000
 
 Message = Proposal | Vote | DuplicateVoteEvidence
 
@@ -118,8 +119,30 @@ class Simulation:
             self.plan = random_plan(self.rng, len(self.nodes), crashable, config.heal_ms)
         else:
             self.plan = CALM
+        self.round_partitions = config.round_partitions
+        self.round_heal_ms = config.heal_ms
+        if config.twins and config.faults and not self.round_partitions and self.rng.random() < 0.5:
+            self.round_partitions = self._random_twin_split()
+            self.round_heal_ms = min(config.heal_ms, RANDOM_TWINS_HEAL_MS)
         self._lossy_heights = dict.fromkeys(self.plan.lossy_heights)
         self._lossy_coins: dict[tuple[int, int, int, int, int], bool] = {}
+
+    def _random_twin_split(self) -> RoundPartitions:
+        """Twins-style: in rounds 0-3 of height 1, maybe split the network so that each twin
+        pair's copies are on different sides (other nodes join a random side)."""
+        n = self.config.validators
+        rounds: list[tuple[tuple[int, ...], ...]] = []
+        for _ in range(4):
+            if self.rng.random() < 0.3:
+                rounds.append((tuple(range(len(self.nodes))),))
+                continue
+            side = [self.rng.randrange(2) for _ in range(len(self.nodes))]
+            for twin in range(n, len(self.nodes)):
+                side[twin] = 1 - side[self.config.twin_source(twin)]
+            rounds.append(
+                tuple(tuple(i for i in range(len(self.nodes)) if side[i] == g) for g in (0, 1))
+            )
+        return tuple(rounds)
 
     # ---- event heap --------------------------------------------------------------------------
 
@@ -195,11 +218,11 @@ class Simulation:
             or not self._linked(peer, node)
         ):
             return
-        if self.config.round_partitions and self.now_ms < self.config.heal_ms:
+        if self.round_partitions and self.now_ms < self.round_heal_ms:
             # Before the heal, a Twins scenario's split holds for block sync too.
             together = all(
                 any(peer.index in g and node.index in g for g in groups)
-                for groups in self.config.round_partitions
+                for groups in self.round_partitions
             )
             if not together:
                 return
@@ -235,10 +258,10 @@ class Simulation:
         return coin
 
     def _round_linked(self, a: SimNode, b: SimNode, msg: Message) -> bool:
-        parts = self.config.round_partitions
+        parts = self.round_partitions
         if not parts or isinstance(msg, DuplicateVoteEvidence) or msg.height != 1:
             return True
-        if self.now_ms >= self.config.heal_ms:
+        if self.now_ms >= self.round_heal_ms:
             return True  # after the heal, gossip may carry old rounds' messages across
         if msg.round >= len(parts):
             return True
