@@ -1,0 +1,88 @@
+"""WAL records and block results round-trip; compact proposals rebuild the header's data_hash."""
+
+import pytest
+
+from consensus.app import BlockInfo, Event, FinalizeResult, Misbehavior, TxResult, VoteInfo
+from consensus.crypto import PrivateKey, sha256
+from consensus.engine import (
+    BlockValidated,
+    LastSigned,
+    ProposalContent,
+    TimeoutFired,
+    VoteReceived,
+)
+from consensus.errors import CodecError
+from consensus.types import PREVOTE, Vote, txs_hash, vote_sign_bytes
+from node.consensus_shell import compact_data_hash
+from node.records import (
+    LastSignedRecord,
+    OwnMessage,
+    WalRecord,
+    decode_results,
+    decode_wal,
+    encode_results,
+    encode_wal,
+    wal_height,
+)
+
+KEY = PrivateKey.from_label("v0")
+
+
+def _vote() -> Vote:
+    sig = KEY.sign(vote_sign_bytes("c", PREVOTE, 5, 1, b"\x01" * 32))
+    return Vote(PREVOTE, 5, 1, b"\x01" * 32, KEY.public_key, sig)
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        VoteReceived(_vote()),
+        TimeoutFired(5, 2, 1),
+        ProposalContent(5, 0, 1234, (b"tx1", b"tx2")),
+        BlockValidated(5, b"\x02" * 32, False),
+        OwnMessage(b"\x92\x01\x02"),
+        LastSignedRecord(LastSigned(5, 1, 1, b"bytes").encode()),
+    ],
+)
+def test_wal_records_round_trip(record: WalRecord) -> None:
+    assert decode_wal(encode_wal(record)) == record
+
+
+def test_wal_heights_select_the_current_height() -> None:
+    assert wal_height(VoteReceived(_vote())) == 5
+    assert wal_height(TimeoutFired(7, 0, 0)) == 7
+    assert wal_height(OwnMessage(b"")) is None
+
+
+@pytest.mark.parametrize("data", [b"", b"\x00", b"\x92\xa3bad\x01", b"\x91\xa7timeout"])
+def test_undecodable_wal_records_are_codec_errors(data: bytes) -> None:
+    with pytest.raises(CodecError):
+        decode_wal(data)
+
+
+def test_block_results_round_trip() -> None:
+    info = BlockInfo(
+        chain_id="c",
+        height=9,
+        time_ms=77,
+        proposer=KEY.public_key,
+        block_hash=b"\x03" * 32,
+        last_commit=(VoteInfo(KEY.public_key, 10, True),),
+        misbehavior=(Misbehavior("duplicate_vote", KEY.public_key, 8, 10),),
+    )
+    result = FinalizeResult(
+        tx_results=(TxResult(), TxResult(2, "nonce", (Event("e", (("k", "v"),)),))),
+        app_hash=b"\x04" * 32,
+        events=(Event("fl_round_closed", (("round", "3"),)),),
+    )
+    decoded = decode_results(encode_results(info, result))
+    assert decoded.info == info
+    assert decoded.tx_results == ((0, ""), (2, "nonce"))
+    assert decoded.app_hash == result.app_hash
+    assert [e.kind for e in decoded.events] == ["fl_round_closed", "e"]
+
+
+def test_compact_hashes_reproduce_the_data_hash() -> None:
+    txs = [b"a", b"bb", b"x" * 1000]
+    assert compact_data_hash([sha256(t) for t in txs]) == txs_hash(txs)
+    assert compact_data_hash([sha256(t) for t in reversed(txs)]) != txs_hash(txs)
