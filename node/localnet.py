@@ -150,7 +150,7 @@ class LocalNet:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
 
-    def stop(self, i: int, timeout_s: float = 15.0, signal_sent: bool = False) -> int | None:
+    def stop(self, i: int, timeout_s: float = 30.0, signal_sent: bool = False) -> int | None:
         proc = self.procs.get(i)
         if proc is None:
             return None

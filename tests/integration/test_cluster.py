@@ -84,6 +84,14 @@ async def test_validators_commit(net: LocalNet) -> None:
         status = await client.status()
         assert status["is_validator"] is True
         assert status["peers"] == VALIDATORS - 1
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session, session.get(net.metrics_url(0)) as resp:
+        text = await resp.text()
+    heights = [line for line in text.splitlines() if line.startswith("fedchain_height ")]
+    assert heights
+    assert int(heights[0].split()[1]) >= 3
+    assert "fedchain_block_interval_seconds_count" in text
 
 
 @pytest.mark.parametrize(
@@ -226,7 +234,8 @@ async def test_every_node_has_identical_blocks_and_app_hashes(net: LocalNet) -> 
 
 def test_sigterm_stops_every_node_cleanly(net: LocalNet) -> None:
     codes = net.stop_all()
-    assert codes == dict.fromkeys(range(VALIDATORS + 1), 0)
+    tails = {i: net.log_file(i).read_text().splitlines()[-3:] for i in codes if codes[i] != 0}
+    assert codes == dict.fromkeys(range(VALIDATORS + 1), 0), tails
     for i in range(VALIDATORS + 1):
         assert '"event":"node_stopped"' in net.log_file(i).read_text()
 
