@@ -158,7 +158,7 @@ class FLApp:
             verdicts = [(c.client, c.score, "") for c in outcome.accepted] + [
                 (f.client, state.records[f.tx_hash].score, f.reason) for f in outcome.flagged
             ]
-            events += state.incentives.settle_round(outcome.round, pending, verdicts)
+            events += state.incentives.settle_round(outcome.round, block.height, pending, verdicts)
         state.params, power, gov_events = state.incentives.end_block(state.params, block.height)
         events += gov_events
         return FinalizeResult(

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from consensus.app import BlockInfo, Event, GenesisValidator
 from consensus.codec import Value, expect_list
 from consensus.crypto import PUBLIC_KEY_BYTES
-from fl.economics import clients, fees, validators
+from fl.economics import clients, committee, fees, validators
 from fl.economics import txs as econ_txs
 from fl.economics.clients import RoundVerdict
 from fl.economics.genesis import OPEN_GENESIS, SECTION, initial_state, parse_section
@@ -30,7 +30,7 @@ from fl.governance.state import GovState
 from fl.params import Params
 from fl.txs import SignedTx
 
-KINDS = (*econ_txs.KINDS, *gov_engine.KINDS)
+KINDS = (*econ_txs.KINDS, *gov_engine.KINDS, committee.KIND)
 Verdict = tuple[bytes, int, str]  # client, rule score (permille), rule flag ("" if used as sent)
 
 
@@ -68,6 +68,8 @@ class Incentives:
         """Run one of `KINDS`; RejectedError leaves the state unchanged."""
         if kind in econ_txs.KINDS:
             return econ_txs.execute(self.econ, kind, sender, body, height, apply)
+        if kind == committee.KIND:
+            return (committee.execute(self.econ, sender, body, height, apply),)
         if kind in gov_engine.KINDS:
             return gov_engine.execute(
                 self.gov, self.econ, fl_params, kind, sender, body, height, apply
@@ -102,22 +104,26 @@ class Incentives:
     def settle_round(
         self,
         fl_round: int,
+        height: int,
         pending: Sequence[tuple[bytes, DeltaArray]],
         verdicts: Sequence[Verdict],
     ) -> list[Event]:
-        """Settle a closed round from the rule's verdicts and the round's deltas (for the
-        agreement scores); `verdicts` holds (client, rule score permille, flag or "")."""
+        """Settle a closed round from the rule's verdicts (client, rule score permille, flag or
+        "") and the round's deltas (for the agreement scores), now or, with an evaluation
+        committee, `committee_blocks` later."""
         agreement = agreement_permille(pending)
-        return clients.settle_round(
-            self.econ,
-            fl_round,
-            [RoundVerdict(c, score, agreement.get(c, 0), flag) for c, score, flag in verdicts],
-        )
+        judged = [RoundVerdict(c, score, agreement.get(c, 0), flag) for c, score, flag in verdicts]
+        if self.econ.params.committee_blocks and judged:
+            committee.defer(self.econ, fl_round, height, judged)
+            return []
+        return clients.settle_round(self.econ, fl_round, judged)
 
     def end_block(
         self, fl_params: Params, height: int
     ) -> tuple[Params, list[tuple[bytes, int]], list[Event]]:
-        fl_params, events = gov_engine.end_block(self.gov, self.econ, fl_params, height)
+        events = committee.settle_due(self.econ, height)
+        fl_params, gov_events = gov_engine.end_block(self.gov, self.econ, fl_params, height)
+        events += gov_events
         updates = validators.power_updates(self.econ)
         for key, power in updates:
             events.append(

@@ -37,6 +37,8 @@ class EconParams:
     slash_strikes: int = 2  # malicious verdicts (net of accepted rounds) before slashing starts
     jail_strikes: int = 2  # malicious verdicts (net of accepted rounds) that jail a client
     client_jail_rounds: int = 3
+    # Blocks after a round closes in which validators may score its updates (0: no committee).
+    committee_blocks: int = 0
     # -- validator incentives -------------------------------------------------------------------
     block_reward: int = 10
     proposer_bonus_permille: int = 200
@@ -71,6 +73,7 @@ GOVERNABLE: tuple[ParamSpec, ...] = (
     ParamSpec("slash_strikes", 1, 1000),
     ParamSpec("jail_strikes", 1, 1000),
     ParamSpec("client_jail_rounds", 0, 1_000_000),
+    ParamSpec("committee_blocks", 0, 10_000),
     ParamSpec("block_reward", 0, TOKENS_MAX),
     ParamSpec("proposer_bonus_permille", 0, 1000),
     ParamSpec("double_sign_slash_permille", 0, 1000),

@@ -7,6 +7,7 @@ code can return only the differences.
 """
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from consensus.codec import Value, expect_bytes, expect_int, expect_list, expect_seq
 from consensus.crypto import PUBLIC_KEY_BYTES
@@ -15,6 +16,9 @@ from fl.economics.params import EconParams, decode_params, encode_params
 from fl.economics.records import ClientRecord, ValidatorRecord
 
 EVIDENCE_KEPT_MAX = 100_000
+
+if TYPE_CHECKING:
+    from fl.economics.committee import UnsettledRound
 
 
 @dataclass(slots=True)
@@ -26,6 +30,8 @@ class EconState:
     emitted_power: dict[bytes, int] = field(default_factory=dict)
     # (validator, height) of every piece of duplicate-vote evidence already punished.
     evidence_seen: list[tuple[bytes, int]] = field(default_factory=list)
+    # Closed FL rounds waiting for the evaluation committee (committee.py), oldest first.
+    unsettled: list["UnsettledRound"] = field(default_factory=list)
 
     def client(self, key: bytes) -> ClientRecord:
         record = self.clients.get(key)
@@ -46,12 +52,15 @@ class EconState:
             [[k, self.validators[k].encode()] for k in sorted(self.validators)],
             [[k, self.emitted_power[k]] for k in sorted(self.emitted_power)],
             [[k, h] for k, h in sorted(self.evidence_seen)],
+            [u.encode() for u in self.unsettled],
         ]
 
     @classmethod
     def decode(cls, value: Value) -> "EconState":
-        params_v, ledger_v, clients_v, validators_v, power_v, evidence_v = expect_list(
-            value, 6, "economics"
+        from fl.economics.committee import UnsettledRound  # committee builds on this module
+
+        params_v, ledger_v, clients_v, validators_v, power_v, evidence_v, unsettled_v = expect_list(
+            value, 7, "economics"
         )
         state = cls(params=decode_params(params_v), ledger=Ledger.decode(ledger_v))
         for item in expect_seq(clients_v, "clients", ITEMS_MAX):
@@ -66,6 +75,8 @@ class EconState:
         for item in expect_seq(evidence_v, "evidence", EVIDENCE_KEPT_MAX):
             key, height = expect_list(item, 2, "evidence")
             state.evidence_seen.append((_key(key), expect_int(height, "evidence height", 0)))
+        for item in expect_seq(unsettled_v, "unsettled rounds", ITEMS_MAX):
+            state.unsettled.append(UnsettledRound.decode(item))
         return state
 
 

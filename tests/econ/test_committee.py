@@ -1,0 +1,114 @@
+"""The evaluation committee: validators' off-chain scores, stake-weighted median, deferred
+settlement; bad score transactions rejected with a reason and no change."""
+
+import numpy as np
+import pytest
+
+from consensus.codec import Value, decode, encode
+from fl.economics.committee import weighted_median
+from fl.economics.layer import Incentives
+from fl.economics.params import EconParams
+from fl.errors import RejectedError
+from fl.params import Params
+
+from .helpers import ALICE, BOB, CAROL, VALS, key, make
+
+P = Params()
+ROUND = 7
+CLOSE = 10
+
+
+def committee_chain() -> Incentives:
+    inc = make(EconParams(committee_blocks=3, slash_strikes=1))
+    base = np.arange(1, 51, dtype=np.int64)
+    # On chain, all three agree with the median: only the committee can tell BOB apart.
+    pending = [(ALICE, base), (BOB, base + 1), (CAROL, base + 2)]
+    verdicts = [(ALICE, 900, ""), (BOB, 900, ""), (CAROL, 900, "")]
+    assert inc.settle_round(ROUND, CLOSE, pending, verdicts) == []
+    return inc
+
+
+def scores(inc: Incentives, validator: bytes, body: Value, height: int) -> None:
+    inc.execute(P, "eval_scores", validator, body, height, apply=True)
+
+
+def test_weighted_median_ignores_a_minority_of_stake() -> None:
+    a, b, c, d = (bytes([i]) * 32 for i in range(4))
+    assert weighted_median([(100, 10, a), (120, 10, b), (110, 10, c), (1000, 10, d)]) == 110
+    assert weighted_median([(100, 10, a), (1000, 29, b)]) == 1000
+    assert weighted_median([(100, 30, a), (1000, 29, b)]) == 100
+    assert weighted_median([(5, 1, a)]) == 5
+
+
+def test_round_waits_for_the_committee_then_settles_on_the_weighted_median() -> None:
+    inc = committee_chain()
+    assert [u.round for u in inc.econ.unsettled] == [ROUND]
+    honest: Value = [ROUND, [[ALICE, 900], [BOB, 100], [CAROL, 850]]]
+    liar: Value = [ROUND, [[ALICE, 0], [BOB, 1000], [CAROL, 0]]]
+    for v in VALS[:3]:
+        scores(inc, v, honest, CLOSE + 1)
+    scores(inc, VALS[3], liar, CLOSE + 2)
+    for h in (CLOSE + 1, CLOSE + 2):
+        inc.end_block(P, h)
+        assert inc.econ.unsettled
+    _, _, events = inc.end_block(P, CLOSE + 3)
+    assert inc.econ.unsettled == []
+    assert "committee_settled" in [e.kind for e in events]
+    assert inc.econ.ledger.stake(BOB) == 900  # median 100 < 40% of the round median: slashed
+    assert inc.econ.ledger.stake(ALICE) > 1_000
+    assert inc.econ.ledger.stake(CAROL) > 1_000
+
+
+def test_unscored_clients_keep_their_on_chain_agreement() -> None:
+    inc = committee_chain()
+    scores(inc, VALS[0], [ROUND, [[BOB, 0]]], CLOSE + 1)
+    inc.end_block(P, CLOSE + 3)
+    assert inc.econ.ledger.stake(BOB) == 900
+    assert inc.econ.ledger.stake(ALICE) > 1_000
+
+
+def test_a_later_submission_replaces_the_earlier_one() -> None:
+    inc = committee_chain()
+    scores(inc, VALS[0], [ROUND, [[BOB, 0]]], CLOSE + 1)
+    scores(inc, VALS[0], [ROUND, [[BOB, 950]]], CLOSE + 2)
+    inc.end_block(P, CLOSE + 3)
+    assert inc.econ.ledger.stake(BOB) > 1_000
+
+
+BAD = [
+    (ALICE, [ROUND, [[BOB, 1]]], CLOSE + 1, "only an active validator"),
+    (VALS[0], [ROUND + 1, [[BOB, 1]]], CLOSE + 1, "not awaiting committee scores"),
+    (VALS[0], [ROUND, [[BOB, 1]]], CLOSE + 4, "scoring of round 7 has ended"),
+    (VALS[0], [ROUND, [[key("x"), 1]]], CLOSE + 1, "has no update in round 7"),
+    (VALS[0], [ROUND, [[BOB, 1001]]], CLOSE + 1, "malformed eval_scores"),
+    (VALS[0], [ROUND, [[BOB, 1], [BOB, 2]]], CLOSE + 1, "scored twice"),
+    (VALS[0], "nonsense", CLOSE + 1, "malformed eval_scores"),
+]
+
+
+@pytest.mark.parametrize(("sender", "body", "height", "reason"), BAD)
+def test_bad_scores_are_rejected_and_change_nothing(
+    sender: bytes, body: Value, height: int, reason: str
+) -> None:
+    inc = committee_chain()
+    before = encode(inc.encode())
+    for apply in (False, True):
+        with pytest.raises(RejectedError, match=reason):
+            inc.execute(P, "eval_scores", sender, body, height, apply=apply)
+    assert encode(inc.encode()) == before
+
+
+def test_jailed_validator_may_not_score() -> None:
+    inc = committee_chain()
+    inc.econ.validators[VALS[1]].jailed = True
+    with pytest.raises(RejectedError, match="only an active validator"):
+        scores(inc, VALS[1], [ROUND, [[BOB, 1]]], CLOSE + 1)
+
+
+def test_unsettled_rounds_survive_encoding() -> None:
+    inc = committee_chain()
+    scores(inc, VALS[0], [ROUND, [[BOB, 10], [ALICE, 20]]], CLOSE + 1)
+    raw = encode(inc.encode())
+    again = Incentives.decode(decode(raw))
+    assert encode(again.encode()) == raw
+    assert again.econ.unsettled[0].scores[VALS[0]] == {BOB: 10, ALICE: 20}
