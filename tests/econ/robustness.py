@@ -12,23 +12,29 @@ clients and of attackers, and the model's accuracy.  Jailed clients sit out thei
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from consensus.app import Genesis, GenesisValidator
+from consensus.codec import Value
 from consensus.crypto import PrivateKey
 from fl.client import attacks
 from fl.client.datasets import load
 from fl.client.partition import dirichlet
-from fl.client.quantize import float_to_units
+from fl.client.quantize import FloatArray, float_to_units, model_to_float
 from fl.client.sdk import build_update, fetch_model
 from fl.client.trainers import accuracy, make_trainer
 from fl.client.transport import InProcessTransport
 from fl.economics.genesis import SECTION, Allocation, EconGenesis
 from fl.economics.params import EconParams
+from fl.fixed import delta_from_wire
 from fl.genesis import build_app_state
 from fl.params import Params
+from fl.txs import SignedTx, SubmitUpdate, decode_tx, sign_tx
 
 CHAIN_ID = "fedchain-econ-eval"
 STAKE_INITIAL = 1_000
+COMMITTEE_BLOCKS = 2
+VALIDATOR_KEYS = [PrivateKey.from_label(f"econ-eval-validator-{i}") for i in range(4)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +58,12 @@ def run(
     attack: str = "label_flip",
     rule: str = "centered_clip",
     seed: int = 0,
+    committee: bool = False,
+    liar: bool = False,
 ) -> list[RoundFigures]:
+    """`committee`: settle by the evaluation committee (4 validators scoring on held-out data,
+    stake-weighted median) instead of the on-chain agreement score; `liar`: one of the four
+    inverts its scores (rewarding attackers), which the weighted median must shrug off."""
     ds = load("digits", seed)
     trainer = make_trainer("softmax", ds.n_features, ds.n_classes)
     rng = np.random.default_rng(seed)
@@ -66,17 +77,23 @@ def run(
     econ = EconGenesis(
         allocations=tuple(Allocation(k.public_key, 0, STAKE_INITIAL) for k in keys),
         reserve=10_000_000,
-        params=EconParams(client_stake_min=100),
+        params=EconParams(
+            client_stake_min=100, committee_blocks=COMMITTEE_BLOCKS if committee else 0
+        ),
     )
     genesis = Genesis(
         chain_id=CHAIN_ID,
-        validators=(GenesisValidator(PrivateKey.from_label("econ-eval-validator").public_key, 1),),
+        validators=tuple(GenesisValidator(v.public_key, 10) for v in VALIDATOR_KEYS),
         app_state=build_app_state(
             trainer.shapes(), float_to_units(trainer.init(rng)), params, ((SECTION, econ.encode()),)
         ),
     )
     transport = InProcessTransport(genesis)
     nonces = [0] * clients
+    validator_nonces = [0] * len(VALIDATOR_KEYS)
+    # Each validator's held-out data: a quarter of the first half of the test split.
+    holdout = len(ds.y_test) // 2
+    slices = np.array_split(np.arange(holdout), len(VALIDATOR_KEYS))
     figures: list[RoundFigures] = []
     for rnd in range(rounds):
         model = fetch_model(transport)
@@ -91,6 +108,7 @@ def run(
             deltas.append(trainer.train(model.weights, x, y, rng) - model.weights)
         honest = [deltas[i] for i in range(clients) if i not in attacker]
         submitted = 0
+        round_txs: list[bytes] = []
         for i in range(clients):
             delta = deltas[i]
             if i in attacker:
@@ -101,7 +119,24 @@ def run(
             if transport.submit(tx).accepted:  # jailed clients are refused by check_tx
                 nonces[i] += 1
                 submitted += 1
+                round_txs.append(tx)
         transport.wait_for_round(rnd + 1, blocks_max=8)
+        if committee:
+            for v, key in enumerate(VALIDATOR_KEYS):
+                idx = slices[v]
+                pairs: list[Value] = []
+                for raw in round_txs:
+                    signed = decode_tx(raw)
+                    score = committee_score(
+                        model.weights, signed, ds.x_test[idx], ds.y_test[idx], ds.n_classes
+                    )
+                    pairs.append([signed.sender, 1000 - score if liar and v == 3 else score])
+                body: Value = [rnd, pairs]
+                tx = sign_tx(key, CHAIN_ID, "eval_scores", validator_nonces[v], body).to_wire()
+                if transport.submit(tx).accepted:
+                    validator_nonces[v] += 1
+            for _ in range(COMMITTEE_BLOCKS):
+                transport.produce_block()
         econ_state = transport.app.state.incentives.econ
         slashed = {k for k, rec in econ_state.clients.items() if rec.slashed > 0}
         hit = len(slashed & attacker_keys)
@@ -124,6 +159,29 @@ def run(
             )
         )
     return figures
+
+
+def committee_score(
+    weights: FloatArray, tx: SignedTx, x: FloatArray, y: npt.NDArray[np.int64], classes: int
+) -> int:
+    """A validator's off-chain score of one update (softmax regression): the held-out
+    cross-entropy gain of a tenth of the update (about its weight in an average), mapped to
+    [0, 1000] around 500 = no change."""
+    update = SubmitUpdate.decode(tx.body)
+    delta = model_to_float(
+        delta_from_wire(update.delta, update.bits, update.scale_exp, update.count)
+    )
+    gain = _loss(weights, x, y, classes) - _loss(weights + delta / 10, x, y, classes)
+    return int(min(1000, max(0, 500 + 10_000 * gain)))
+
+
+def _loss(weights: FloatArray, x: FloatArray, y: npt.NDArray[np.int64], classes: int) -> float:
+    features = x.shape[1]
+    matrix = weights[: classes * features].reshape(classes, features)
+    logits = x @ matrix.T + weights[classes * features :]
+    logits = logits - logits.max(axis=1, keepdims=True)
+    log_probs = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    return float(-np.mean(log_probs[np.arange(len(y)), y]))
 
 
 def table(figures: list[RoundFigures]) -> str:

@@ -26,3 +26,14 @@ def test_slashing_finds_the_label_flippers_and_stake_moves_their_way(rule: str) 
     assert honest == sorted(honest)
     assert honest[-1] > 1_200
     assert last.attacker_stake_mean < 950
+
+
+def test_committee_with_a_lying_validator_still_finds_the_attackers() -> None:
+    """Four validators score updates on held-out data; one inverts every score.  The stake-
+    weighted median of the committee settles each round two blocks after it closes."""
+    figures = run(rounds=5, rule="centered_clip", committee=True, liar=True)
+    print(table(figures))
+    assert figures[-1].precision >= 0.95
+    assert figures[-1].recall >= 0.95
+    assert figures[-1].honest_stake_mean > 1_200
+    assert figures[-1].attacker_stake_mean < 950
