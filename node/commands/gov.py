@@ -61,12 +61,12 @@ def run(args: argparse.Namespace) -> int:
     try:
         match args.action:
             case "propose":
-                _submit(transport, args, "gov_propose", [proposal_content(args), args.deposit])
+                submit(transport, args, "gov_propose", [proposal_content(args), args.deposit])
             case "vote":
                 pid, option = _two(args.args, "vote needs ID and OPTION")
                 if option not in OPTIONS:
                     raise GovCommandError(f"option must be one of {', '.join(OPTIONS)}")
-                _submit(transport, args, "gov_vote", [_int(pid, "proposal id"), option])
+                submit(transport, args, "gov_vote", [_int(pid, "proposal id"), option])
             case "list":
                 print(format_list(decode(transport.query("gov/proposals"))))
             case "show":
@@ -108,7 +108,8 @@ def proposal_content(args: argparse.Namespace) -> Value:
     )
 
 
-def _submit(transport: RpcTransport, args: argparse.Namespace, kind: str, body: Value) -> None:
+def submit(transport: RpcTransport, args: argparse.Namespace, kind: str, body: Value) -> None:
+    """Sign `body` as `kind` with `--key` at the account's next nonce, POST it, maybe wait."""
     if args.key is None:
         raise GovCommandError(f"{args.action} needs --key")
     key = read_key(args.key)
