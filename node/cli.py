@@ -23,6 +23,7 @@ COMMANDS: dict[str, str] = {
     "eval": "eval",
     "sim": "sim",
     "gov": "gov",
+    "stake": "stake",
 }
 
 
