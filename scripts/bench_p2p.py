@@ -152,7 +152,8 @@ async def run_ours(args: argparse.Namespace) -> dict[str, float]:
                 i = 0
                 while not stop.is_set():
                     i += 1
-                    await gossip.publish(BIG_TOPIC, i.to_bytes(8, "big") + big)
+                    data = await asyncio.to_thread(b"".join, (i.to_bytes(8, "big"), big))
+                    await gossip.publish(BIG_TOPIC, data)
 
             streamer = asyncio.create_task(stream_big())
             await asyncio.sleep(0.2)
@@ -172,6 +173,7 @@ async def run_ours(args: argparse.Namespace) -> dict[str, float]:
             results["vote_p50_ms"] = percentile(lat, 0.50)
             results["vote_p99_ms"] = percentile(lat, 0.99)
             results["votes"] = float(len(lat))
+            results["votes_sent"] = float(votes)
     finally:
         await sub.stop()
     return results
@@ -194,36 +196,48 @@ async def run_pylibp2p(args: argparse.Namespace) -> dict[str, float]:
         await asyncio.sleep(3)  # heartbeat-driven mesh formation (1 s heartbeat)
 
         n = args.py_big_count
-        publisher.send("bench_publish", topic=BIG_TOPIC, count=n, size=4 * MiB)
-        subscriber.send("bench_expect", topic=BIG_TOPIC, count=n)
-        start = await publisher.expect("bench_published", timeout_s=600)
-        done = await subscriber.expect("bench_done", timeout_s=600)
-        results["big_MBps"] = done["bytes"] / (done["t_last"] - start["t0"]) / 1e6
+        try:
+            publisher.send("bench_publish", topic=BIG_TOPIC, count=n, size=4 * MiB)
+            subscriber.send("bench_expect", topic=BIG_TOPIC, count=n)
+            start = await publisher.expect("bench_published", timeout_s=args.py_timeout_s)
+            done = await subscriber.expect("bench_done", timeout_s=args.py_timeout_s)
+            results["big_MBps"] = done["bytes"] / (done["t_last"] - start["t0"]) / 1e6
+        except TimeoutError:
+            print("py-libp2p: 4 MiB scenario timed out", file=sys.stderr)
+            return results
 
         n = args.py_small_count
-        publisher.send("bench_publish", topic=SMALL_TOPIC, count=n, size=200)
-        subscriber.send("bench_expect", topic=SMALL_TOPIC, count=n)
-        start = await publisher.expect("bench_published", timeout_s=600)
-        done = await subscriber.expect("bench_done", timeout_s=600)
-        results["small_msgps"] = n / (done["t_last"] - start["t0"])
+        try:
+            publisher.send("bench_publish", topic=SMALL_TOPIC, count=n, size=200)
+            subscriber.send("bench_expect", topic=SMALL_TOPIC, count=n)
+            start = await publisher.expect("bench_published", timeout_s=args.py_timeout_s)
+            done = await subscriber.expect("bench_done", timeout_s=args.py_timeout_s)
+            results["small_msgps"] = n / (done["t_last"] - start["t0"])
+        except TimeoutError:
+            print("py-libp2p: 200 B scenario timed out", file=sys.stderr)
+            return results
 
-        publisher.send(
-            "bench_stream",
-            topic=VOTE_TOPIC,
-            big_topic=BIG_TOPIC,
-            big_size=10 * MiB,
-            size=200,
-            interval_s=0.002,
-            duration_s=args.duration_s,
-        )
-        votes = (await publisher.expect("bench_streamed", timeout_s=600))["votes"]
-        await asyncio.sleep(2)
-        subscriber.send("bench_latency_report", topic=VOTE_TOPIC)
-        lat = (await subscriber.expect("bench_latency", timeout_s=600))["latencies_ms"]
-        results["vote_p50_ms"] = percentile(lat, 0.50)
-        results["vote_p99_ms"] = percentile(lat, 0.99)
-        results["votes"] = float(len(lat))
-        results["votes_sent"] = float(votes)
+        try:
+            publisher.send(
+                "bench_stream",
+                topic=VOTE_TOPIC,
+                big_topic=BIG_TOPIC,
+                big_size=10 * MiB,
+                size=200,
+                interval_s=0.002,
+                duration_s=args.duration_s,
+            )
+            timeout_s = args.py_timeout_s + args.duration_s
+            votes = (await publisher.expect("bench_streamed", timeout_s=timeout_s))["votes"]
+            await asyncio.sleep(2)
+            subscriber.send("bench_latency_report", topic=VOTE_TOPIC)
+            lat = (await subscriber.expect("bench_latency", timeout_s=timeout_s))["latencies_ms"]
+            results["vote_p50_ms"] = percentile(lat, 0.50)
+            results["vote_p99_ms"] = percentile(lat, 0.99)
+            results["votes"] = float(len(lat))
+            results["votes_sent"] = float(votes)
+        except TimeoutError:
+            print("py-libp2p: latency scenario timed out", file=sys.stderr)
     finally:
         await publisher.stop()
         await subscriber.stop()
@@ -232,6 +246,7 @@ async def run_pylibp2p(args: argparse.Namespace) -> dict[str, float]:
 
 async def main(args: argparse.Namespace) -> None:
     ours = await run_ours(args)
+    print("ours:", json.dumps(ours), file=sys.stderr)
     theirs = await run_pylibp2p(args) if not args.ours_only else {}
     policy = "StrictSign" if args.sign else "StrictNoSign"
     print(f"gossipsub one hop, two processes, {policy}")
@@ -242,6 +257,7 @@ async def main(args: argparse.Namespace) -> None:
         ("vote_p50_ms", "vote p50 under 10 MiB stream, ms"),
         ("vote_p99_ms", "vote p99 under 10 MiB stream, ms"),
         ("votes", "votes delivered"),
+        ("votes_sent", "votes sent"),
     ):
         a, b = ours.get(key, float("nan")), theirs.get(key, float("nan"))
         ratio = a / b if b and key.endswith(("MBps", "msgps")) else float("nan")
@@ -260,6 +276,7 @@ def entry() -> None:
     parser.add_argument("--py-small-count", type=int, default=5_000)
     parser.add_argument("--duration-s", type=float, default=5.0)
     parser.add_argument("--ours-only", action="store_true")
+    parser.add_argument("--py-timeout-s", type=float, default=180.0)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     import uvloop

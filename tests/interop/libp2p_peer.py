@@ -26,6 +26,7 @@ from typing import Any
 
 import multiaddr
 import trio
+import trio.lowlevel
 from libp2p import new_host
 from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.custom_types import TProtocol
@@ -259,6 +260,9 @@ async def handle(
                     while not stop.is_set():
                         i += 1
                         await pubsub.publish(command["big_topic"], i.to_bytes(8, "big") + big[8:])
+                        await (
+                            trio.lowlevel.checkpoint()
+                        )  # let the vote loop run between big messages
 
                 nursery.start_soon(stream_big)
                 deadline = time.monotonic() + float(command["duration_s"])
