@@ -167,7 +167,8 @@ class Host:
         limit = request_bytes_max or self.config.request_bytes_max
 
         async def serve(stream: Stream) -> None:
-            request = await stream.read_frame(limit)
+            async with asyncio.timeout(self.config.request_timeout_ms / 1000):
+                request = await stream.read_frame(limit)
             if request is None:
                 raise StreamClosed("request stream closed before a request")
             response = await handler(stream.remote_peer, request)
@@ -422,9 +423,11 @@ class Host:
     # -- streams ------------------------------------------------------------------------------
     async def _serve_stream(self, conn: Connection, stream: Stream) -> None:
         try:
-            protocol = await select_inbound(
-                stream.inbox, stream.write, self._handlers, self.config.negotiation_attempts_max
-            )
+            # A peer that opens streams and never negotiates must not pin tasks forever.
+            async with asyncio.timeout(self.config.handshake_timeout_ms / 1000):
+                protocol = await select_inbound(
+                    stream.inbox, stream.write, self._handlers, self.config.negotiation_attempts_max
+                )
         except (P2PError, TimeoutError) as exc:
             self.counters.drop("stream_negotiation_failed", str(exc), peer=conn.peer.short())
             stream.reset()

@@ -195,3 +195,14 @@ def test_the_stack_runs_on_uvloop() -> None:
             return await a.request(b.peer_id, "/test/uv/1", b"u" * 300_000, 5000)
 
     assert uvloop.run(scenario()) == b"u" * 300_000
+
+
+async def test_stream_that_never_negotiates_is_reset() -> None:
+    async with connected_pair(HostConfig(handshake_timeout_ms=200)) as (a, b):
+        conn = a.connection(b.peer_id)
+        assert conn is not None
+        stream = conn.session.open_stream()
+        with pytest.raises(StreamClosed):
+            await asyncio.wait_for(stream.read_exact(1000), 5)
+        assert b.counters.get("stream_negotiation_failed") == 1
+        assert await a.ping(b.peer_id) >= 0
