@@ -72,3 +72,23 @@ def test_two_processes_with_different_seeds_and_threads_agree(tmp_path: Path) ->
 def test_replay_in_process_matches_recording() -> None:
     data, hashes = _record_chains()
     assert replay(data) == hashes
+
+
+def test_block_order_of_updates_does_not_change_the_model() -> None:
+    # Through the whole app (signatures, pending list, round close): only the set of updates
+    # matters for the model, never the order the proposer put them in.
+    rng = np.random.default_rng(7)
+    shapes: Shapes = ((8, 8),)
+    for rule in RULES:
+        params = replace(Params(), rule=rule, updates_per_round=9)
+        template = new_app(params, shapes)
+        deltas = rng.integers(-40_000, 40_000, size=(9, 64), dtype=np.int64)
+        deltas[:2] *= -5
+        txs = [update_tx(template, key(i), deltas[i]) for i in range(9)]
+        models = set()
+        for _ in range(25):
+            app = new_app(params, shapes)
+            run_block(app, [txs[i] for i in rng.permutation(9)])
+            assert app.state.model.version == 1
+            models.add((app.state.model.hash, app.state.model.weights.tobytes()))
+        assert len(models) == 1, rule
