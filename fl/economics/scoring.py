@@ -8,9 +8,11 @@ kept half, centered clipping's is the share that survived clipping and sits near
 updates) and slashing must not change meaning when governance switches the rule.  The median
 centre holds while a minority colludes, as the median rule itself does.
 
-Exact integers: the median is a sort; dot products are accumulated per column chunk into Python
-ints (|coordinate| <= 2**20, so a chunk of 4096 columns sums to < 2**53 per entry), norms use
-math.isqrt.  Chunking bounds the extra memory at n * 4096 int64 values whatever the model size.
+Exact integers: the median is an integer selection (np.partition, along contiguous rows of a
+transposed 512-column block, which is several times faster than along axis 0); dot products are
+accumulated per block into Python ints (|coordinate| <= 2**20, so a block of 512 columns sums
+to < 2**50 per entry); norms use math.isqrt.  Blocks bound the extra memory at a few n * 512
+arrays whatever the model size.
 """
 
 import math
@@ -23,7 +25,7 @@ import numpy.typing as npt
 # Pending deltas are int32, aggregation matrices int64: both are welcome.
 DeltaArray = npt.NDArray[np.signedinteger[Any]]
 
-COLUMNS_PER_CHUNK = 4096
+COLUMNS_PER_CHUNK = 512
 
 
 def agreement_permille(updates: Sequence[tuple[bytes, DeltaArray]]) -> dict[bytes, int]:
@@ -38,8 +40,11 @@ def agreement_permille(updates: Sequence[tuple[bytes, DeltaArray]]) -> dict[byte
     centre_sq = 0
     for start in range(0, size, COLUMNS_PER_CHUNK):
         stop = min(size, start + COLUMNS_PER_CHUNK)
-        chunk = np.stack([d[start:stop].astype(np.int64) for _, d in ordered])
-        centre = np.sort(chunk, axis=0)[(n - 1) // 2]
+        narrow = np.stack([d[start:stop] for _, d in ordered]).astype(np.int32)
+        # Select along contiguous rows (6x faster than along axis 0); int32 holds any delta.
+        columns = np.ascontiguousarray(narrow.T)
+        centre = np.partition(columns, (n - 1) // 2, axis=1)[:, (n - 1) // 2].astype(np.int64)
+        chunk = narrow.astype(np.int64)
         for i, (dot, norm) in enumerate(
             zip(
                 (chunk @ centre).tolist(), np.einsum("ij,ij->i", chunk, chunk).tolist(), strict=True

@@ -112,7 +112,7 @@ def test_empty_reserve_pays_nothing_and_keeps_the_invariant() -> None:
 
 
 def test_agreement_is_cosine_with_the_coordinate_median() -> None:
-    base = np.arange(1, 9001, dtype=np.int64)  # spans three column chunks
+    base = np.arange(1, 9001, dtype=np.int64)  # spans several column chunks
     updates: list[tuple[bytes, DeltaArray]] = [
         (ALICE, base),
         (BOB, 2 * base),
