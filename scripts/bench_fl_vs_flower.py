@@ -126,7 +126,12 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=REPO / "bench-results" / "fl_vs_flower.json")
     parser.add_argument("--bench-venv", type=Path, default=REPO / ".venv-bench")
     parser.add_argument("--client-cpus", type=float, default=1.0, help="Ray CPUs per ClientApp")
-    parser.add_argument("--poll-interval-s", type=float, default=0.02)
+    parser.add_argument(
+        "--poll-interval-s",
+        type=float,
+        default=0.0,
+        help="0: learn round closes from WebSocket events; > 0: poll /query/round this often",
+    )
     parser.add_argument(
         "--commit-timeout-ms",
         type=int,

@@ -43,6 +43,8 @@ def main() -> int:
     parser.add_argument("--rule", default="fedavg")
     parser.add_argument("--bits", type=int, default=16, choices=(8, 16, 32))
     parser.add_argument("--out", type=Path, default=REPO / "bench-results" / "scale.json")
+    parser.add_argument("--commit-timeout-ms", type=int, default=10)
+    parser.add_argument("--work-dir", type=Path, help="keep node homes and logs here")
     args = parser.parse_args()
     spec = ScaleSpec(clients=args.clients, rule=args.rule, bits=args.bits)
 
@@ -61,7 +63,9 @@ def main() -> int:
     if args.mode in ("both", "testnet"):
         print(f"== testnet: 4 validators, {spec.clients} updates x {spec.parameters} parameters")
         with tempfile.TemporaryDirectory(prefix="fedchain-scale-") as tmp:
-            t = asyncio.run(ScaleTestnetRun(spec, Path(tmp)).run())
+            root = args.work_dir or Path(tmp)
+            run = ScaleTestnetRun(spec, root, commit_timeout_ms=args.commit_timeout_ms)
+            t = asyncio.run(run.run())
         report["testnet"] = t
         verdict = "meets" if t["last_submit_to_model_everywhere_s"] < TARGET_S else "misses"
         print(

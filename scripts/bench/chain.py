@@ -4,15 +4,18 @@ Wraps node.localnet.LocalNet (real `fedchain start` processes, real sockets, rea
 generate the homes, replace the FL genesis with the benchmark's model and parameters, start
 the validators, wait until every one of them answers and has committed a block.
 
-`RoundWatcher` learns when each FL round opens on each validator by polling `/query/round`
-over keep-alive connections at a fixed, modest interval (the polling cost on the nodes is
-part of what is measured, so it is kept small: 4 requests per interval in total).  The instant
-a round is "available on every validator" is the latest of the four first-seen instants; the
-poll interval bounds its error and is written into every report.
+`RoundWatcher` learns when each FL round opens on each validator.  By default it subscribes to
+each validator's WebSocket event stream (`/ws?events=fl_round_closed`): a node publishes the
+event after `app.commit()`, when `/query/model` already serves the new model, so the arrival
+instant is when that validator makes the model available (plus a loopback hop), and an idle
+subscription costs the node nothing.  With `poll_interval_s > 0` it polls `/query/round`
+instead (a cross-check; 4 requests per interval in total).  The instant a round is "available
+on every validator" is the latest of the four first-seen instants.
 """
 
 import asyncio
 import dataclasses
+import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,26 +113,59 @@ class RoundWatcher:
 
     session: aiohttp.ClientSession
     urls: list[str]
-    poll_interval_s: float = 0.02
+    poll_interval_s: float = 0.0  # 0: WebSocket events; > 0: poll /query/round this often
     seen: list[dict[int, float]] = field(init=False)
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
+    _task: "asyncio.Task[None] | None" = None
 
     def __post_init__(self) -> None:
         self.seen = [{} for _ in self.urls]
 
     async def run(self) -> None:
-        await asyncio.gather(*(self._poll(i) for i in range(len(self.urls))))
+        watch = self._poll if self.poll_interval_s > 0 else self._listen
+        await asyncio.gather(*(watch(i) for i in range(len(self.urls))))
+
+    async def start(self) -> "asyncio.Task[None]":
+        """Start watching; returns once every validator's current round is known."""
+        task = asyncio.create_task(self.run(), name="round-watcher")
+        task.add_done_callback(lambda _t: self._changed.set())
+        self._task = task
+        deadline = time.perf_counter() + 30.0
+        while not all(self.seen):
+            if task.done():
+                task.result()
+            if time.perf_counter() > deadline:
+                task.cancel()
+                raise BenchError("round watcher did not start")
+            await asyncio.sleep(0.01)
+        return task
+
+    def _saw(self, i: int, open_round: int, now: float) -> None:
+        known = self.seen[i]
+        for r in range(open_round + 1):
+            if r not in known:
+                known[r] = now
+                self._changed.set()
 
     async def _poll(self, i: int) -> None:
-        url, known = self.urls[i], self.seen[i]
         while True:
-            rnd = await query_round(self.session, url)
-            now = time.perf_counter()
-            for r in range(rnd + 1):
-                if r not in known:
-                    known[r] = now
-                    self._changed.set()
+            rnd = await query_round(self.session, self.urls[i])
+            self._saw(i, rnd, time.perf_counter())
             await asyncio.sleep(self.poll_interval_s)
+
+    async def _listen(self, i: int) -> None:
+        url = self.urls[i]
+        async with self.session.ws_connect(url + "/ws?events=fl_round_closed") as ws:
+            # Subscribed first, then asked: no round can close unseen in between.
+            self._saw(i, await query_round(self.session, url), time.perf_counter())
+            async for msg in ws:
+                if msg.type != aiohttp.WSMsgType.TEXT:
+                    raise BenchError(f"{url}/ws: connection ended ({msg.type.name})")
+                now = time.perf_counter()
+                event = json.loads(msg.data)
+                if event.get("event") == "fl_round_closed":
+                    self._saw(i, int(event["fl_round"]) + 1, now)
+        raise BenchError(f"{url}/ws closed")
 
     def everywhere_at(self, round_number: int) -> float | None:
         stamps = [known.get(round_number) for known in self.seen]
@@ -143,6 +179,9 @@ class RoundWatcher:
             at = self.everywhere_at(round_number)
             if at is not None:
                 return at
+            if self._task is not None and self._task.done():
+                self._task.result()  # re-raises why the watcher stopped
+                raise BenchError("round watcher stopped")
             self._changed.clear()
             remaining = deadline - time.perf_counter()
             if remaining <= 0:

@@ -116,7 +116,7 @@ async def fetch(session: aiohttp.ClientSession, url: str, chain_id: str) -> Remo
 class FedchainRun:
     prepared: Prepared
     root: Path
-    poll_interval_s: float = 0.02
+    poll_interval_s: float = 0.0
     commit_timeout_ms: int = ConsensusConfig().commit_timeout_ms
 
     async def run(self) -> dict[str, Any]:
@@ -135,7 +135,7 @@ class FedchainRun:
                 status = await (await session.get(net.urls()[0] + "/status")).json()
                 chain_id = str(status["chain_id"])
                 watcher = RoundWatcher(session, net.urls(), self.poll_interval_s)
-                watch = asyncio.create_task(watcher.run(), name="round-watcher")
+                watch = await watcher.start()
                 try:
                     record = await self._rounds(session, net, watcher, keys, chain_id, params)
                 finally:

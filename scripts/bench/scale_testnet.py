@@ -27,10 +27,13 @@ CLOSE_TIMEOUT_S = 600.0
 class ScaleTestnetRun:
     spec: ScaleSpec
     root: Path
-    poll_interval_s: float = 0.02
+    poll_interval_s: float = 0.0
+    commit_timeout_ms: int = 10
 
     async def run(self) -> dict[str, Any]:
-        net = Testnet(self.root, scale_app_state(self.spec))
+        net = Testnet(
+            self.root, scale_app_state(self.spec), commit_timeout_ms=self.commit_timeout_ms
+        )
         timeout = aiohttp.ClientTimeout(total=300)
         net.start()
         try:
@@ -48,7 +51,7 @@ class ScaleTestnetRun:
                 generate_s = time.perf_counter() - t0
                 rss_before = net.peak_rss_bytes()
                 watcher = RoundWatcher(session, urls, self.poll_interval_s)
-                watch = asyncio.create_task(watcher.run(), name="round-watcher")
+                watch = await watcher.start()
                 try:
                     first, last = await self._submit(session, urls, txs)
                     everywhere = await watcher.wait_everywhere(1, CLOSE_TIMEOUT_S)
@@ -72,6 +75,7 @@ class ScaleTestnetRun:
             "last_submit_to_model_first_validator_s": first_seen - last,
             "first_submit_to_model_everywhere_s": everywhere - first,
             "poll_interval_s": self.poll_interval_s,
+            "commit_timeout_ms": self.commit_timeout_ms,
             "validator_rss_before_submit_bytes": rss_before,
             "validator_peak_rss_bytes": peak_rss,
         }
