@@ -51,7 +51,7 @@ class EconState:
             [[k, self.clients[k].encode()] for k in sorted(self.clients)],
             [[k, self.validators[k].encode()] for k in sorted(self.validators)],
             [[k, self.emitted_power[k]] for k in sorted(self.emitted_power)],
-            [[k, h] for k, h in sorted(self.evidence_seen)],
+            [[k, h] for k, h in self.evidence_seen],  # (height, key) order, see validators
             [u.encode() for u in self.unsettled],
         ]
 

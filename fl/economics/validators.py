@@ -51,8 +51,10 @@ def _punish_evidence(econ: EconState, misbehavior: Sequence[Misbehavior]) -> lis
         record.slashed += burned
         record.tombstoned = True
         record.jailed = True
-        econ.evidence_seen.append((m.public_key, m.height))
-        econ.evidence_seen = econ.evidence_seen[-EVIDENCE_KEPT_MAX:]
+        # Kept in (height, key) order and cut from the oldest, so a restored node (which
+        # decodes the list in that order) prunes exactly what a live node prunes.
+        seen = sorted([*econ.evidence_seen, (m.public_key, m.height)], key=lambda e: (e[1], e[0]))
+        econ.evidence_seen = seen[-EVIDENCE_KEPT_MAX:]
         events.append(
             Event(
                 "validator_slashed",
