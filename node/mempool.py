@@ -19,7 +19,7 @@ just closed).  Everything here runs on the event-loop thread; no locks.
 """
 
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from consensus.app import CheckTxResult
@@ -134,8 +134,14 @@ class Mempool:
         keyed.sort(key=lambda k: (k[0], k[1], k[2]))
         return [k[3] for k in keyed]
 
-    def update(self, committed: Iterable[bytes]) -> list[bytes]:
-        """Drop committed txs, remember them, recheck the rest; return hashes dropped by recheck."""
+    def update(self, committed: Sequence[bytes]) -> list[bytes]:
+        """Drop committed txs, remember them, recheck the rest; return hashes dropped by recheck.
+
+        Only a block with transactions can change what check_tx answers for a pending tx
+        (nonces, balances, an FL round closing on quorum), so empty blocks skip the recheck;
+        a round that closes on its deadline height leaves stale updates that the block will
+        reject with a reason instead.
+        """
         for h in committed:
             entry = self._entries.pop(h, None)
             if entry is not None:
@@ -145,7 +151,7 @@ class Mempool:
         while len(self._committed) > self._cache_max:
             self._committed.popitem(last=False)
         dropped: list[bytes] = []
-        if self._recheck:
+        if self._recheck and committed:
             for h, entry in list(self._entries.items()):
                 if not self._check_tx(entry.tx).ok:
                     del self._entries[h]

@@ -3,10 +3,12 @@
 Theory of operation
 -------------------
 A tx submitted over RPC enters the local mempool first.  If it is small (<=
-`push_tx_bytes_max`) its bytes are pushed to every peer; otherwise only its hash is announced.
-A node that receives a tx (pushed or pulled) and admits it announces the hash to its other
-peers, never the bytes: in a full mesh the bytes of an FL update cross each link about once,
-and in a partial mesh announcements still carry it hop by hop.
+`push_tx_bytes_max`) its bytes are pushed to every peer (what one event-loop turn admitted goes
+out as one batch); otherwise only its hash is announced.  A node that pulls a large tx and
+admits it announces the hash to its other peers, never the bytes: in a full mesh the bytes of an
+FL update cross each link about once, and in a partial mesh announcements carry it hop by hop.
+Pushed small txs are not relayed at all (a node that lacks one when it appears in a proposal
+fetches it from the proposer).
 
 On an announcement the node asks the announcing peer for the hashes it has neither pending nor
 recently committed nor already requested (`GetTxs`); the peer answers with those it holds.
@@ -57,7 +59,10 @@ class TxGossip:
         self._lookup = lookup or mempool.get
         self._in_flight: dict[bytes, asyncio.Future[bytes | None]] = {}
         self._pull_slots = asyncio.Semaphore(PULLS_IN_FLIGHT_MAX)
-        self._pending_announce: list[bytes] = []
+        self._push_batch: list[bytes] = []
+        self._push_batch_bytes = 0
+        self._announce_batch: list[bytes] = []
+        self._flush_scheduled = False
         self.pulled_bytes = 0
 
     # -- local submissions ---------------------------------------------------------------------
@@ -65,23 +70,44 @@ class TxGossip:
         """Admit a client's tx (MempoolError if refused) and start spreading it."""
         entry = self._mempool.add(tx)
         if len(tx) <= self._push_max:
-            self._network.broadcast(TxPush(tx), bulk=True)
+            self._push_batch.append(tx)
+            self._push_batch_bytes += len(tx)
         else:
-            self._network.broadcast(TxAnnounce((entry.hash,)))
+            self._announce_batch.append(entry.hash)
+        self._schedule_flush()
         self._admitted(tx)
         return entry.hash
+
+    def _schedule_flush(self) -> None:
+        """Batch what one event-loop turn admitted into one message per peer."""
+        if self._push_batch_bytes >= self._push_max:
+            self._flush()
+        elif not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self._push_batch:
+            batch, self._push_batch, self._push_batch_bytes = self._push_batch, [], 0
+            msg = TxPush(batch[0]) if len(batch) == 1 else Txs(tuple(batch))
+            self._network.broadcast(msg, bulk=True)
+        if self._announce_batch:
+            hashes, self._announce_batch = self._announce_batch, []
+            self._network.broadcast(TxAnnounce(tuple(hashes)))
 
     def _admitted(self, tx: bytes) -> None:
         if self._on_admitted is not None:
             self._on_admitted(tx)
 
     # -- from peers ----------------------------------------------------------------------------
-    def on_push(self, peer: PeerId, tx: bytes) -> None:
-        h = tx_hash(tx)
-        if self._mempool.seen(h):
-            return
-        if self._try_add(peer, tx):
-            self._network.broadcast(TxAnnounce((h,)), exclude=peer)
+    def on_push(self, peer: PeerId, txs: Sequence[bytes]) -> None:
+        """Small txs pushed by the peer that received them from a client.  They are not
+        relayed: that peer pushed them to all of its peers, and anyone else that needs one for
+        a proposal fetches it from the proposer."""
+        for tx in txs:
+            if not self._mempool.seen(tx_hash(tx)):
+                self._try_add(peer, tx)
 
     def on_announce(self, peer: PeerId, hashes: Sequence[bytes]) -> list[bytes]:
         """Hashes worth pulling from `peer` (the caller awaits `pull`)."""

@@ -40,5 +40,5 @@ def run(args: argparse.Namespace) -> int:
         try:
             return profiler.runcall(run_node, home, cfg, genesis)
         finally:
-            profiler.dump_stats(profile_path)
+            profiler.dump_stats(profile_path.replace("{pid}", str(os.getpid())))
     return run_node(home, cfg, genesis)

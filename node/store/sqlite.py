@@ -90,6 +90,9 @@ class BlockStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
             self._db.executescript(_SCHEMA)
+            # Reads (RPC, block sync, recovery) use their own connection: in WAL mode they see
+            # the last committed state and never wait behind the writer thread's transaction.
+            self._rdb = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         except sqlite3.DatabaseError as exc:
             raise StorageError(f"{path}: cannot open block store: {exc}") from None
         self._path = path
@@ -101,11 +104,11 @@ class BlockStore:
         return self._height
 
     def _query_height(self) -> int:
-        row = self._db.execute("SELECT MAX(height) FROM blocks").fetchone()
+        row = self._rdb.execute("SELECT MAX(height) FROM blocks").fetchone()
         return int(row[0]) if row and row[0] is not None else 0
 
     def base_height(self) -> int:
-        row = self._db.execute("SELECT MIN(height) FROM blocks").fetchone()
+        row = self._rdb.execute("SELECT MIN(height) FROM blocks").fetchone()
         return int(row[0]) if row and row[0] is not None else 0
 
     def save_block(
@@ -148,7 +151,7 @@ class BlockStore:
         )
 
     def block(self, height: int) -> StoredBlock | None:
-        row = self._db.execute(
+        row = self._rdb.execute(
             "SELECT height, hash, data, commit_data, results, app_hash, time_ms, tx_count "
             "FROM blocks WHERE height = ?",
             (height,),
@@ -156,7 +159,7 @@ class BlockStore:
         return _stored(row)
 
     def block_by_hash(self, block_hash: bytes) -> StoredBlock | None:
-        row = self._db.execute(
+        row = self._rdb.execute(
             "SELECT height, hash, data, commit_data, results, app_hash, time_ms, tx_count "
             "FROM blocks WHERE hash = ?",
             (block_hash,),
@@ -167,7 +170,7 @@ class BlockStore:
         """Consecutive blocks from `start`, at most `count_max` and about `bytes_max` in total."""
         out: list[StoredBlock] = []
         total = 0
-        cursor = self._db.execute(
+        cursor = self._rdb.execute(
             "SELECT height, hash, data, commit_data, results, app_hash, time_ms, tx_count "
             "FROM blocks WHERE height >= ? ORDER BY height LIMIT ?",
             (start, count_max),
@@ -183,7 +186,7 @@ class BlockStore:
         return out
 
     def tx(self, tx_hash: bytes) -> TxLocation | None:
-        row = self._db.execute(
+        row = self._rdb.execute(
             "SELECT hash, height, idx, code, reason FROM txs WHERE hash = ?", (tx_hash,)
         ).fetchone()
         if row is None:
@@ -192,7 +195,7 @@ class BlockStore:
 
     def has_tx(self, tx_hash: bytes) -> bool:
         return (
-            self._db.execute("SELECT 1 FROM txs WHERE hash = ?", (tx_hash,)).fetchone() is not None
+            self._rdb.execute("SELECT 1 FROM txs WHERE hash = ?", (tx_hash,)).fetchone() is not None
         )
 
     def save_snapshot(self, height: int, data: bytes) -> None:
@@ -210,19 +213,20 @@ class BlockStore:
             raise StorageError(f"{self._path}: cannot store snapshot {height}: {exc}") from None
 
     def latest_snapshot(self) -> tuple[int, bytes] | None:
-        row = self._db.execute(
+        row = self._rdb.execute(
             "SELECT height, data FROM snapshots ORDER BY height DESC LIMIT 1"
         ).fetchone()
         return None if row is None else (int(row[0]), bytes(row[1]))
 
     def get_meta(self, key: str) -> bytes | None:
-        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        row = self._rdb.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else bytes(row[0])
 
     def set_meta(self, key: str, value: bytes) -> None:
         self._db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
 
     def close(self) -> None:
+        self._rdb.close()
         self._db.close()
 
     def _rollback(self) -> None:
