@@ -16,6 +16,7 @@ on every validator" is the latest of the four first-seen instants.
 import asyncio
 import dataclasses
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,6 +70,10 @@ class Testnet:
         """VmHWM (peak resident set) of each validator process, from /proc."""
         return [_vm_hwm_bytes(pid) for pid in self.pids()]
 
+    def cpu_seconds(self) -> list[float]:
+        """User + system CPU time each validator process has used so far."""
+        return [_cpu_s(pid) for pid in self.pids()]
+
     def logs(self) -> list[Path]:
         return [self.net.log_file(i) for i in range(self.validators)]
 
@@ -89,6 +94,12 @@ class Testnet:
             if time.monotonic() > deadline:
                 raise BenchError(f"validators not ready after {READY_TIMEOUT_S} s: {pending}")
             await asyncio.sleep(0.2)
+
+
+def _cpu_s(pid: int) -> float:
+    # /proc/PID/stat: the command may contain spaces, so split after its closing parenthesis.
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _vm_hwm_bytes(pid: int) -> int:

@@ -136,8 +136,10 @@ class FedchainRun:
                 chain_id = str(status["chain_id"])
                 watcher = RoundWatcher(session, net.urls(), self.poll_interval_s)
                 watch = await watcher.start()
+                cpu_before = net.cpu_seconds()
                 try:
                     record = await self._rounds(session, net, watcher, keys, chain_id, params)
+                    cpu_used = [a - b for a, b in zip(net.cpu_seconds(), cpu_before, strict=True)]
                 finally:
                     watch.cancel()
                     await asyncio.gather(watch, return_exceptions=True)
@@ -160,6 +162,7 @@ class FedchainRun:
             "startup_s": ready_s,
             "final_heights": heights,
             "validator_peak_rss_bytes": peak_rss,
+            "validator_cpu_s_per_round": [c / workload.rounds for c in cpu_used],
             **record,
         }
 

@@ -126,15 +126,17 @@ def run_inprocess(spec: ScaleSpec) -> dict[str, Any]:
     block_bytes_max = ConsensusConfig().block_bytes_max
     blocks = _blocks(txs, block_bytes_max)
     block_s = []
+    block_cpu_s = []
     for height, block_txs in enumerate(blocks, start=1):
         info = BlockInfo(CHAIN_ID, height, 1_000 * height, validator)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         chosen = app.prepare_proposal(block_txs, info, block_bytes_max)
         if len(chosen) != len(block_txs) or not app.process_proposal(chosen, info):
             raise RuntimeError(f"block {height}: proposal lost transactions")
         app.finalize_block(chosen, info)
         app.commit()
         block_s.append(time.perf_counter() - t0)
+        block_cpu_s.append(time.process_time() - c0)
     closed = fetch_model(
         Answers(CHAIN_ID, {p: app.query(p, b"").value for p in ("model", "round")})
     )
@@ -144,9 +146,10 @@ def run_inprocess(spec: ScaleSpec) -> dict[str, Any]:
 
     # The rule alone, on the same updates (the chain sorts them by client key itself).
     updates = updates_from_txs(txs)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     aggregate(spec.rule, updates, scale_params(spec))
     aggregate_s = time.perf_counter() - t0
+    aggregate_cpu_s = time.process_time() - c0
     return {
         "mode": "in-process FL app (no network, no consensus)",
         "clients": spec.clients,
@@ -161,7 +164,9 @@ def run_inprocess(spec: ScaleSpec) -> dict[str, Any]:
         "block_s": block_s,
         "all_blocks_s": sum(block_s),
         "last_block_s": block_s[-1],
+        "last_block_cpu_s": block_cpu_s[-1],
         "aggregate_only_s": aggregate_s,
+        "aggregate_only_cpu_s": aggregate_cpu_s,
         "peak_rss_bytes": peak_rss,
     }
 

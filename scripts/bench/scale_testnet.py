@@ -52,9 +52,11 @@ class ScaleTestnetRun:
                 rss_before = net.peak_rss_bytes()
                 watcher = RoundWatcher(session, urls, self.poll_interval_s)
                 watch = await watcher.start()
+                cpu_before = net.cpu_seconds()
                 try:
                     first, last = await self._submit(session, urls, txs)
                     everywhere = await watcher.wait_everywhere(1, CLOSE_TIMEOUT_S)
+                    cpu_used = [a - b for a, b in zip(net.cpu_seconds(), cpu_before, strict=True)]
                     first_seen = min(known[1] for known in watcher.seen)
                 finally:
                     watch.cancel()
@@ -78,6 +80,7 @@ class ScaleTestnetRun:
             "commit_timeout_ms": self.commit_timeout_ms,
             "validator_rss_before_submit_bytes": rss_before,
             "validator_peak_rss_bytes": peak_rss,
+            "validator_cpu_s": cpu_used,
         }
 
     async def _submit(
