@@ -113,6 +113,41 @@ def caught_up(node: str, elapsed_s: float | None, limit_s: float) -> list[str]:
     return []
 
 
+def log_records(lines: Sequence[str]) -> list[dict[str, Any]]:
+    """The JSON objects among the lines (anything else, e.g. tracebacks, is skipped)."""
+    records = []
+    for line in lines:
+        text = line.strip()
+        if not text.startswith("{"):
+            continue
+        try:
+            record = json.loads(text)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
+def event_name(record: Mapping[str, Any]) -> str:
+    """The stable event name (the first word, should a logger have put fields after it)."""
+    return str(record.get("event", "")).split(" ", 1)[0]
+
+
+def events(lines: Sequence[str], name: str) -> list[dict[str, Any]]:
+    return [r for r in log_records(lines) if event_name(r) == name]
+
+
+def int_field(record: Mapping[str, Any], key: str) -> int:
+    """Log fields may be numbers or decimal strings; anything else counts as 0."""
+    value = record.get(key)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return 0
+
+
 def log_events(
     node: str, lines: Sequence[str], required: Sequence[str]
 ) -> tuple[dict[str, int], list[str]]:
@@ -126,16 +161,9 @@ def log_events(
         text = line.strip()
         if text.startswith("Traceback"):
             problems.append(f"{node}: traceback in the log: {text[:120]}")
-            continue
-        if not text.startswith("{"):
-            continue
-        try:
-            record = json.loads(text)
-        except ValueError:
-            continue
-        if isinstance(record, dict):
-            event = str(record.get("event"))
-            counts[event] = counts.get(event, 0) + 1
+    for record in log_records(lines):
+        name = event_name(record)
+        counts[name] = counts.get(name, 0) + 1
     for event in required:
         if counts.get(event, 0) == 0:
             problems.append(f"{node}: no {event!r} event in the log")

@@ -96,3 +96,11 @@ def networks(container: str) -> dict[str, list[str]]:
 def state(container: str) -> str:
     """running, paused, exited, restarting..."""
     return docker("inspect", "--format", "{{.State.Status}}", container).strip()
+
+
+def health(container: str) -> str:
+    """The HEALTHCHECK's verdict: starting, healthy, unhealthy (or none)."""
+    out = docker(
+        "inspect", "--format", "{{if .State.Health}}{{.State.Health.Status}}{{end}}", container
+    )
+    return out.strip() or "none"

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.e2e import checks
-from tests.e2e.compose import Compose, ComposeError, compose_command, docker, state
+from tests.e2e.compose import Compose, ComposeError, compose_command, docker, health, state
 from tests.e2e.perturb import KINDS, Perturbation
 from tests.e2e.rpc import NodeRpc, RpcError
 
@@ -145,7 +145,18 @@ def wait_for_progress(net: Testnet, report: Report, args: argparse.Namespace) ->
         [] if took is not None else [f"heights after {args.start_timeout_s} s: {net.heights()}"],
     ):
         return False
-    say(f"heights {net.heights()} after {took:.1f} s; waiting for {args.fl_rounds} FL rounds")
+    say(f"heights {net.heights()} after {took:.1f} s")
+    containers = {name: net.compose.container(name) for name in VALIDATORS}
+    healthy = wait_until(
+        lambda: all(health(c) == "healthy" for c in containers.values()), args.health_timeout_s
+    )
+    report.check(
+        "docker HEALTHCHECK reports every validator healthy",
+        []
+        if healthy is not None
+        else [f"{name}: {health(c)}" for name, c in containers.items() if health(c) != "healthy"],
+    )
+    say(f"waiting for {args.fl_rounds} FL rounds")
     took = wait_until(lambda: (net.fl_rounds() or 0) >= args.fl_rounds, args.rounds_timeout_s)
     return report.check(
         f"chain reaches FL round {args.fl_rounds}",
@@ -263,13 +274,19 @@ def check_txs(net: Testnet, report: Report, blocks: list[dict[str, Any]]) -> Non
 
 def check_logs(net: Testnet, report: Report) -> None:
     problems = []
+    settled: list[dict[str, Any]] = []
     for name in VALIDATORS:
         lines = net.compose.logs(net.compose.container(name))
         counts, found = checks.log_events(name, lines, REQUIRED_VALIDATOR_EVENTS)
         problems += found
-        interesting = {k: v for k, v in sorted(counts.items()) if k != "block_committed"}
-        say(f"{name}: {counts.get('block_committed', 0)} block_committed, {interesting}")
+        settled += checks.events(lines, "round_settled")
+        say(f"{name} log: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     report.check("validator logs: committed blocks, no traceback", problems)
+    slashed = sum(checks.int_field(event, "slashed") for event in settled)
+    report.check(
+        "the attacker is slashed (round_settled events with slashed > 0)",
+        [] if slashed > 0 else [f"{len(settled)} round_settled events, none slashed anyone"],
+    )
     problems = []
     for service in ("client", "attacker"):
         for container in net.compose.containers(service):
@@ -323,8 +340,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image", default=os.environ.get("FEDCHAIN_IMAGE", "fedchain:latest"))
     parser.add_argument("--project", default="fedchain-e2e")
     parser.add_argument("--heights", type=int, default=10, help="heights to reach first")
-    parser.add_argument("--fl-rounds", type=int, default=2, help="FL rounds to close first")
-    parser.add_argument("--hold-heights", type=int, default=3)
+    parser.add_argument("--fl-rounds", type=int, default=3, help="FL rounds to close first")
+    parser.add_argument(
+        "--hold-heights", type=int, default=20, help="others' progress while a node is out"
+    )
+    parser.add_argument("--health-timeout-s", type=float, default=60.0)
     parser.add_argument("--catchup-s", type=float, default=30.0)
     parser.add_argument("--start-timeout-s", type=float, default=180.0)
     parser.add_argument("--rounds-timeout-s", type=float, default=300.0)

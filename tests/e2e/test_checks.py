@@ -14,7 +14,7 @@ def chain(length: int, fork_at: int | None = None) -> list[dict[str, Any]]:
     previous = ""
     for height in range(1, length + 1):
         tag = "f" if fork_at is not None and height >= fork_at else ""
-        block = {
+        block: dict[str, Any] = {
             "height": height,
             "hash": f"h{height}{tag}",
             "time_ms": 1000 * height,
@@ -119,3 +119,18 @@ def test_log_events_count_json_lines_and_flag_tracebacks() -> None:
         "v0: traceback in the log: Traceback (most recent call last):",
         "v0: no 'x' event in the log",
     ]
+
+
+def test_events_take_the_first_word_and_fields_may_be_strings() -> None:
+    lines = [
+        json.dumps({"event": "round_settled", "slashed": "1"}),
+        json.dumps({"event": "round_settled", "slashed": 0}),
+        json.dumps({"event": "p2p_listening addr=/ip4/0.0.0.0/tcp/1"}),
+        "garbage",
+    ]
+    settled = checks.events(lines, "round_settled")
+    assert [checks.int_field(e, "slashed") for e in settled] == [1, 0]
+    assert checks.int_field({"slashed": True}, "slashed") == 0
+    assert checks.int_field({"slashed": "-3"}, "slashed") == 0
+    counts, _ = checks.log_events("v0", lines, [])
+    assert counts == {"round_settled": 2, "p2p_listening": 1}
