@@ -4,9 +4,11 @@ economics and governance state, and the hooks the app calls.
 Per block H the app calls, in order:
     begin_block(block)                       evidence, validator rewards, downtime, unbonding
     execute(kind, ...) / check_submit(...)   for each transaction (and in check_tx, apply=False)
-    settle_round(...)                        if an FL round closed in this block
-    end_block(fl_params, H)                  governance tally + execution, validator-set diff,
-                                             and the supply invariant (raises if broken)
+    settle_round(...)                        if an FL round closed in this block (settles it,
+                                             or parks it for the evaluation committee)
+    end_block(fl_params, H)                  committee settlements now due, governance tally +
+                                             execution, validator-set diff, and the supply
+                                             invariant (raises if broken)
 `sections()` are the two app-hash sections; `encode()`/`decode()` carry the layer in snapshots.
 """
 
@@ -66,15 +68,17 @@ class Incentives:
         apply: bool,
     ) -> tuple[Event, ...]:
         """Run one of `KINDS`; RejectedError leaves the state unchanged."""
-        if kind in econ_txs.KINDS:
-            return econ_txs.execute(self.econ, kind, sender, body, height, apply)
-        if kind == committee.KIND:
-            return (committee.execute(self.econ, sender, body, height, apply),)
-        if kind in gov_engine.KINDS:
-            return gov_engine.execute(
-                self.gov, self.econ, fl_params, kind, sender, body, height, apply
-            )
-        raise RejectedError(f"unknown transaction kind {kind!r}")
+        match kind:
+            case _ if kind in econ_txs.KINDS:
+                return econ_txs.execute(self.econ, kind, sender, body, height, apply)
+            case committee.KIND:
+                return (committee.execute(self.econ, sender, body, height, apply),)
+            case _ if kind in gov_engine.KINDS:
+                return gov_engine.execute(
+                    self.gov, self.econ, fl_params, kind, sender, body, height, apply
+                )
+            case _:
+                raise RejectedError(f"unknown transaction kind {kind!r}")
 
     def check_submit(self, client: bytes, fl_round: int) -> None:
         clients.check_can_submit(self.econ, client, fl_round)
