@@ -16,6 +16,11 @@ so validators holding less than half the scoring stake cannot move it; clients n
 keep their on-chain agreement score.  The committee score then takes the agreement score's
 place in clients.settle_round (malicious below `malicious_below_median_permille` of the round
 median, strikes, slashes, jail; rewards by rule score).
+
+Validators are paid for scoring in consensus, as Yuma's validator dividends are: the round's
+`committee_reward_pool` (from the reserve, liquid) is split by stake * consensus, where a
+validator's consensus is 1000 minus its mean absolute distance from the committee scores over
+the clients it scored (floored at 0).  A validator that lies earns little or nothing.
 """
 
 from dataclasses import dataclass, field
@@ -168,4 +173,29 @@ def settle_due(econ: EconState, height: int) -> list[Event]:
             )
         )
         events += settle_round(econ, u.round, verdicts)
+        events += _pay_committee(econ, u, stake, {v.client: v.agreement for v in verdicts})
     return events
+
+
+def _pay_committee(
+    econ: EconState, u: UnsettledRound, stake: dict[bytes, int], consensus: dict[bytes, int]
+) -> list[Event]:
+    weights: dict[bytes, int] = {}
+    for val in sorted(u.scores):
+        scored = u.scores[val]
+        if not scored or stake[val] == 0:
+            continue
+        distance = sum(abs(scored[c] - consensus[c]) for c in sorted(scored)) // len(scored)
+        weights[val] = stake[val] * max(0, 1000 - distance)
+    total = sum(weights.values())
+    pool = min(econ.params.committee_reward_pool, econ.ledger.reserve)
+    if total == 0 or pool == 0:
+        return []
+    paid = 0
+    for val in sorted(weights):
+        got = econ.ledger.pay_reward(val, pool * weights[val] // total, to_stake=False)
+        paid += got
+        record = econ.validators.get(val)
+        if record is not None:
+            record.rewarded += got
+    return [Event("committee_rewarded", (("round", str(u.round)), ("paid", str(paid))))]

@@ -39,6 +39,7 @@ class EconParams:
     client_jail_rounds: int = 3
     # Blocks after a round closes in which validators may score its updates (0: no committee).
     committee_blocks: int = 0
+    committee_reward_pool: int = 100  # per settled round, to validators by stake * consensus
     # -- validator incentives -------------------------------------------------------------------
     block_reward: int = 10
     proposer_bonus_permille: int = 200
@@ -74,6 +75,7 @@ GOVERNABLE: tuple[ParamSpec, ...] = (
     ParamSpec("jail_strikes", 1, 1000),
     ParamSpec("client_jail_rounds", 0, 1_000_000),
     ParamSpec("committee_blocks", 0, 10_000),
+    ParamSpec("committee_reward_pool", 0, TOKENS_MAX),
     ParamSpec("block_reward", 0, TOKENS_MAX),
     ParamSpec("proposer_bonus_permille", 0, 1000),
     ParamSpec("double_sign_slash_permille", 0, 1000),

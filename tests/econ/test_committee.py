@@ -112,3 +112,18 @@ def test_unsettled_rounds_survive_encoding() -> None:
     again = Incentives.decode(decode(raw))
     assert encode(again.encode()) == raw
     assert again.econ.unsettled[0].scores[VALS[0]] == {BOB: 10, ALICE: 20}
+
+
+def test_validators_are_paid_for_scoring_in_consensus_and_the_liar_is_not() -> None:
+    inc = committee_chain()
+    honest: Value = [ROUND, [[ALICE, 900], [BOB, 100], [CAROL, 850]]]
+    liar: Value = [ROUND, [[ALICE, 0], [BOB, 1000], [CAROL, 0]]]
+    for v in VALS[:3]:
+        scores(inc, v, honest, CLOSE + 1)
+    scores(inc, VALS[3], liar, CLOSE + 1)
+    before = [inc.econ.ledger.balance(v) for v in VALS]
+    inc.end_block(P, CLOSE + 3)
+    gained = [inc.econ.ledger.balance(v) - b for v, b in zip(VALS, before, strict=True)]
+    # Consensus: 1000 for the honest three; the liar is 883 away on average -> 117.
+    # Pool 100 split by stake * consensus: 100 * 1000 // 3117 = 32 each, 100 * 117 // 3117 = 3.
+    assert gained == [32, 32, 32, 3]
