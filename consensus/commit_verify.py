@@ -43,3 +43,31 @@ def verify_commit(
         power += validators.validators[index].power
     if not validators.has_quorum(power):
         raise CommitError(f"commit power {power} of {validators.total_power} is not above 2/3")
+
+
+class MemoVerifier:
+    """ed25519 verification memoised on the full (key, message, signature) triple.
+
+    A node sees the same signature several times (a vote, then the same precommit inside the
+    next block's last commit, or relayed copies).  A forged signature is a different triple, so
+    it is always verified for real.  Bounded: the memo is dropped when full.
+    """
+
+    def __init__(self, entries_max: int = 100_000, inner: Verifier = verify) -> None:
+        self._memo: dict[tuple[bytes, bytes, bytes], bool] = {}
+        self._entries_max = entries_max
+        self._inner = inner
+        self.calls = 0
+        self.misses = 0
+
+    def __call__(self, public_key: bytes, message: bytes, signature: bytes) -> bool:
+        self.calls += 1
+        key = (public_key, message, signature)
+        ok = self._memo.get(key)
+        if ok is None:
+            self.misses += 1
+            ok = self._inner(public_key, message, signature)
+            if len(self._memo) >= self._entries_max:
+                self._memo.clear()
+            self._memo[key] = ok
+        return ok
