@@ -4,6 +4,7 @@ Seeded: the topology and every router's randomness come from SEED, printed on fa
 """
 
 import asyncio
+import itertools
 import random
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -128,6 +129,7 @@ async def test_flooding_and_invalid_peers_are_graylisted_and_cut_off() -> None:
         heartbeat_interval_ms=100,
         peer_messages_per_s_max=500,
         peer_messages_burst=100,
+        flood_drops_per_heartbeat_max=50,
         graylist_ban_ms=60_000,
     )
     async with AsyncExitStack() as stack:
@@ -148,24 +150,35 @@ async def test_flooding_and_invalid_peers_are_graylisted_and_cut_off() -> None:
         for i in range(20):
             liar.gossip.publish_nowait(TOPIC, b"BAD-%d" % i)
             await asyncio.sleep(0.01)
-        # The flooder sends far more than the 500 msg/s budget, one RPC per message.
-        for i in range(5000):
-            flooder.gossip.publish_nowait(TOPIC, b"flood-%d" % i)
-            if i % 100 == 99:
-                await asyncio.sleep(0)
-
         victims = honest[:2]
+
+        # The flooder keeps sending far more than the 500 msg/s budget, one RPC per message,
+        # until its victims have cut it off.
+        async def flood() -> None:
+            i = 0
+            while any(v.host.is_connected(flooder.host.peer_id) for v in victims):
+                for _ in range(100):
+                    i += 1
+                    flooder.gossip.publish_nowait(TOPIC, b"flood-%d" % i)
+                await asyncio.sleep(0.01)
+
+        flooding = asyncio.create_task(flood())
         await wait_for(
             lambda: all(
                 not v.host.is_connected(a.host.peer_id) for v in victims for a in (flooder, liar)
             ),
             20,
         )
+        await flooding
         for v in victims:
-            assert v.host.counters.get("gossip_peer_graylisted") >= 2
             assert v.host.counters.get("gossip_msg_rejected") >= 1
             assert v.host.counters.get("gossip_msg_rate_limited") >= 1
+            assert v.host.counters.get("gossip_flood_penalty") >= 1
+            # Only the two attackers were graylisted, not the honest relays of the flood.
+            assert v.host.counters.get("gossip_peer_graylisted") == 2
             assert not any(m.startswith(b"BAD") for m in v.received)
+        for a, b in itertools.pairwise(honest):
+            assert a.host.is_connected(b.host.peer_id)
         # Cut off means cut off: banned peers cannot come back.
         with pytest.raises(DialError):
             await flooder.host.dial(victims[0].host.addrs()[0])

@@ -276,7 +276,9 @@ def test_oversized_mesh_is_pruned_to_d_and_undersized_mesh_grafted() -> None:
 
 
 def test_message_rate_limit_drops_excess_and_penalises() -> None:
-    config = replace(CONFIG, peer_messages_per_s_max=10, peer_messages_burst=5)
+    config = replace(
+        CONFIG, peer_messages_per_s_max=10, peer_messages_burst=5, flood_drops_per_heartbeat_max=10
+    )
     net = Net(2, config)
     for r in net.routers:
         r.subscribe(T, STRICT_NO_SIGN, net.now_ms)
@@ -287,6 +289,8 @@ def test_message_rate_limit_drops_excess_and_penalises() -> None:
     net.run()
     assert len(net.delivered[1]) == 5
     assert net.routers[1].counters.get("gossip_msg_rate_limited") == 15
+    assert net.routers[1].score.peers[net.peer(0).raw].behaviour_penalty == 0
+    net.tick()  # 15 drops in the window > flood_drops_per_heartbeat_max = 10
     assert net.routers[1].score.peers[net.peer(0).raw].behaviour_penalty == 1
 
 

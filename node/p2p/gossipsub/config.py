@@ -96,6 +96,9 @@ class GossipsubConfig:
     # and each RPC over budget is a behaviour penalty.
     peer_messages_per_s_max: int = 50_000
     peer_messages_burst: int = 20_000
+    # A heartbeat window in which a peer had more messages dropped than this costs it one
+    # behaviour penalty (P7); seven such windows in a row graylist it with default weights.
+    flood_drops_per_heartbeat_max: int = 1000
     # Outbound queue per peer (bytes); RPCs beyond it are dropped and counted.
     peer_queue_bytes_max: int = 64 * 1024 * 1024
     # Messages of this size or more travel on a separate bulk-class stream to peers that run

@@ -94,6 +94,7 @@ class PeerState:
     idontwant: dict[bytes, int] = field(default_factory=dict)
     ihave_count: int = 0
     iasked: int = 0
+    dropped_in_window: int = 0
 
 
 @dataclass(slots=True)
@@ -160,6 +161,8 @@ class Router:
         self._deliver: list[Received] = []
         self._disconnect: dict[PeerId, None] = {}
         self._graylisted: dict[PeerId, None] = {}
+        self._penalised = False
+        self._scores: dict[PeerId, float] = {}
         self.ticks = 0
 
     # -- effects ------------------------------------------------------------------------------
@@ -292,10 +295,13 @@ class Router:
     def _publish_targets(self, topic: str, now_ms: int) -> list[PeerId]:
         threshold = self.config.thresholds.publish_threshold
         if self.config.flood_publish:
+            # Scores as of the last heartbeat (graylisting is immediate and tracked apart).
+            scores = self._scores
+            graylisted = self._graylisted
             return [
                 p
                 for p, st in self.peers.items()
-                if topic in st.topics and self._score_ok(p, now_ms, threshold)
+                if topic in st.topics and p not in graylisted and scores.get(p, 0.0) >= threshold
             ]
         if topic in self.mesh:
             return list(self.mesh[topic])
@@ -335,9 +341,12 @@ class Router:
         if state is None:
             self.counters.drop("gossip_rpc_unknown_peer", "rpc before peer was added")
             return
-        if self.peer_score(peer, now_ms) < self.config.thresholds.graylist_threshold:
+        # Graylist membership is decided when a score drops (and re-checked every heartbeat),
+        # so the per-RPC cost is a dict lookup rather than a score computation.
+        if peer in self._graylisted:
             self.counters.drop("gossip_rpc_graylisted", "score below graylist", peer=peer.short())
             return
+        self._penalised = False
         for subscribe, topic in rpc.subscriptions:
             self._peer_subscription(peer, state, subscribe, topic, now_ms)
         messages = rpc.messages
@@ -350,14 +359,17 @@ class Router:
                     len(messages) - allowed,
                     peer=peer.short(),
                 )
-                self.score.add_penalty(peer.raw)
+                # Judged per heartbeat (see _penalise_floods): an honest relay that overshoots
+                # a little is not punished, a flooder is, once per window it keeps flooding.
+                state.dropped_in_window += len(messages) - allowed
                 messages = messages[:allowed]
             for index, message in enumerate(messages):
                 known = prechecked.get(index) if prechecked else None
                 self._handle_message(peer, state, message, now_ms, known)
         if rpc.control is not None:
             self._handle_control(peer, state, rpc.control, now_ms)
-        self._check_graylist(peer, now_ms)
+        if self._penalised:
+            self._check_graylist(peer, now_ms)
 
     def _take_tokens(self, state: PeerState, n: int, now_ms: int) -> int:
         rate = self.config.peer_messages_per_s_max
@@ -407,6 +419,7 @@ class Router:
             try:
                 msg_id = policy.message_id(message)
             except (DecodeError, ValueError) as exc:
+                self._penalised = True
                 self.score.reject_message(peer.raw, None, topic)
                 self.counters.drop("gossip_msg_bad_id", str(exc), peer=peer.short())
                 return
@@ -417,6 +430,7 @@ class Router:
             return
         problem = known[1] if known is not None else self._signing_problem(message, policy)
         if problem is not None:
+            self._penalised = True
             self.score.reject_message(peer.raw, None, topic)
             self.counters.drop("gossip_msg_bad_signature", problem, peer=peer.short())
             return
@@ -469,6 +483,7 @@ class Router:
                 self._deliver.append(received)
                 self._forward(msg_id, cached, source)
             case Validation.REJECT:
+                self._penalised = True
                 self.score.reject_message(source.raw, msg_id, message.topic)
                 self.counters.drop("gossip_msg_rejected", "validator", peer=source.short())
                 self._check_graylist(source, now_ms)
@@ -564,11 +579,13 @@ class Router:
         until = self._backoff.get((topic, peer))
         if until is not None and now_ms < until:
             # GRAFT during backoff is misbehaviour; a very early one counts twice.
+            self._penalised = True
             self.score.add_penalty(peer.raw)
             flood_limit = (
                 until - self.config.prune_backoff_ms + self.config.graft_flood_threshold_ms
             )
             if now_ms < flood_limit:
+                self._penalised = True
                 self.score.add_penalty(peer.raw)
             self.counters.drop("gossip_graft_in_backoff", "graft during backoff")
             self._prune(peer, topic, now_ms, self.config.prune_backoff_ms, notify_score=False)
@@ -649,10 +666,14 @@ class Router:
         cfg = self.config
         self.score.refresh(now_ms)
         scores = {p: self.peer_score(p, now_ms) for p in self.peers}
+        self._scores = scores
         for peer, score in scores.items():
             if score < cfg.thresholds.graylist_threshold:
                 self._check_graylist(peer, now_ms)
+            else:
+                self._graylisted.pop(peer, None)
         self._apply_broken_promises(now_ms)
+        self._penalise_floods(now_ms)
         for topic, mesh in self.mesh.items():
             self._maintain_mesh(topic, mesh, scores, now_ms)
         self._maintain_fanout(scores, now_ms)
@@ -668,11 +689,21 @@ class Router:
                 for msg_id in [m for m, exp in state.idontwant.items() if exp <= now_ms]:
                     del state.idontwant[msg_id]
 
+    def _penalise_floods(self, now_ms: int) -> None:
+        limit = self.config.flood_drops_per_heartbeat_max
+        for peer, state in self.peers.items():
+            if state.dropped_in_window > limit:
+                self.score.add_penalty(peer.raw)
+                self.counters.inc("gossip_flood_penalty")
+                self._check_graylist(peer, now_ms)
+            state.dropped_in_window = 0
+
     def _apply_broken_promises(self, now_ms: int) -> None:
         broken = [msg_id for msg_id, (_, deadline) in self._promises.items() if deadline <= now_ms]
         for msg_id in broken:
             peer, _ = self._promises.pop(msg_id)
             if peer in self.peers:
+                self._penalised = True
                 self.score.add_penalty(peer.raw)
                 self.counters.inc("gossip_iwant_promise_broken")
 
