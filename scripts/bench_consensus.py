@@ -4,7 +4,7 @@ Four engines and four KV apps in one process; every message is delivered at once
 vote and proposal is signed and verified for real by every receiver (no verification cache),
 each block carries `--txs` small transactions (overwriting the same keys, so the app's
 state stays small and the figure is the consensus path).  Reports wall-clock heights/s and
-the engine's CPU time per height per validator, with and without signature verification.
+the CPU time per height per validator, with and without signature verification.
 
     .venv/bin/python scripts/bench_consensus.py [--heights 1000] [--txs 10] [--json]
 """
@@ -63,15 +63,12 @@ def run_cluster(
         states.append(EngineState.for_height(ChainState.from_genesis(genesis, app_hash)))
         apps.append(app)
     queue: deque[tuple[int, Input]] = deque((i, Start()) for i in range(4))
-    engine_cpu_s = 0.0
     decided = 0
     start_wall = time.perf_counter()
     start_cpu = time.process_time()
     while queue and decided < heights * 4:
         i, inp = queue.popleft()
-        t0 = time.process_time()
         states[i], effects = engines[i].apply(states[i], inp)
-        engine_cpu_s += time.process_time() - t0
         app = apps[i]
         for e in effects:
             match e:
@@ -105,7 +102,9 @@ def run_cluster(
         "process_cpu_ms_per_height": round(cpu_s * 1000 / done, 3),
         # What one otherwise idle core sustains: the figure on a shared, loaded machine.
         "heights_per_cpu_s": round(done / cpu_s, 1),
-        "engine_cpu_ms_per_height_per_validator": round(engine_cpu_s * 1000 / done / 4, 3),
+        # The whole process's CPU split over the 4 validators: engine, signatures and the (tiny)
+        # KV app.  (Timing each apply separately costs more than the apply on this machine.)
+        "cpu_ms_per_height_per_validator": round(cpu_s * 1000 / done / 4, 3),
     }
 
 
@@ -129,7 +128,7 @@ def main() -> int:
             print(
                 f"{name}: {r['heights']} heights in {r['wall_s']} s = "
                 f"{r['heights_per_s']} heights/s wall, {r['heights_per_cpu_s']} per CPU second; "
-                f"engine CPU {r['engine_cpu_ms_per_height_per_validator']} ms/height/validator; "
+                f"CPU {r['cpu_ms_per_height_per_validator']} ms/height/validator; "
                 f"whole process {r['process_cpu_ms_per_height']} ms CPU/height"
             )
     return 0
