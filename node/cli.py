@@ -18,6 +18,7 @@ COMMANDS: dict[str, str] = {
     "testnet": "testnet",
     "status": "status",
     "keys": "keys",
+    "tx": "tx",
     "client": "client",
     "demo": "demo",
     "eval": "eval",

@@ -67,8 +67,6 @@ class ConsensusConfig:
     precommit_timeout_delta_ms: int = 250
     # Pause after a commit before the next height starts, to collect straggling precommits.
     commit_timeout_ms: int = 10
-    # With no transactions waiting, wait this long before proposing an empty block.
-    empty_block_interval_ms: int = 0
     block_txs_max: int = 10_000
     block_bytes_max: int = 64 * MIB
 
