@@ -5,7 +5,8 @@ Seeds rotate through cluster shapes so one campaign covers them all:
     seed % 10 in 4-5: 4 validators, honest, faults only
     seed % 10 == 6:   4 validators + 1 twin
     seed % 10 == 7:   7 validators, two byzantine (rotating)
-    seed % 10 in 8-9: 7 validators + 1 twin and one byzantine
+    seed % 10 == 8:   7 validators + 1 twin and one byzantine
+    seed % 10 == 9:   4 validators, honest (faults only)
 Every run has the seed's random faults (drops, duplicates, delays, partitions, crashes, lossy
 rounds).  Then every canonical 4-round Twins scenario for each of the 4 leader placements.
 Failures print the seed (replay: `fedchain sim ... --seed S`).  Writes a JSON summary.
@@ -42,7 +43,9 @@ def config_for(seed: int, duration_ms: int) -> SimConfig:
     if kind == 7:
         pair = (b[seed // 10 % 4], b[(seed // 10 + 1) % 4])
         return SimConfig(validators=7, byzantine=pair, **common)  # type: ignore[arg-type]
-    return SimConfig(validators=7, twins=1, byzantine=(b[seed // 10 % 4],), **common)  # type: ignore[arg-type]
+    if kind == 8:
+        return SimConfig(validators=7, twins=1, byzantine=(b[seed // 10 % 4],), **common)  # type: ignore[arg-type]
+    return SimConfig(validators=4, **common)  # type: ignore[arg-type]
 
 
 def one_seed(args: tuple[int, int]) -> tuple[int, str, int, int, int, list[str]]:
