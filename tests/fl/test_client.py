@@ -191,3 +191,26 @@ def test_wait_for_a_round_that_never_opens_raises() -> None:
         transport.wait_for_round(1, blocks_max=3)
     with pytest.raises(TransportError):
         transport.query("nope")
+
+
+def test_mlp_trains_through_the_chain() -> None:
+    from fl.client.simulation import EvalConfig, run
+
+    config = EvalConfig(trainer="mlp", clients=8, rounds=4, alpha=1.0)
+    result = run(config, "centered_clip", "none")
+    assert len(result.accuracy_by_round) == 4
+    assert result.accuracy > 0.6
+
+
+def test_torch_trainer_trains_or_names_the_extra() -> None:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        with pytest.raises(ClientError, match=r"fedchain\[torch\]"):
+            make_trainer("torch", 64, 10)
+        return
+    ds = load("digits")
+    trainer = make_trainer("torch", ds.n_features, ds.n_classes)
+    rng = np.random.default_rng(0)
+    w = trainer.train(trainer.init(rng), ds.x_train, ds.y_train, rng)
+    assert accuracy(trainer, w, ds.x_test, ds.y_test) > 0.8
