@@ -33,6 +33,7 @@ REPO = SCRIPTS.parent
 sys.path.insert(0, str(SCRIPTS))
 
 from bench import machine, venv  # noqa: E402 - scripts/ is not a package
+from bench import rows as doc_rows  # noqa: E402
 from bench.fedchain_side import FedchainRun  # noqa: E402
 from bench.stats import summarize  # noqa: E402
 from bench.workload import Workload, fingerprint, prepare  # noqa: E402
@@ -184,6 +185,9 @@ def main() -> int:
     full = [r for r in rows if "comparison" in r]
     if full:
         print_table(full)
+        print("rows for docs/benchmarks.md:")
+        command = "python scripts/bench_fl_vs_flower.py " + " ".join(sys.argv[1:])
+        print("\n".join(doc_rows.fl_vs_flower(report, command.strip())))
     print(f"results: {args.out}")
     return 0
 

@@ -27,6 +27,7 @@ REPO = SCRIPTS.parent
 sys.path.insert(0, str(SCRIPTS))
 
 from bench import machine  # noqa: E402 - scripts/ is not a package
+from bench import rows as doc_rows  # noqa: E402
 from bench.scale_inprocess import ScaleSpec, run_inprocess  # noqa: E402
 from bench.scale_testnet import ScaleTestnetRun  # noqa: E402
 
@@ -77,6 +78,9 @@ def main() -> int:
     report["load_average_after"] = machine.load_average()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1))
+    print("rows for docs/benchmarks.md:")
+    command = "python scripts/bench_scale.py " + " ".join(sys.argv[1:])
+    print("\n".join(doc_rows.scale(report, command.strip())))
     print(f"results: {args.out}")
     return 0
 

@@ -74,8 +74,12 @@ class Testnet:
         """User + system CPU time each validator process has used so far."""
         return [_cpu_s(pid) for pid in self.pids()]
 
-    def logs(self) -> list[Path]:
-        return [self.net.log_file(i) for i in range(self.validators)]
+    def log_tail(self, i: int, lines: int = 8) -> str:
+        try:
+            text = self.net.log_file(i).read_text(errors="replace")
+        except OSError as exc:
+            return f"(no log: {exc})"
+        return "\n".join(line[:400] for line in text.splitlines()[-lines:])
 
     async def wait_ready(self, session: aiohttp.ClientSession) -> None:
         deadline = time.monotonic() + READY_TIMEOUT_S
@@ -83,7 +87,7 @@ class Testnet:
         while pending:
             for i in range(self.validators):
                 if not self.net.running(i):
-                    raise BenchError(f"validator {i} exited; see {self.net.log_file(i)}")
+                    raise BenchError(f"validator {i} exited; its log ends:\n{self.log_tail(i)}")
             for url in sorted(pending):
                 try:
                     async with session.get(url + "/status") as resp:
