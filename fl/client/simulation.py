@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from consensus.app import Genesis, GenesisValidator
+from consensus.codec import decode, expect_bytes, expect_list, expect_seq
 from consensus.crypto import PrivateKey
 from fl.client import attacks
 from fl.client.datasets import Dataset, load
@@ -148,10 +149,13 @@ def _local_delta(
 
 
 def _flagged_clients(transport: InProcessTransport) -> set[bytes]:
-    outcome = transport.app.state.last_outcome
-    if not isinstance(outcome, list):
+    """Clients the rule flagged in the round that just closed (from the "round" query)."""
+    round_info = expect_list(decode(transport.query("round")), 8, "round")
+    outcome = round_info[7]
+    if outcome is None:
         return set()
-    return {bytes(item[0]) for item in outcome[7]}
+    flagged = expect_seq(expect_list(outcome, 8, "round outcome")[7], "flagged", 1 << 12)
+    return {expect_bytes(expect_list(item, 3, "flag")[0], "client") for item in flagged}
 
 
 def _backdoor_success(trainer: Trainer, weights: np.ndarray, ds: Dataset) -> float:
