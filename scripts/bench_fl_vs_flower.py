@@ -34,12 +34,9 @@ sys.path.insert(0, str(SCRIPTS))
 
 from bench import machine, venv  # noqa: E402 - scripts/ is not a package
 from bench import rows as doc_rows  # noqa: E402
+from bench.compare import TARGET_RATIO, compare, digest  # noqa: E402
 from bench.fedchain_side import FedchainRun  # noqa: E402
-from bench.stats import summarize  # noqa: E402
 from bench.workload import Workload, fingerprint, prepare  # noqa: E402
-
-TARGET_RATIO = 1.5
-ACCURACY_POINTS_MAX = 1.0
 
 
 def run_flower(python: Path, workload: Workload, client_cpus: float, work: Path) -> dict[str, Any]:
@@ -69,31 +66,6 @@ def run_fedchain(
     prepared = prepare(workload)
     root = work / f"fedchain-{workload.clients}"
     return asyncio.run(FedchainRun(prepared, root, poll_interval_s, commit_timeout_ms).run())
-
-
-def digest(side: dict[str, Any]) -> dict[str, Any]:
-    times = side["round_times_s"]
-    return {
-        "round1_s": times[0],
-        "warm": summarize(times[1:]).as_dict(),
-        "accuracy": side["accuracy_by_round"][-1],
-    }
-
-
-def compare(flower: dict[str, Any], fedchain: dict[str, Any]) -> dict[str, Any]:
-    f, c = digest(flower), digest(fedchain)
-    median_ratio = c["warm"]["median_s"] / f["warm"]["median_s"]
-    p95_ratio = c["warm"]["p95_s"] / f["warm"]["p95_s"]
-    accuracy_points = 100.0 * (c["accuracy"] - f["accuracy"])
-    return {
-        "flower": f,
-        "fedchain": c,
-        "median_ratio": median_ratio,
-        "p95_ratio": p95_ratio,
-        "accuracy_points": accuracy_points,
-        "meets_time_target": median_ratio <= TARGET_RATIO,
-        "meets_accuracy_target": abs(accuracy_points) <= ACCURACY_POINTS_MAX,
-    }
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:

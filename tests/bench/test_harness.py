@@ -6,9 +6,13 @@ chain, fed the harness's signed updates, computes what Flower's float FedAvg com
 the documented fixed-point quantization.
 """
 
+from typing import Any
+
 import numpy as np
 import pytest
+from bench.compare import compare
 from bench.fedchain_side import Answers, app_state, bench_params, client_key, signed_update
+from bench.rows import fl_vs_flower
 from bench.stats import Recorder, percentile_nearest_rank, summarize
 from bench.workload import Prepared, Workload, fingerprint, prepare
 
@@ -114,3 +118,47 @@ def test_nearest_rank_percentile_and_summary() -> None:
 def test_recorder_round_times_exclude_evaluation() -> None:
     rec = Recorder(model_at_s=[0.0, 1.5, 2.5], eval_done_s=[0.5, 1.75, 2.6])
     assert rec.round_times_s() == [1.0, 0.75]
+
+
+def _side(times: list[float], accuracy: float) -> dict[str, Any]:
+    return {"round_times_s": times, "accuracy_by_round": [0.1, accuracy]}
+
+
+def test_compare_drops_round_one_and_judges_both_targets() -> None:
+    flower = _side([9.0, 0.2, 0.2, 0.4], 0.930)
+    chain = _side([0.5, 0.3, 0.3, 0.3], 0.925)
+    cmp = compare(flower, chain)
+    assert cmp["flower"]["round1_s"] == 9.0
+    assert cmp["median_ratio"] == pytest.approx(1.5)
+    assert cmp["p95_ratio"] == pytest.approx(0.75)
+    assert cmp["accuracy_points"] == pytest.approx(-0.5)
+    assert cmp["meets_time_target"]
+    assert cmp["meets_accuracy_target"]
+    slow = compare(flower, _side([0.5, 0.31, 0.31, 0.31], 0.90))
+    assert not slow["meets_time_target"]
+    assert not slow["meets_accuracy_target"]
+
+
+def test_doc_rows_say_when_a_target_is_missed() -> None:
+    flower = _side([9.0, 0.2, 0.2, 0.2], 0.93)
+    chain = _side([0.5, 0.6, 0.6, 0.6], 0.93)
+    report = {
+        "machine": {
+            "date_utc": "2026-11-25 06:10 UTC",
+            "background_busy_before": 0.02,
+            "load_average_1_5_15": [0.1, 0.2, 0.3],
+        },
+        "runs": [
+            {
+                "clients": 30,
+                "workload": {"rounds": 4},
+                "fedchain": {"commit_timeout_ms": 10},
+                "comparison": compare(flower, chain),
+            }
+        ],
+    }
+    time_row, accuracy_row = fl_vs_flower(report, "cmd")
+    assert "**3.00x**" in time_row
+    assert "**misses**" in time_row
+    assert "otherwise idle" in time_row
+    assert "within 1 point: meets" in accuracy_row
