@@ -23,6 +23,9 @@ class HostConfig:
     stream_window_bytes_max: int = 16 * MiB
     # Bulk (low priority) bytes queued per connection before bulk writers wait.
     bulk_queue_bytes_max: int = 4 * MiB
+    # SO_SNDBUF/SO_RCVBUF per connection: what the kernel queues is first-in-first-out and
+    # beyond our priority scheduling, so it is kept small (Linux doubles the value).
+    socket_buffer_bytes: int = 256 * 1024
     # Raw bytes read but not yet consumed during the handshake.
     handshake_buffer_bytes_max: int = 256 * 1024
     request_bytes_max: int = 4 * MiB

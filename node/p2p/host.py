@@ -206,7 +206,7 @@ class Host:
         buffer_max = self.config.handshake_buffer_bytes_max
 
         def factory() -> TcpConnection:
-            return TcpConnection(buffer_max, on_made=self._accepted)
+            return TcpConnection(buffer_max, self._accepted, self.config.socket_buffer_bytes)
 
         server = await loop.create_server(factory, host, port)
         self._servers.append(server)
@@ -285,7 +285,13 @@ class Host:
         try:
             async with asyncio.timeout(self.config.dial_timeout_ms / 1000):
                 _, tcp = await loop.create_connection(
-                    lambda: TcpConnection(self.config.handshake_buffer_bytes_max), host, port
+                    lambda: TcpConnection(
+                        self.config.handshake_buffer_bytes_max,
+                        None,
+                        self.config.socket_buffer_bytes,
+                    ),
+                    host,
+                    port,
                 )
             async with asyncio.timeout(self.config.handshake_timeout_ms / 1000):
                 channel = await secure_outbound(

@@ -8,12 +8,15 @@ plus a callback so the Noise layer can prioritise what it writes next.
 """
 
 import asyncio
+import logging
+import socket
 from collections.abc import Callable
 from typing import cast
 
 from node.p2p.buffer import ReadBuffer
 from node.p2p.errors import StreamClosed
 
+log = logging.getLogger(__name__)
 Sink = Callable[[bytes], None]
 
 
@@ -22,8 +25,10 @@ class TcpConnection(asyncio.Protocol):
         self,
         buffer_bytes_max: int,
         on_made: "Callable[[TcpConnection], None] | None" = None,
+        socket_buffer_bytes: int = 0,
     ) -> None:
         self._on_made = on_made
+        self._socket_buffer_bytes = socket_buffer_bytes
         self.transport: asyncio.Transport | None = None
         self.inbox = ReadBuffer(on_consume=self._on_consume)
         self._buffer_bytes_max = buffer_bytes_max
@@ -42,6 +47,13 @@ class TcpConnection(asyncio.Protocol):
         self.transport = transport
         # Writes beyond this are held by us (and prioritised) rather than by the transport.
         transport.set_write_buffer_limits(high=256 * 1024, low=64 * 1024)
+        sock = transport.get_extra_info("socket")
+        if self._socket_buffer_bytes and sock is not None:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self._socket_buffer_bytes)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self._socket_buffer_bytes)
+            except OSError as exc:
+                log.debug("p2p_socket_buffers_unchanged error=%s", exc)
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple):
             self.remote = (str(peer[0]), int(peer[1]))

@@ -206,3 +206,102 @@ async def test_stream_that_never_negotiates_is_reset() -> None:
             await asyncio.wait_for(stream.read_exact(1000), 5)
         assert b.counters.get("stream_negotiation_failed") == 1
         assert await a.ping(b.peer_id) >= 0
+
+
+async def test_lazy_pipelined_negotiation_is_tolerated() -> None:
+    from node.p2p.multistream import PROTOCOL_ID, encode_message
+    from node.p2p.varint import encode_uvarint
+
+    async with connected_pair() as (a, b):
+
+        async def echo(peer: PeerId, request: bytes) -> bytes:
+            return request
+
+        b.set_request_handler("/test/echo/1", echo)
+        conn = a.connection(b.peer_id)
+        assert conn is not None
+        stream = conn.session.open_stream()
+        # Header, an unknown protocol, the real one and the request, all in one write.
+        await stream.write(
+            encode_message(PROTOCOL_ID)
+            + encode_message("/test/unknown/1")
+            + encode_message("/test/echo/1")
+            + encode_uvarint(5)
+            + b"hello"
+        )
+        stream.close_write()
+        expected = (
+            encode_message(PROTOCOL_ID)
+            + encode_message("na")
+            + encode_message("/test/echo/1")
+            + encode_uvarint(5)
+            + b"hello"
+        )
+        assert await stream.read_exact(len(expected)) == expected
+
+
+async def test_stream_window_grows_to_its_maximum() -> None:
+    async with connected_pair() as (a, b):
+        received: list[Stream] = []
+
+        async def sink(stream: Stream) -> None:
+            received.append(stream)
+            while await stream.read_some(1 << 20):
+                pass
+
+        b.set_stream_handler("/test/sink/1", sink)
+        stream = await a.new_stream(b.peer_id, ["/test/sink/1"])
+        await stream.write(bytes(40 * 1024 * 1024))
+        stream.close_write()
+        for _ in range(200):
+            if received and received[0].remote_closed:
+                break
+            await asyncio.sleep(0.02)
+        assert received[0]._window_target == 16 * 1024 * 1024
+        assert stream.send_window > 256 * 1024
+
+
+async def test_high_priority_stream_overtakes_queued_bulk_data() -> None:
+    async with connected_pair() as (a, b):
+        events: list[tuple[str, int]] = []
+        bulk_bytes = 0
+        MiB = 1024 * 1024
+
+        async def bulk_sink(stream: Stream) -> None:
+            nonlocal bulk_bytes
+            while chunk := await stream.read_some(MiB):
+                bulk_bytes += len(chunk)
+            events.append(("bulk-done", bulk_bytes))
+
+        async def vote_sink(stream: Stream) -> None:
+            await stream.read_frame(1024)
+            events.append(("vote", bulk_bytes))
+
+        b.set_stream_handler("/test/bulk/1", bulk_sink)
+        b.set_stream_handler("/test/vote/1", vote_sink)
+        bulk = await a.new_stream(b.peer_id, ["/test/bulk/1"], high=False)
+        vote = await a.new_stream(b.peer_id, ["/test/vote/1"], high=True)
+        channel = a.connection(b.peer_id).session.channel  # type: ignore[union-attr]
+        # Warm up: grow the bulk stream's window so megabytes can queue ahead of the vote.
+        await bulk.write(bytes(40 * MiB))
+        while bulk_bytes < 40 * MiB:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+
+        async def send_bulk() -> None:
+            await bulk.write(bytes(32 * MiB))
+            bulk.close_write()
+
+        sender = asyncio.create_task(send_bulk())
+        while channel.bulk_queued_bytes < 3 * MiB:  # noqa: ASYNC110
+            await asyncio.sleep(0)
+        received_at_send = bulk_bytes
+        queued_ahead = channel.bulk_queued_bytes
+        await vote.write_frame(b"prevote")
+        await sender
+        for _ in range(500):
+            if len(events) == 2:
+                break
+            await asyncio.sleep(0.02)
+        assert [name for name, _ in events] == ["vote", "bulk-done"]
+        # First-in-first-out would deliver the vote after everything queued ahead of it.
+        assert events[0][1] < received_at_send + queued_ahead
