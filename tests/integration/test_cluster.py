@@ -15,12 +15,15 @@ import numpy as np
 import pytest
 
 from consensus.crypto import sha256
+from consensus.types import STEP_PROPOSAL, Proposal, Vote, decode_message
 from fl.client.sdk import build_update, fetch_model, fetch_params, next_nonce
 from node.keys import read_key
 from node.localnet import LocalNet
+from node.records import OwnMessage, decode_wal
 from node.rpc.client import RpcClient, RpcError
 from node.rpc.transport import RpcTransport
 from node.store.sqlite import BlockStore
+from node.wal import Wal, parse_end_height
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -92,6 +95,14 @@ async def test_validators_commit(net: LocalNet) -> None:
     assert heights
     assert int(heights[0].split()[1]) >= 3
     assert "fedchain_block_interval_seconds_count" in text
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(net.rpc_url(2) + "/ws?events=block") as ws,
+    ):
+        event = json.loads((await ws.receive(timeout=30)).data)
+    assert event["event"] == "block"
+    assert event["height"] >= 3
+    assert len(event["app_hash"]) == 64
 
 
 @pytest.mark.parametrize(
@@ -230,6 +241,28 @@ async def test_every_node_has_identical_blocks_and_app_hashes(net: LocalNet) -> 
     for i in nodes:
         log = net.log_file(i).read_text()
         assert '"event":"evidence_found"' not in log, f"node{i} saw an equivocation"
+    for i in range(VALIDATORS):
+        assert signed_twice(net, i) == [], f"node{i} signed two things for one (H, R, step)"
+
+
+def signed_twice(net: LocalNet, i: int) -> list[tuple[int, int, int]]:
+    """Every message node i ever signed is an "own" record of its WAL (fsynced before it was
+    sent, across every kill -9): no (height, round, step) may carry two different values."""
+    signed: dict[tuple[int, int, int], set[bytes]] = {}
+    for payload in Wal(net.home(i).wal_file).records():
+        if parse_end_height(payload) is not None:
+            continue
+        record = decode_wal(payload)
+        if not isinstance(record, OwnMessage):
+            continue
+        msg = decode_message(record.data)
+        if isinstance(msg, Vote):
+            signed.setdefault((msg.height, msg.round, msg.type), set()).add(msg.block_id)
+        elif isinstance(msg, Proposal):
+            key = (msg.height, msg.round, STEP_PROPOSAL)
+            signed.setdefault(key, set()).add(msg.block.id())
+    assert signed, f"node{i} has no signed messages in its WAL"
+    return sorted(k for k, ids in signed.items() if len(ids) > 1)
 
 
 def test_sigterm_stops_every_node_cleanly(net: LocalNet) -> None:
