@@ -546,7 +546,6 @@ class ConsensusShell:
             asyncio.get_running_loop().call_later(
                 self._commit_timeout_ms / 1000, self._put, done, None
             )
-        node.broadcast_status()
 
     def _store_block(self, job: Callable[[], None], height: int, snapshot: bytes | None) -> None:
         """Runs on the writer thread: block (+ results, tx index, next ChainState), then the

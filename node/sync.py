@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-Every node broadcasts `Status(height, base)` when a peer connects, after each commit, and every
+Every node broadcasts `Status(height, base)` when a peer connects and every
 `sync.status_interval_ms`.  The sync task compares its own stored height with the best height
 peers report.  It switches to syncing when it is `sync.lag_heights_min` or more behind, or 1
 behind for two checks in a row (a peer committed a block this node's consensus missed).
