@@ -316,3 +316,15 @@ def test_unsubscribe_prunes_mesh_peers(protocol: str) -> None:
     net.run()
     assert net.peer(1) not in net.routers[0].mesh[T]
     assert T not in net.routers[0].peers[net.peer(1)].topics
+
+
+def test_app_specific_score_p5_can_graylist_a_peer() -> None:
+    net = meshed_pair()
+    distrusted = net.peer(0).raw
+    router = net.routers[1]
+    router.score._app_score = lambda raw: -1000.0 if raw == distrusted else 0.0
+    net.now_ms += CONFIG.heartbeat_interval_ms
+    router.heartbeat(net.now_ms)
+    effects = router.take_effects()
+    assert effects.disconnect == [net.peer(0)]
+    assert net.peer(0) not in router.mesh[T]

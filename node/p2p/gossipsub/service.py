@@ -242,6 +242,7 @@ class GossipSub:
         v12: bool = True,
         validation_concurrency_max: int = 1024,
         subscription_queue_max: int = 100_000,
+        app_score: Callable[[PeerId], float] | None = None,
     ) -> None:
         self.host = host
         self.config = config or GossipsubConfig()
@@ -254,6 +255,8 @@ class GossipSub:
             rng or random.Random(),
             host.counters,
             seqno_start=time.time_ns(),
+            # P5: the application's opinion of a peer (e.g. a validator's stake), if any.
+            app_score=(lambda raw: app_score(PeerId(raw))) if app_score is not None else None,
         )
         self._senders: dict[PeerId, PeerSender] = {}
         self._subscriptions: dict[str, Subscription] = {}
@@ -286,8 +289,12 @@ class GossipSub:
         interval_s = self.config.heartbeat_interval_ms / 1000
         while True:
             await asyncio.sleep(interval_s)
-            self.router.heartbeat(self._now_ms())
-            self._drain()
+            try:
+                self.router.heartbeat(self._now_ms())
+                self._drain()
+            except Exception:
+                # A bug, not a peer's doing: make it loud, but keep the mesh maintained.
+                log.exception("gossip_heartbeat_failed")
 
     # -- public API ---------------------------------------------------------------------------
     def subscribe(
