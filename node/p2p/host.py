@@ -453,6 +453,10 @@ class Host:
         except (P2PError, TimeoutError) as exc:
             log.debug("p2p_handler_ended protocol=%s error=%.200s", protocol, exc)
             stream.reset()
+        except Exception:
+            # The handler's bug, not the peer's: loud, and the peer learns at once (reset).
+            log.exception("p2p_handler_crashed protocol=%s", protocol)
+            stream.reset()
         else:
             stream.close_write()
 

@@ -305,3 +305,15 @@ async def test_high_priority_stream_overtakes_queued_bulk_data() -> None:
         assert [name for name, _ in events] == ["vote", "bulk-done"]
         # First-in-first-out would deliver the vote after everything queued ahead of it.
         assert events[0][1] < received_at_send + queued_ahead
+
+
+async def test_crashing_request_handler_resets_the_stream_at_once() -> None:
+    async with connected_pair() as (a, b):
+
+        async def broken(peer: PeerId, request: bytes) -> bytes:
+            raise ValueError("handler bug")
+
+        b.set_request_handler("/test/broken/1", broken)
+        with pytest.raises(StreamClosed):
+            await a.request(b.peer_id, "/test/broken/1", b"x", 10_000)
+        assert await a.ping(b.peer_id) >= 0
