@@ -104,6 +104,20 @@ def tx_queryable(
     return problems
 
 
+def same_update_record(tx: str, answers: Mapping[str, Any]) -> list[str]:
+    """Every node returns the FL update record of a committed update tx (`GET /updates/{tx}`),
+    and the same one.  answers: node -> the answer's "value", or None when it had none."""
+    problems = [
+        f"{node}: no update record for tx {tx[:16]}"
+        for node in sorted(answers)
+        if answers[node] is None
+    ]
+    values = {json.dumps(v, sort_keys=True) for v in answers.values() if v is not None}
+    if len(values) > 1:
+        problems.append(f"tx {tx[:16]}: nodes hold different update records")
+    return problems
+
+
 def caught_up(node: str, elapsed_s: float | None, limit_s: float) -> list[str]:
     """elapsed_s is None when the node never reached the others' height."""
     if elapsed_s is None:

@@ -82,3 +82,11 @@ class NodeRpc:
             return int(lowered["x-model-version"]), lowered["x-model-hash"]
         except (KeyError, ValueError):
             raise RpcError(f"{self.name} {path}: no X-Model-Version/X-Model-Hash") from None
+
+    def update_record(self, tx_hash: str) -> Any:
+        """The "value" of `GET /updates/{tx}` (the app's record of an FL update), or None."""
+        try:
+            answer = self.json(f"/updates/{tx_hash}")
+        except RpcError:
+            return None
+        return answer.get("value") if isinstance(answer, dict) else None

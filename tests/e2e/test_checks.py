@@ -134,3 +134,15 @@ def test_events_take_the_first_word_and_fields_may_be_strings() -> None:
     assert checks.int_field({"slashed": "-3"}, "slashed") == 0
     counts, _ = checks.log_events("v0", lines, [])
     assert counts == {"round_settled": 2, "p2p_listening": 1}
+
+
+def test_update_records_must_exist_and_agree() -> None:
+    record = [0, "ab", 134, "accepted", 1000, ""]
+    assert checks.same_update_record("cd" * 32, {"v0": record, "v1": list(record)}) == []
+    assert checks.same_update_record("cd" * 32, {"v0": record, "v1": None}) == [
+        "v1: no update record for tx cdcdcdcdcdcdcdcd"
+    ]
+    flagged = [0, "ab", 134, "flagged", 0, "clipped"]
+    assert checks.same_update_record("cd" * 32, {"v0": record, "v1": flagged}) == [
+        "tx cdcdcdcdcdcdcdcd: nodes hold different update records"
+    ]
