@@ -73,7 +73,11 @@ class Net:
                     j = self.index(peer)
                     if (i, j) in self.cut:
                         continue
-                    wire = b"".join(fragments + bulk)
+                    wire = b"".join(
+                        part
+                        for f in fragments + bulk
+                        for part in ((f,) if isinstance(f, bytes) else f)
+                    )
                     self.wire_rpcs += 1
                     self.routers[j].handle_rpc(
                         self.peer(i), Rpc.decode(wire, RpcLimits()), self.now_ms

@@ -8,7 +8,7 @@ ids for a TTL so duplicates are recognised; both are purged by time/heartbeat in
 
 from collections import deque
 
-from node.p2p.gossipsub.rpc import PubMessage, encode_message_field
+from node.p2p.gossipsub.rpc import Fragment, PubMessage, encode_message_field
 
 
 class CachedMessage:
@@ -18,10 +18,10 @@ class CachedMessage:
 
     def __init__(self, message: PubMessage) -> None:
         self.message = message
-        self._fragment: bytes | None = None
+        self._fragment: Fragment | None = None
 
     @property
-    def fragment(self) -> bytes:
+    def fragment(self) -> Fragment:
         if self._fragment is None:
             self._fragment = encode_message_field(self.message)
         return self._fragment

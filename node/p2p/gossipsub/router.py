@@ -34,6 +34,7 @@ from node.p2p.gossipsub.config import GossipsubConfig, TopicScoreParams
 from node.p2p.gossipsub.mcache import CachedMessage, MessageCache, SeenCache
 from node.p2p.gossipsub.rpc import (
     Control,
+    Fragment,
     IHave,
     Prune,
     PubMessage,
@@ -99,8 +100,8 @@ class PeerState:
 
 @dataclass(slots=True)
 class Outgoing:
-    fragments: list[bytes] = field(default_factory=list)
-    bulk: list[bytes] = field(default_factory=list)
+    fragments: list[Fragment] = field(default_factory=list)
+    bulk: list[Fragment] = field(default_factory=list)
     ihave: list[IHave] = field(default_factory=list)
     iwant: list[bytes] = field(default_factory=list)
     graft: list[str] = field(default_factory=list)
@@ -122,7 +123,7 @@ class Outgoing:
 @dataclass(frozen=True, slots=True)
 class Effects:
     # (peer, fragments for the main stream, fragments for the bulk lane)
-    send: list[tuple[PeerId, list[bytes], list[bytes]]]
+    send: list[tuple[PeerId, list[Fragment], list[Fragment]]]
     validate: list[Received]
     deliver: list[Received]
     disconnect: list[PeerId]
@@ -167,7 +168,7 @@ class Router:
 
     # -- effects ------------------------------------------------------------------------------
     def take_effects(self) -> Effects:
-        send: list[tuple[PeerId, list[bytes], list[bytes]]] = []
+        send: list[tuple[PeerId, list[Fragment], list[Fragment]]] = []
         for peer, out in self._out.items():
             fragments = out.fragments
             control = out.control()

@@ -293,10 +293,23 @@ def encode_control_field(control: Control) -> bytes:
     return field_bytes(3, _encode_control(control))
 
 
-def encode_message_field(message: PubMessage) -> bytes:
+# An encoded RPC field: bytes, or for large messages the parts whose concatenation it is (the
+# payload is then never copied into an RPC buffer; the muxer slices it into frames directly).
+Fragment = bytes | tuple[bytes, ...]
+JOIN_BYTES_MAX = 64 * 1024
+
+
+def encode_message_field(message: PubMessage) -> Fragment:
     """The RPC field 2 carrying one message, encoded once and reused for every peer."""
     parts = message._parts(True, bool(message.from_peer))
-    return b"".join((field_header(2, sum(len(p) for p in parts)), *parts))
+    size = sum(len(p) for p in parts)
+    if size < JOIN_BYTES_MAX:
+        return b"".join((field_header(2, size), *parts))
+    return (field_header(2, size), *parts)
+
+
+def fragment_size(fragment: Fragment) -> int:
+    return len(fragment) if isinstance(fragment, bytes) else sum(len(p) for p in fragment)
 
 
 def encode_subscription_field(subscribe: bool, topic: str) -> bytes:

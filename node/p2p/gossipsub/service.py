@@ -36,7 +36,7 @@ from node.p2p.gossipsub.router import (
     TopicPolicy,
     Validation,
 )
-from node.p2p.gossipsub.rpc import PubMessage, Rpc
+from node.p2p.gossipsub.rpc import Fragment, PubMessage, Rpc, fragment_size
 from node.p2p.host import Host
 from node.p2p.peer_id import PeerId
 from node.p2p.session import Stream
@@ -121,7 +121,7 @@ class PeerSender:
     def queued_bytes(self) -> int:
         return self.main.queued_bytes + (self.bulk.queued_bytes if self.bulk else 0)
 
-    def enqueue(self, fragments: list[bytes], bulk: list[bytes]) -> None:
+    def enqueue(self, fragments: list[Fragment], bulk: list[Fragment]) -> None:
         if self.closed:
             return
         if bulk:
@@ -157,16 +157,20 @@ class PeerSender:
                 self._push_frame(self.main, list(frame[1:]))
         lane.ready.set()
 
-    def _push(self, lane: _Lane, fragments: list[bytes]) -> None:
+    def _push(self, lane: _Lane, fragments: list[Fragment]) -> None:
         limit = self.service.config.rpc_bytes_max
         batch: list[bytes] = []
         size = 0
         for fragment in fragments:
-            if batch and size + len(fragment) > limit:
+            fragment_bytes = fragment_size(fragment)
+            if batch and size + fragment_bytes > limit:
                 self._push_frame(lane, batch)
                 batch, size = [], 0
-            batch.append(fragment)
-            size += len(fragment)
+            if isinstance(fragment, bytes):
+                batch.append(fragment)
+            else:
+                batch.extend(fragment)
+            size += fragment_bytes
         if batch:
             self._push_frame(lane, batch)
 
