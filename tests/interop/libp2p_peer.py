@@ -230,6 +230,8 @@ async def handle(
                 BENCH[topic] = {"count": 0, "bytes": 0, "t_last": 0.0, "lat": []}
                 nursery.start_soon(bench_receive, sub, topic, command.get("latency", False))
                 emit(event="subscribed", topic=topic)
+            case "bench_cpu":
+                emit(event="bench_cpu", cpu=time.process_time())
             case "bench_expect":
                 state = BENCH[command["topic"]]
                 while state["count"] < int(command["count"]):  # noqa: ASYNC110
@@ -239,6 +241,7 @@ async def handle(
                     count=state["count"],
                     bytes=state["bytes"],
                     t_last=state["t_last"],
+                    cpu=time.process_time(),
                 )
             case "bench_latency_report":
                 lat = sorted(BENCH[command["topic"]]["lat"])
@@ -247,9 +250,16 @@ async def handle(
                 size = int(command["size"])
                 payload = b"\x00" * size
                 t0 = time.monotonic()
+                cpu0 = time.process_time()
                 for i in range(int(command["count"])):
                     await pubsub.publish(command["topic"], i.to_bytes(8, "big") + payload[8:])
-                emit(event="bench_published", t0=t0, t_end=time.monotonic())
+                emit(
+                    event="bench_published",
+                    t0=t0,
+                    t_end=time.monotonic(),
+                    cpu0=cpu0,
+                    cpu1=time.process_time(),
+                )
             case "bench_stream":
                 # Large messages stream on one topic while small "votes" go out periodically.
                 stop = trio.Event()
