@@ -332,3 +332,23 @@ def test_app_specific_score_p5_can_graylist_a_peer() -> None:
     effects = router.take_effects()
     assert effects.disconnect == [net.peer(0)]
     assert net.peer(0) not in router.mesh[T]
+
+
+def test_publishing_to_an_unjoined_topic_uses_fanout_which_expires() -> None:
+    config = replace(CONFIG, flood_publish=False, fanout_ttl_ms=3000)
+    net = Net(5, config)
+    for r in net.routers[1:]:
+        r.subscribe(T, STRICT_SIGN, net.now_ms)
+    for j in range(1, 5):
+        net.connect(0, j)
+    net.run()
+    publisher = net.routers[0]
+    msg_id = publisher.publish(T, b"to the fanout", net.now_ms)
+    net.run()
+    fanout = publisher.fanout[T]
+    assert len(fanout) == config.d
+    assert T not in publisher.mesh
+    receivers = [i for i in range(1, 5) if any(r.msg_id == msg_id for r in net.delivered[i])]
+    assert len(receivers) >= config.d  # fanout peers, plus whoever they forwarded to
+    net.tick(config.fanout_ttl_ms + 1)
+    assert T not in publisher.fanout
