@@ -537,7 +537,7 @@ class ConsensusShell:
                 if event.kind.startswith(("fl_", "round", "slash", "gov"))
                 else (logging.DEBUG)
             )
-            log_event(log, event.kind, level, height=height, **fields)
+            log_event(log, event.kind, level, False, height=height, **fields)
             node.events.publish({"event": event.kind, "height": height, **fields})
         done = BlockExecuted(height, block.id(), result.app_hash, updates)
         if immediate or self._commit_timeout_ms == 0:

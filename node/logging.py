@@ -15,11 +15,18 @@ from typing import Any, TextIO
 
 _FIELDS_ATTR = "fc_fields"
 VALUE_CHARS_MAX = 200
+EXC_CHARS_MAX = 8000
 
 
-def log_event(logger: logging.Logger, event: str, level: int = logging.INFO, **fields: Any) -> None:
+def log_event(
+    logger: logging.Logger,
+    event: str,
+    level: int = logging.INFO,
+    exc_info: bool = False,
+    **fields: Any,
+) -> None:
     if logger.isEnabledFor(level):
-        logger.log(level, event, extra={_FIELDS_ATTR: fields})
+        logger.log(level, event, exc_info=exc_info, extra={_FIELDS_ATTR: fields})
 
 
 def _clean(value: Any) -> Any:
@@ -45,7 +52,8 @@ class JsonFormatter(logging.Formatter):
         for key, value in getattr(record, _FIELDS_ATTR, {}).items():
             body[key] = _clean(value)
         if record.exc_info:
-            body["exc"] = _clean(self.formatException(record.exc_info).replace("\n", " | "))
+            # Our own tracebacks are kept whole (they are not peer-supplied text).
+            body["exc"] = self.formatException(record.exc_info)[-EXC_CHARS_MAX:]
         return json.dumps(body, separators=(",", ":"))
 
 

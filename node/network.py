@@ -188,7 +188,18 @@ class Network:
             except CodecError as exc:
                 self._on_invalid(peer, f"undecodable message: {exc}")
                 raise InvalidPeerMessage(str(exc)) from None
-            self._on_message(peer, msg)
+            try:
+                self._on_message(peer, msg)
+            except Exception:
+                # Our bug, not the peer's: keep the link, leave the full traceback in the log.
+                log_event(
+                    log,
+                    "peer_message_handler_failed",
+                    logging.ERROR,
+                    exc_info=True,
+                    peer=str(peer),
+                    kind=type(msg).__name__,
+                )
 
     async def _serve_request(self, peer: PeerId, request: bytes) -> bytes:
         try:

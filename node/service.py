@@ -28,7 +28,7 @@ from typing import Any
 
 from aiohttp import web
 
-from consensus.app import Application, QueryResult
+from consensus.app import Application, CheckTxResult, QueryResult
 from node.apps import build_app
 from node.config import NodeConfig
 from node.consensus_shell import ConsensusShell
@@ -125,6 +125,14 @@ class Node:
     def stop(self) -> None:
         self._stop.set()
 
+    def _check_tx(self, tx: bytes) -> CheckTxResult:
+        """The app's check_tx; an exception there is the app's bug, answered as a refusal."""
+        try:
+            return self.app.check_tx(tx)
+        except Exception as exc:
+            log_event(log, "app_check_tx_failed", logging.ERROR, exc_info=True)
+            return CheckTxResult(code=1, reason=f"check_tx failed: {type(exc).__name__}")
+
     # -- lifecycle -------------------------------------------------------------------------------
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -175,7 +183,7 @@ class Node:
             )
         self._app = build_app(self.app_name)
         self._mempool = Mempool(
-            self.app.check_tx,
+            self._check_tx,
             txs_max=cfg.mempool.txs_max,
             bytes_max=cfg.mempool.bytes_max,
             tx_bytes_max=cfg.mempool.tx_bytes_max,
