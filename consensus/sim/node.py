@@ -59,6 +59,7 @@ from consensus.errors import InvariantError
 from consensus.kvapp import KVApp
 from consensus.types import (
     NIL,
+    PRECOMMIT,
     Block,
     Commit,
     DuplicateVoteEvidence,
@@ -73,6 +74,25 @@ if TYPE_CHECKING:
     from consensus.sim.runner import Simulation
 
 FUTURE_BUFFER_MAX = 256
+
+
+def _input_height(inp: Input) -> int | None:
+    match inp:
+        case ProposalReceived(p):
+            return p.height
+        case VoteReceived(v):
+            return v.height
+        case (
+            TimeoutFired(height=h)
+            | ProposalContent(height=h)
+            | BlockValidated(height=h)
+            | BlockExecuted(height=h)
+        ):
+            return h
+        case BlockSynced(block=b):
+            return b.header.height
+        case _:
+            return None
 
 
 class StoredHeight:
@@ -168,8 +188,11 @@ class SimNode:
         for record in records:
             self._run(record)
         self.replaying = False
-        self.wal = records
-        self.wal_durable = len(records)
+        # Keep what concerns the height we are at (a WAL written before the last block was
+        # stored describes a finished height); Start comes first, as after any new height.
+        current = [r for r in records if _input_height(r) == self.height]
+        self.wal = [Start(), *current]
+        self.wal_durable = len(self.wal)
         if not records:
             self._run(Start())
 
@@ -328,6 +351,8 @@ class SimNode:
         sim.broadcast(self, message)
 
     def _remember_sent(self, message: Proposal | Vote) -> None:
+        if message.height != self.height:
+            return
         step = 0 if isinstance(message, Proposal) else message.type
         self.sent[(message.round, step)] = message
 
@@ -375,3 +400,16 @@ class SimNode:
                         self.sim.broadcast(self, vote)
         for _, evidence in sorted(st.evidence_pool.items()):
             self.sim.broadcast(self, evidence)
+        # The previous height's commit, for peers still finishing it (CometBFT gossips its
+        # LastCommit the same way): the precommits let them decide without block sync.
+        if self.stored and self.stored[-1].block.header.height == st.chain.height - 1:
+            for vote in self._last_commit_votes():
+                self.sim.broadcast(self, vote)
+
+    def _last_commit_votes(self) -> list[Vote]:
+        top = self.stored[-1]
+        commit = top.commit
+        return [
+            Vote(PRECOMMIT, commit.height, commit.round, commit.block_id, s.validator, s.signature)
+            for s in commit.signatures
+        ]

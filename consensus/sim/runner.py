@@ -193,32 +193,41 @@ class Simulation:
         return tick
 
     def _sync(self, node: SimNode) -> None:
+        """Block sync as node/sync.py does it: ask the reachable peer with the most blocks
+        (peers announce their heights; a silent node announces nothing)."""
         if not node.up:
             return
-        peer = self.nodes[self.rng.randrange(len(self.nodes))]
-        if (
-            peer is node
-            or not peer.up
-            or peer.behaviour == "silent"
-            or not self._linked(peer, node)
-        ):
+        best: SimNode | None = None
+        for peer in self.nodes:
+            if (
+                peer is node
+                or not peer.up
+                or peer.behaviour == "silent"
+                or not self._linked(peer, node)
+                or not self._sync_allowed(peer, node)
+            ):
+                continue
+            if best is None or len(peer.stored) > len(best.stored):
+                best = peer
+        if best is None or len(best.stored) < node.height:
             return
-        if self.round_partitions and self.now_ms < self.round_heal_ms:
-            # Before the heal, a Twins scenario's split holds for block sync too.
-            together = all(
-                any(peer.index in g and node.index in g for g in groups)
-                for groups in self.round_partitions
-            )
-            if not together:
-                return
         have = node.height
         batch: list[tuple[Block, Commit]] = [
             (s.block, s.commit)
-            for s in peer.stored
+            for s in best.stored
             if have <= s.block.header.height < have + SYNC_BATCH_MAX
         ]
         if batch:
             self.at(self.now_ms + self._delay(), lambda: node.deliver_blocks(batch))
+
+    def _sync_allowed(self, peer: SimNode, node: SimNode) -> bool:
+        if not self.round_partitions or self.now_ms >= self.round_heal_ms:
+            return True
+        # Before the heal, a Twins scenario's split holds for block sync too.
+        return all(
+            any(peer.index in g and node.index in g for g in groups)
+            for groups in self.round_partitions
+        )
 
     # ---- network -----------------------------------------------------------------------------
 
