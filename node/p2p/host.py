@@ -32,7 +32,6 @@ from node.p2p.errors import (
     DialError,
     P2PError,
     PeerUnavailable,
-    ProtocolNotSupported,
     RemoteError,
     RequestTimeout,
     StreamClosed,
@@ -591,6 +590,3 @@ class Host:
 
     async def connect_all(self, addrs: Iterable[Multiaddr | str]) -> list[PeerId]:
         return [await self.dial(addr) for addr in addrs]
-
-
-__all__ = ["Connection", "Host", "ProtocolNotSupported"]

@@ -63,7 +63,6 @@ class Stream:
         self.local_closed = False
         self.remote_closed = False
         self.reset_flag = False
-        self._syn_pending = False
 
     @property
     def remote_peer(self) -> PeerId:
@@ -88,13 +87,7 @@ class Stream:
             self._window_target = new_target
             self._consumed = 0
             self.recv_window += delta
-            self.session.send_frame(TYPE_WINDOW_UPDATE, self._flags(), self.stream_id, delta)
-
-    def _flags(self) -> int:
-        if self._syn_pending:
-            self._syn_pending = False
-            return FLAG_SYN
-        return 0
+            self.session.send_frame(TYPE_WINDOW_UPDATE, 0, self.stream_id, delta)
 
     # -- writing ------------------------------------------------------------------------------
     async def write(self, data: bytes | bytearray | memoryview) -> None:
@@ -109,7 +102,7 @@ class Stream:
         remaining = sum(len(v) for v in views)
         index = offset = since_yield = 0
         if remaining == 0:
-            header = encode_header(TYPE_DATA, self._flags(), self.stream_id, 0)
+            header = encode_header(TYPE_DATA, 0, self.stream_id, 0)
             session.channel.send(header, self.high)
             return
         while remaining:
@@ -127,9 +120,7 @@ class Stream:
             if self.reset_flag or session.closed:
                 raise StreamReset("stream reset")
             n = min(remaining, self.send_window, DATA_CHUNK_BYTES)
-            pieces: list[bytes | memoryview] = [
-                encode_header(TYPE_DATA, self._flags(), self.stream_id, n)
-            ]
+            pieces: list[bytes | memoryview] = [encode_header(TYPE_DATA, 0, self.stream_id, n)]
             got = 0
             while got < n:
                 view = views[index]
@@ -165,7 +156,7 @@ class Stream:
         if self.local_closed or self.reset_flag:
             return
         self.local_closed = True
-        header = encode_header(TYPE_DATA, self._flags() | FLAG_FIN, self.stream_id, 0)
+        header = encode_header(TYPE_DATA, FLAG_FIN, self.stream_id, 0)
         self.session.channel.send(header, self.high)
         self.session.maybe_forget(self)
 
