@@ -236,6 +236,9 @@ class Host:
             self.counters.drop("conn_handshake_failed", str(exc), peer=str(tcp.remote))
             tcp.abort()
             return
+        except BaseException:  # cancelled (host closing): do not leak the socket
+            tcp.abort()
+            raise
         finally:
             self._pending_inbound -= 1
         host, port = tcp.remote
@@ -301,6 +304,10 @@ class Host:
             if tcp is not None:
                 tcp.abort()
             raise DialError(f"dial {addr}: {exc}") from exc
+        except BaseException:  # cancelled: do not leak the socket
+            if tcp is not None:
+                tcp.abort()
+            raise
         return self._register(channel, True, addr.without_peer())
 
     def add_persistent_peer(self, addr: Multiaddr | str) -> PeerId:
