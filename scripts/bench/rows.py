@@ -27,8 +27,8 @@ def fl_vs_flower(report: dict[str, Any], command: str) -> list[str]:
         n, f, c = run["clients"], cmp["flower"], cmp["fedchain"]
         rounds = run["workload"]["rounds"]
         ct = run["fedchain"]["commit_timeout_ms"]
-        time_ok = "meets" if cmp["meets_time_target"] else "**misses**"
-        acc_ok = "meets" if cmp["meets_accuracy_target"] else "**misses**"
+        time_ok = "met" if cmp["meets_time_target"] else "**missed**"
+        acc_ok = "met" if cmp["meets_accuracy_target"] else "**missed**"
         rows.append(
             f"| FL end-to-end | round time, {n} clients, digits, {rounds} rounds: fedchain "
             f"(4 validators, RPC clients, commit timeout {ct} ms) / Flower 1.42 simulation "
@@ -52,7 +52,7 @@ def scale(report: dict[str, Any], command: str) -> list[str]:
     date = _date(report)
     t = report.get("testnet")
     if t is not None:
-        ok = "meets" if t["last_submit_to_model_everywhere_s"] < 5.0 else "**misses**"
+        ok = "met" if t["last_submit_to_model_everywhere_s"] < 5.0 else "**missed**"
         rss = ", ".join(f"{b / MIB:.0f}" for b in t["validator_peak_rss_bytes"])
         rows.append(
             f"| FL at scale | {t['clients']:,} updates x {t['parameters']:,} params "

@@ -159,6 +159,6 @@ def test_doc_rows_say_when_a_target_is_missed() -> None:
     }
     time_row, accuracy_row = fl_vs_flower(report, "cmd")
     assert "**3.00x**" in time_row
-    assert "**misses**" in time_row
+    assert "**missed**" in time_row
     assert "otherwise idle" in time_row
-    assert "within 1 point: meets" in accuracy_row
+    assert "within 1 point: met" in accuracy_row
