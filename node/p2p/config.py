@@ -23,6 +23,9 @@ class HostConfig:
     stream_window_bytes_max: int = 16 * MiB
     # Bulk (low priority) bytes queued per connection before bulk writers wait.
     bulk_queue_bytes_max: int = 4 * MiB
+    # High-priority bytes queued per connection; beyond this the peer is not reading and the
+    # connection is closed.
+    high_queue_bytes_max: int = 64 * MiB
     # SO_SNDBUF/SO_RCVBUF per connection: what the kernel queues is first-in-first-out and
     # beyond our priority scheduling, so it is kept small (Linux doubles the value).
     socket_buffer_bytes: int = 256 * 1024

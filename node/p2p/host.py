@@ -395,6 +395,9 @@ class Host:
         return existing if dialer(existing) < dialer(new) else new
 
     def _closed(self, conn: Connection) -> None:
+        error = conn.session.channel.error
+        if error is not None:
+            self.counters.drop("conn_closed_on_error", str(error), peer=conn.peer.short())
         if self._conns.get(conn.peer) is not conn:
             return
         del self._conns[conn.peer]

@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Callable
 
 from node.p2p.buffer import ReadBuffer
-from node.p2p.errors import InvariantError, RemoteError, StreamClosed
+from node.p2p.errors import InvariantError, LimitError, RemoteError, StreamClosed
 from node.p2p.noise import PLAINTEXT_BYTES_MAX, CipherState
 from node.p2p.peer_id import PeerId
 from node.p2p.tcp import TcpConnection
@@ -34,6 +34,7 @@ class SecureChannel:
         recv: CipherState,
         remote_peer: PeerId,
         bulk_queue_bytes_max: int,
+        high_queue_bytes_max: int = 64 * 1024 * 1024,
     ) -> None:
         self.tcp = tcp
         self.remote_peer = remote_peer
@@ -47,6 +48,8 @@ class SecureChannel:
         self._hi: deque[bytes] = deque()
         self._lo: deque[bytes] = deque()
         self._lo_bytes = 0
+        self._hi_bytes = 0
+        self._high_queue_bytes_max = high_queue_bytes_max
         self._bulk_queue_bytes_max = bulk_queue_bytes_max
         self._bulk_waiters: deque[asyncio.Future[None]] = deque()
         self._flush_scheduled = False
@@ -126,6 +129,13 @@ class SecureChannel:
             return
         if high:
             self._hi.append(data)
+            self._hi_bytes += len(data)
+            if self._hi_bytes > self._high_queue_bytes_max:
+                # A peer that keeps asking (pings, window updates, requests) but never reads
+                # would grow this queue without bound: give up on the connection instead.
+                self.error = LimitError("high-priority send queue over its limit")
+                self.close()
+                return
         else:
             self._lo.append(data)
             self._lo_bytes += len(data)
@@ -177,6 +187,8 @@ class SecureChannel:
                 if len(item) > room:
                     break
                 source.popleft()
+                if source is hi:
+                    self._hi_bytes -= len(item)
                 if source is lo:
                     self._lo_bytes -= len(item)
                     bulk_budget -= len(item)

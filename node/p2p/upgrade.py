@@ -54,7 +54,9 @@ async def secure_outbound(
         raise HandshakeError(f"dialled {expected.short()} but reached {remote.short()}")
     tcp.write(_noise_frame(hs.write_message_3(make_payload(identity, hs.s_public))))
     send, recv = hs.split()
-    channel = SecureChannel(tcp, send, recv, remote, config.bulk_queue_bytes_max)
+    channel = SecureChannel(
+        tcp, send, recv, remote, config.bulk_queue_bytes_max, config.high_queue_bytes_max
+    )
     await select_outbound(channel.inbox, channel.send_async, [YAMUX_ID])
     return channel
 
@@ -77,7 +79,9 @@ async def secure_inbound(
     if not admit(remote):
         raise HandshakeError(f"peer {remote.short()} refused")
     send, recv = hs.split()
-    channel = SecureChannel(tcp, send, recv, remote, config.bulk_queue_bytes_max)
+    channel = SecureChannel(
+        tcp, send, recv, remote, config.bulk_queue_bytes_max, config.high_queue_bytes_max
+    )
     await select_inbound(
         channel.inbox, channel.send_async, {YAMUX_ID}, config.negotiation_attempts_max
     )
