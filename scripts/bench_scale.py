@@ -28,6 +28,7 @@ sys.path.insert(0, str(SCRIPTS))
 
 from bench import machine  # noqa: E402 - scripts/ is not a package
 from bench import rows as doc_rows  # noqa: E402
+from bench.chain import BenchError  # noqa: E402
 from bench.scale_inprocess import ScaleSpec, run_inprocess  # noqa: E402
 from bench.scale_testnet import ScaleTestnetRun  # noqa: E402
 
@@ -66,8 +67,16 @@ def main() -> int:
         with tempfile.TemporaryDirectory(prefix="fedchain-scale-") as tmp:
             root = args.work_dir or Path(tmp)
             run = ScaleTestnetRun(spec, root, commit_timeout_ms=args.commit_timeout_ms)
-            t = asyncio.run(run.run())
+            try:
+                t = asyncio.run(run.run())
+            except BenchError as exc:
+                # A stalled chain is a result too: record it (with the logs' verdict) and go on.
+                t = {"clients": spec.clients, "parameters": spec.parameters, "error": str(exc)}
         report["testnet"] = t
+    if "error" in report.get("testnet", {}):
+        print(f"   testnet run failed: {report['testnet']['error']}")
+    elif "testnet" in report:
+        t = report["testnet"]
         verdict = "meets" if t["last_submit_to_model_everywhere_s"] < TARGET_S else "misses"
         print(
             f"   submit {t['submit_s']:.2f} s; last submission -> model on every validator "

@@ -18,6 +18,7 @@ import dataclasses
 import json
 import os
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,6 +74,27 @@ class Testnet:
     def cpu_seconds(self) -> list[float]:
         """User + system CPU time each validator process has used so far."""
         return [_cpu_s(pid) for pid in self.pids()]
+
+    def diagnose(self) -> str:
+        """One line per validator from its JSON log: last committed height, warnings by name."""
+        out = []
+        for i in range(self.validators):
+            height, warnings = 0, Counter[str]()
+            try:
+                lines = self.net.log_file(i).read_text(errors="replace").splitlines()
+            except OSError:
+                lines = []
+            for line in lines:
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    continue
+                if entry.get("event") == "block_committed":
+                    height = int(entry.get("height", height))
+                elif entry.get("level") in ("warning", "error"):
+                    warnings[str(entry.get("event", "?")).split()[0]] += 1
+            out.append(f"validator{i}: last commit h{height}, warnings {dict(warnings)}")
+        return "; ".join(out)
 
     def log_tail(self, i: int, lines: int = 8) -> str:
         try:

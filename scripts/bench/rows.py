@@ -51,7 +51,14 @@ def scale(report: dict[str, Any], command: str) -> list[str]:
     rows = []
     date = _date(report)
     t = report.get("testnet")
-    if t is not None:
+    if t is not None and "error" in t:
+        reason = t["error"].splitlines()[0][:200]
+        rows.append(
+            f"| FL at scale | {t['clients']:,} updates x {t['parameters']:,} params, 4-validator "
+            f"testnet: last submission -> new model on every validator | did not finish: "
+            f"{reason} | < 5 s: **missed** | `{command}` | {date} |"
+        )
+    elif t is not None:
         ok = "met" if t["last_submit_to_model_everywhere_s"] < 5.0 else "**missed**"
         rss = ", ".join(f"{b / MIB:.0f}" for b in t["validator_peak_rss_bytes"])
         rows.append(
