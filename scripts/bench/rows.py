@@ -52,7 +52,7 @@ def scale(report: dict[str, Any], command: str) -> list[str]:
     date = _date(report)
     t = report.get("testnet")
     if t is not None and "error" in t:
-        reason = t["error"].splitlines()[0][:200]
+        reason = " ".join(t["error"].split())[:600]
         rows.append(
             f"| FL at scale | {t['clients']:,} updates x {t['parameters']:,} params, 4-validator "
             f"testnet: last submission -> new model on every validator | did not finish: "
