@@ -516,14 +516,17 @@ class ConsensusShell:
                 "interval_ms": interval_ms,
             }
         )
-        for h, r in zip(tx_hashes, result.tx_results, strict=True):
+        if tx_hashes:
+            # One event per block, not per tx: a 5,000-tx block must not overflow a
+            # subscriber's queue (bounded in events) by itself.
             node.events.publish(
                 {
-                    "event": "tx",
-                    "hash": h.hex(),
+                    "event": "txs",
                     "height": height,
-                    "code": r.code,
-                    "reason": r.reason,
+                    "txs": [
+                        {"hash": h.hex(), "code": r.code, "reason": r.reason}
+                        for h, r in zip(tx_hashes, result.tx_results, strict=True)
+                    ],
                 }
             )
         for event in (*result.events, *(e for r in result.tx_results for e in r.events)):

@@ -228,13 +228,24 @@ class Node:
                 lookup=self.shell.lookup_tx,
             )
             self._sync = BlockSync(self, self._network)
-            await host.listen(cfg.p2p.listen_host, cfg.p2p.listen_port)
+            try:
+                await host.listen(cfg.p2p.listen_host, cfg.p2p.listen_port)
+            except OSError as exc:
+                raise NodeError(
+                    f"p2p.listen_port: cannot listen on {cfg.p2p.listen_host}:"
+                    f"{cfg.p2p.listen_port}: {exc.strerror or exc}"
+                ) from None
             for addr in cfg.p2p.persistent_peers:
                 try:
                     host.add_persistent_peer(addr)
                 except P2PError as exc:
                     raise NodeError(f"p2p.persistent_peers: {addr[:80]}: {exc}") from None
-            runners = await self._start_http()
+            try:
+                runners = await self._start_http()
+            except OSError as exc:
+                raise NodeError(
+                    f"rpc/metrics listen_port: cannot listen: {exc.strerror or exc}"
+                ) from None
             log_event(
                 log,
                 "node_started",

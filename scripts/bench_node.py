@@ -152,11 +152,14 @@ async def bench_txs(root: Path, seconds: float, rate: int, app: str) -> dict[str
         async def listen() -> None:
             async with (
                 aiohttp.ClientSession() as session,
-                session.ws_connect(net.rpc_url(0) + "/ws?events=tx", max_msg_size=1 << 20) as ws,
+                session.ws_connect(net.rpc_url(0) + "/ws?events=txs", max_msg_size=64 << 20) as ws,
             ):
                 async for msg in ws:
-                    event = json.loads(msg.data)
-                    committed.setdefault(event["hash"], time.monotonic())
+                    if msg.type != aiohttp.WSMsgType.TEXT:
+                        raise SystemExit(f"event stream ended: {msg.type} {msg.data!r}")
+                    now = time.monotonic()
+                    for tx in json.loads(msg.data)["txs"]:
+                        committed.setdefault(tx["hash"], now)
                     if len(committed) >= total - refused:
                         done.set()
                         return
