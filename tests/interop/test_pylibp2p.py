@@ -154,3 +154,31 @@ async def test_gossipsub_v12_negotiated_with_py_libp2p() -> None:
             assert [e["msg_id"] for e in got] == [m.hex() for m in ours if m is not None]
     finally:
         await py.stop()
+
+
+async def test_gossipsub_when_py_libp2p_dials_us(pylibp2p: LibP2PPeer) -> None:
+    async with Host(identity("accepter")) as host:
+        addr = await host.listen()
+        gossip = GossipSub(host, GossipsubConfig(heartbeat_interval_ms=200))
+        gossip.start()
+        subscription = gossip.subscribe(TOPIC)
+        pylibp2p.send("subscribe", topic=TOPIC)
+        await pylibp2p.expect("subscribed")
+        pylibp2p.send("dial", addr=str(addr))
+        await pylibp2p.expect("dialed")
+        peer = PeerId.from_base58(pylibp2p.peer)
+        for _ in range(150):
+            pylibp2p.send("mesh", topic=TOPIC)
+            theirs = (await pylibp2p.expect("mesh"))["peers"]
+            if peer in gossip.mesh_peers(TOPIC) and str(host.peer_id) in theirs:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("mesh did not form")
+        assert not host.connection(peer).initiator  # type: ignore[union-attr]
+        pylibp2p.send("publish", topic=TOPIC, count=100, size=64)
+        received = [await asyncio.wait_for(subscription.get(), 30) for _ in range(100)]
+        assert [m.msg_id.hex() for m in received] == (await pylibp2p.expect("published"))["ids"]
+        ours = [await gossip.publish(TOPIC, i.to_bytes(4, "big") * 16) for i in range(100)]
+        got = await _messages(pylibp2p, 100, sender=str(host.peer_id))
+        assert [e["msg_id"] for e in got] == [m.hex() for m in ours if m is not None]
