@@ -29,6 +29,7 @@ HASH_HEX = re.compile(r"^[0-9a-fA-F]{64}$")
 QUERY_PATH = re.compile(r"^[a-z0-9_/.-]{1,128}$")
 QUERY_DATA_CHARS_MAX = 4096
 BLOCKS_PAGE_MAX = 100
+BATCH_TXS_MAX = 10_000
 MODEL_LIMITS = DecodeLimits(array_items_max=10_000_000)
 
 
@@ -101,6 +102,7 @@ class RpcServer:
         r.add_get("/blocks/{height}", self.block)
         r.add_get("/blocks/{height}/raw", self.block_raw)
         r.add_post("/txs", self.submit_tx)
+        r.add_post("/txs/batch", self.submit_batch)
         r.add_get("/txs/{hash}", self.tx)
         r.add_get("/validators", self.validators)
         r.add_get("/model", self.model)
@@ -195,6 +197,43 @@ class RpcServer:
         except MempoolError as exc:
             return error(_MEMPOOL_STATUS.get(exc.code, 400), exc.code, exc.reason)
         return web.json_response({"hash": tx_hash.hex(), "status": "pending"}, status=202)
+
+    async def submit_batch(self, request: web.Request) -> web.Response:
+        """`POST /txs/batch`: a canonical msgpack array of raw txs; one answer per tx, in order.
+
+        For clients that submit many small txs (HTTP per tx costs more than check_tx).  The
+        batch as a whole is refused only when it does not decode; each tx then succeeds or
+        fails on its own exactly as `POST /txs` would.
+        """
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return error(
+                413, "too_large", f"request body exceeds the limit of {self._body_bytes_max} bytes"
+            )
+        limits = DecodeLimits(
+            message_bytes_max=self._body_bytes_max,
+            bin_bytes_max=self._body_bytes_max,
+            str_bytes_max=0,
+            array_items_max=BATCH_TXS_MAX,
+        )
+        try:
+            items = decode(body, limits)
+        except CodecError as exc:
+            return error(
+                400, "bad_batch", f"body must be a canonical msgpack array of bytes: {exc}"
+            )
+        if not isinstance(items, list) or not all(isinstance(t, bytes) for t in items):
+            return error(400, "bad_batch", "body must be a canonical msgpack array of bytes")
+        results: list[dict[str, Any]] = []
+        for tx in (t for t in items if isinstance(t, bytes)):
+            try:
+                tx_hash = await self._backend.submit_tx(tx)
+            except MempoolError as exc:
+                results.append({"error": exc.code, "reason": exc.reason})
+            else:
+                results.append({"hash": tx_hash.hex(), "status": "pending"})
+        return web.json_response({"results": results}, dumps=_dumps)
 
     async def tx(self, request: web.Request) -> web.Response:
         raw = request.match_info["hash"]

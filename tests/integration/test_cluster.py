@@ -111,6 +111,8 @@ async def test_validators_commit(net: LocalNet) -> None:
         ("POST", "/txs", b"", 400, "empty_body"),
         ("POST", "/txs", b"\xc1\x00garbage", 400, "check_tx"),
         ("POST", "/txs", b"x" * (33 * 1024 * 1024), 413, "too_large"),
+        ("POST", "/txs/batch", b"\xc1", 400, "bad_batch"),
+        ("POST", "/txs/batch", b"\x91\x01", 400, "bad_batch"),
         ("GET", "/blocks/abc", None, 400, "bad_height"),
         ("GET", "/blocks/999999999", None, 404, "not_found"),
         ("GET", "/txs/zz", None, 400, "bad_hash"),
