@@ -1,4 +1,6 @@
-"""Coordinate-wise median: integer sort per coordinate; even n takes the floor of the middle two."""
+"""Coordinate-wise median: exact integer order statistics per coordinate (np.partition, which
+returns the same values as a full sort at a fraction of the cost); even n takes the floor of
+the mean of the middle two."""
 
 import numpy as np
 
@@ -8,9 +10,9 @@ from fl.fixed import IntArray
 
 def coordinate_median(matrix: IntArray) -> RuleResult:
     n = matrix.shape[0]
-    ordered = np.sort(matrix, axis=0)
     if n % 2:
-        delta: IntArray = ordered[n // 2].copy()
+        delta: IntArray = np.partition(matrix, n // 2, axis=0)[n // 2]
     else:
-        delta = np.floor_divide(ordered[n // 2 - 1] + ordered[n // 2], 2)
+        middle = np.partition(matrix, [n // 2 - 1, n // 2], axis=0)
+        delta = np.floor_divide(middle[n // 2 - 1] + middle[n // 2], 2)
     return delta, None, [""] * n

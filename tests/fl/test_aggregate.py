@@ -152,3 +152,23 @@ def test_fedavg_weights_are_capped() -> None:
     b = ClientUpdate(b"\x02" * 32, 10, np.zeros(2, dtype=np.int64))
     capped = aggregate("fedavg", [a, b], Params(sample_weight_max=10))
     assert capped.delta.tolist() == [500, 500]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(1, 40),
+    d=st.integers(1, 30),
+    trim=st.integers(0, 499),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_partition_based_rules_equal_full_sort_references(
+    n: int, d: int, trim: int, seed: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    matrix = rng.integers(-50, 50, size=(n, d)).astype(np.int64)  # many ties on purpose
+    ordered = np.sort(matrix, axis=0)
+    median = ordered[n // 2] if n % 2 else (ordered[n // 2 - 1] + ordered[n // 2]) // 2
+    assert coordinate_median(matrix)[0].tolist() == median.tolist()
+    b = n * trim // 1000
+    kept = ordered[b : n - b]
+    assert trimmed_mean(matrix, trim)[0].tolist() == (kept.sum(axis=0) // len(kept)).tolist()
