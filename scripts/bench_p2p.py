@@ -163,11 +163,11 @@ async def run_ours(args: argparse.Namespace) -> dict[str, float]:
 
             stop = asyncio.Event()
 
-            big = bytes(10 * MiB - 8)
+            big = bytes(max(0, args.stream_mib * MiB - 8))
 
             async def stream_big() -> None:
                 i = 0
-                while not stop.is_set():
+                while not stop.is_set() and args.stream_mib:
                     i += 1
                     data = await asyncio.to_thread(b"".join, (i.to_bytes(8, "big"), big))
                     await gossip.publish(BIG_TOPIC, data)
@@ -189,6 +189,8 @@ async def run_ours(args: argparse.Namespace) -> dict[str, float]:
             lat = (await sub.expect("bench_latency"))["latencies_ms"]
             results["vote_p50_ms"] = percentile(lat, 0.50)
             results["vote_p99_ms"] = percentile(lat, 0.99)
+            results["vote_p90_ms"] = percentile(lat, 0.90)
+            results["vote_max_ms"] = max(lat)
             results["votes"] = float(len(lat))
             results["votes_sent"] = float(votes)
     finally:
@@ -303,6 +305,9 @@ def entry() -> None:
     parser.add_argument("--py-small-count", type=int, default=5_000)
     parser.add_argument("--duration-s", type=float, default=5.0)
     parser.add_argument("--ours-only", action="store_true")
+    parser.add_argument(
+        "--stream-mib", type=int, default=10, help="size of the streamed messages (0: none)"
+    )
     parser.add_argument("--py-timeout-s", type=float, default=180.0)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()

@@ -28,7 +28,7 @@ class HostConfig:
     high_queue_bytes_max: int = 64 * MiB
     # SO_SNDBUF/SO_RCVBUF per connection: what the kernel queues is first-in-first-out and
     # beyond our priority scheduling, so it is kept small (Linux doubles the value).
-    socket_buffer_bytes: int = 256 * 1024
+    socket_buffer_bytes: int = 64 * 1024
     # Raw bytes read but not yet consumed during the handshake.
     handshake_buffer_bytes_max: int = 256 * 1024
     request_bytes_max: int = 4 * MiB

@@ -23,7 +23,7 @@ from node.p2p.tcp import TcpConnection
 
 Sink = Callable[[bytes], None]
 # Bulk bytes written per loop turn before yielding (bounds how long a vote can wait).
-BULK_BYTES_PER_TURN = 256 * 1024
+BULK_BYTES_PER_TURN = 128 * 1024
 
 
 class SecureChannel:

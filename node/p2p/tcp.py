@@ -46,7 +46,7 @@ class TcpConnection(asyncio.Protocol):
         transport = cast(asyncio.Transport, transport)
         self.transport = transport
         # Writes beyond this are held by us (and prioritised) rather than by the transport.
-        transport.set_write_buffer_limits(high=256 * 1024, low=64 * 1024)
+        transport.set_write_buffer_limits(high=64 * 1024, low=16 * 1024)
         sock = transport.get_extra_info("socket")
         if self._socket_buffer_bytes and sock is not None:
             try:
