@@ -187,6 +187,18 @@ class Incentives:
                 return [
                     [k, ledger.stake(k), econ.clients[k].encode()] for k in sorted(econ.clients)
                 ]
+            case ["econ", "unsettled"]:
+                window = econ.params.committee_blocks
+                return [
+                    [
+                        u.round,
+                        u.close_height,
+                        u.close_height + window,
+                        [v.client for v in u.verdicts],
+                        sorted(u.scores),
+                    ]
+                    for u in econ.unsettled
+                ]
             case ["gov", "proposals"]:
                 return [self.gov.proposals[i].summary() for i in sorted(self.gov.proposals)]
             case ["gov", "proposal", pid]:

@@ -12,7 +12,6 @@ clients and of attackers, and the model's accuracy.  Jailed clients sit out thei
 from dataclasses import dataclass
 
 import numpy as np
-import numpy.typing as npt
 
 from consensus.app import Genesis, GenesisValidator
 from consensus.codec import Value
@@ -20,16 +19,16 @@ from consensus.crypto import PrivateKey
 from fl.client import attacks
 from fl.client.datasets import load
 from fl.client.partition import dirichlet
-from fl.client.quantize import FloatArray, float_to_units, model_to_float
+from fl.client.quantize import float_to_units
 from fl.client.sdk import build_update, fetch_model
 from fl.client.trainers import accuracy, make_trainer
 from fl.client.transport import InProcessTransport
 from fl.economics.genesis import SECTION, Allocation, EconGenesis
 from fl.economics.params import EconParams
-from fl.fixed import delta_from_wire
 from fl.genesis import build_app_state
 from fl.params import Params
-from fl.txs import SignedTx, SubmitUpdate, decode_tx, sign_tx
+from fl.txs import decode_tx, sign_tx
+from node.commands.committee import committee_score
 
 CHAIN_ID = "fedchain-econ-eval"
 STAKE_INITIAL = 1_000
@@ -159,29 +158,6 @@ def run(
             )
         )
     return figures
-
-
-def committee_score(
-    weights: FloatArray, tx: SignedTx, x: FloatArray, y: npt.NDArray[np.int64], classes: int
-) -> int:
-    """A validator's off-chain score of one update (softmax regression): the held-out
-    cross-entropy gain of a tenth of the update (about its weight in an average), mapped to
-    [0, 1000] around 500 = no change."""
-    update = SubmitUpdate.decode(tx.body)
-    delta = model_to_float(
-        delta_from_wire(update.delta, update.bits, update.scale_exp, update.count)
-    )
-    gain = _loss(weights, x, y, classes) - _loss(weights + delta / 10, x, y, classes)
-    return int(min(1000, max(0, 500 + 10_000 * gain)))
-
-
-def _loss(weights: FloatArray, x: FloatArray, y: npt.NDArray[np.int64], classes: int) -> float:
-    features = x.shape[1]
-    matrix = weights[: classes * features].reshape(classes, features)
-    logits = x @ matrix.T + weights[classes * features :]
-    logits = logits - logits.max(axis=1, keepdims=True)
-    log_probs = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
-    return float(-np.mean(log_probs[np.arange(len(y)), y]))
 
 
 def table(figures: list[RoundFigures]) -> str:

@@ -1,0 +1,163 @@
+"""`fedchain committee run`: a validator's off-chain evaluation of FL updates (Yuma-style).
+
+While the chain's `committee_blocks` > 0, every closed FL round waits that many blocks for
+validators' scores (fl/economics/committee.py).  This process, run next to a validator, polls
+the node's `econ/unsettled` query; for each waiting round it has not scored it fetches the
+round's update transactions (their hashes are in the `round` query's last outcome, their bytes
+at `GET /txs/{hash}?include=bytes`) and the round's base model (`model/<version - 1>`), scores
+every update on its own held-out data, and sends one signed `eval_scores` transaction.
+
+Score (softmax regression, the testnet's model): the held-out cross-entropy gain of a tenth of
+the update (about its weight in an average), mapped to [0, 1000] around 500 = no change.  The
+held-out data is part `--part` of `--parts` of the first half of the dataset's test split, so
+validators score on disjoint data.
+"""
+
+import argparse
+import json
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from consensus.codec import Value, decode, expect_bytes, expect_int, expect_list, expect_seq
+from consensus.errors import CodecError
+from fl.client.datasets import load
+from fl.client.errors import TransportError
+from fl.client.quantize import FloatArray, model_to_float
+from fl.fixed import delta_from_wire, model_from_bytes
+from fl.txs import SignedTx, SubmitUpdate, decode_tx, sign_tx
+from node.apps import FL_DATASET
+from node.commands.gov import RPC_DEFAULT
+from node.errors import NodeError
+from node.keys import read_key
+from node.rpc.transport import RpcTransport
+
+HELP = "evaluation committee: score FL updates on held-out data and send eval_scores"
+STEP_FRACTION = 10
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", choices=("run",))
+    parser.add_argument("--key", type=Path, required=True, help="validator key file")
+    parser.add_argument("--rpc", default=RPC_DEFAULT, help="node RPC URL")
+    parser.add_argument("--part", type=int, default=0, help="which held-out part is ours")
+    parser.add_argument("--parts", type=int, default=1, help="held-out parts (validators)")
+    parser.add_argument("--rounds", type=int, default=0, help="stop after scoring this many")
+    parser.add_argument("--timeout-s", type=float, default=600.0)
+    parser.add_argument("--poll-s", type=float, default=0.5)
+
+
+def committee_score(
+    weights: FloatArray, tx: SignedTx, x: FloatArray, y: npt.NDArray[np.int64], classes: int
+) -> int:
+    """One update's score: held-out cross-entropy gain of a tenth of it, 500 = no change."""
+    update = SubmitUpdate.decode(tx.body)
+    units = delta_from_wire(update.delta, update.bits, update.scale_exp, update.count)
+    delta = model_to_float(units)
+    gain = _loss(weights, x, y, classes) - _loss(weights + delta / STEP_FRACTION, x, y, classes)
+    return int(min(1000, max(0, 500 + 10_000 * gain)))
+
+
+def _loss(weights: FloatArray, x: FloatArray, y: npt.NDArray[np.int64], classes: int) -> float:
+    features = x.shape[1]
+    if weights.size != classes * features + classes:
+        raise NodeError("the committee scorer knows softmax regression models only")
+    matrix = weights[: classes * features].reshape(classes, features)
+    logits = x @ matrix.T + weights[classes * features :]
+    logits = logits - logits.max(axis=1, keepdims=True)
+    log_probs = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    return float(-np.mean(log_probs[np.arange(len(y)), y]))
+
+
+def run(args: argparse.Namespace) -> int:
+    transport = RpcTransport(args.rpc)
+    try:
+        return _run(args, transport)
+    except (NodeError, TransportError, CodecError, ValueError) as exc:
+        print(f"fedchain committee: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        transport.close()
+
+
+def _run(args: argparse.Namespace, transport: RpcTransport) -> int:
+    if not 0 <= args.part < args.parts:
+        raise NodeError("--part must be in [0, --parts)")
+    key = read_key(args.key)
+    ds = load(FL_DATASET, seed=0)
+    holdout = np.array_split(np.arange(len(ds.y_test) // 2), args.parts)[args.part]
+    x, y = ds.x_test[holdout], ds.y_test[holdout]
+    deadline = time.monotonic() + args.timeout_s
+    scored: set[int] = set()
+    while time.monotonic() < deadline and (not args.rounds or len(scored) < args.rounds):
+        for fl_round in _waiting_rounds(transport, key.public_key, scored):
+            pairs = _score_round(transport, fl_round, x, y, ds.n_classes)
+            if pairs is None:
+                scored.add(fl_round)  # no longer the last outcome: missed it, do not retry
+                continue
+            nonce = _nonce(transport, key.public_key)
+            tx = sign_tx(key, transport.chain_id(), "eval_scores", nonce, [fl_round, pairs])
+            result = transport.submit(tx.to_wire())
+            state = (
+                f"sent tx {tx.hash().hex()}" if result.accepted else f"refused ({result.reason})"
+            )
+            print(f"committee: round {fl_round}: {len(pairs)} updates scored, {state}", flush=True)
+            scored.add(fl_round)
+        time.sleep(args.poll_s)
+    return 0
+
+
+def _waiting_rounds(transport: RpcTransport, me: bytes, done: set[int]) -> list[int]:
+    height = transport.height()
+    waiting = []
+    for item in expect_seq(decode(transport.query("econ/unsettled")), "unsettled", 1_000):
+        fl_round, _, until, _, scorers = expect_list(item, 5, "unsettled round")
+        rnd = expect_int(fl_round, "round", 0)
+        if rnd in done or me in expect_seq(scorers, "scorers", 10_000):
+            continue
+        if height < expect_int(until, "deadline", 0):
+            waiting.append(rnd)
+    return waiting
+
+
+def _score_round(
+    transport: RpcTransport, fl_round: int, x: FloatArray, y: npt.NDArray[np.int64], classes: int
+) -> list[Value] | None:
+    info = expect_list(decode(transport.query("round")), 8, "round")
+    outcome = info[7]
+    if not isinstance(outcome, list) or expect_int(outcome[0], "outcome round") != fl_round:
+        return None
+    version = expect_int(outcome[4], "model version", 1)
+    _, _, _, weights_v = expect_list(decode(transport.query(f"model/{version - 1}")), 4, "model")
+    weights = model_to_float(model_from_bytes(expect_bytes(weights_v, "weights")))
+    tx_hashes = [item[3] for item in outcome[6]] + [item[2] for item in outcome[7]]
+    pairs: list[Value] = []
+    for tx_hash in tx_hashes:
+        signed = decode_tx(_tx_bytes(transport, expect_bytes(tx_hash, "tx hash", 32).hex()))
+        pairs.append([signed.sender, committee_score(weights, signed, x, y, classes)])
+    return pairs
+
+
+def _tx_bytes(transport: RpcTransport, tx_hex: str) -> bytes:
+    url = f"{transport.url}/txs/{tx_hex}?include=bytes"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            body = json.loads(resp.read(64 * 1024 * 1024))
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise NodeError(f"/txs/{tx_hex}: {exc}") from None
+    raw = body.get("tx") if isinstance(body, dict) else None
+    if not isinstance(raw, str):
+        raise NodeError(f"/txs/{tx_hex}: no transaction bytes in the answer")
+    return bytes.fromhex(raw)
+
+
+def _nonce(transport: RpcTransport, key: bytes) -> int:
+    (nonce,) = expect_list(decode(transport.query(f"account/{key.hex()}")), 1, "account")
+    return expect_int(nonce, "nonce", 0)
