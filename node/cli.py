@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "sim": "sim",
     "gov": "gov",
     "stake": "stake",
+    "committee": "committee",
 }
 
 
