@@ -6,6 +6,7 @@ held-out data while the clients train.  Every scorer's eval_scores transactions 
 blocks with result code 0, and every scored round must be settled (nothing left waiting).
 """
 
+import functools
 import json
 import re
 import signal
@@ -91,11 +92,10 @@ def test_validators_score_rounds_and_the_chain_settles_them(tmp_path: Path) -> N
             assert scorer.wait(TIMEOUT_S) == 0
         sent = [re.findall(r"sent tx ([0-9a-f]{64})", log.read_text()) for log in logs]
         assert all(len(hashes) == 2 for hashes in sent), sent
-        for hashes in sent:
-            for tx_hash in hashes:
-                wait_until(lambda h=tx_hash: _committed(net, h), f"eval_scores {tx_hash[:8]}")
-                with urllib.request.urlopen(f"{net.rpc_url(0)}/txs/{tx_hash}") as resp:
-                    assert json.loads(resp.read())["code"] == 0
+        for tx_hash in [h for hashes in sent for h in hashes]:
+            wait_until(functools.partial(_committed, net, tx_hash), f"eval_scores {tx_hash[:8]}")
+            with urllib.request.urlopen(f"{net.rpc_url(0)}/txs/{tx_hash}") as resp:
+                assert json.loads(resp.read())["code"] == 0
         transport = RpcTransport(net.rpc_url(1))
         try:
             wait_until(lambda: decode(transport.query("econ/unsettled")) == [], "settlement")
