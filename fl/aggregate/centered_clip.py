@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from fl.aggregate.common import RuleResult, floor_mean, lower_median
+from fl.aggregate.common import RuleResult, lower_median
 from fl.aggregate.median import coordinate_median
 from fl.fixed import IntArray
 
@@ -37,19 +37,19 @@ def centered_clip(
         deviations = matrix - centre
         norms = [math.isqrt(int(x)) for x in np.einsum("ij,ij->i", deviations, deviations)]
         tau = max(1, lower_median(norms) * radius_permille // 1000)
-        clipped = deviations.copy()
-        used = []
         for i, norm in enumerate(norms):
-            if norm > tau:
-                clipped[i] = np.floor_divide(deviations[i] * tau, norm)
-                kept_permille[i] = tau * 1000 // norm
-            else:
-                kept_permille[i] = 1000
+            kept_permille[i] = 1000 if norm <= tau else tau * 1000 // norm
             # norm * 1000 > drop * tau  <=>  the deviation exceeds drop/1000 radii
             dropped[i] = drop_permille > 0 and norm * 1000 > drop_permille * tau
-            if not dropped[i]:
-                used.append(i)
-        centre = centre + floor_mean(clipped[used if used else list(range(n))])
+        if all(dropped):  # a tiny radius times drop factor can put everyone outside: keep all
+            dropped = [False] * n
+        # Clip (or zero, when dropped) the deviations in place: no second n x d buffer.
+        for i, norm in enumerate(norms):
+            if dropped[i]:
+                deviations[i] = 0
+            elif norm > tau:
+                deviations[i] = np.floor_divide(deviations[i] * tau, norm)
+        centre = centre + np.floor_divide(deviations.sum(axis=0), n - sum(dropped))
     flags = [
         "centered_clip: dropped, deviation beyond the drop radius"
         if drop

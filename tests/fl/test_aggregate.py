@@ -172,3 +172,11 @@ def test_partition_based_rules_equal_full_sort_references(
     b = n * trim // 1000
     kept = ordered[b : n - b]
     assert trimmed_mean(matrix, trim)[0].tolist() == (kept.sum(axis=0) // len(kept)).tolist()
+
+
+def test_centered_clip_never_drops_everyone() -> None:
+    matrix = np.array([[5, 0], [0, 5], [-5, 0], [0, -5]], dtype=np.int64)
+    delta, scores, flags = centered_clip(matrix, 3, 1, 1000)  # radius 1 permille: all outside
+    assert scores is not None
+    assert not any(flag.startswith("centered_clip: dropped") for flag in flags)
+    assert delta.tolist() == [0, 0]
