@@ -8,7 +8,7 @@ would let an attacker buy weight).  Updates not kept are flagged.
 
 import numpy as np
 
-from fl.aggregate.common import RuleResult, floor_mean
+from fl.aggregate.common import RuleResult
 from fl.aggregate.gram import squared_distances
 from fl.fixed import IntArray
 
@@ -34,7 +34,10 @@ def krum_selection(matrix: IntArray, byzantine_permille: int, keep_permille: int
 def multi_krum(matrix: IntArray, byzantine_permille: int, keep_permille: int) -> RuleResult:
     n = matrix.shape[0]
     kept = krum_selection(matrix, byzantine_permille, keep_permille)
-    delta = floor_mean(matrix[kept])
+    mask = np.zeros((n, 1), dtype=bool)
+    mask[kept] = True
+    # Sum the kept rows where they lie (fancy indexing would copy half the matrix first).
+    delta: IntArray = np.floor_divide(matrix.sum(axis=0, where=mask, dtype=np.int64), len(kept))
     kept_set = frozenset(kept)
     flags = ["" if i in kept_set else "multi_krum: not among the closest updates" for i in range(n)]
     return delta, None, flags

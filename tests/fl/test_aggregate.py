@@ -9,7 +9,7 @@ from fl.aggregate import ClientUpdate, aggregate
 from fl.aggregate.centered_clip import centered_clip
 from fl.aggregate.fedavg import fedavg
 from fl.aggregate.gram import exact_gram, exact_gram_int64, squared_distances
-from fl.aggregate.krum import krum_selection
+from fl.aggregate.krum import krum_selection, multi_krum
 from fl.aggregate.median import coordinate_median
 from fl.aggregate.trimmed import trimmed_mean
 from fl.errors import FLInvariantError
@@ -180,3 +180,13 @@ def test_centered_clip_never_drops_everyone() -> None:
     assert scores is not None
     assert not any(flag.startswith("centered_clip: dropped") for flag in flags)
     assert delta.tolist() == [0, 0]
+
+
+def test_multi_krum_averages_exactly_the_kept_updates() -> None:
+    rng = np.random.default_rng(11)
+    matrix = rng.integers(-1000, 1000, size=(10, 40)).astype(np.int64)
+    matrix[7:] += 50_000
+    delta, _, flags = multi_krum(matrix, 300, 500)
+    kept = krum_selection(matrix, 300, 500)
+    assert [i for i, f in enumerate(flags) if not f] == kept
+    assert delta.tolist() == (matrix[kept].sum(axis=0) // len(kept)).tolist()
