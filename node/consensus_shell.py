@@ -529,16 +529,20 @@ class ConsensusShell:
                     ],
                 }
             )
-        for event in (*result.events, *(e for r in result.tx_results for e in r.events)):
+        block_events = [(e, True) for e in result.events]
+        tx_events = [(e, False) for r in result.tx_results for e in r.events]
+        for event, block_level in (*block_events, *tx_events):
             fields = dict(event.attributes)
             fields.pop("event", None)
             fields.pop("height", None)
             if "round" in fields:  # the app's rounds are FL rounds; "round" is consensus's
                 fields["fl_round"] = fields.pop("round")
+            # Every block-level app event (round close, settlement, slash, jail, governance,
+            # validator power) is one INFO line; per-tx events only for FL updates and votes.
             level = (
                 logging.INFO
-                if event.kind.startswith(("fl_", "round", "slash", "gov"))
-                else (logging.DEBUG)
+                if block_level or event.kind.startswith(("fl_", "gov_", "client_slash"))
+                else logging.DEBUG
             )
             log_event(log, event.kind, level, False, height=height, **fields)
             node.events.publish({"event": event.kind, "height": height, **fields})
