@@ -43,6 +43,8 @@ from node.metrics import NodeMetrics, metrics_app
 from node.network import Network
 from node.p2p.config import HostConfig
 from node.p2p.errors import P2PError
+from node.p2p.gossipsub.config import GossipsubConfig
+from node.p2p.gossipsub.service import GossipSub
 from node.p2p.host import Host
 from node.p2p.peer_id import Identity, PeerId
 from node.rpc.server import RpcServer
@@ -218,6 +220,8 @@ class Node:
             )
             self._network.on_peer_change(self._on_peer_change)
             self._network.start()
+            pubsub = GossipSub(host, GossipsubConfig(heartbeat_interval_ms=700))
+            tx_topic = f"/fedchain/{self.genesis.chain_id}/txs/1"
             self._gossip = TxGossip(
                 self.mempool,
                 self._network,
@@ -226,6 +230,15 @@ class Node:
                 cfg.p2p.request_bytes_max,
                 on_admitted=self._on_tx_admitted,
                 lookup=self.shell.lookup_tx,
+                publish=lambda data: self._publish(pubsub, tx_topic, data),
+            )
+            pubsub.start()
+            gossip = self._gossip
+            pubsub.subscribe(
+                tx_topic,
+                lambda peer, message: gossip.validate_gossip(peer, message.data),
+                strict_sign=False,
+                on_message=lambda _message: None,
             )
             self._sync = BlockSync(self, self._network)
             try:
@@ -365,6 +378,12 @@ class Node:
             self._offences.pop(peer, None)
             log_event(log, "peer_banned", logging.WARNING, peer=str(peer), ban_ms=PEER_BAN_MS)
             self._host.ban(peer, PEER_BAN_MS)
+
+    def _publish(self, pubsub: GossipSub, topic: str, data: bytes) -> None:
+        try:
+            pubsub.publish_nowait(topic, data)
+        except P2PError as exc:
+            log_event(log, "tx_publish_failed", logging.WARNING, error=str(exc))
 
     def sync_hint(self, height: int) -> None:
         if self._sync is not None:

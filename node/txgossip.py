@@ -3,12 +3,13 @@
 Theory of operation
 -------------------
 A tx submitted over RPC enters the local mempool first.  If it is small (<=
-`push_tx_bytes_max`) its bytes are pushed to every peer (what one event-loop turn admitted goes
-out as one batch); otherwise only its hash is announced.  A node that pulls a large tx and
+`push_tx_bytes_max`) its bytes are published on the gossipsub topic `/fedchain/<chain>/txs/1`
+(StrictNoSign, content ids; what one event-loop turn admitted goes out as one batch), whose
+validation hook admits them into each receiver's mempool before they are relayed; otherwise
+only its hash is announced on the direct peer links.  A node that pulls a large tx and
 admits it announces the hash to its other peers, never the bytes: in a full mesh the bytes of an
 FL update cross each link about once, and in a partial mesh announcements carry it hop by hop.
-Pushed small txs are not relayed at all (a node that lacks one when it appears in a proposal
-fetches it from the proposer).
+A node that lacks a tx when it appears in a proposal fetches it from the proposer.
 
 On an announcement the node asks the announcing peer for the hashes it has neither pending nor
 recently committed nor already requested (`GetTxs`); the peer answers with those it holds.
@@ -23,13 +24,15 @@ import asyncio
 import logging
 from collections.abc import Callable, Iterable, Sequence
 
+from consensus.errors import CodecError
 from node.errors import MempoolError
 from node.logging import log_event
 from node.mempool import Mempool, tx_hash
 from node.network import Network
 from node.p2p.errors import P2PError
+from node.p2p.gossipsub.router import Validation
 from node.p2p.peer_id import PeerId
-from node.wire import HASHES_MAX, GetTxs, TxAnnounce, TxPush, Txs
+from node.wire import HASHES_MAX, GetTxs, TxAnnounce, TxPush, Txs, decode_message, encode_message
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +50,7 @@ class TxGossip:
         response_bytes_max: int,
         on_admitted: Callable[[bytes], None] | None = None,
         lookup: Callable[[bytes], bytes | None] | None = None,
+        publish: Callable[[bytes], None] | None = None,
     ) -> None:
         self._mempool = mempool
         self._network = network
@@ -57,6 +61,8 @@ class TxGossip:
         # Where to find txs that left the mempool but a peer may still need (the block being
         # decided); defaults to the mempool alone.
         self._lookup = lookup or mempool.get
+        # How batches of small txs travel: gossipsub when the node runs it, else direct pushes.
+        self._publish = publish
         self._in_flight: dict[bytes, asyncio.Future[bytes | None]] = {}
         self._pull_slots = asyncio.Semaphore(PULLS_IN_FLIGHT_MAX)
         self._push_batch: list[bytes] = []
@@ -91,7 +97,10 @@ class TxGossip:
         if self._push_batch:
             batch, self._push_batch, self._push_batch_bytes = self._push_batch, [], 0
             msg = TxPush(batch[0]) if len(batch) == 1 else Txs(tuple(batch))
-            self._network.broadcast(msg, bulk=True)
+            if self._publish is not None:
+                self._publish(encode_message(msg))
+            else:
+                self._network.broadcast(msg, bulk=True)
         if self._announce_batch:
             hashes, self._announce_batch = self._announce_batch, []
             self._network.broadcast(TxAnnounce(tuple(hashes)))
@@ -101,6 +110,30 @@ class TxGossip:
             self._on_admitted(tx)
 
     # -- from peers ----------------------------------------------------------------------------
+    def validate_gossip(self, peer: PeerId, data: bytes) -> Validation:
+        """The gossipsub validation hook of the tx topic: admit the batch into the mempool.
+
+        ACCEPT (and relay) if at least one tx was new and valid; IGNORE if all were known or
+        refused by check_tx (state may differ between nodes: no penalty); REJECT (the router
+        penalizes the forwarder) only for bytes that are not a tx batch at all.
+        """
+        try:
+            msg = decode_message(data, self._response_max)
+        except CodecError:
+            return Validation.REJECT
+        match msg:
+            case TxPush(tx):
+                txs: Sequence[bytes] = (tx,)
+            case Txs(batch):
+                txs = batch
+            case _:
+                return Validation.REJECT
+        admitted = 0
+        for tx in txs:
+            if not self._mempool.seen(tx_hash(tx)) and self._try_add(peer, tx):
+                admitted += 1
+        return Validation.ACCEPT if admitted else Validation.IGNORE
+
     def on_push(self, peer: PeerId, txs: Sequence[bytes]) -> None:
         """Small txs pushed by the peer that received them from a client.  They are not
         relayed: that peer pushed them to all of its peers, and anyone else that needs one for
