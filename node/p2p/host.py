@@ -43,6 +43,7 @@ from node.p2p.negotiate import select_inbound, select_outbound
 from node.p2p.peer_id import Identity, PeerId, marshal_public_key
 from node.p2p.ping import PING_BYTES
 from node.p2p.ping import PROTOCOL_ID as PING_ID
+from node.p2p.secure import SecureChannel
 from node.p2p.session import Session, Stream
 from node.p2p.tcp import TcpConnection
 from node.p2p.upgrade import secure_inbound, secure_outbound
@@ -340,8 +341,10 @@ class Host:
             backoff_ms = min(backoff_ms * 2, self.config.dial_backoff_max_ms)
 
     # -- connection table ---------------------------------------------------------------------
-    def _register(self, channel: Any, initiator: bool, remote_addr: Multiaddr) -> Connection:
-        peer: PeerId = channel.remote_peer
+    def _register(
+        self, channel: SecureChannel, initiator: bool, remote_addr: Multiaddr
+    ) -> Connection:
+        peer = channel.remote_peer
         holder: list[Connection] = []
 
         def on_stream(stream: Stream) -> None:
