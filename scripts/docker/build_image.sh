@@ -42,14 +42,14 @@ fi
 
 echo "== docker build -> $image (base $base)"
 # The classic builder: BuildKit (buildx) is not installed on every engine, and the classic
-# builder caches layers just as well for this Dockerfile.  The build stage is tagged too, so
+# builder caches layers just as well for this Dockerfile.  The deps stage is tagged too, so
 # pruning untagged leftovers of earlier builds never throws away the layer cache.
 log="build/docker-build.log"
 : >"$log"
 for target in build final; do
     tag="$image"
     target_args=()
-    if [ "$target" = build ]; then tag="${image%%:*}:build-cache"; target_args=(--target build); fi
+    if [ "$target" = build ]; then tag="${image%%:*}:build-cache"; target_args=(--target deps); fi
     if ! DOCKER_BUILDKIT=0 docker build -t "$tag" "${target_args[@]}" \
         --build-arg "BASE_IMAGE=$base" \
         --build-arg "WHEELHOUSE=$wheels" \
