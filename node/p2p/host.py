@@ -383,10 +383,18 @@ class Host:
             remote_addr,
         )
         self._disconnected_events.pop(peer, None)
-        for callback in self._on_connected:
-            callback(peer)
+        self._notify(self._on_connected, peer)
         self.spawn(self._identify(conn), "p2p-identify")
         return conn
+
+    @staticmethod
+    def _notify(callbacks: list[PeerCallback], peer: PeerId) -> None:
+        for callback in callbacks:
+            try:
+                callback(peer)
+            except Exception:
+                # A subscriber's bug must not leave the connection table half-updated.
+                log.exception("p2p_peer_callback_failed peer=%s", peer.short())
 
     def _resolve_duplicate(self, existing: Connection, new: Connection) -> Connection:
         if existing.initiator == new.initiator:
@@ -409,8 +417,7 @@ class Host:
         event = self._disconnected_events.pop(conn.peer, None)
         if event is not None:
             event.set()
-        for callback in self._on_disconnected:
-            callback(conn.peer)
+        self._notify(self._on_disconnected, conn.peer)
 
     def disconnect(self, peer: PeerId) -> None:
         conn = self._conns.get(peer)
