@@ -22,7 +22,7 @@ from node.p2p.gossipsub.rpc import Control, IHave, PubMessage, Rpc, RpcLimits
 from node.p2p.peer_id import Identity, PeerId
 
 T = "topic"
-CONFIG = GossipsubConfig(d=3, d_lo=2, d_hi=4, d_score=1, d_lazy=2, prune_backoff_ms=5000)
+CONFIG = GossipsubConfig(d=3, d_lo=2, d_hi=4, d_score=1, d_lazy=2, d_out=1, prune_backoff_ms=5000)
 
 
 class Net:
@@ -352,3 +352,25 @@ def test_publishing_to_an_unjoined_topic_uses_fanout_which_expires() -> None:
     assert len(receivers) >= config.d  # fanout peers, plus whoever they forwarded to
     net.tick(config.fanout_ttl_ms + 1)
     assert T not in publisher.fanout
+
+
+def test_mesh_keeps_d_out_outbound_peers() -> None:
+    net = Net(9)
+    for r in net.routers:
+        r.subscribe(T, STRICT_SIGN, net.now_ms)
+    for j in range(1, 7):
+        net.connect(j, 0)  # they dialled the hub: inbound for it
+    for j in (7, 8):
+        net.connect(0, j)  # the hub dialled these: outbound
+    net.run()
+    hub = net.routers[0]
+    hub.mesh[T] = {net.peer(j): None for j in range(1, 9)}
+    net.tick()
+    assert len(hub.mesh[T]) == CONFIG.d
+    assert sum(hub.peers[p].outbound for p in hub.mesh[T]) >= CONFIG.d_out
+    # A mesh of inbound peers only gets an outbound peer grafted at the next heartbeat.
+    hub.mesh[T] = {net.peer(j): None for j in range(1, 4)}
+    for j in (7, 8):
+        hub._backoff.pop((T, net.peer(j)), None)
+    net.tick()
+    assert sum(hub.peers[p].outbound for p in hub.mesh[T]) >= CONFIG.d_out

@@ -69,6 +69,8 @@ class GossipsubConfig:
     d_hi: int = 12
     d_score: int = 4
     d_lazy: int = 6
+    # At least this many mesh peers must be connections we dialled (eclipse resistance).
+    d_out: int = 2
     gossip_factor_percent: int = 25
     heartbeat_interval_ms: int = 1000
     fanout_ttl_ms: int = 60_000
@@ -115,6 +117,8 @@ class GossipsubConfig:
             raise InvariantError("GossipsubConfig: need 0 < d_lo <= d <= d_hi")
         if not 0 <= self.d_score <= self.d:
             raise InvariantError("GossipsubConfig.d_score must be within 0..d")
+        if not (0 <= self.d_out < self.d_lo and self.d_out <= self.d // 2):
+            raise InvariantError("GossipsubConfig.d_out must be < d_lo and <= d/2")
         if self.mcache_gossip > self.mcache_len:
             raise InvariantError("GossipsubConfig.mcache_gossip exceeds mcache_len")
         t = self.thresholds

@@ -728,10 +728,32 @@ class Router:
             rest = ranked[cfg.d_score :]
             self._rng.shuffle(rest)
             keep += rest[: cfg.d - len(keep)]
+            # Keep at least D_out outbound peers (connections we dialled), which an attacker
+            # cannot fill by dialling us: swap them in for inbound ones at the tail.
+            outbound_kept = [p for p in keep if self.peers[p].outbound]
+            spare_outbound = [p for p in rest if p not in keep and self.peers[p].outbound]
+            while len(outbound_kept) < cfg.d_out and spare_outbound:
+                inbound = [p for p in keep[cfg.d_score :] if not self.peers[p].outbound]
+                if not inbound:
+                    break
+                keep.remove(inbound[-1])
+                swapped = spare_outbound.pop(0)
+                keep.append(swapped)
+                outbound_kept.append(swapped)
             for peer in ranked:
                 if peer not in keep:
                     del mesh[peer]
                     self._prune(peer, topic, now_ms, cfg.prune_backoff_ms)
+        outbound = sum(1 for p in mesh if self.peers[p].outbound)
+        if outbound < cfg.d_out:
+            candidates = [
+                p
+                for p in self._candidates(topic, now_ms, exclude=mesh, need=len(self.peers))
+                if self.peers[p].outbound
+            ]
+            for peer in candidates[: cfg.d_out - outbound]:
+                mesh[peer] = None
+                self._graft(peer, topic, now_ms)
         if (
             cfg.opportunistic_graft_ticks
             and self.ticks % cfg.opportunistic_graft_ticks == 0
