@@ -153,6 +153,7 @@ class ConsensusShell:
         # height's consensus; the store still sees heights strictly in order.
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="block-writer")
         self._storing: tuple[int, Future[None]] | None = None
+        self._height_entered = 0
         cfg = node.cfg.consensus
         self._commit_timeout_ms = cfg.commit_timeout_ms
         self._engine = Engine(
@@ -230,6 +231,7 @@ class ConsensusShell:
         else:
             chain = ChainState.from_genesis(node.genesis, genesis_hash, overrides)
         self._state = EngineState.for_height(chain)
+        self._height_entered = chain.height
         self._update_fl_round()
         node.metrics.height.set(store.height)
         log_event(
@@ -321,14 +323,13 @@ class ConsensusShell:
             return
         if not self._replaying and _is_wal_input(inp):
             self._wal.append(encode_wal(inp))  # type: ignore[arg-type]
-        before = current
         self._depth += 1
         try:
             state, effects = self._engine.apply(state, inp)
             self._state = state
             for fx in effects:
                 self._perform(fx, peer)
-            if self.state.chain.height != before:
+            if self.state.chain.height != self._height_entered:
                 self._entered_height()
         finally:
             self._depth -= 1
@@ -347,7 +348,10 @@ class ConsensusShell:
                 self._send_all(msg)
 
     def _entered_height(self) -> None:
+        """Once per height (nested feeds may notice the change more than once): reset the
+        per-height buffers, then feed what arrived early for this height."""
         height = self.state.chain.height
+        self._height_entered = height
         self._own = []
         self._previous_block_txs = self._block_txs
         self._block_txs = {}
@@ -725,14 +729,14 @@ class ConsensusShell:
             if isinstance(fx, PeerMisbehaved):
                 item.done.set_exception(SyncError(fx.reason))
                 return
-        before = height
         for fx in effects:
             if isinstance(fx, Decide):
                 self._execute(fx.height, fx.block, fx.commit, fx.block_info, immediate=True)
             else:
                 self._perform(fx, None)
-        if self.state.chain.height != before:
+        if self.state.chain.height != self._height_entered:
             self._entered_height()
+        self._flush()
         item.done.set_result(True)
 
     def resume_after_sync(self) -> None:
