@@ -140,6 +140,7 @@ class SimNode:
         self.replaying = False
         self.future: list[Input] = []
         self.sent: dict[tuple[int, int], Proposal | Vote] = {}
+        self.gossip_mark = (0, 0, -1)
         self.app = KVApp()
         self.state = self._boot_state()
 
@@ -381,6 +382,12 @@ class SimNode:
         if not self.up or self.behaviour == "silent":
             return
         st = self.state
+        # Only a node that made no progress since the last tick re-sends (as the node's shell
+        # does): healthy rounds cost no extra traffic.
+        mark = (st.chain.height, st.round, st.step)
+        if mark != self.gossip_mark:
+            self.gossip_mark = mark
+            return
         r = st.round
         for (round_, _), message in sorted(self.sent.items(), key=lambda kv: kv[0]):
             if round_ >= r - 1:
