@@ -209,8 +209,9 @@ class ReadBuffer:
         self._consumed(n)
         return await asyncio.to_thread(b"".join, parts)
 
-    async def read_uvarint_frame(self, bytes_max: int, offload: bool = False) -> bytes | None:
-        """A uvarint-length-prefixed message, or None at a clean end of stream."""
+    async def read_length_prefix(self, bytes_max: int) -> int | None:
+        """The uvarint length of the next message (checked against bytes_max before anything
+        else is read), or None at a clean end of stream."""
         while not self._size:
             if self._exc is not None:
                 raise self._exc
@@ -220,6 +221,23 @@ class ReadBuffer:
         length = await self.read_parsed(decode_uvarint, VARINT_PEEK_BYTES)
         if length > bytes_max:
             raise LimitError(f"message of {length} bytes over limit {bytes_max}")
+        return length
+
+    async def wait_buffered(self, n: int) -> None:
+        """Wait until n bytes are buffered (crediting them to the sender meanwhile)."""
+        while self._size < n:
+            self._credit_buffered()
+            await self._wait()
+
+    def peek(self, n: int) -> bytes:
+        """The first min(n, buffered) bytes, without consuming them."""
+        return self._head(n) if self._size else b""
+
+    async def read_uvarint_frame(self, bytes_max: int, offload: bool = False) -> bytes | None:
+        """A uvarint-length-prefixed message, or None at a clean end of stream."""
+        length = await self.read_length_prefix(bytes_max)
+        if length is None:
+            return None
         if offload:
             return await self.read_exact_offloaded(length)
         return await self.read_exact(length)

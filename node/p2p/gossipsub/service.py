@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from node.p2p.errors import P2PError, PeerUnavailable, RemoteError, StreamClosed
 from node.p2p.gossipsub.config import GossipsubConfig
+from node.p2p.gossipsub.largerpc import HEAD_BYTES, assemble, locate_payload
 from node.p2p.gossipsub.router import (
     MESHSUB_V11,
     MESHSUB_V12,
@@ -36,7 +37,7 @@ from node.p2p.gossipsub.router import (
     TopicPolicy,
     Validation,
 )
-from node.p2p.gossipsub.rpc import Fragment, PubMessage, Rpc, fragment_size
+from node.p2p.gossipsub.rpc import Fragment, PubMessage, Rpc, RpcLimits, fragment_size
 from node.p2p.host import Host
 from node.p2p.peer_id import PeerId
 from node.p2p.session import Stream
@@ -441,28 +442,26 @@ class GossipSub:
         threshold = self.config.offload_message_bytes_min
         while True:
             try:
-                frame = await stream.inbox.read_uvarint_frame(self.config.rpc_bytes_max, True)
-            except RemoteError:
-                self.router.score.add_penalty(peer.raw)
-                self.counters.drop("gossip_rpc_too_large", "rpc_bytes_max", peer=peer.short())
-                raise
-            if frame is None:
-                return
-            big = len(frame) >= threshold
-            try:
-                rpc = Rpc.decode(memoryview(frame) if big else frame, limits, threshold)
+                rpc = await self._read_rpc(stream, limits, threshold)
             except RemoteError as exc:
+                # Framing is lost (oversized or malformed large frame): the stream goes.
                 self.router.score.add_penalty(peer.raw)
-                self.counters.drop("gossip_rpc_invalid", str(exc), peer=peer.short())
+                self.counters.drop("gossip_rpc_unreadable", str(exc), peer=peer.short())
+                raise
+            if rpc is None:
+                return
+            if isinstance(rpc, RemoteError):
+                self.router.score.add_penalty(peer.raw)
+                self.counters.drop("gossip_rpc_invalid", str(rpc), peer=peer.short())
                 continue
             prechecked: dict[int, tuple[bytes, str | None]] | None = None
-            if big:
+            if any(len(m.data) >= threshold for m in rpc.messages):
                 messages = list(rpc.messages)
                 for index, message in enumerate(messages):
                     if len(message.data) >= threshold:
-                        # Copy out, hash and verify big messages in a worker thread (the copy
-                        # and hashlib release the GIL); RPC order is kept because this
-                        # stream's next frame is read only afterwards.
+                        # Copy out (if still a view), hash and verify big messages in a worker
+                        # thread (bytes.join, hashlib and OpenSSL release the GIL); RPC order
+                        # is kept because this stream's next frame is read only afterwards.
                         message, known = await asyncio.to_thread(self._materialize, message)
                         messages[index] = message
                         if known is not None:
@@ -471,6 +470,39 @@ class GossipSub:
                 rpc = Rpc(rpc.subscriptions, tuple(messages), rpc.control)
             self.router.handle_rpc(peer, rpc, self._now_ms(), prechecked)
             self._drain()
+
+    async def _read_rpc(
+        self, stream: Stream, limits: RpcLimits, threshold: int
+    ) -> Rpc | RemoteError | None:
+        """The next RPC; a RemoteError value for a frame that was read but does not decode
+        (the stream stays usable); None at the end of the stream."""
+        inbox = stream.inbox
+        length = await inbox.read_length_prefix(self.config.rpc_bytes_max)
+        if length is None:
+            return None
+        if length < threshold:
+            frame = await inbox.read_exact(length)
+            try:
+                return Rpc.decode(frame, limits)
+            except RemoteError as exc:
+                return exc
+        head_bytes = min(length, HEAD_BYTES)
+        await inbox.wait_buffered(head_bytes)
+        layout = locate_payload(inbox.peek(head_bytes), length)
+        if layout is None:
+            frame = await inbox.read_exact_offloaded(length)
+            try:
+                return Rpc.decode(memoryview(frame), limits, threshold)
+            except RemoteError as exc:
+                return exc
+        # The payload is read as its own buffer: one copy, assembled off the event loop.
+        prefix = await inbox.read_exact(layout.data_start)
+        payload = await inbox.read_exact_offloaded(layout.data_length)
+        rest = await inbox.read_exact(length - layout.data_end)
+        try:
+            return assemble(layout, prefix, payload, rest, limits)
+        except RemoteError as exc:
+            return exc
 
     def _materialize(
         self, message: PubMessage
