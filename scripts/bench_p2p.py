@@ -144,7 +144,9 @@ async def run_ours(args: argparse.Namespace) -> dict[str, float]:
                 sub.send("bench_expect", topic=BIG_TOPIC, count=n)
                 done = await sub.expect("bench_done", timeout_s=300)
                 results["big_MBps"] = done["bytes"] / (done["t_last"] - t0) / 1e6
-                busiest = max(time.process_time() - cpu0, done["cpu"] - sub_cpu0)
+                results["big_publisher_cpu_s"] = time.process_time() - cpu0
+                results["big_subscriber_cpu_s"] = done["cpu"] - sub_cpu0
+                busiest = max(results["big_publisher_cpu_s"], results["big_subscriber_cpu_s"])
                 results["big_cpu_MBps"] = done["bytes"] / busiest / 1e6
 
             n = args.small_count
