@@ -152,6 +152,29 @@ async def test_malformed_rpc_gets_a_reason_and_changes_nothing(
             assert await client.tx(sha256(body).hex()) is None
 
 
+async def test_batch_answers_each_tx_on_its_own(net: LocalNet) -> None:
+    import aiohttp
+
+    from consensus.codec import encode
+
+    batch = encode([b"not a tx", b"", b"\x93\x01\x02\x03"])
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            net.rpc_url(2) + "/txs/batch",
+            data=batch,
+            headers={"Content-Type": "application/octet-stream"},
+        ) as resp,
+    ):
+        assert resp.status == 200
+        answer = await resp.json()
+    codes = [item.get("error") for item in answer["results"]]
+    assert codes == ["check_tx", "malformed", "check_tx"]
+    assert all(item["reason"] for item in answer["results"])
+    async with RpcClient(net.rpc_url(2)) as client:
+        assert (await client.status())["mempool_txs"] == 0
+
+
 def _submit_update(net: LocalNet, client_index: int, node: int) -> tuple[int, str]:
     """One honest-looking update from client{j} through node{node}'s RPC (sync SDK)."""
     transport = RpcTransport(net.rpc_url(node))
