@@ -50,7 +50,7 @@ for target in build final; do
     tag="$image"
     target_args=()
     if [ "$target" = build ]; then tag="${image%%:*}:build-cache"; target_args=(--target deps); fi
-    if ! DOCKER_BUILDKIT=0 docker build -t "$tag" "${target_args[@]}" \
+    if ! DOCKER_BUILDKIT=0 docker build --force-rm -t "$tag" "${target_args[@]}" \
         --build-arg "BASE_IMAGE=$base" \
         --build-arg "WHEELHOUSE=$wheels" \
         --network none \
