@@ -207,7 +207,10 @@ class ReadBuffer:
                 need = 0
         self._size -= n
         self._consumed(n)
-        return await asyncio.to_thread(b"".join, parts)
+        # bytes.join drops the GIL only if every part is an exact bytes object: copy the (few,
+        # small) views first, or the big join would stall the event loop.
+        exact = [p if type(p) is bytes else bytes(p) for p in parts]
+        return await asyncio.to_thread(b"".join, exact)
 
     async def read_length_prefix(self, bytes_max: int) -> int | None:
         """The uvarint length of the next message (checked against bytes_max before anything

@@ -80,7 +80,7 @@ class CipherState:
         self._nonce = n + 1
         return self._aead.encrypt(_ZERO4 + n.to_bytes(8, "little"), plaintext, ad)
 
-    def encrypt_framed(self, plaintext: bytes) -> bytearray:
+    def encrypt_framed(self, plaintext: bytes | memoryview) -> bytearray:
         """2-byte big-endian length || ciphertext, encrypted straight into the frame buffer."""
         n = self._nonce
         if n >= NONCE_MAX:

@@ -22,6 +22,10 @@ from node.p2p.peer_id import PeerId
 from node.p2p.tcp import TcpConnection
 
 Sink = Callable[[bytes], None]
+# A queued muxer frame: whole bytes, or (header, payload) sent as two consecutive Noise messages
+# so a large payload is encrypted straight from the caller's buffer and arrives as a buffer of
+# its own (no join on either side).
+Item = bytes | tuple[bytes, memoryview]
 # Bulk bytes written per loop turn before yielding (bounds how long a vote can wait).
 BULK_BYTES_PER_TURN = 128 * 1024
 
@@ -45,8 +49,8 @@ class SecureChannel:
         self._sink: Sink | None = None
         self._on_eof: Callable[[], None] | None = None
         self.error: RemoteError | None = None
-        self._hi: deque[bytes] = deque()
-        self._lo: deque[bytes] = deque()
+        self._hi: deque[Item] = deque()
+        self._lo: deque[Item] = deque()
         self._lo_bytes = 0
         self._hi_bytes = 0
         self._high_queue_bytes_max = high_queue_bytes_max
@@ -143,6 +147,23 @@ class SecureChannel:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
 
+    def send_pair(self, header: bytes, payload: memoryview, high: bool) -> None:
+        """Queue a header and its payload (<= one Noise message) as one indivisible item."""
+        if len(payload) > PLAINTEXT_BYTES_MAX:
+            raise InvariantError("payload larger than one Noise message")
+        if self.closed:
+            return
+        size = len(header) + len(payload)
+        if high:
+            self._hi.append((header, payload))
+            self._hi_bytes += size
+        else:
+            self._lo.append((header, payload))
+            self._lo_bytes += size
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
     async def send_async(self, data: bytes) -> None:
         self.send(data, True)
 
@@ -175,6 +196,23 @@ class SecureChannel:
                     self._flush_scheduled = True
                     self._loop.call_soon(self._flush)
                 break
+            first = (hi if hi else lo)[0]
+            if isinstance(first, tuple):
+                # A header/payload pair: two Noise messages, back to back.
+                source = hi if hi else lo
+                source.popleft()
+                header, payload = first
+                size = len(header) + len(payload)
+                if source is hi:
+                    self._hi_bytes -= size
+                else:
+                    self._lo_bytes -= size
+                    bulk_budget -= size
+                for plain in (header, payload):
+                    framed = encrypt_framed(plain)
+                    tcp.write(framed)
+                    self.bytes_sent += len(framed)
+                continue
             # Pack queued frames, high priority first, into one Noise message.
             parts: list[bytes] = []
             size = 0
@@ -183,8 +221,7 @@ class SecureChannel:
                 if not source:
                     break
                 item = source[0]
-                room = limit - size
-                if len(item) > room:
+                if isinstance(item, tuple) or len(item) > limit - size:
                     break
                 source.popleft()
                 if source is hi:

@@ -44,6 +44,8 @@ from node.p2p.yamux import (
 
 log = logging.getLogger(__name__)
 DATA_CHUNK_BYTES = PLAINTEXT_BYTES_MAX - HEADER_BYTES
+# Chunks at least this large are sent as a header/payload pair (see SecureChannel.send_pair).
+PAIR_BYTES_MIN = 16 * 1024
 
 
 class Stream:
@@ -98,7 +100,15 @@ class Stream:
         if self.local_closed or self.reset_flag:
             raise StreamClosed("stream closed for writing")
         session = self.session
-        views = [memoryview(p) for p in parts if len(p)]
+        # Payload slices are queued by reference, so the buffers must be immutable: copy any
+        # mutable one (bytearray, or a view of one) first.
+        views = [
+            memoryview(p)
+            if isinstance(p, bytes) or (isinstance(p, memoryview) and isinstance(p.obj, bytes))
+            else memoryview(bytes(p))
+            for p in parts
+            if len(p)
+        ]
         remaining = sum(len(v) for v in views)
         index = offset = since_yield = 0
         if remaining == 0:

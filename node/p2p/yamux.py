@@ -56,51 +56,70 @@ def decode_header(buf: bytes | bytearray | memoryview, pos: int = 0) -> tuple[in
 
 
 class FrameParser:
-    """Incremental decoder: feed() bytes, get the frames completed by them."""
+    """Incremental decoder: feed() chunks, get the frames they complete.
 
-    __slots__ = ("_buf", "data_bytes_max")
+    A payload that arrives as a whole chunk of its own (our sender puts large payloads in a
+    Noise message of their own) is passed on as that very bytes object; a payload inside a
+    larger chunk is a memoryview of it (chunks are immutable); only a payload split across
+    chunks is joined.  Nothing is ever buffered beyond one header and the current payload.
+    """
+
+    __slots__ = ("_head", "_need", "_pending", "_pieces", "data_bytes_max")
 
     def __init__(self, data_bytes_max: int) -> None:
-        self._buf = bytearray()
+        self._head = bytearray()
+        self._pending: tuple[int, int, int, int] | None = None
+        self._need = 0
+        self._pieces: list[bytes | memoryview] = []
         self.data_bytes_max = data_bytes_max
 
     @property
     def buffered_bytes(self) -> int:
-        return len(self._buf)
+        return len(self._head) + sum(len(p) for p in self._pieces)
 
     def feed(self, data: bytes) -> list[Frame]:
-        """Frames completed by `data`.  Payloads parsed straight from `data` are memoryviews
-        of it (no copy; `data` is immutable); only a frame split across calls is copied."""
-        buf = self._buf
-        src: bytes | bytearray = data
-        if buf:
-            buf += data
-            src = buf
         frames: list[Frame] = []
         pos = 0
-        end = len(src)
-        view = memoryview(src) if src is data else None
-        while end - pos >= HEADER_BYTES:
-            frame_type, flags, stream_id, length = decode_header(src, pos)
-            if frame_type == TYPE_DATA:
+        end = len(data)
+        while True:
+            pending = self._pending
+            if pending is not None:
+                take = min(self._need, end - pos)
+                if take:
+                    if pos == 0 and take == end:
+                        self._pieces.append(data)
+                    else:
+                        self._pieces.append(memoryview(data)[pos : pos + take])
+                    self._need -= take
+                    pos += take
+                if self._need:
+                    break
+                pieces = self._pieces
+                payload = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+                frame_type, flags, stream_id, length = pending
+                frames.append(Frame(frame_type, flags, stream_id, length, payload))
+                self._pending = None
+                self._pieces = []
+                continue
+            if pos >= end:
+                break
+            if self._head or end - pos < HEADER_BYTES:
+                take = min(HEADER_BYTES - len(self._head), end - pos)
+                self._head += data[pos : pos + take]
+                pos += take
+                if len(self._head) < HEADER_BYTES:
+                    break
+                fields = decode_header(self._head, 0)
+                self._head.clear()
+            else:
+                fields = decode_header(data, pos)
+                pos += HEADER_BYTES
+            frame_type, flags, stream_id, length = fields
+            if frame_type == TYPE_DATA and length:
                 if length > self.data_bytes_max:
                     raise LimitError(f"yamux data frame of {length} bytes")
-                if end - pos - HEADER_BYTES < length:
-                    break
-                start = pos + HEADER_BYTES
-                payload: bytes | memoryview = (
-                    view[start : start + length]
-                    if view is not None
-                    else bytes(src[start : start + length])
-                )
-                frames.append(Frame(frame_type, flags, stream_id, length, payload))
-                pos = start + length
+                self._pending = fields
+                self._need = length
             else:
                 frames.append(Frame(frame_type, flags, stream_id, length))
-                pos += HEADER_BYTES
-        if src is buf:
-            if pos:
-                del buf[:pos]
-        elif pos < end:
-            buf += data[pos:]
         return frames
