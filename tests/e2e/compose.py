@@ -98,6 +98,10 @@ def state(container: str) -> str:
     return docker("inspect", "--format", "{{.State.Status}}", container).strip()
 
 
+def started_at(container: str) -> str:
+    return docker("inspect", "--format", "{{.State.StartedAt}}", container).strip()
+
+
 def health(container: str) -> str:
     """The HEALTHCHECK's verdict: starting, healthy, unhealthy (or none)."""
     out = docker(

@@ -8,7 +8,7 @@ reconnected container without its alias would be unreachable.
 
 from dataclasses import dataclass, field
 
-from tests.e2e.compose import docker, networks
+from tests.e2e.compose import docker, networks, started_at, state
 
 KINDS = ("disconnect", "kill", "pause", "restart")
 
@@ -19,8 +19,10 @@ class Perturbation:
     service: str
     container: str
     _networks: dict[str, list[str]] = field(default_factory=dict)
+    _started_at: str = ""
 
     def apply(self) -> None:
+        self._started_at = started_at(self.container)
         match self.kind:
             case "kill":
                 docker("kill", self.container)
@@ -32,6 +34,22 @@ class Perturbation:
                     docker("network", "disconnect", name, self.container)
             case "restart":
                 docker("restart", "--time", "5", self.container)
+            case _:
+                raise ValueError(f"unknown perturbation {self.kind!r}")
+
+    def took_effect(self) -> list[str]:
+        """Problems if the container is not actually out (or, for restart, not restarted)."""
+        match self.kind:
+            case "kill" | "pause":
+                want = "exited" if self.kind == "kill" else "paused"
+                got = state(self.container)
+                return [] if got == want else [f"{self.service} is {got}, not {want}"]
+            case "disconnect":
+                left = networks(self.container)
+                return [] if not left else [f"{self.service} still on {sorted(left)}"]
+            case "restart":
+                again = started_at(self.container)
+                return [] if again != self._started_at else [f"{self.service} did not restart"]
             case _:
                 raise ValueError(f"unknown perturbation {self.kind!r}")
 

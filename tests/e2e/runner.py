@@ -173,6 +173,7 @@ def perturb_validator(
     before = net.min_height(others) or 0
     say(f"{kind} {victim} at height {before}")
     perturbation.apply()
+    report.check(f"{kind} {victim}: took effect", perturbation.took_effect())
     if kind != "restart":
         # Liveness without the victim: 3 of 4 equal validators hold > 2/3 of the power.
         target = before + args.hold_heights
