@@ -374,3 +374,17 @@ def test_mesh_keeps_d_out_outbound_peers() -> None:
         hub._backoff.pop((T, net.peer(j)), None)
     net.tick()
     assert sum(hub.peers[p].outbound for p in hub.mesh[T]) >= CONFIG.d_out
+
+
+def test_unread_subscription_queue_is_bounded_by_bytes() -> None:
+    from node.p2p.gossipsub.service import Message, Subscription
+
+    drops: list[int] = []
+    sub = Subscription(T, queue_max=1000, queue_bytes_max=250, on_drop=lambda: drops.append(1))
+    for i in range(10):
+        sub._put(Message(T, bytes([i]) * 100, b"id%d" % i, PeerId(b"\x00\x01x"), b""))
+    assert len(sub) == 2
+    assert len(drops) == 8
+    first = sub.get_nowait()
+    assert first is not None
+    assert first.data == bytes([8]) * 100

@@ -62,20 +62,30 @@ class Message:
 
 
 class Subscription:
-    """Validated messages of one topic, in arrival order, in a bounded queue."""
+    """Validated messages of one topic, in arrival order, in a queue bounded by count and bytes
+    (the oldest message is dropped and counted).  A subscriber that acts in its validator and
+    never reads should pass `on_message` instead, so nothing is queued at all."""
 
-    def __init__(self, topic: str, queue_max: int, on_drop: Callable[[], None]) -> None:
+    def __init__(
+        self, topic: str, queue_max: int, queue_bytes_max: int, on_drop: Callable[[], None]
+    ) -> None:
         self.topic = topic
         self._queue: deque[Message] = deque()
         self._queue_max = queue_max
+        self._queue_bytes_max = queue_bytes_max
+        self._queued_bytes = 0
         self._on_drop = on_drop
         self._waiter: asyncio.Future[None] | None = None
 
     def _put(self, message: Message) -> None:
-        if len(self._queue) >= self._queue_max:
-            self._queue.popleft()
-            self._on_drop()
         self._queue.append(message)
+        self._queued_bytes += len(message.data)
+        while self._queue and (
+            len(self._queue) > self._queue_max or self._queued_bytes > self._queue_bytes_max
+        ):
+            dropped = self._queue.popleft()
+            self._queued_bytes -= len(dropped.data)
+            self._on_drop()
         waiter = self._waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -84,7 +94,11 @@ class Subscription:
         return len(self._queue)
 
     def get_nowait(self) -> Message | None:
-        return self._queue.popleft() if self._queue else None
+        if not self._queue:
+            return None
+        message = self._queue.popleft()
+        self._queued_bytes -= len(message.data)
+        return message
 
     async def get(self) -> Message:
         while not self._queue:
@@ -93,7 +107,9 @@ class Subscription:
                 await self._waiter
             finally:
                 self._waiter = None
-        return self._queue.popleft()
+        message = self._queue.popleft()
+        self._queued_bytes -= len(message.data)
+        return message
 
 
 class _Lane:
@@ -247,6 +263,7 @@ class GossipSub:
         v12: bool = True,
         validation_concurrency_max: int = 1024,
         subscription_queue_max: int = 100_000,
+        subscription_queue_bytes_max: int = 64 * 1024 * 1024,
         app_score: Callable[[PeerId], float] | None = None,
     ) -> None:
         self.host = host
@@ -270,6 +287,7 @@ class GossipSub:
         self._validating = 0
         self._validation_concurrency_max = validation_concurrency_max
         self._subscription_queue_max = subscription_queue_max
+        self._subscription_queue_bytes_max = subscription_queue_bytes_max
         self._loop = asyncio.get_running_loop()
         self._started = False
 
@@ -330,6 +348,7 @@ class GossipSub:
             subscription = Subscription(
                 topic,
                 self._subscription_queue_max,
+                self._subscription_queue_bytes_max,
                 lambda: self.counters.drop("gossip_delivery_queue_full", topic),
             )
             self._subscriptions[topic] = subscription
