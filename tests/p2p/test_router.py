@@ -388,3 +388,25 @@ def test_unread_subscription_queue_is_bounded_by_bytes() -> None:
     first = sub.get_nowait()
     assert first is not None
     assert first.data == bytes([8]) * 100
+
+
+def test_direct_peers_get_every_message_but_never_join_the_mesh() -> None:
+    net = Net(3, replace(CONFIG, flood_publish=False))
+    hub = net.routers[0]
+    hub.direct[net.peer(2)] = None
+    for r in net.routers:
+        r.subscribe(T, STRICT_SIGN, net.now_ms)
+    net.connect(0, 1)
+    net.connect(0, 2)
+    net.run()
+    net.tick()
+    assert net.peer(2) not in hub.mesh[T]  # the direct peer's own GRAFT was refused
+    assert hub.counters.get("gossip_graft_from_direct") >= 1
+    assert net.peer(0) not in net.routers[2].mesh[T]  # ... with a PRUNE
+    msg_id = hub.publish(T, b"to everyone", net.now_ms)
+    net.run()
+    assert [r.msg_id for r in net.delivered[2]] == [msg_id]
+    # Operator-configured trust: a direct peer is never graylisted.
+    hub.score.add_penalty(net.peer(2).raw, 100)
+    hub.heartbeat(net.now_ms + 1000)
+    assert net.peer(2) not in hub.take_effects().disconnect

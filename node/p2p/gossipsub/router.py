@@ -162,6 +162,9 @@ class Router:
         self._deliver: list[Received] = []
         self._disconnect: dict[PeerId, None] = {}
         self._graylisted: dict[PeerId, None] = {}
+        # Direct peers (v1.1): always sent every message of their topics, never in the mesh,
+        # never gossiped to, exempt from graylisting; the shell keeps them connected.
+        self.direct: dict[PeerId, None] = {}
         self._penalised = False
         self._scores: dict[PeerId, float] = {}
         self.ticks = 0
@@ -294,6 +297,14 @@ class Router:
         return msg_id
 
     def _publish_targets(self, topic: str, now_ms: int) -> list[PeerId]:
+        targets = self._publish_targets_scored(topic, now_ms)
+        for peer in self.direct:
+            state = self.peers.get(peer)
+            if state is not None and topic in state.topics and peer not in targets:
+                targets.append(peer)
+        return targets
+
+    def _publish_targets_scored(self, topic: str, now_ms: int) -> list[PeerId]:
         threshold = self.config.thresholds.publish_threshold
         if self.config.flood_publish:
             # Scores as of the last heartbeat (graylisting is immediate and tracked apart).
@@ -494,7 +505,13 @@ class Router:
 
     def _forward(self, msg_id: bytes, cached: CachedMessage, source: PeerId) -> None:
         origin = cached.message.from_peer
-        for peer in self.mesh.get(cached.message.topic, {}):
+        topic = cached.message.topic
+        targets = list(self.mesh.get(topic, {}))
+        for peer in self.direct:
+            state = self.peers.get(peer)
+            if state is not None and topic in state.topics and peer not in targets:
+                targets.append(peer)
+        for peer in targets:
             if peer == source or peer.raw == origin:
                 continue
             if msg_id in self.peers[peer].idontwant:
@@ -577,6 +594,13 @@ class Router:
         mesh = self.mesh.setdefault(topic, {})
         if peer in mesh:
             return
+        if peer in self.direct:
+            # Direct peers must not GRAFT (spec): refuse, and count it as misbehaviour.
+            self._penalised = True
+            self.score.add_penalty(peer.raw)
+            self.counters.drop("gossip_graft_from_direct", "direct peers do not graft")
+            self._prune(peer, topic, now_ms, self.config.prune_backoff_ms, notify_score=False)
+            return
         until = self._backoff.get((topic, peer))
         if until is not None and now_ms < until:
             # GRAFT during backoff is misbehaviour; a very early one counts twice.
@@ -646,6 +670,7 @@ class Router:
             for p, st in self.peers.items()
             if topic in st.topics
             and p not in exclude
+            and p not in self.direct
             and self._backoff.get((topic, p), 0) <= now_ms
             and self._score_ok(p, now_ms, min_score)
         ]
@@ -654,7 +679,7 @@ class Router:
         return eligible[:need]
 
     def _check_graylist(self, peer: PeerId, now_ms: int) -> None:
-        if peer in self._graylisted:
+        if peer in self._graylisted or peer in self.direct:
             return
         if self.peer_score(peer, now_ms) < self.config.thresholds.graylist_threshold:
             self._graylisted[peer] = None
@@ -811,6 +836,7 @@ class Router:
                 for p, st in self.peers.items()
                 if topic in st.topics
                 and p not in exclude
+                and p not in self.direct
                 and scores.get(p, 0.0) >= cfg.thresholds.gossip_threshold
             )
             if not eligible:

@@ -39,6 +39,7 @@ from node.p2p.gossipsub.router import (
 )
 from node.p2p.gossipsub.rpc import Fragment, PubMessage, Rpc, RpcLimits, fragment_size
 from node.p2p.host import Host
+from node.p2p.multiaddr import Multiaddr
 from node.p2p.peer_id import PeerId
 from node.p2p.session import Stream
 from node.p2p.varint import encode_uvarint
@@ -362,6 +363,13 @@ class GossipSub:
         self._validators.pop(topic, None)
         self._handlers.pop(topic, None)
         self._drain()
+
+    def add_direct_peer(self, addr: Multiaddr | str) -> PeerId:
+        """A v1.1 direct peer: kept connected by the host, sent every message of the topics it
+        subscribes to, never part of a mesh and never graylisted (operator-configured trust)."""
+        peer = self.host.add_persistent_peer(addr)
+        self.router.direct[peer] = None
+        return peer
 
     def set_topic_policy(self, topic: str, policy: TopicPolicy) -> None:
         """Signature policy and message id for publishing to a topic we do not subscribe to."""
