@@ -65,6 +65,7 @@ from consensus.types import (
     PRECOMMIT,
     PREVOTE,
     STEP_PROPOSAL,
+    TIME_MS_MAX,
     Block,
     Commit,
     CommitSig,
@@ -291,7 +292,7 @@ class Engine:
         header = Header(
             chain_id=chain.chain_id,
             height=chain.height,
-            time_ms=max(content.time_ms, chain.last_time_ms + 1),
+            time_ms=min(max(content.time_ms, chain.last_time_ms + 1), TIME_MS_MAX),
             last_block_id=chain.last_block_id,
             last_commit_hash=commit_hash(chain.last_commit),
             data_hash=txs_hash(txs),
