@@ -393,7 +393,11 @@ class GossipSub:
         policy = router.policy(topic)
         message = router.make_message(topic, data)
         if policy.strict_sign:
-            signature = await asyncio.to_thread(self.host.identity.sign, message.signable())
+            # signable() copies the payload: do that off the loop as well.
+            unsigned = message
+            signature = await asyncio.to_thread(
+                lambda: self.host.identity.sign(unsigned.signable())
+            )
             message = router.signed(message, signature)
         msg_id = await asyncio.to_thread(policy.message_id, message)
         result = router.publish_message(message, msg_id, self._now_ms())
