@@ -32,6 +32,7 @@ from consensus.codec import DecodeLimits, Value, decode, encode
 from consensus.crypto import HASH_BYTES, PUBLIC_KEY_BYTES, sha256
 from consensus.errors import CodecError
 from fl import rounds, updates
+from fl.authcache import AuthCache
 from fl.economics import layer as incentives
 from fl.economics.layer import Incentives
 from fl.errors import FLInvariantError, RejectedError
@@ -39,7 +40,7 @@ from fl.genesis import parse_app_state
 from fl.model import ModelVersion
 from fl.params import encode_params
 from fl.state import FLState, restore_state
-from fl.txs import KIND_SUBMIT_UPDATE, SignedTx, decode_tx, verify_tx
+from fl.txs import KIND_SUBMIT_UPDATE, SignedTx
 
 CODE_REJECTED = 1
 CODE_NONCE = 2
@@ -54,6 +55,9 @@ class FLApp:
         self._state: FLState | None = None
         self._last_height = 0
         self._last_app_hash = b""
+        self._auth: AuthCache | None = None
+        # (height, app hash) computed by finalize_block, so commit does not hash again.
+        self._finalized: tuple[int, bytes] = (-1, b"")
 
     @property
     def state(self) -> FLState:
@@ -162,15 +166,18 @@ class FLApp:
         state.params, power, gov_events = state.incentives.end_block(state.params, block.height)
         events += gov_events
         return FinalizeResult(
+        self._finalized = (block.height, state.app_hash())
             tx_results=results,
-            app_hash=state.app_hash(),
+            app_hash=self._finalized[1],
             validator_updates=tuple(ValidatorUpdate(k, p) for k, p in power),
             events=tuple(events),
         )
 
     def commit(self) -> None:
         self._last_height = self.state.height
-        self._last_app_hash = self.state.app_hash()
+        # Nothing changes the state between finalize_block and commit: reuse its hash.
+        height, app_hash = self._finalized
+        self._last_app_hash = app_hash if height == self._last_height else self.state.app_hash()
 
     def _deliver(self, tx: bytes) -> TxResult:
         try:
@@ -186,9 +193,10 @@ class FLApp:
         return TxResult(CODE_OK, "", events)
 
     def _authenticate(self, tx: bytes) -> SignedTx:
-        signed = decode_tx(tx)
-        verify_tx(signed, self.state.chain_id)
-        return signed
+        # Memoized decode + signature check (a pure function of the bytes): see fl/authcache.py.
+        if self._auth is None or self._auth.chain_id != self.state.chain_id:
+            self._auth = AuthCache(self.state.chain_id)
+        return self._auth.authenticate(tx)
 
     def _execute(self, tx: SignedTx, tx_hash: bytes, apply: bool) -> tuple[Event, ...]:
         """The one dispatch on transaction kind; raises RejectedError without changing state."""

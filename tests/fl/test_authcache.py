@@ -1,0 +1,75 @@
+"""The authentication memo: same answers as a fresh decode + verify, bounded, never in the hash."""
+
+import numpy as np
+import pytest
+
+from fl.app import FLApp
+from fl.authcache import AuthCache
+from fl.errors import RejectedError
+from fl.txs import decode_tx, verify_tx
+from tests.fl.helpers import CHAIN_ID, key, new_app, random_delta, run_block, update_tx
+
+
+def _fresh(tx: bytes) -> object:
+    try:
+        signed = decode_tx(tx)
+        verify_tx(signed, CHAIN_ID)
+    except RejectedError as exc:
+        return str(exc)
+    return signed
+
+
+def test_hits_and_misses_give_the_fresh_result() -> None:
+    app = new_app()
+    rng = np.random.default_rng(5)
+    good = update_tx(app, key(0), random_delta(rng))
+    forged = bytearray(good)
+    forged[-1] ^= 1
+    other_chain = update_tx(app, key(1), random_delta(rng), chain_id="another-chain")
+    cache = AuthCache(CHAIN_ID)
+    for tx in [good, bytes(forged), other_chain, b"\x93junk", good, bytes(forged), other_chain]:
+        try:
+            got: object = cache.authenticate(tx)
+        except RejectedError as exc:
+            got = str(exc)
+        assert got == _fresh(tx)
+    assert len(cache) == 4  # the repeats were hits
+
+
+def test_bounds_evict_oldest_first() -> None:
+    app = new_app()
+    rng = np.random.default_rng(6)
+    txs = [update_tx(app, key(i), random_delta(rng)) for i in range(5)]
+    cache = AuthCache(CHAIN_ID, entries_max=3)
+    for tx in txs:
+        cache.authenticate(tx)
+    assert len(cache) == 3
+    by_bytes = AuthCache(CHAIN_ID, bytes_max=2 * len(txs[0]) * 2)
+    for tx in txs:
+        by_bytes.authenticate(tx)
+    assert len(by_bytes) == 2
+    too_big = AuthCache(CHAIN_ID, bytes_max=len(txs[0]))
+    assert too_big.authenticate(txs[0]) == decode_tx(txs[0])
+    assert len(too_big) == 0
+
+
+@pytest.mark.parametrize("warm", [False, True])
+def test_a_warm_cache_does_not_change_block_results_or_the_app_hash(warm: bool) -> None:
+    rng = np.random.default_rng(7)
+    apps = [new_app(), new_app()]
+    txs = [update_tx(apps[0], key(i), random_delta(rng)) for i in range(3)]
+    if warm:  # the second app saw every transaction in check_tx first, as a validator does
+        assert all(apps[1].check_tx(tx).ok for tx in txs)
+    results = [run_block(app, txs) for app in apps]
+    assert results[0].tx_results == results[1].tx_results
+    assert results[0].app_hash == results[1].app_hash == apps[1].info().last_app_hash
+
+
+def test_commit_reports_the_hash_of_the_committed_state() -> None:
+    app = new_app()
+    rng = np.random.default_rng(8)
+    result = run_block(app, [update_tx(app, key(0), random_delta(rng))])
+    assert app.info().last_app_hash == result.app_hash == app.state.app_hash()
+    restored = FLApp()
+    restored.restore(app.snapshot())
+    assert restored.info().last_app_hash == result.app_hash
