@@ -100,6 +100,10 @@ class FLState:
     last_outcome: Value = None
     # Stake, rewards, slashing and governance (fl/economics, fl/governance).
     incentives: Incentives = field(default_factory=Incentives)
+    # Hashing memo, not state: key -> (nonce, encode([key, [nonce]])); see `_accounts_bytes`.
+    _account_items: dict[bytes, tuple[int, bytes]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @property
     def shapes(self) -> Shapes:
@@ -121,6 +125,34 @@ class FLState:
             *self.incentives.sections(),
         ]
 
+    def section_bytes(self) -> list[tuple[str, bytes]]:
+        """`encode(value)` of each section of `section_values`, the accounts one from a memo."""
+        return [
+            ("fl", encode(self._fl_section())),
+            ("params", encode(encode_params(self.params))),
+            ("accounts", self._accounts_bytes()),
+            *((name, encode(value)) for name, value in self.incentives.sections()),
+        ]
+
+    def _accounts_bytes(self) -> bytes:
+        """Exactly `encode([[k, [nonce]] for k in sorted(accounts)])`, re-encoding only the
+        accounts whose nonce changed since the last call.  A msgpack array is its header followed
+        by its items' encodings, so the memoized items are concatenated in sorted key order.
+        The memo is checked against the live nonce on every call, so it cannot go stale however
+        an account is mutated; it only skips encode() for unchanged ones."""
+        memo = self._account_items
+        if len(memo) > len(self.accounts):  # an account vanished (restore): start over
+            memo.clear()
+        parts = [_array_header(len(self.accounts))]
+        for key in sorted(self.accounts):
+            nonce = self.accounts[key].nonce
+            item = memo.get(key)
+            if item is None or item[0] != nonce:
+                item = (nonce, encode([key, [nonce]]))
+                memo[key] = item
+            parts.append(item[1])
+        return b"".join(parts)
+
     def _fl_section(self) -> Value:
         return [
             self.model.version,
@@ -134,9 +166,7 @@ class FLState:
         ]
 
     def app_hash(self) -> bytes:
-        sections: list[Value] = [
-            [name, sha256(encode(value))] for name, value in self.section_values()
-        ]
+        sections: list[Value] = [[name, sha256(data)] for name, data in self.section_bytes()]
         return sha256(encode([APP_DOMAIN, self.chain_id, self.height, sections]))
 
     # -- snapshot -----------------------------------------------------------------------------
@@ -162,6 +192,15 @@ class FLState:
                 self.incentives.encode(),
             ]
         )
+
+
+def _array_header(length: int) -> bytes:
+    """The msgpack array header canonical encode() emits for `length` items."""
+    if length < 16:
+        return bytes([0x90 | length])
+    if length < 1 << 16:
+        return b"\xdc" + length.to_bytes(2, "big")
+    return b"\xdd" + length.to_bytes(4, "big")
 
 
 def restore_state(value: Value) -> FLState:
