@@ -158,7 +158,7 @@ def main() -> int:
     if full:
         print_table(full)
         print("rows for docs/benchmarks.md:")
-        command = "python scripts/bench_fl_vs_flower.py " + " ".join(sys.argv[1:])
+        command = ".venv/bin/python scripts/bench_fl_vs_flower.py " + " ".join(sys.argv[1:])
         print("\n".join(doc_rows.fl_vs_flower(report, command.strip())))
     print(f"results: {args.out}")
     return 0

@@ -88,7 +88,7 @@ def main() -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1))
     print("rows for docs/benchmarks.md:")
-    command = "python scripts/bench_scale.py " + " ".join(sys.argv[1:])
+    command = ".venv/bin/python scripts/bench_scale.py " + " ".join(sys.argv[1:])
     print("\n".join(doc_rows.scale(report, command.strip())))
     print(f"results: {args.out}")
     return 0
