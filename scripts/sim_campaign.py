@@ -33,7 +33,7 @@ from consensus.sim.twins import canonical_scenarios, run_scenario
 def config_for(seed: int, duration_ms: int) -> SimConfig:
     kind = seed % 10
     b = BEHAVIOURS
-    common = {"duration_ms": duration_ms, "liveness_ms": min(60_000, duration_ms // 3)}
+    common = {"duration_ms": duration_ms, "liveness_ms": min(60_000, duration_ms // 2)}
     if kind <= 3:
         return SimConfig(validators=4, byzantine=(b[kind],), **common)  # type: ignore[arg-type]
     if kind <= 5:

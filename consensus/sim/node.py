@@ -402,9 +402,10 @@ class SimNode:
             for votes in (st.prevotes.get(round_), st.precommits.get(round_)):
                 if votes is None:
                     continue
+                # Own votes too: our prevote may be the one a peer lacks for the proof of lock.
                 for _, vote in [*sorted(votes.votes.items()), *sorted(votes.conflicting.items())]:
-                    if vote.validator != self.key.public_key:
-                        self.sim.broadcast(self, vote)
+                    if not (vote.round >= r - 1 and vote.validator == self.key.public_key):
+                        self.sim.broadcast(self, vote)  # (recent own votes went out above)
         for _, evidence in sorted(st.evidence_pool.items()):
             self.sim.broadcast(self, evidence)
         # The previous height's commit, for peers still finishing it (CometBFT gossips its

@@ -173,7 +173,7 @@ class Simulation:
             node.restart()
 
     def _heal(self) -> None:
-        self.checker.heal_heights = [node.height for node in self.nodes]
+        self.checker.heal_heights = [len(node.stored) for node in self.nodes]
         for node in self.nodes:
             if not node.up:
                 node.restart()
