@@ -165,8 +165,8 @@ class FLApp:
             events += state.incentives.settle_round(outcome.round, block.height, pending, verdicts)
         state.params, power, gov_events = state.incentives.end_block(state.params, block.height)
         events += gov_events
-        return FinalizeResult(
         self._finalized = (block.height, state.app_hash())
+        return FinalizeResult(
             tx_results=results,
             app_hash=self._finalized[1],
             validator_updates=tuple(ValidatorUpdate(k, p) for k, p in power),
