@@ -5,11 +5,10 @@ mutates.  So a rejected update leaves the state exactly as it was, whether it ca
 check_tx or inside a block.
 """
 
-import numpy as np
 
 from consensus.app import Event
 from fl.errors import RejectedError
-from fl.fixed import delta_from_wire, squared_norm
+from fl.fixed import delta_units_int32, squared_norm
 from fl.state import FLState, Pending, UpdateRecord
 from fl.txs import SignedTx, SubmitUpdate
 
@@ -30,11 +29,11 @@ def check(state: FLState, tx: SignedTx, tx_hash: bytes) -> Pending:
     size = state.model.weights.size
     if update.count != size:
         raise RejectedError(f"wrong shape: update has {update.count} parameters, model {size}")
-    delta = delta_from_wire(update.delta, update.bits, update.scale_exp, update.count)
+    delta = delta_units_int32(update.delta, update.bits, update.scale_exp, update.count)
     norm_max = state.params.update_norm_max
     if squared_norm(delta) > norm_max * norm_max:
         raise RejectedError(f"update L2 norm exceeds the bound {norm_max} (model units)")
-    return Pending(tx.sender, tx_hash, update.samples, delta.astype(np.int32))
+    return Pending(tx.sender, tx_hash, update.samples, delta)
 
 
 def apply(state: FLState, pending: Pending) -> tuple[Event, ...]:
