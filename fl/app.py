@@ -159,8 +159,9 @@ class FLApp:
             outcome = rounds.close_round(state, block.height, cause)
             events.append(outcome.event())
             # Flagged entries carry no score in the outcome; their records do.
-            verdicts = [(c.client, c.score, "") for c in outcome.accepted] + [
-                (f.client, state.records[f.tx_hash].score, f.reason) for f in outcome.flagged
+            verdicts = [(c.client, c.score, "", c.tx_hash) for c in outcome.accepted] + [
+                (f.client, state.records[f.tx_hash].score, f.reason, f.tx_hash)
+                for f in outcome.flagged
             ]
             events += state.incentives.settle_round(outcome.round, block.height, pending, verdicts)
         state.params, power, gov_events = state.incentives.end_block(state.params, block.height)

@@ -52,6 +52,7 @@ class RoundVerdict:
     score: int  # the aggregation rule's contribution score, permille
     agreement: int  # agreement with the round's median update, permille
     flag: str = ""  # the rule's reason for not using the update as sent
+    tx_hash: bytes = b""  # the update's transaction, so off-chain scorers can fetch it
 
 
 def malicious_below(econ: EconState, agreements: Sequence[int]) -> int:

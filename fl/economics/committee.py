@@ -34,7 +34,7 @@ from consensus.codec import (
     expect_seq,
     expect_str,
 )
-from consensus.crypto import PUBLIC_KEY_BYTES
+from consensus.crypto import HASH_BYTES, PUBLIC_KEY_BYTES
 from consensus.errors import CodecError
 from fl.economics.clients import RoundVerdict, settle_round
 from fl.economics.state import EconState
@@ -56,7 +56,7 @@ class UnsettledRound:
         return [
             self.round,
             self.close_height,
-            [[v.client, v.score, v.agreement, v.flag] for v in self.verdicts],
+            [[v.client, v.score, v.agreement, v.flag, v.tx_hash] for v in self.verdicts],
             [
                 [val, [[c, self.scores[val][c]] for c in sorted(self.scores[val])]]
                 for val in sorted(self.scores)
@@ -68,13 +68,14 @@ class UnsettledRound:
         rnd, close, verdicts_v, scores_v = expect_list(value, 4, "unsettled round")
         verdicts = []
         for item in expect_seq(verdicts_v, "verdicts", SCORES_MAX):
-            client, score, agreement, flag = expect_list(item, 4, "verdict")
+            client, score, agreement, flag, tx_hash = expect_list(item, 5, "verdict")
             verdicts.append(
                 RoundVerdict(
                     expect_bytes(client, "client", PUBLIC_KEY_BYTES),
                     expect_int(score, "score", 0, 1000),
                     expect_int(agreement, "agreement", 0, 1000),
                     expect_str(flag, "flag", 1024),
+                    expect_bytes(tx_hash, "tx hash", size_max=HASH_BYTES),
                 )
             )
         unsettled = cls(
@@ -159,7 +160,8 @@ def settle_due(econ: EconState, height: int) -> list[Event]:
             ]
             if entries:
                 scored += 1
-                verdicts.append(RoundVerdict(v.client, v.score, weighted_median(entries), v.flag))
+                median = weighted_median(entries)
+                verdicts.append(RoundVerdict(v.client, v.score, median, v.flag, v.tx_hash))
             else:
                 verdicts.append(v)
         events.append(

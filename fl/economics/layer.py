@@ -33,7 +33,8 @@ from fl.params import Params
 from fl.txs import SignedTx
 
 KINDS = (*econ_txs.KINDS, *gov_engine.KINDS, committee.KIND)
-Verdict = tuple[bytes, int, str]  # client, rule score (permille), rule flag ("" if used as sent)
+# client, rule score (permille), rule flag ("" if used as sent), the update's tx hash
+Verdict = tuple[bytes, int, str, bytes]
 
 
 @dataclass(slots=True)
@@ -113,10 +114,13 @@ class Incentives:
         verdicts: Sequence[Verdict],
     ) -> list[Event]:
         """Settle a closed round from the rule's verdicts (client, rule score permille, flag or
-        "") and the round's deltas (for the agreement scores), now or, with an evaluation
+        "", tx hash) and the round's deltas (for the agreement scores), now or, with an evaluation
         committee, `committee_blocks` later."""
         agreement = agreement_permille(pending)
-        judged = [RoundVerdict(c, score, agreement.get(c, 0), flag) for c, score, flag in verdicts]
+        judged = [
+            RoundVerdict(c, score, agreement.get(c, 0), flag, tx_hash)
+            for c, score, flag, tx_hash in verdicts
+        ]
         if self.econ.params.committee_blocks and judged:
             committee.defer(self.econ, fl_round, height, judged)
             return []
@@ -194,7 +198,7 @@ class Incentives:
                         u.round,
                         u.close_height,
                         u.close_height + window,
-                        [v.client for v in u.verdicts],
+                        [[v.client, v.tx_hash] for v in u.verdicts],
                         sorted(u.scores),
                     ]
                     for u in econ.unsettled

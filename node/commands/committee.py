@@ -3,9 +3,9 @@
 While the chain's `committee_blocks` > 0, every closed FL round waits that many blocks for
 validators' scores (fl/economics/committee.py).  This process, run next to a validator, polls
 the node's `econ/unsettled` query; for each waiting round it has not scored it fetches the
-round's update transactions (their hashes are in the `round` query's last outcome, their bytes
-at `GET /txs/{hash}?include=bytes`) and the round's base model (`model/<version - 1>`), scores
-every update on its own held-out data, and sends one signed `eval_scores` transaction.
+round's update transactions (hashes from `econ/unsettled`, bytes from `GET /txs/{hash}
+?include=bytes`) and the round's base model (the kept `model/<v>` whose hash the updates name),
+scores every update on its own held-out data, and sends one signed `eval_scores` transaction.
 
 Score (softmax regression, the testnet's model): the held-out cross-entropy gain of a tenth of
 the update (about its weight in an average), mapped to [0, 1000] around 500 = no change.  The
@@ -24,7 +24,15 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from consensus.codec import Value, decode, expect_bytes, expect_int, expect_list, expect_seq
+from consensus.codec import (
+    DecodeLimits,
+    Value,
+    decode,
+    expect_bytes,
+    expect_int,
+    expect_list,
+    expect_seq,
+)
 from consensus.errors import CodecError
 from fl.client.datasets import load
 from fl.client.errors import TransportError
@@ -39,6 +47,12 @@ from node.rpc.transport import RpcTransport
 
 HELP = "evaluation committee: score FL updates on held-out data and send eval_scores"
 STEP_FRACTION = 10
+MODEL_VERSIONS_SEARCHED = 8  # the node keeps this many model versions
+MODEL_LIMITS = DecodeLimits(array_items_max=10_000_000)
+
+
+class NotYetError(NodeError):
+    """The node does not have (or has not indexed) something yet; try again later."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -96,13 +110,17 @@ def _run(args: argparse.Namespace, transport: RpcTransport) -> int:
     x, y = ds.x_test[holdout], ds.y_test[holdout]
     deadline = time.monotonic() + args.timeout_s
     scored: set[int] = set()
+    next_nonce = 0
     while time.monotonic() < deadline and (not args.rounds or len(scored) < args.rounds):
-        for fl_round in _waiting_rounds(transport, key.public_key, scored):
-            pairs = _score_round(transport, fl_round, x, y, ds.n_classes)
-            if pairs is None:
-                scored.add(fl_round)  # no longer the last outcome: missed it, do not retry
-                continue
-            nonce = _nonce(transport, key.public_key)
+        for item in _waiting_rounds(transport, key.public_key, scored):
+            if args.rounds and len(scored) >= args.rounds:
+                break
+            try:
+                fl_round, pairs = _score_round(transport, item, x, y, ds.n_classes)
+            except NotYetError:
+                continue  # our node answered the round before indexing its block: next poll
+            # Our previous eval_scores may still sit in the mempool: never reuse its nonce.
+            nonce = max(_nonce(transport, key.public_key), next_nonce)
             tx = sign_tx(key, transport.chain_id(), "eval_scores", nonce, [fl_round, pairs])
             result = transport.submit(tx.to_wire())
             state = (
@@ -114,35 +132,46 @@ def _run(args: argparse.Namespace, transport: RpcTransport) -> int:
     return 0
 
 
-def _waiting_rounds(transport: RpcTransport, me: bytes, done: set[int]) -> list[int]:
+def _waiting_rounds(transport: RpcTransport, me: bytes, done: set[int]) -> list[Value]:
+    """Unsettled rounds still open for scoring that we have not scored yet."""
     height = transport.height()
-    waiting = []
+    waiting: list[Value] = []
     for item in expect_seq(decode(transport.query("econ/unsettled")), "unsettled", 1_000):
         fl_round, _, until, _, scorers = expect_list(item, 5, "unsettled round")
         rnd = expect_int(fl_round, "round", 0)
         if rnd in done or me in expect_seq(scorers, "scorers", 10_000):
             continue
         if height < expect_int(until, "deadline", 0):
-            waiting.append(rnd)
+            waiting.append(item)
     return waiting
 
 
 def _score_round(
-    transport: RpcTransport, fl_round: int, x: FloatArray, y: npt.NDArray[np.int64], classes: int
-) -> list[Value] | None:
-    info = expect_list(decode(transport.query("round")), 8, "round")
-    outcome = info[7]
-    if not isinstance(outcome, list) or expect_int(outcome[0], "outcome round") != fl_round:
-        return None
-    version = expect_int(outcome[4], "model version", 1)
-    _, _, _, weights_v = expect_list(decode(transport.query(f"model/{version - 1}")), 4, "model")
-    weights = model_to_float(model_from_bytes(expect_bytes(weights_v, "weights")))
-    tx_hashes = [item[3] for item in outcome[6]] + [item[2] for item in outcome[7]]
+    transport: RpcTransport, item: Value, x: FloatArray, y: npt.NDArray[np.int64], classes: int
+) -> tuple[int, list[Value]]:
+    fl_round, _, _, updates, _ = expect_list(item, 5, "unsettled round")
+    txs = []
+    for update in expect_seq(updates, "updates", 100_000):
+        _, tx_hash = expect_list(update, 2, "update")
+        txs.append(decode_tx(_tx_bytes(transport, expect_bytes(tx_hash, "tx hash", 32).hex())))
     pairs: list[Value] = []
-    for tx_hash in tx_hashes:
-        signed = decode_tx(_tx_bytes(transport, expect_bytes(tx_hash, "tx hash", 32).hex()))
-        pairs.append([signed.sender, committee_score(weights, signed, x, y, classes)])
-    return pairs
+    if txs:
+        weights = _base_model(transport, SubmitUpdate.decode(txs[0].body).base_hash)
+        pairs = [[tx.sender, committee_score(weights, tx, x, y, classes)] for tx in txs]
+    return expect_int(fl_round, "round", 0), pairs
+
+
+def _base_model(transport: RpcTransport, base_hash: bytes) -> FloatArray:
+    """The model every update of the round names as its base, among the versions kept."""
+    info = expect_list(decode(transport.query("round")), 8, "round")
+    current = expect_int(info[5], "model version", 0)
+    for version in range(current, max(-1, current - MODEL_VERSIONS_SEARCHED), -1):
+        _, model_hash, _, weights_v = expect_list(
+            decode(transport.query(f"model/{version}"), MODEL_LIMITS), 4, "model"
+        )
+        if model_hash == base_hash:
+            return model_to_float(model_from_bytes(expect_bytes(weights_v, "weights")))
+    raise NodeError(f"base model {base_hash.hex()[:16]} is no longer kept by the node")
 
 
 def _tx_bytes(transport: RpcTransport, tx_hex: str) -> bytes:
@@ -150,6 +179,10 @@ def _tx_bytes(transport: RpcTransport, tx_hex: str) -> bytes:
     try:
         with urllib.request.urlopen(url, timeout=10) as resp:
             body = json.loads(resp.read(64 * 1024 * 1024))
+    except urllib.error.HTTPError as exc:
+        if exc.code == 404:
+            raise NotYetError(tx_hex) from None
+        raise NodeError(f"/txs/{tx_hex}: {exc}") from None
     except (urllib.error.URLError, OSError, ValueError) as exc:
         raise NodeError(f"/txs/{tx_hex}: {exc}") from None
     raw = body.get("tx") if isinstance(body, dict) else None

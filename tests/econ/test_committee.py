@@ -23,7 +23,7 @@ def committee_chain() -> Incentives:
     base = np.arange(1, 51, dtype=np.int64)
     # On chain, all three agree with the median: only the committee can tell BOB apart.
     pending = [(ALICE, base), (BOB, base + 1), (CAROL, base + 2)]
-    verdicts = [(ALICE, 900, ""), (BOB, 900, ""), (CAROL, 900, "")]
+    verdicts = [(ALICE, 900, "", b"a" * 32), (BOB, 900, "", b"b" * 32), (CAROL, 900, "", b"")]
     assert inc.settle_round(ROUND, CLOSE, pending, verdicts) == []
     return inc
 

@@ -49,9 +49,10 @@ def test_propose_vote_list_show_on_a_live_testnet(tmp_path: Path) -> None:
     net.generate(propose_timeout_ms=500)
     net.start_all()
     try:
-        rpc = RpcTransport(net.rpc_url(0))
-        wait_for_height(rpc, 2)
-        rpc.close()
+        for i in range(4):  # every node's RPC answers (votes go through each node)
+            rpc = RpcTransport(net.rpc_url(i))
+            wait_for_height(rpc, 2)
+            rpc.close()
         key = [str(net.home(i).validator_key_file) for i in range(4)]
         refused = gov(net, 0, "propose", "--key", key[0], "--text", "t", "--deposit", "0")
         assert refused.returncode == 1
