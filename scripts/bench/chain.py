@@ -17,6 +17,7 @@ import asyncio
 import dataclasses
 import json
 import os
+import shutil
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from node.genesis import read_genesis_file, write_genesis
 from node.localnet import LocalNet
 
 READY_TIMEOUT_S = 120.0
+PORT_RACE_RETRIES = 3
 
 
 class BenchError(Exception):
@@ -104,6 +106,21 @@ class Testnet:
         return "\n".join(line[:400] for line in text.splitlines()[-lines:])
 
     async def wait_ready(self, session: aiohttp.ClientSession) -> None:
+        """Wait for every validator; if one lost a port race with another program (ports are
+        picked free but bound later), start the whole testnet again on fresh ports."""
+        for attempt in range(PORT_RACE_RETRIES + 1):
+            try:
+                await self._wait_ready(session)
+                return
+            except BenchError as exc:
+                if "address already in use" not in str(exc) or attempt == PORT_RACE_RETRIES:
+                    raise
+            self.stop()
+            shutil.rmtree(self.root, ignore_errors=True)
+            self.net = LocalNet(self.root, validators=self.validators, clients=0, app="fl")
+            self.start()
+
+    async def _wait_ready(self, session: aiohttp.ClientSession) -> None:
         deadline = time.monotonic() + READY_TIMEOUT_S
         pending = set(self.urls())
         while pending:
