@@ -29,7 +29,7 @@ from consensus.app import (
     ValidatorUpdate,
 )
 from consensus.codec import DecodeLimits, Value, decode, encode
-from consensus.crypto import HASH_BYTES, PUBLIC_KEY_BYTES, sha256
+from consensus.crypto import HASH_BYTES, PUBLIC_KEY_BYTES
 from consensus.errors import CodecError
 from fl import rounds, updates
 from fl.authcache import AuthCache
@@ -105,7 +105,7 @@ class FLApp:
                 nonce=signed.nonce,
             )
         try:
-            self._execute(signed, sha256(tx), apply=False)
+            self._execute(signed, self._tx_hash(tx), apply=False)
         except RejectedError as exc:
             return CheckTxResult(CODE_REJECTED, str(exc), signed.sender, signed.nonce)
         return CheckTxResult(sender=signed.sender, nonce=signed.nonce)
@@ -186,7 +186,7 @@ class FLApp:
             next_nonce = self.state.account(signed.sender).nonce
             if signed.nonce != next_nonce:
                 return TxResult(CODE_NONCE, f"nonce {signed.nonce}, expected {next_nonce}")
-            events = self._execute(signed, sha256(tx), apply=True)
+            events = self._execute(signed, self._tx_hash(tx), apply=True)
         except RejectedError as exc:
             return TxResult(CODE_REJECTED, str(exc))
         account = self.state.accounts.setdefault(signed.sender, self.state.account(signed.sender))
@@ -194,10 +194,17 @@ class FLApp:
         return TxResult(CODE_OK, "", events)
 
     def _authenticate(self, tx: bytes) -> SignedTx:
-        # Memoized decode + signature check (a pure function of the bytes): see fl/authcache.py.
+        return self._memo().authenticate(tx)
+
+    def _tx_hash(self, tx: bytes) -> bytes:
+        return self._memo().digest(tx)
+
+    def _memo(self) -> AuthCache:
+        # Memoized decode + signature check + sha256 (pure functions of the bytes and chain id):
+        # see fl/authcache.py.
         if self._auth is None or self._auth.chain_id != self.state.chain_id:
             self._auth = AuthCache(self.state.chain_id)
-        return self._auth.authenticate(tx)
+        return self._auth
 
     def _execute(self, tx: SignedTx, tx_hash: bytes, apply: bool) -> tuple[Event, ...]:
         """The one dispatch on transaction kind; raises RejectedError without changing state."""

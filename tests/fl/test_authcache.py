@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+from consensus.crypto import sha256
 from fl.app import FLApp
 from fl.authcache import AuthCache
 from fl.errors import RejectedError
@@ -73,3 +74,13 @@ def test_commit_reports_the_hash_of_the_committed_state() -> None:
     restored = FLApp()
     restored.restore(app.snapshot())
     assert restored.info().last_app_hash == result.app_hash
+
+
+def test_digest_is_the_sha256_of_the_bytes_for_good_and_bad_transactions() -> None:
+    app = new_app()
+    good = update_tx(app, key(0), random_delta(np.random.default_rng(9)))
+    cache = AuthCache(CHAIN_ID)
+    for tx in [good, b"\x93junk", good]:
+        assert cache.digest(tx) == sha256(tx)
+    assert cache.authenticate(good) == decode_tx(good)
+    assert len(cache) == 2
