@@ -5,7 +5,6 @@ mutates.  So a rejected update leaves the state exactly as it was, whether it ca
 check_tx or inside a block.
 """
 
-
 from consensus.app import Event
 from fl.errors import RejectedError
 from fl.fixed import delta_units_int32, squared_norm
