@@ -7,6 +7,8 @@ A plain mapping from a stable event name to a count; the node's metrics module r
 import logging
 from collections import Counter
 
+from node.logging import log_event
+
 log = logging.getLogger(__name__)
 
 
@@ -22,7 +24,7 @@ class Counters:
     def drop(self, name: str, reason: str, amount: int = 1, peer: str = "") -> None:
         """Count a dropped message/frame/connection and log why."""
         self._counts[name] += amount
-        log.debug("p2p_drop name=%s peer=%s reason=%.200s", name, peer, reason)
+        log_event(log, "p2p_drop", logging.DEBUG, name=name, peer=str(peer), reason=reason)
 
     def get(self, name: str) -> int:
         return self._counts[name]

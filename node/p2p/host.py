@@ -25,6 +25,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from node.logging import log_event
 from node.p2p.config import HostConfig
 from node.p2p.counters import Counters
 from node.p2p.errors import (
@@ -144,9 +145,9 @@ class Host:
         try:
             await coro
         except (P2PError, OSError, TimeoutError) as exc:
-            log.debug("p2p_task_failed task=%s error=%.200s", name, exc)
+            log_event(log, "p2p_task_failed", logging.DEBUG, task=name, error=str(exc))
         except Exception:
-            log.exception("p2p_task_crashed task=%s", name)
+            log_event(log, "p2p_task_crashed", logging.ERROR, exc_info=True, task=name)
 
     # -- registration API ---------------------------------------------------------------------
     def set_stream_handler(self, protocol: str, handler: StreamHandler, high: bool = True) -> None:
@@ -213,7 +214,7 @@ class Host:
         sock = server.sockets[0].getsockname()
         addr = Multiaddr.tcp(str(sock[0]), int(sock[1]))
         self.listen_addrs.append(addr)
-        log.info("p2p_listening addr=%s peer=%s", addr, self.peer_id)
+        log_event(log, "p2p_listening", addr=str(addr), peer=str(self.peer_id))
         return addr.with_peer(self.peer_id)
 
     def _accepted(self, tcp: TcpConnection) -> None:
@@ -335,7 +336,9 @@ class Host:
                 await self.dial(addr)
                 continue
             except P2PError as exc:
-                log.debug("p2p_redial_failed peer=%s error=%.200s", peer.short(), exc)
+                log_event(
+                    log, "p2p_redial_failed", logging.DEBUG, peer=peer.short(), error=str(exc)
+                )
             jitter = self._rng.uniform(0.5, 1.0)
             await asyncio.sleep(backoff_ms * jitter / 1000)
             backoff_ms = min(backoff_ms * 2, self.config.dial_backoff_max_ms)
@@ -376,11 +379,12 @@ class Host:
             return keep
         self._conns[peer] = conn
         self.counters.inc("conn_opened")
-        log.info(
-            "p2p_peer_connected peer=%s direction=%s addr=%s",
-            peer,
-            "out" if initiator else "in",
-            remote_addr,
+        log_event(
+            log,
+            "p2p_peer_connected",
+            peer=str(peer),
+            direction="out" if initiator else "in",
+            addr=str(remote_addr),
         )
         self._disconnected_events.pop(peer, None)
         self._notify(self._on_connected, peer)
@@ -394,7 +398,9 @@ class Host:
                 callback(peer)
             except Exception:
                 # A subscriber's bug must not leave the connection table half-updated.
-                log.exception("p2p_peer_callback_failed peer=%s", peer.short())
+                log_event(
+                    log, "p2p_peer_callback_failed", logging.ERROR, exc_info=True, peer=peer.short()
+                )
 
     def _resolve_duplicate(self, existing: Connection, new: Connection) -> Connection:
         if existing.initiator == new.initiator:
@@ -413,7 +419,7 @@ class Host:
             return
         del self._conns[conn.peer]
         self.counters.inc("conn_closed")
-        log.info("p2p_peer_disconnected peer=%s", conn.peer)
+        log_event(log, "p2p_peer_disconnected", peer=str(conn.peer))
         event = self._disconnected_events.pop(conn.peer, None)
         if event is not None:
             event.set()
@@ -470,11 +476,11 @@ class Host:
             self.counters.drop("stream_handler_remote_error", str(exc), peer=conn.peer.short())
             stream.reset()
         except (P2PError, TimeoutError) as exc:
-            log.debug("p2p_handler_ended protocol=%s error=%.200s", protocol, exc)
+            log_event(log, "p2p_handler_ended", logging.DEBUG, protocol=protocol, error=str(exc))
             stream.reset()
         except Exception:
             # The handler's bug, not the peer's: loud, and the peer learns at once (reset).
-            log.exception("p2p_handler_crashed protocol=%s", protocol)
+            log_event(log, "p2p_handler_crashed", logging.ERROR, exc_info=True, protocol=protocol)
             stream.reset()
         else:
             stream.close_write()
@@ -564,11 +570,13 @@ class Host:
                 message.addrs_skipped,
                 peer=conn.peer.short(),
             )
-        log.debug(
-            "p2p_identified peer=%s agent=%.64s protocols=%d",
-            conn.peer.short(),
-            message.agent_version,
-            len(message.protocols),
+        log_event(
+            log,
+            "p2p_identified",
+            logging.DEBUG,
+            peer=conn.peer.short(),
+            agent=message.agent_version[:64],
+            protocols=len(message.protocols),
         )
 
     async def identify(self, peer: PeerId, timeout_ms: int = 5000) -> Connection:

@@ -13,6 +13,7 @@ import socket
 from collections.abc import Callable
 from typing import cast
 
+from node.logging import log_event
 from node.p2p.buffer import ReadBuffer
 from node.p2p.errors import StreamClosed
 
@@ -53,7 +54,7 @@ class TcpConnection(asyncio.Protocol):
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self._socket_buffer_bytes)
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self._socket_buffer_bytes)
             except OSError as exc:
-                log.debug("p2p_socket_buffers_unchanged error=%s", exc)
+                log_event(log, "p2p_socket_buffers_unchanged", logging.DEBUG, error=str(exc))
         peer = transport.get_extra_info("peername")
         if isinstance(peer, tuple):
             self.remote = (str(peer[0]), int(peer[1]))

@@ -23,6 +23,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
+from node.logging import log_event
 from node.p2p.errors import P2PError, PeerUnavailable, RemoteError, StreamClosed
 from node.p2p.gossipsub.config import GossipsubConfig
 from node.p2p.gossipsub.largerpc import HEAD_BYTES, assemble, locate_payload
@@ -318,7 +319,7 @@ class GossipSub:
                 self._drain()
             except Exception:
                 # A bug, not a peer's doing: make it loud, but keep the mesh maintained.
-                log.exception("gossip_heartbeat_failed")
+                log_event(log, "gossip_heartbeat_failed", logging.ERROR, exc_info=True)
 
     # -- public API ---------------------------------------------------------------------------
     def subscribe(
@@ -566,7 +567,7 @@ class GossipSub:
             for received in effects.deliver:
                 self._deliver(received)
             for peer in effects.disconnect:
-                log.info("gossip_peer_graylisted peer=%s", peer)
+                log_event(log, "gossip_peer_graylisted", peer=str(peer))
                 self.host.ban(peer, self.config.graylist_ban_ms)
             for received in effects.validate:
                 self._validate(received)
@@ -590,7 +591,13 @@ class GossipSub:
         try:
             result = validator(received.source, received.message)
         except Exception:
-            log.exception("gossip_validator_crashed topic=%s", received.message.topic)
+            log_event(
+                log,
+                "gossip_validator_crashed",
+                logging.ERROR,
+                exc_info=True,
+                topic=received.message.topic,
+            )
             self.router.validation_result(received, Validation.IGNORE, self._now_ms())
             return
         if isinstance(result, Validation):
@@ -612,7 +619,13 @@ class GossipSub:
         try:
             result = await pending
         except Exception:
-            log.exception("gossip_validator_crashed topic=%s", received.message.topic)
+            log_event(
+                log,
+                "gossip_validator_crashed",
+                logging.ERROR,
+                exc_info=True,
+                topic=received.message.topic,
+            )
             result = Validation.IGNORE
         finally:
             self._validating -= 1
