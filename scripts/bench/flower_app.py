@@ -68,7 +68,7 @@ def server_app(prepared: Prepared, recorder: Recorder) -> ServerApp:
         recorder.eval_done_s.append(time.perf_counter())
         return MetricRecord({"accuracy": acc})
 
-    @app.main()
+    @app.main()  # type: ignore[untyped-decorator]  # flwr is untyped in the main venv
     def main(grid: Grid, context: Context) -> None:
         strategy = FedAvg(
             fraction_train=1.0,

@@ -36,7 +36,8 @@ def main() -> int:
     import flwr  # only importable in the benchmark venv
     from flwr.simulation import run_simulation
 
-    from bench.flower_app import Recorder, client_app, server_app
+    from bench.flower_app import client_app, server_app
+    from bench.stats import Recorder
     from bench.workload import Workload, fingerprint, prepare
 
     workload = Workload.from_dict(json.loads(args.workload))
