@@ -703,7 +703,26 @@ class ConsensusShell:
             if height == last_height:
                 for msg in self._own:
                     self._send_all(msg)
+                for vote in self._held_votes():
+                    self._send_all(ConsensusMsg(encode_message(vote)))
             last_height = height
+
+    def _held_votes(self) -> list[Vote]:
+        """Others' votes of the rounds that can still decide: the current one and the POL rounds.
+
+        Relaying them (they carry their signers' signatures) lets a peer that missed them, e.g.
+        while it restarted, reach the same quorum even if their signer is now silent or byzantine;
+        with only own-message resends the simulator stalled behind a double-voting validator.
+        """
+        state = self.state
+        rounds = sorted({state.round, state.locked_round, state.valid_round} - {-1})
+        held: list[Vote] = []
+        for sets in (state.prevotes, state.precommits):
+            for round_ in rounds:
+                votes = sets.get(round_)
+                if votes is not None:
+                    held.extend(votes.votes[i] for i in sorted(votes.votes))
+        return held
 
     # -- block sync ------------------------------------------------------------------------------
     async def apply_synced_block(self, block_data: bytes, commit_data: bytes) -> bool:
