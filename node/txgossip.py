@@ -184,20 +184,7 @@ class TxGossip:
                 self._in_flight[h] = fut
                 to_ask.append(h)
         if to_ask:
-            got: dict[bytes, bytes] = {}
-            try:
-                async with self._pull_slots:
-                    answer = await self._network.request(
-                        peer, GetTxs(tuple(to_ask)), self._timeout_ms
-                    )
-                if isinstance(answer, Txs):
-                    for tx in answer.txs:
-                        h = tx_hash(tx)
-                        if h in self._in_flight and h not in got:
-                            got[h] = tx
-                            self.pulled_bytes += len(tx)
-            except P2PError as exc:
-                log_event(log, "tx_pull_failed", logging.DEBUG, peer=str(peer), error=str(exc))
+            got = await self._pull(peer, to_ask)
             for h in to_ask:
                 fut = self._in_flight.pop(h)
                 tx = got.get(h)
@@ -211,6 +198,38 @@ class TxGossip:
             if tx is not None:
                 found[h] = tx
         return found
+
+    async def _pull(self, peer: PeerId, hashes: list[bytes]) -> dict[bytes, bytes]:
+        """Ask `peer` for `hashes`, and again for the rest while each answer brings some.
+
+        An answer is capped at the response size (serve_get_txs), so a batch of large FL
+        updates arrives over several requests; asking once lost everything past the cap and
+        left a 1,000-update proposal unassemblable.
+        """
+        got: dict[bytes, bytes] = {}
+        remaining = hashes
+        while remaining:
+            try:
+                async with self._pull_slots:
+                    answer = await self._network.request(
+                        peer, GetTxs(tuple(remaining)), self._timeout_ms
+                    )
+            except P2PError as exc:
+                log_event(log, "tx_pull_failed", logging.DEBUG, peer=str(peer), error=str(exc))
+                break
+            if not isinstance(answer, Txs):
+                break
+            received = 0
+            for tx in answer.txs:
+                h = tx_hash(tx)
+                if h in self._in_flight and h not in got:
+                    got[h] = tx
+                    self.pulled_bytes += len(tx)
+                    received += 1
+            if received == 0:
+                break
+            remaining = [h for h in remaining if h not in got]
+        return got
 
     def _try_add(self, peer: PeerId, tx: bytes) -> bool:
         try:
