@@ -68,14 +68,17 @@ class ConsensusConfig:
     # Pause after a commit before the next height starts, to collect straggling precommits.
     commit_timeout_ms: int = 10
     block_txs_max: int = 10_000
-    block_bytes_max: int = 64 * MIB
+    # What the validators can pull and check within about one propose timeout: with 64 MiB a
+    # block of 334 FL updates needed 4-5 rounds (reassembly outlasted the timeout, everyone
+    # prevoted nil); 16 MiB blocks decide in round 0 (docs/benchmarks.md, FL at scale).
+    block_bytes_max: int = 16 * MIB
 
 
 @dataclass(frozen=True, slots=True)
 class MempoolConfig:
     txs_max: int = 20_000
     bytes_max: int = 512 * MIB
-    tx_bytes_max: int = 32 * MIB
+    tx_bytes_max: int = 16 * MIB
     cache_hashes_max: int = 100_000
     recheck: bool = True
 
