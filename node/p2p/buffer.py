@@ -116,23 +116,29 @@ class ReadBuffer:
                 chunks.popleft()
             else:
                 chunks[0] = memoryview(first)[n:]
-        else:
-            parts: list[Chunk] = []
-            need = n
-            while need:
-                chunk = chunks[0]
-                if len(chunk) <= need:
-                    parts.append(chunks.popleft())
-                    need -= len(chunk)
-                else:
-                    view = memoryview(chunk)
-                    parts.append(view[:need])
-                    chunks[0] = view[need:]
-                    need = 0
-            data = b"".join(parts)
+            self._size -= n
+            self._consumed(n)
+            return data
+        return b"".join(self._take_parts(n))
+
+    def _take_parts(self, n: int) -> list[Chunk]:
+        """Remove the first n buffered bytes as a list of chunks and views (no copying)."""
+        chunks = self._chunks
+        parts: list[Chunk] = []
+        need = n
+        while need:
+            chunk = chunks[0]
+            if len(chunk) <= need:
+                parts.append(chunks.popleft())
+                need -= len(chunk)
+            else:
+                view = memoryview(chunk)
+                parts.append(view[:need])
+                chunks[0] = view[need:]
+                need = 0
         self._size -= n
         self._consumed(n)
-        return data
+        return parts
 
     def _head(self, n: int) -> bytes:
         """The first min(n, buffered) bytes as one contiguous chunk (merging a few chunks)."""
@@ -192,21 +198,7 @@ class ReadBuffer:
         while self._size < n:
             self._credit_buffered()
             await self._wait()
-        chunks = self._chunks
-        parts: list[Chunk] = []
-        need = n
-        while need:
-            chunk = chunks[0]
-            if len(chunk) <= need:
-                parts.append(chunks.popleft())
-                need -= len(chunk)
-            else:
-                view = memoryview(chunk)
-                parts.append(view[:need])
-                chunks[0] = view[need:]
-                need = 0
-        self._size -= n
-        self._consumed(n)
+        parts = self._take_parts(n)
         # bytes.join drops the GIL only if every part is an exact bytes object: copy the (few,
         # small) views first, or the big join would stall the event loop.
         exact = [p if type(p) is bytes else bytes(p) for p in parts]
