@@ -3,7 +3,8 @@
     app_state = encode(["fedchain/fl-genesis/v1", [[name, value], ...]])
 
 Known sections: "model" -> [shapes, int64 LE weights or b"" for zeros], "params" -> the params
-encoding.  An empty app_state means a one-parameter placeholder model with default params.
+encoding.  An empty app_state means the default: a one-weight zero model and default params
+(unit tests and in-process drivers; `fedchain testnet` always writes a model section).
 """
 
 from dataclasses import dataclass, field
