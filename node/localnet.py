@@ -160,6 +160,9 @@ class LocalNet:
             try:
                 proc.wait(timeout_s)
             except subprocess.TimeoutExpired:
+                # Stuck on SIGTERM: have it print its threads' stacks into its log, then kill.
+                proc.send_signal(signal.SIGUSR1)
+                time.sleep(1.0)
                 proc.kill()
                 proc.wait()
         return proc.returncode

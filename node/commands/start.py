@@ -1,7 +1,9 @@
 """`fedchain start --home DIR`: run a node until SIGTERM/SIGINT (logs to stdout)."""
 
 import argparse
+import faulthandler
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -30,6 +32,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"fedchain start: {exc}", file=sys.stderr)
         return 1
     configure(cfg.log.level, args.log_format or cfg.log.format)
+    # `kill -USR1 <pid>` prints every thread's stack to stderr: the way to see where a node
+    # that does not stop on SIGTERM is stuck (LocalNet.stop sends it before SIGKILL).
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     from node.service import run_node
 
     profile_path = os.environ.get("FEDCHAIN_PROFILE")
