@@ -162,6 +162,7 @@ class LocalNet:
             except subprocess.TimeoutExpired:
                 # Stuck on SIGTERM: have it print its threads' stacks into its log, then kill.
                 proc.send_signal(signal.SIGUSR1)
+                proc.send_signal(signal.SIGUSR2)
                 time.sleep(1.0)
                 proc.kill()
                 proc.wait()

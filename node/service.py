@@ -140,6 +140,8 @@ class Node:
         loop = asyncio.get_running_loop()
         for signo in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signo, self.stop)
+        # `kill -USR2 <pid>`: every asyncio task's stack to stderr (SIGUSR1 shows the threads).
+        loop.add_signal_handler(signal.SIGUSR2, _dump_tasks)
         self._lock()
         try:
             await self._run()
@@ -151,7 +153,7 @@ class Node:
             if self._store is not None:
                 self._store.close()
             self._unlock()
-            for signo in (signal.SIGTERM, signal.SIGINT):
+            for signo in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2):
                 loop.remove_signal_handler(signo)
 
     def _lock(self) -> None:
@@ -492,3 +494,11 @@ def run_node(home: Home, cfg: NodeConfig, genesis_file: GenesisFile) -> int:
     with contextlib.suppress(Exception):
         logging.shutdown()
     return 0
+
+
+def _dump_tasks() -> None:
+    """Print every pending asyncio task with its stack: where a node that will not stop waits."""
+    for task in asyncio.all_tasks():
+        print(f"--- task {task.get_name()}: {task.get_coro()!r}", file=sys.stderr)
+        task.print_stack(limit=12, file=sys.stderr)
+    sys.stderr.flush()

@@ -51,6 +51,8 @@ from node.p2p.upgrade import secure_inbound, secure_outbound
 
 log = logging.getLogger(__name__)
 
+SERVER_CLOSE_GRACE_S = 1.0
+
 StreamHandler = Callable[[Stream], Awaitable[None]]
 RequestHandler = Callable[[PeerId, bytes], Awaitable[bytes]]
 PeerCallback = Callable[[PeerId], None]
@@ -121,9 +123,13 @@ class Host:
             # Every task is guarded, so the group has nothing to report; the body's own
             # exception (if any) propagates unwrapped.
             await self._tg.__aexit__(None, None, None)
+        # wait_closed also waits for accepted sockets; one accepted while we were closing can
+        # outlive every task that would close it, and a node stuck here ignored SIGTERM. Our
+        # own connections are closed above, so whatever is left gets a short grace period.
         for server in self._servers:
             with contextlib.suppress(Exception):
-                await server.wait_closed()
+                async with asyncio.timeout(SERVER_CLOSE_GRACE_S):
+                    await server.wait_closed()
 
     def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         """Run `coro` in the host's TaskGroup; its failure is logged, never propagated."""
