@@ -70,9 +70,11 @@ class BlockSync:
         interval_s = self._node.cfg.sync.status_interval_ms / 1000
         while True:
             self._node.broadcast_status()
-            with_timeout = asyncio.wait_for(self._wake.wait(), interval_s)
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancellation
+            # that lands as its timeout fires, and this loop then ran on after SIGTERM forever.
             with contextlib.suppress(TimeoutError):
-                await with_timeout
+                async with asyncio.timeout(interval_s):
+                    await self._wake.wait()
             self._wake.clear()
             peer, best = self.best_peer()
             mine = self._node.store.height
