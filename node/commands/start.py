@@ -7,6 +7,7 @@ import signal
 import sys
 from pathlib import Path
 
+from node.allocator import keep_large_buffers_in_heap
 from node.config import load_config
 from node.errors import ConfigError
 from node.genesis import read_genesis_file
@@ -35,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
     # `kill -USR1 <pid>` prints every thread's stack to stderr: the way to see where a node
     # that does not stop on SIGTERM is stuck (LocalNet.stop sends it before SIGKILL).
     faulthandler.register(signal.SIGUSR1, all_threads=True)
+    keep_large_buffers_in_heap()
     from node.service import run_node
 
     profile_path = os.environ.get("FEDCHAIN_PROFILE")
