@@ -26,6 +26,7 @@ from consensus.codec import (
 )
 from consensus.crypto import HASH_BYTES, PUBLIC_KEY_BYTES, SIGNATURE_BYTES, sha256
 from consensus.errors import CodecError
+from consensus.txid import tx_id
 
 
 def _pack(value: Value) -> bytes:
@@ -279,7 +280,7 @@ class Block:
 
 
 def txs_hash(txs: Sequence[bytes]) -> bytes:
-    return sha256(_pack([sha256(t) for t in txs]))
+    return sha256(_pack([tx_id(t) for t in txs]))
 
 
 def evidence_hash(evidence: Sequence[DuplicateVoteEvidence]) -> bytes:

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from consensus.app import CheckTxResult
-from consensus.crypto import sha256
+from consensus.txid import tx_id
 from node.errors import MempoolError
 
 
@@ -37,7 +37,7 @@ class MempoolEntry:
 
 
 def tx_hash(tx: bytes) -> bytes:
-    return sha256(tx)
+    return tx_id(tx)
 
 
 class Mempool:
@@ -79,7 +79,9 @@ class Mempool:
         """True if `h` is pending or was committed recently (no need to fetch or relay it)."""
         return h in self._entries or h in self._committed
 
-    def add(self, tx: bytes) -> MempoolEntry:
+    def add(self, tx: bytes, known_hash: bytes | None = None) -> MempoolEntry:
+        """Admit `tx` or raise MempoolError.  `known_hash` saves hashing it again when the
+        caller just computed tx_hash(tx) itself (never a hash that came from a peer)."""
         if not tx:
             raise MempoolError("empty transaction", "malformed")
         if len(tx) > self._tx_bytes_max:
@@ -87,7 +89,7 @@ class Mempool:
                 f"transaction of {len(tx)} bytes exceeds the limit of {self._tx_bytes_max}",
                 "too_large",
             )
-        h = tx_hash(tx)
+        h = tx_hash(tx) if known_hash is None else known_hash
         if h in self._entries:
             raise MempoolError("transaction already in the mempool", "duplicate")
         if h in self._committed:
