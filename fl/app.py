@@ -105,7 +105,7 @@ class FLApp:
                 nonce=signed.nonce,
             )
         try:
-            self._execute(signed, self._tx_hash(tx), apply=False)
+            self._execute(tx, signed, apply=False)
         except RejectedError as exc:
             return CheckTxResult(CODE_REJECTED, str(exc), signed.sender, signed.nonce)
         return CheckTxResult(sender=signed.sender, nonce=signed.nonce)
@@ -153,6 +153,7 @@ class FLApp:
         state.height = block.height
         events: list[Event] = state.incentives.begin_block(block)
         results = tuple(self._deliver(tx) for tx in txs)
+        self._memo().forget(txs)
         cause = rounds.due(state, block.height)
         if cause:
             pending = [(p.client, p.delta) for p in state.pending]  # close_round clears them
@@ -186,7 +187,7 @@ class FLApp:
             next_nonce = self.state.account(signed.sender).nonce
             if signed.nonce != next_nonce:
                 return TxResult(CODE_NONCE, f"nonce {signed.nonce}, expected {next_nonce}")
-            events = self._execute(signed, self._tx_hash(tx), apply=True)
+            events = self._execute(tx, signed, apply=True)
         except RejectedError as exc:
             return TxResult(CODE_REJECTED, str(exc))
         account = self.state.accounts.setdefault(signed.sender, self.state.account(signed.sender))
@@ -196,9 +197,6 @@ class FLApp:
     def _authenticate(self, tx: bytes) -> SignedTx:
         return self._memo().authenticate(tx)
 
-    def _tx_hash(self, tx: bytes) -> bytes:
-        return self._memo().digest(tx)
-
     def _memo(self) -> AuthCache:
         # Memoized decode + signature check + sha256 (pure functions of the bytes and chain id):
         # see fl/authcache.py.
@@ -206,19 +204,22 @@ class FLApp:
             self._auth = AuthCache(self.state.chain_id)
         return self._auth
 
-    def _execute(self, tx: SignedTx, tx_hash: bytes, apply: bool) -> tuple[Event, ...]:
+    def _execute(self, wire: bytes, tx: SignedTx, apply: bool) -> tuple[Event, ...]:
         """The one dispatch on transaction kind; raises RejectedError without changing state."""
         state = self.state
         with state.incentives.fee(tx, apply):
-            return self._dispatch(tx, tx_hash, apply)
+            return self._dispatch(wire, tx, apply)
 
-    def _dispatch(self, tx: SignedTx, tx_hash: bytes, apply: bool) -> tuple[Event, ...]:
+    def _dispatch(self, wire: bytes, tx: SignedTx, apply: bool) -> tuple[Event, ...]:
         state = self.state
         match tx.kind:
             case "submit_update":
                 state.incentives.check_submit(tx.sender, state.round)
-                pending = updates.check(state, tx, tx_hash)
-                return updates.apply(state, pending) if apply else ()
+                memo = self._memo()
+                measured = updates.check(state, tx, memo.measure_update(wire, tx))
+                if not apply:
+                    return ()
+                return updates.apply(state, updates.pending(tx, memo.digest(wire), measured))
             case kind if kind in incentives.KINDS:
                 # In check_tx the transaction would run in the next block.
                 height = state.height if apply else state.height + 1

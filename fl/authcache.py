@@ -6,31 +6,40 @@ a pure function of the wire bytes and the chain id (fixed for an app), so its re
 remembered: a hit returns exactly what a fresh computation would, and a miss recomputes it.  The
 cache therefore can never change a result or the app hash; it only saves work.
 
-The transaction's sha256 (its id, which check_tx and finalize_block both need) is memoized
-in the same entry, computed on first request.
+The transaction's sha256 (its id, which check_tx and finalize_block both need) and, for an FL
+update, its stateless measurement (`fl.updates.measure`: decode, coordinate bound, exact norm)
+are memoized in the same entry, each computed on first request.  Without the measurement memo
+every mempool recheck (after each block, of every pending update) decoded 100k coordinates
+again.
 
 Keys are the wire bytes themselves (dict lookup = exact equality, so no reliance on a hash
 being collision free).  Both outcomes are kept: the decoded `SignedTx`, or the rejection
 reason, so a flood of one bad transaction costs one verification.  Eviction is first in, first
 out once either bound is passed; each entry is charged twice its wire size (the key plus the
-decoded body, which holds a copy of the payload).
+decoded body, which holds a copy of the payload).  The byte bound must exceed what the mempool
+holds (512 MiB by default), or a full mempool's recheck evicts entries it is about to need and
+every recheck verifies every signature again; committed transactions are dropped (`forget`), so
+in steady state the memo holds about the mempool.
 """
 
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from consensus.crypto import sha256
 from fl.errors import RejectedError
 from fl.txs import SignedTx, decode_tx, verify_tx
+from fl.updates import Measured, measure
 
 ENTRIES_MAX = 50_000
-BYTES_MAX = 128 * 1024 * 1024
+BYTES_MAX = 1280 * 1024 * 1024  # 2 x (512 MiB mempool + headroom)
 
 
 @dataclass(slots=True)
 class _Entry:
     result: SignedTx | str  # the authenticated transaction, or the rejection reason
     digest: bytes = b""  # sha256 of the wire bytes, filled on first request
+    measured: Measured | str | None = None  # an update's measurement or rejection, ditto
 
 
 class AuthCache:
@@ -61,6 +70,25 @@ class AuthCache:
         if not entry.digest:
             entry.digest = sha256(tx)
         return entry.digest
+
+    def measure_update(self, tx: bytes, signed: SignedTx) -> Measured:
+        """fl.updates.measure(signed) for the authenticated `tx`, memoized; raises
+        RejectedError with the same reason."""
+        entry = self._entry(tx)
+        if entry.measured is None:
+            try:
+                entry.measured = measure(signed)
+            except RejectedError as exc:
+                entry.measured = str(exc)
+        if isinstance(entry.measured, str):
+            raise RejectedError(entry.measured)
+        return entry.measured
+
+    def forget(self, txs: Iterable[bytes]) -> None:
+        """Drop these transactions (committed: no one will ask about them again)."""
+        for tx in txs:
+            if self._entries.pop(tx, None) is not None:
+                self._bytes -= 2 * len(tx)
 
     def _entry(self, tx: bytes) -> _Entry:
         entry = self._entries.get(tx)

@@ -4,10 +4,13 @@ import numpy as np
 import pytest
 
 from consensus.crypto import sha256
+from fl import authcache
 from fl.app import FLApp
 from fl.authcache import AuthCache
 from fl.errors import RejectedError
-from fl.txs import decode_tx, verify_tx
+from fl.txs import SignedTx, decode_tx, verify_tx
+from fl.updates import measure
+from node.config import MempoolConfig
 from tests.fl.helpers import CHAIN_ID, key, new_app, random_delta, run_block, update_tx
 
 
@@ -84,3 +87,52 @@ def test_digest_is_the_sha256_of_the_bytes_for_good_and_bad_transactions() -> No
         assert cache.digest(tx) == sha256(tx)
     assert cache.authenticate(good) == decode_tx(good)
     assert len(cache) == 2
+
+
+def test_update_measurement_is_memoized_with_the_same_answer_and_forgotten_on_commit() -> None:
+    app = new_app()
+    rng = np.random.default_rng(10)
+    good = update_tx(app, key(0), random_delta(rng))
+    cache = AuthCache(CHAIN_ID)
+    signed = cache.authenticate(good)
+    first = cache.measure_update(good, signed)
+    assert first == measure(decode_tx(good))
+    assert cache.measure_update(good, signed) is first  # a hit, not a recomputation
+    cache.forget([good])
+    assert len(cache) == 0
+
+
+def test_a_memoized_bad_measurement_keeps_its_reason() -> None:
+    app = new_app()
+    huge = update_tx(app, key(1), np.full(app.state.model.weights.size, 1e9))
+    cache = AuthCache(CHAIN_ID)
+    signed = cache.authenticate(huge)
+    reasons = []
+    for _ in range(2):
+        with pytest.raises(RejectedError) as exc:
+            cache.measure_update(huge, signed)
+        reasons.append(str(exc.value))
+    assert reasons[0] == reasons[1]
+    assert "exceeds" in reasons[0]
+
+
+def test_rechecks_do_not_verify_signatures_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    app = new_app()
+    rng = np.random.default_rng(11)
+    txs = [update_tx(app, key(i), random_delta(rng)) for i in range(40)]
+    verified: list[bytes] = []
+
+    def counting_verify(tx: SignedTx, chain_id: str) -> None:
+        verified.append(tx.signature)
+        verify_tx(tx, chain_id)
+
+    monkeypatch.setattr(authcache, "verify_tx", counting_verify)
+    for _ in range(3):  # admission, then two mempool rechecks
+        assert all(app.check_tx(tx).ok for tx in txs)
+    assert len(verified) == 40
+
+
+def test_the_memo_outsizes_a_full_default_mempool() -> None:
+    """Smaller, and a full mempool's recheck evicts what it is about to ask for: every recheck
+    verified every signature again (seen at 1,000 updates of 200 KB)."""
+    assert 2 * MempoolConfig().bytes_max <= authcache.BYTES_MAX
