@@ -33,8 +33,9 @@ class P2PConfig:
     persistent_peers: tuple[str, ...] = ()
     peers_max: int = 50
     dial_backoff_max_ms: int = 5_000
-    # Transactions up to this size are pushed through gossip; larger ones are announced by hash
-    # and pulled by whoever lacks them, so bulk bytes cross each link about once.
+    # Transactions up to this size travel through gossipsub; larger ones are pushed by the node
+    # that got them from the client to its direct peers and announced by hash beyond them, so
+    # bulk bytes cross each link about once (node/txgossip.py).
     push_tx_bytes_max: int = 64 * KIB
     request_bytes_max: int = 64 * MIB
     request_timeout_ms: int = 10_000

@@ -1,15 +1,21 @@
-"""Transaction gossip: small txs pushed, large ones announced by hash and pulled, once per link.
+"""Transaction gossip: small txs through gossipsub, large ones pushed once per link and
+announced beyond.
 
 Theory of operation
 -------------------
 A tx submitted over RPC enters the local mempool first.  If it is small (<=
 `push_tx_bytes_max`) its bytes are published on the gossipsub topic `/fedchain/<chain>/txs/1`
 (StrictNoSign, content ids; what one event-loop turn admitted goes out as one batch), whose
-validation hook admits them into each receiver's mempool before they are relayed; otherwise
-only its hash is announced on the direct peer links.  A node that pulls a large tx and
-admits it announces the hash to its other peers, never the bytes: in a full mesh the bytes of an
-FL update cross each link about once, and in a partial mesh announcements carry it hop by hop.
-A node that lacks a tx when it appears in a proposal fetches it from the proposer.
+validation hook admits them into each receiver's mempool before they are relayed.
+
+A large tx (an FL update) is pushed by the node that received it from the client straight to
+each of its direct peers on the bulk lane (what one loop turn admitted, in messages of at most
+`DIRECT_PUSH_BYTES_MAX`), and a peer that admits it announces only its hash to its other
+peers.  In the full mesh of a validator set the bytes therefore cross each link once and arrive
+one way, with no request round trip; in a partial mesh announcements carry them hop by hop,
+and a peer whose bulk queue is full gets the announcement instead of the bytes.  (Announcing
+first and pulling on request, the earlier design, put one round trip per update on a busy
+event loop and capped dissemination at ~20 MB/s per node: docs/ARCHITECTURE.md.)
 
 On an announcement the node asks the announcing peer for the hashes it has neither pending nor
 recently committed nor already requested (`GetTxs`); the peer answers with those it holds.
@@ -37,6 +43,9 @@ from node.wire import HASHES_MAX, GetTxs, TxAnnounce, TxPush, Txs, decode_messag
 log = logging.getLogger(__name__)
 
 ANNOUNCE_BATCH_MAX = 1_000
+# Large txs pushed in one message at most: small enough that the receiver starts checking the
+# first updates while the rest are on the wire.
+DIRECT_PUSH_BYTES_MAX = 1024 * 1024
 PULLS_IN_FLIGHT_MAX = 64
 
 
@@ -67,7 +76,8 @@ class TxGossip:
         self._pull_slots = asyncio.Semaphore(PULLS_IN_FLIGHT_MAX)
         self._push_batch: list[bytes] = []
         self._push_batch_bytes = 0
-        self._announce_batch: list[bytes] = []
+        self._direct_batch: list[tuple[bytes, bytes]] = []  # (hash, tx) of large txs
+        self._relay_batch: dict[PeerId, list[bytes]] = {}  # hashes to announce, by source
         self._flush_scheduled = False
         self.pulled_bytes = 0
 
@@ -79,7 +89,7 @@ class TxGossip:
             self._push_batch.append(tx)
             self._push_batch_bytes += len(tx)
         else:
-            self._announce_batch.append(entry.hash)
+            self._direct_batch.append((entry.hash, tx))
         self._schedule_flush()
         self._admitted(tx)
         return entry.hash
@@ -101,9 +111,24 @@ class TxGossip:
                 self._publish(encode_message(msg))
             else:
                 self._network.broadcast(msg, bulk=True)
-        if self._announce_batch:
-            hashes, self._announce_batch = self._announce_batch, []
-            self._network.broadcast(TxAnnounce(tuple(hashes)))
+        if self._direct_batch:
+            direct, self._direct_batch = self._direct_batch, []
+            for group in _groups(direct, DIRECT_PUSH_BYTES_MAX):
+                self._push_direct(group)
+        if self._relay_batch:
+            relays, self._relay_batch = self._relay_batch, {}
+            for source, hashes in relays.items():
+                for start in range(0, len(hashes), ANNOUNCE_BATCH_MAX):
+                    chunk = tuple(hashes[start : start + ANNOUNCE_BATCH_MAX])
+                    self._network.broadcast(TxAnnounce(chunk), exclude=source)
+
+    def _push_direct(self, group: list[tuple[bytes, bytes]]) -> None:
+        txs = tuple(tx for _, tx in group)
+        data = encode_message(TxPush(txs[0]) if len(txs) == 1 else Txs(txs))
+        for peer in self._network.peers():
+            if not self._network.send_raw(peer, data, bulk=True):
+                # Bulk queue full (a slow peer): it pulls the bytes when it has room.
+                self._network.send(peer, TxAnnounce(tuple(h for h, _ in group)))
 
     def _admitted(self, tx: bytes) -> None:
         if self._on_admitted is not None:
@@ -130,17 +155,22 @@ class TxGossip:
                 return Validation.REJECT
         admitted = 0
         for tx in txs:
-            if not self._mempool.seen(tx_hash(tx)) and self._try_add(peer, tx):
+            h = tx_hash(tx)
+            if not self._mempool.seen(h) and self._try_add(peer, tx, h):
                 admitted += 1
         return Validation.ACCEPT if admitted else Validation.IGNORE
 
     def on_push(self, peer: PeerId, txs: Sequence[bytes]) -> None:
-        """Small txs pushed by the peer that received them from a client.  They are not
-        relayed: that peer pushed them to all of its peers, and anyone else that needs one for
-        a proposal fetches it from the proposer."""
+        """Txs pushed by the peer that received them from a client (it pushed them to all of its
+        peers).  Small ones are not relayed: anyone else that needs one for a proposal fetches
+        it from the proposer.  Large ones are announced to our other peers, so they also reach
+        a node that is not the origin's neighbour."""
         for tx in txs:
-            if not self._mempool.seen(tx_hash(tx)):
-                self._try_add(peer, tx)
+            h = tx_hash(tx)
+            relay = len(tx) > self._push_max
+            if not self._mempool.seen(h) and self._try_add(peer, tx, h) and relay:
+                self._relay_batch.setdefault(peer, []).append(h)
+                self._schedule_flush()
 
     def on_announce(self, peer: PeerId, hashes: Sequence[bytes]) -> list[bytes]:
         """Hashes worth pulling from `peer` (the caller awaits `pull`)."""
@@ -190,7 +220,7 @@ class TxGossip:
                 tx = got.get(h)
                 if tx is not None:
                     found[h] = tx
-                    if self._try_add(peer, tx):
+                    if self._try_add(peer, tx, h):
                         self._network.broadcast(TxAnnounce((h,)), exclude=peer)
                 fut.set_result(tx)
         for h, fut in waits:
@@ -231,9 +261,10 @@ class TxGossip:
             remaining = [h for h in remaining if h not in got]
         return got
 
-    def _try_add(self, peer: PeerId, tx: bytes) -> bool:
+    def _try_add(self, peer: PeerId, tx: bytes, h: bytes) -> bool:
+        """Admit a peer's tx whose hash `h` we computed ourselves."""
         try:
-            self._mempool.add(tx)
+            self._mempool.add(tx, h)
         except MempoolError as exc:
             if exc.code not in ("duplicate",):
                 log_event(
@@ -241,9 +272,25 @@ class TxGossip:
                     "peer_tx_refused",
                     logging.DEBUG,
                     peer=str(peer),
-                    tx=tx_hash(tx).hex()[:16],
+                    tx=h.hex()[:16],
                     reason=exc.reason,
                 )
             return False
         self._admitted(tx)
         return True
+
+
+def _groups(
+    batch: list[tuple[bytes, bytes]], bytes_max: int
+) -> Iterable[list[tuple[bytes, bytes]]]:
+    """Consecutive runs of `batch` of at most `bytes_max` bytes (a larger tx goes alone)."""
+    group: list[tuple[bytes, bytes]] = []
+    size = 0
+    for item in batch:
+        if group and size + len(item[1]) > bytes_max:
+            yield group
+            group, size = [], 0
+        group.append(item)
+        size += len(item[1])
+    if group:
+        yield group
