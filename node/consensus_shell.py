@@ -40,6 +40,7 @@ from dataclasses import dataclass, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from consensus import txid
 from consensus.app import Application, ValidatorUpdate
 from consensus.codec import decode, encode, expect_int, expect_list
 from consensus.crypto import sha256
@@ -77,6 +78,7 @@ from consensus.engine import (
 )
 from consensus.engine.inputs import STEP_COMMIT
 from consensus.errors import CodecError, ConsensusError
+from consensus.txid import tx_id
 from consensus.types import (
     Block,
     Commit,
@@ -95,13 +97,18 @@ from node.logging import log_event
 from node.network import Network
 from node.p2p.peer_id import PeerId
 from node.records import (
+    ContentIds,
     LastSignedRecord,
     OwnMessage,
+    ProposalIds,
+    TxRecord,
     WalInput,
+    compact,
     decode_results,
     decode_wal,
     encode_results,
     encode_wal,
+    inflate,
     wal_height,
 )
 from node.store.sqlite import IndexedTx, StoredBlock
@@ -144,6 +151,8 @@ class ConsensusShell:
         self._node = node
         self._wal = wal
         self._wal_recovery = wal_recovery
+        # Ids of the txs written as WAL records since the last EndHeight marker.
+        self._wal_txs: set[bytes] = set()
         self._last_signed: bytes | None = None
         # Own messages waiting for the one fsync that precedes their sending (group commit).
         self._outbox: list[Message] = []
@@ -273,13 +282,15 @@ class ConsensusShell:
             state, _ = self._engine.apply(state, RestoreLastSigned(last_signed))
         height = state.chain.height
         records: list[WalInput] = []
-        for payload in self._wal_recovery.pending:
-            try:
-                record = decode_wal(payload)
-            except CodecError as exc:
-                raise WalCorruptError(f"WAL record does not decode: {exc}") from None
-            if isinstance(record, OwnMessage | LastSignedRecord):
+        try:
+            decoded = inflate(decode_wal(payload) for payload in self._wal_recovery.pending)
+        except CodecError as exc:
+            raise WalCorruptError(f"WAL record does not decode: {exc}") from None
+        for record in decoded:
+            if isinstance(record, OwnMessage | LastSignedRecord | TxRecord):
                 continue
+            if isinstance(record, ProposalIds | ContentIds):
+                continue  # inflate replaced every one of them
             if wal_height(record) in (height, None):
                 records.append(record)
         self._replaying = True
@@ -322,7 +333,7 @@ class ConsensusShell:
                 self._node.sync_hint(height)
             return
         if not self._replaying and _is_wal_input(inp):
-            self._wal.append(encode_wal(inp))  # type: ignore[arg-type]
+            self._append_input(inp)  # type: ignore[arg-type]
         self._depth += 1
         try:
             state, effects = self._engine.apply(state, inp)
@@ -335,6 +346,17 @@ class ConsensusShell:
             self._depth -= 1
         if self._depth == 0:
             self._flush()
+
+    def _append_input(self, inp: WalInput) -> None:
+        """An engine input into the WAL; a block's txs as their own records, once per height
+        (node/records.py says why)."""
+        txs, record = compact(inp)
+        for tx in txs:
+            h = tx_id(tx)
+            if h not in self._wal_txs:
+                self._wal.append(encode_wal(TxRecord(tx)))
+                self._wal_txs.add(h)
+        self._wal.append(encode_wal(record))
 
     def _flush(self) -> None:
         """One fsync makes every LastSigned and own message of this input durable; then send."""
@@ -432,16 +454,19 @@ class ConsensusShell:
     def _broadcast_own(self, message: Proposal | Vote | DuplicateVoteEvidence) -> None:
         # Durability before the signature leaves: the message (and the LastSigned and inputs
         # before it) is appended here and fsynced by _flush before anything is sent.
-        self._wal.append(encode_wal(OwnMessage(encode_message(message))))
         wire: Message
         if isinstance(message, Proposal):
             block = message.block
-            for tx in block.txs:
-                self._block_txs[sha256(tx)] = tx
-            compact = replace(message, block=replace(block, txs=()))
-            wire = CompactProposal(encode_message(compact), tuple(sha256(t) for t in block.txs))
+            ids = tuple(tx_id(tx) for tx in block.txs)
+            for h, tx in zip(ids, block.txs, strict=True):
+                self._block_txs[h] = tx
+            bare = encode_message(replace(message, block=replace(block, txs=())))
+            self._wal.append(encode_wal(OwnMessage(bare)))
+            wire = CompactProposal(bare, ids)
         else:
-            wire = ConsensusMsg(encode_message(message))
+            data = encode_message(message)
+            self._wal.append(encode_wal(OwnMessage(data)))
+            wire = ConsensusMsg(data)
         self._own.append(wire)
         self._outbox.append(wire)
 
@@ -458,7 +483,7 @@ class ConsensusShell:
         result = self.app.finalize_block(block.txs, info)
         updates = tuple(result.validator_updates)
         next_chain = self.state.chain.after_block(block, commit, result.app_hash, updates)
-        tx_hashes = [sha256(tx) for tx in block.txs]
+        tx_hashes = [tx_id(tx) for tx in block.txs]
         # The previous block must be on disk before this one (heights never skip in the store)
         # and before its EndHeight marker; usually it finished long ago.
         self._wait_stored()
@@ -483,6 +508,7 @@ class ConsensusShell:
         if height % node.cfg.storage.app_snapshot_interval_heights == 0:
             snapshot = self.app.snapshot()
         self._storing = (height, self._writer.submit(self._store_block, job, height, snapshot))
+        txid.forget(block.txs)
         dropped = node.mempool.update(tx_hashes)
         self._update_fl_round()
         now = time.monotonic()
@@ -576,6 +602,7 @@ class ConsensusShell:
             [] if self._last_signed is None else [encode_wal(LastSignedRecord(self._last_signed))]
         )
         self._wal.end_height(height, carry)
+        self._wal_txs.clear()  # replay starts at the marker: later records must rewrite txs
 
     def close(self) -> None:
         """Finish the pending block write (clean shutdown)."""
@@ -791,7 +818,7 @@ class ConsensusShell:
             "last_block_hash": h.last_block_id.hex(),
             "data_hash": h.data_hash.hex(),
             "validators_hash": h.validators_hash.hex(),
-            "txs": [sha256(tx).hex() for tx in block.txs],
+            "txs": [tx_id(tx).hex() for tx in block.txs],
             "tx_results": [{"code": c, "reason": r} for c, r in results.tx_results],
             "evidence": len(block.evidence),
             "commit": {

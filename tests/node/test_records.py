@@ -8,6 +8,7 @@ from consensus.engine import (
     BlockValidated,
     LastSigned,
     ProposalContent,
+    ProposalReceived,
     TimeoutFired,
     VoteReceived,
 )
@@ -15,15 +16,21 @@ from consensus.errors import CodecError
 from consensus.types import PREVOTE, Vote, txs_hash, vote_sign_bytes
 from node.consensus_shell import compact_data_hash
 from node.records import (
+    ContentIds,
     LastSignedRecord,
     OwnMessage,
+    ProposalIds,
+    TxRecord,
     WalRecord,
+    compact,
     decode_results,
     decode_wal,
     encode_results,
     encode_wal,
+    inflate,
     wal_height,
 )
+from tests.consensus.harness import make_block, proposal, proposer
 
 KEY = PrivateKey.from_label("v0")
 
@@ -41,6 +48,8 @@ def _vote() -> Vote:
         ProposalContent(5, 0, 1234, (b"tx1", b"tx2")),
         BlockValidated(5, b"\x02" * 32, False),
         OwnMessage(b"\x92\x01\x02"),
+        TxRecord(b"update bytes"),
+        ContentIds(5, 0, 1234, (sha256(b"tx1"), sha256(b"tx2"))),
         LastSignedRecord(LastSigned(5, 1, 1, b"bytes").encode()),
     ],
 )
@@ -86,3 +95,40 @@ def test_compact_hashes_reproduce_the_data_hash() -> None:
     txs = [b"a", b"bb", b"x" * 1000]
     assert compact_data_hash([sha256(t) for t in txs]) == txs_hash(txs)
     assert compact_data_hash([sha256(t) for t in reversed(txs)]) != txs_hash(txs)
+
+
+TXS = (b"a" * 5000, b"b" * 7, b"c" * 9000)
+
+
+def _received() -> ProposalReceived:
+    return ProposalReceived(proposal(0, make_block(proposer(0), TXS)))
+
+
+def test_block_txs_become_their_own_records_and_inflate_back() -> None:
+    received = _received()
+    content = ProposalContent(1, 0, 99, TXS)
+    written: list[WalRecord] = []
+    for inp in (content, received, VoteReceived(_vote())):
+        txs, record = compact(inp)
+        written += [TxRecord(tx) for tx in txs] + [record]
+    ids = tuple(sha256(tx) for tx in TXS)
+    assert written[3] == ContentIds(1, 0, 99, ids)
+    assert isinstance(written[7], ProposalIds)
+    assert written[7].tx_ids == ids
+    assert written[7].proposal.block.txs == ()
+    assert written[7].proposal.block.id() == received.proposal.block.id()
+    on_disk = [decode_wal(encode_wal(r)) for r in written]
+    assert inflate(on_disk) == [content, received, VoteReceived(_vote())]
+    assert wal_height(written[7]) == received.proposal.height
+
+
+def test_a_proposal_record_naming_an_unwritten_tx_is_corruption() -> None:
+    _, record = compact(_received())
+    with pytest.raises(CodecError, match="were not written"):
+        inflate([TxRecord(TXS[0]), record])
+
+
+def test_older_wals_with_txs_inline_still_replay() -> None:
+    received = _received()
+    old_style = decode_wal(encode_wal(received))  # the "msg" record of a whole proposal
+    assert inflate([old_style]) == [received]
