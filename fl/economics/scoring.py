@@ -8,11 +8,13 @@ kept half, centered clipping's is the share that survived clipping and sits near
 updates) and slashing must not change meaning when governance switches the rule.  The median
 centre holds while a minority colludes, as the median rule itself does.
 
-Exact integers: the median is an integer selection (np.partition, along contiguous rows of a
-transposed 512-column block, which is several times faster than along axis 0); dot products are
-accumulated per block into Python ints (|coordinate| <= 2**20, so a block of 512 columns sums
-to < 2**50 per entry); norms use math.isqrt.  Blocks bound the extra memory at a few n * 512
-arrays whatever the model size.
+Exact integers: the median is an integer selection (np.partition along the contiguous rows of a
+(columns x clients) block, several times faster than selecting along axis 0); dot products are
+accumulated per block in int64, then across blocks in Python ints (|coordinate| <= 2**20, so a
+block of 2,048 columns sums to < 2**51 per entry); norms use math.isqrt.  Each block is built
+already transposed (every client's slice written as one column), which halved the time against
+stacking rows and transposing; it stays in cache, where one whole-round matrix (400 MB at 1,000
+x 100k) would cost more in page faults than the selection itself.
 """
 
 import math
@@ -25,7 +27,7 @@ import numpy.typing as npt
 # Pending deltas are int32, aggregation matrices int64: both are welcome.
 DeltaArray = npt.NDArray[np.signedinteger[Any]]
 
-COLUMNS_PER_CHUNK = 512
+COLUMNS_PER_CHUNK = 2048
 
 
 def agreement_permille(updates: Sequence[tuple[bytes, DeltaArray]]) -> dict[bytes, int]:
@@ -38,18 +40,15 @@ def agreement_permille(updates: Sequence[tuple[bytes, DeltaArray]]) -> dict[byte
     dots = [0] * n
     norms_sq = [0] * n
     centre_sq = 0
+    middle = (n - 1) // 2
     for start in range(0, size, COLUMNS_PER_CHUNK):
         stop = min(size, start + COLUMNS_PER_CHUNK)
-        narrow = np.stack([d[start:stop] for _, d in ordered]).astype(np.int32)
-        # Select along contiguous rows (6x faster than along axis 0); int32 holds any delta.
-        columns = np.ascontiguousarray(narrow.T)
-        centre = np.partition(columns, (n - 1) // 2, axis=1)[:, (n - 1) // 2].astype(np.int64)
-        chunk = narrow.astype(np.int64)
-        for i, (dot, norm) in enumerate(
-            zip(
-                (chunk @ centre).tolist(), np.einsum("ij,ij->i", chunk, chunk).tolist(), strict=True
-            )
-        ):
+        # int32 holds any delta coordinate; int64 aggregation matrices are narrowed here.
+        block = np.stack([d[start:stop] for _, d in ordered], axis=1).astype(np.int32, copy=False)
+        centre = np.partition(block, middle, axis=1)[:, middle].astype(np.int64)
+        block_dots = np.einsum("ji,j->i", block, centre, dtype=np.int64).tolist()
+        block_norms = np.einsum("ji,ji->i", block, block, dtype=np.int64).tolist()
+        for i, (dot, norm) in enumerate(zip(block_dots, block_norms, strict=True)):
             dots[i] += int(dot)
             norms_sq[i] += int(norm)
         centre_sq += int(np.dot(centre, centre))

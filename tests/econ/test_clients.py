@@ -2,13 +2,15 @@
 agreement with the round's median), no slash for a filter's mere rejection, jail for repeat
 offenders, admission checks, and the agreement score itself."""
 
+import math
+
 import numpy as np
 import pytest
 
 from fl.economics.clients import RoundVerdict, settle_round
 from fl.economics.layer import Incentives
 from fl.economics.params import EconParams
-from fl.economics.scoring import DeltaArray, agreement_permille
+from fl.economics.scoring import COLUMNS_PER_CHUNK, DeltaArray, agreement_permille
 from fl.errors import RejectedError
 
 from .helpers import ALICE, BOB, CAROL, key, make
@@ -129,3 +131,22 @@ def test_agreement_is_cosine_with_the_coordinate_median() -> None:
     alone: list[tuple[bytes, DeltaArray]] = [(ALICE, orthogonal)]
     assert agreement_permille(alone)[ALICE] == 1000
     assert agreement_permille([]) == {}
+
+
+@pytest.mark.parametrize("clients", [5, 6])
+def test_agreement_matches_a_whole_matrix_reference_exactly(clients: int) -> None:
+    rng = np.random.default_rng(clients)
+    size = 2 * COLUMNS_PER_CHUNK + 77  # two full chunks and a ragged one
+    updates: list[tuple[bytes, DeltaArray]] = [
+        (key(f"c{i}"), rng.integers(-(2**20), 2**20, size).astype(np.int32))
+        for i in range(clients)
+    ]
+    ordered = sorted(updates, key=lambda u: u[0])
+    matrix = np.stack([d for _, d in ordered]).astype(object)  # Python ints: no overflow
+    centre = np.sort(matrix, axis=0)[(clients - 1) // 2]
+    expected = {}
+    for client, row in zip((c for c, _ in ordered), matrix, strict=True):
+        dot = int(row.dot(centre))
+        denominator = math.isqrt(int(row.dot(row)) * int(centre.dot(centre)))
+        expected[client] = 0 if dot <= 0 else min(1000, 1000 * dot // denominator)
+    assert agreement_permille(updates) == expected
