@@ -4,7 +4,8 @@ HOME/config.toml            node settings (node/config.py)
 HOME/genesis.json           the chain's genesis (node/genesis.py)
 HOME/node_key.json          p2p identity (peer id 12D3KooW...)
 HOME/validator_key.json     consensus signing key (absent on a non-validator it is harmless)
-HOME/data/blocks.sqlite     blocks, commits, tx index, app snapshots (node/store/)
+HOME/data/blocks.sqlite     block rows, commits, tx index, app snapshots (node/store/)
+HOME/data/blocks.dat        block bodies, appended; blocks.sqlite holds their offsets
 HOME/data/cs.wal            consensus write-ahead log (node/wal.py)
 HOME/data/last_signed.json  LastSigned(H, R, type): the double-sign guard (node/last_signed.py)
 HOME/data/node.lock         held while a node runs, so two processes never share a home

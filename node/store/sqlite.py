@@ -8,8 +8,10 @@ On restart the node restores the newest snapshot S <= H and replays blocks S+1..
 app, so a crash anywhere in this sequence loses nothing and repeats nothing twice visibly.
 
 SQLite runs in WAL journal mode; with `fsync=True` every transaction is synchronous=FULL, i.e.
-fsynced before `save_block` returns.  The store only holds bytes: the consensus codec owns the
-formats of blocks and commits.
+fsynced before `save_block` returns.  Block bodies live in `blocks.dat` beside the database
+(node/store/blockfile.py: one write per body instead of SQLite's overflow pages, written twice);
+the `blocks` row holds their offset and length and is committed after the body is durable.
+The store only holds bytes: the consensus codec owns the formats of blocks and commits.
 """
 
 import contextlib
@@ -19,12 +21,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from node.errors import StorageError
+from node.store.blockfile import BlockFile
+
+_BLOCK_COLUMNS = (
+    "height, hash, data_offset, data_len, commit_data, results, app_hash, time_ms, tx_count"
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS blocks (
     height INTEGER PRIMARY KEY,
     hash BLOB NOT NULL,
-    data BLOB NOT NULL,
+    data_offset INTEGER NOT NULL,
+    data_len INTEGER NOT NULL,
     commit_data BLOB NOT NULL,
     results BLOB NOT NULL,
     app_hash BLOB NOT NULL,
@@ -96,6 +104,9 @@ class BlockStore:
         except sqlite3.DatabaseError as exc:
             raise StorageError(f"{path}: cannot open block store: {exc}") from None
         self._path = path
+        self._bodies = BlockFile(path.with_name(path.stem + ".dat"), fsync)
+        row = self._rdb.execute("SELECT MAX(data_offset + data_len) FROM blocks").fetchone()
+        self._bodies.truncate_to(int(row[0]) if row and row[0] is not None else 0)
         self._height = self._query_height()
 
     @property
@@ -127,11 +138,22 @@ class BlockStore:
         (`meta`, e.g. the consensus state for the next height) in one durable transaction."""
         if self._height and height != self._height + 1:
             raise StorageError(f"save_block({height}) after height {self._height}: heights skip")
+        offset = self._bodies.append(data)
         try:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.execute(
-                "INSERT INTO blocks VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (height, block_hash, data, commit_data, results, app_hash, time_ms, len(txs)),
+                "INSERT INTO blocks VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    height,
+                    block_hash,
+                    offset,
+                    len(data),
+                    commit_data,
+                    results,
+                    app_hash,
+                    time_ms,
+                    len(txs),
+                ),
             )
             self._db.executemany(
                 "INSERT OR REPLACE INTO txs VALUES (?, ?, ?, ?, ?)",
@@ -141,6 +163,7 @@ class BlockStore:
             self._db.execute("COMMIT")
         except sqlite3.DatabaseError as exc:
             self._rollback()
+            self._bodies.truncate_to(offset)
             raise StorageError(f"{self._path}: cannot store block {height}: {exc}") from None
         self._height = height
 
@@ -152,31 +175,28 @@ class BlockStore:
 
     def block(self, height: int) -> StoredBlock | None:
         row = self._rdb.execute(
-            "SELECT height, hash, data, commit_data, results, app_hash, time_ms, tx_count "
-            "FROM blocks WHERE height = ?",
+            f"SELECT {_BLOCK_COLUMNS} FROM blocks WHERE height = ?",
             (height,),
         ).fetchone()
-        return _stored(row)
+        return self._stored(row)
 
     def block_by_hash(self, block_hash: bytes) -> StoredBlock | None:
         row = self._rdb.execute(
-            "SELECT height, hash, data, commit_data, results, app_hash, time_ms, tx_count "
-            "FROM blocks WHERE hash = ?",
+            f"SELECT {_BLOCK_COLUMNS} FROM blocks WHERE hash = ?",
             (block_hash,),
         ).fetchone()
-        return _stored(row)
+        return self._stored(row)
 
     def blocks(self, start: int, count_max: int, bytes_max: int) -> list[StoredBlock]:
         """Consecutive blocks from `start`, at most `count_max` and about `bytes_max` in total."""
         out: list[StoredBlock] = []
         total = 0
         cursor = self._rdb.execute(
-            "SELECT height, hash, data, commit_data, results, app_hash, time_ms, tx_count "
-            "FROM blocks WHERE height >= ? ORDER BY height LIMIT ?",
+            f"SELECT {_BLOCK_COLUMNS} FROM blocks WHERE height >= ? ORDER BY height LIMIT ?",
             (start, count_max),
         )
         for row in cursor:
-            block = _stored(row)
+            block = self._stored(row)
             if block is None:
                 break
             total += len(block.data) + len(block.commit_data)
@@ -228,23 +248,23 @@ class BlockStore:
     def close(self) -> None:
         self._rdb.close()
         self._db.close()
+        self._bodies.close()
 
     def _rollback(self) -> None:
         with contextlib.suppress(sqlite3.DatabaseError):
             self._db.execute("ROLLBACK")
 
-
-def _stored(row: tuple[object, ...] | None) -> StoredBlock | None:
-    if row is None:
-        return None
-    height, block_hash, data, commit_data, results, app_hash, time_ms, tx_count = row
-    return StoredBlock(
-        height=int(height),  # type: ignore[call-overload]
-        hash=bytes(block_hash),  # type: ignore[call-overload]
-        data=bytes(data),  # type: ignore[call-overload]
-        commit_data=bytes(commit_data),  # type: ignore[call-overload]
-        results=bytes(results),  # type: ignore[call-overload]
-        app_hash=bytes(app_hash),  # type: ignore[call-overload]
-        time_ms=int(time_ms),  # type: ignore[call-overload]
-        tx_count=int(tx_count),  # type: ignore[call-overload]
-    )
+    def _stored(self, row: tuple[object, ...] | None) -> StoredBlock | None:
+        if row is None:
+            return None
+        height, block_hash, offset, length, commit_data, results, app_hash, time_ms, txs = row
+        return StoredBlock(
+            height=int(height),  # type: ignore[call-overload]
+            hash=bytes(block_hash),  # type: ignore[call-overload]
+            data=self._bodies.read(int(offset), int(length)),  # type: ignore[call-overload]
+            commit_data=bytes(commit_data),  # type: ignore[call-overload]
+            results=bytes(results),  # type: ignore[call-overload]
+            app_hash=bytes(app_hash),  # type: ignore[call-overload]
+            time_ms=int(time_ms),  # type: ignore[call-overload]
+            tx_count=int(txs),  # type: ignore[call-overload]
+        )

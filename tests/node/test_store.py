@@ -71,3 +71,34 @@ def test_only_the_newest_snapshots_are_kept(tmp_path: Path) -> None:
     assert store.latest_snapshot() == (30, b"state30")
     count = store._db.execute("SELECT COUNT(*) FROM snapshots").fetchone()[0]
     assert count == 2
+
+
+def test_block_bodies_live_in_the_side_file_and_an_uncommitted_tail_is_cut(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "blocks.sqlite"
+    store = BlockStore(path)
+    for h in (1, 2):
+        _save(store, h)
+    store.close()
+    bodies = tmp_path / "blocks.dat"
+    assert bodies.read_bytes() == b"block1block2"
+    with bodies.open("ab") as f:  # a crash after the body's write, before its row's commit
+        f.write(b"torn block3")
+    store = BlockStore(path)
+    assert bodies.stat().st_size == len(b"block1block2")
+    _save(store, 3)
+    block = store.block(3)
+    assert block is not None
+    assert block.data == b"block3"
+    assert [b.data for b in store.blocks(1, 10, 1 << 20)] == [b"block1", b"block2", b"block3"]
+
+
+def test_a_body_file_shorter_than_the_store_says_refuses_to_open(tmp_path: Path) -> None:
+    path = tmp_path / "blocks.sqlite"
+    store = BlockStore(path)
+    _save(store, 1)
+    store.close()
+    (tmp_path / "blocks.dat").write_bytes(b"blo")
+    with pytest.raises(StorageError, match="lost"):
+        BlockStore(path)
