@@ -694,7 +694,7 @@ class ConsensusShell:
                     p for p in (self._network.peers() if self._network else []) if p != peer
                 ]
                 for source in peers:
-                    got = await gossip.fetch(source, missing)
+                    got = await gossip.fetch(source, missing, urgent=True)
                     found.update(got)
                     missing = [h for h in missing if h not in found]
                     if not missing:

@@ -10,8 +10,10 @@ bulk class, so a 10 MB update never delays a vote.  Each queue is bounded in byt
 that does not fit is dropped, counted (`dropped`) and logged, never silently lost.
 
 Requests (`get_txs`, `get_blocks`, `get_status`) use the Host's request/response helper on
-`/fedchain/<chain>/req/1.0.0`.  A peer whose bytes do not decode is reported to the node
-(`on_invalid`), which penalizes it; the stream is reset and the node carries on.
+`/fedchain/<chain>/req/1.0.0` (answers in the bulk class), or on `.../req-urgent/1.0.0` when
+consensus waits for the answer (answers in the high class: a proposal's missing txs).  A peer
+whose bytes do not decode is reported to the node (`on_invalid`), which penalizes it; the
+stream is reset and the node carries on.
 """
 
 import asyncio
@@ -67,6 +69,9 @@ class Network:
         self.host = host
         self.msg_protocol = f"/fedchain/{chain_id}/msg/1.0.0"
         self.req_protocol = f"/fedchain/{chain_id}/req/1.0.0"
+        # The same requests, answered on the high-priority class: for data consensus is waiting
+        # on (a proposal's missing txs), which must not queue behind the peer's bulk pushes.
+        self.urgent_req_protocol = f"/fedchain/{chain_id}/req-urgent/1.0.0"
         self._on_message = on_message
         self._on_request = on_request
         self._on_invalid = on_invalid
@@ -80,6 +85,9 @@ class Network:
         self.host.set_stream_handler(self.msg_protocol, self._serve_messages)
         self.host.set_request_handler(
             self.req_protocol, self._serve_request, self._frame_bytes_max, bulk_response=True
+        )
+        self.host.set_request_handler(
+            self.urgent_req_protocol, self._serve_request, self._frame_bytes_max
         )
         self.host.on_peer_connected(self._connected)
         self.host.on_peer_disconnected(self._disconnected)
@@ -209,11 +217,14 @@ class Network:
             raise InvalidPeerMessage(str(exc)) from None
         return encode_message(await self._on_request(peer, msg))
 
-    async def request(self, peer: PeerId, msg: Message, timeout_ms: int) -> Message:
-        """Raises P2PError on transport trouble and InvalidPeerMessage on a bad answer."""
+    async def request(
+        self, peer: PeerId, msg: Message, timeout_ms: int, urgent: bool = False
+    ) -> Message:
+        """Raises P2PError on transport trouble and InvalidPeerMessage on a bad answer;
+        `urgent` has the answer sent ahead of the peer's bulk traffic."""
         raw = await self.host.request(
             peer,
-            self.req_protocol,
+            self.urgent_req_protocol if urgent else self.req_protocol,
             encode_message(msg),
             timeout_ms=timeout_ms,
             response_bytes_max=self._frame_bytes_max,

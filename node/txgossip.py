@@ -193,10 +193,13 @@ class TxGossip:
             total += len(tx)
         return Txs(tuple(out))
 
-    async def fetch(self, peer: PeerId, hashes: Iterable[bytes]) -> dict[bytes, bytes]:
+    async def fetch(
+        self, peer: PeerId, hashes: Iterable[bytes], urgent: bool = False
+    ) -> dict[bytes, bytes]:
         """Get these txs into the mempool (or return them if the mempool refuses them).
 
-        Returns the bytes of every requested hash that is now held, by hash.
+        Returns the bytes of every requested hash that is now held, by hash.  `urgent` (a
+        proposal waits on them) asks the peer to answer ahead of its bulk traffic.
         """
         wanted = list(dict.fromkeys(hashes))[:HASHES_MAX]
         found: dict[bytes, bytes] = {}
@@ -214,7 +217,7 @@ class TxGossip:
                 self._in_flight[h] = fut
                 to_ask.append(h)
         if to_ask:
-            got = await self._pull(peer, to_ask)
+            got = await self._pull(peer, to_ask, urgent)
             for h in to_ask:
                 fut = self._in_flight.pop(h)
                 tx = got.get(h)
@@ -229,7 +232,9 @@ class TxGossip:
                 found[h] = tx
         return found
 
-    async def _pull(self, peer: PeerId, hashes: list[bytes]) -> dict[bytes, bytes]:
+    async def _pull(
+        self, peer: PeerId, hashes: list[bytes], urgent: bool = False
+    ) -> dict[bytes, bytes]:
         """Ask `peer` for `hashes`, and again for the rest while each answer brings some.
 
         An answer is capped at the response size (serve_get_txs), so a batch of large FL
@@ -240,10 +245,12 @@ class TxGossip:
         remaining = hashes
         while remaining:
             try:
-                async with self._pull_slots:
-                    answer = await self._network.request(
-                        peer, GetTxs(tuple(remaining)), self._timeout_ms
-                    )
+                request = GetTxs(tuple(remaining))
+                if urgent:  # not behind the gossip's pulls either
+                    answer = await self._network.request(peer, request, self._timeout_ms, True)
+                else:
+                    async with self._pull_slots:
+                        answer = await self._network.request(peer, request, self._timeout_ms)
             except P2PError as exc:
                 log_event(log, "tx_pull_failed", logging.DEBUG, peer=str(peer), error=str(exc))
                 break
