@@ -2,6 +2,8 @@
 
 import asyncio
 
+import pytest
+
 from consensus.app import CheckTxResult
 from node.mempool import Mempool, tx_hash
 from node.network import Network
@@ -40,7 +42,9 @@ def _node(host: Host) -> tuple[Mempool, TxGossip]:
     return mempool, gossip
 
 
-async def test_fetch_collects_a_batch_larger_than_one_answer() -> None:
+@pytest.mark.parametrize("urgent", [False, True])
+async def test_fetch_collects_a_batch_larger_than_one_answer(urgent: bool) -> None:
+    """Also on the urgent protocol (answers in the high class), which reassembly uses."""
     async with (
         Host(Identity.from_seed(b"a" * 32)) as host_a,
         Host(Identity.from_seed(b"b" * 32)) as host_b,
@@ -53,7 +57,7 @@ async def test_fetch_collects_a_batch_larger_than_one_answer() -> None:
         await host_a.dial(await host_b.listen("127.0.0.1", 0))
         assert host_a.is_connected(host_b.peer_id)
         async with asyncio.timeout(20):
-            found = await gossip_a.fetch(host_b.peer_id, [tx_hash(tx) for tx in txs])
+            found = await gossip_a.fetch(host_b.peer_id, [tx_hash(tx) for tx in txs], urgent)
         assert found == {tx_hash(tx): tx for tx in txs}
         assert sum(map(len, txs)) > RESPONSE_BYTES_MAX
 
