@@ -157,6 +157,7 @@ class FLApp:
         cause = rounds.due(state, block.height)
         if cause:
             pending = [(p.client, p.delta) for p in state.pending]  # close_round clears them
+            norms = {p.client: p.squared_norm for p in state.pending}
             outcome = rounds.close_round(state, block.height, cause)
             events.append(outcome.event())
             # Flagged entries carry no score in the outcome; their records do.
@@ -164,7 +165,9 @@ class FLApp:
                 (f.client, state.records[f.tx_hash].score, f.reason, f.tx_hash)
                 for f in outcome.flagged
             ]
-            events += state.incentives.settle_round(outcome.round, block.height, pending, verdicts)
+            events += state.incentives.settle_round(
+                outcome.round, block.height, pending, verdicts, norms
+            )
         state.params, power, gov_events = state.incentives.end_block(state.params, block.height)
         events += gov_events
         self._finalized = (block.height, state.app_hash())

@@ -97,7 +97,7 @@ def close_round(state: FLState, height: int, cause: str) -> RoundOutcome:
     else:
         result = aggregate(
             params.rule,
-            [ClientUpdate(p.client, p.samples, p.delta) for p in state.pending],
+            [ClientUpdate(p.client, p.samples, p.delta, p.squared_norm) for p in state.pending],
             params,
         )
         weights = apply_delta(state.model.weights, result.delta)

@@ -60,7 +60,7 @@ def pending(tx: SignedTx, tx_hash: bytes, measured: Measured) -> Pending:
     only the norm, not 400 KB of int32 per update waiting in the mempool)."""
     update = measured.update
     delta = delta_units_int32(update.delta, update.bits, update.scale_exp, update.count)
-    return Pending(tx.sender, tx_hash, update.samples, delta)
+    return Pending(tx.sender, tx_hash, update.samples, delta, measured.squared_norm)
 
 
 def apply(state: FLState, pending: Pending) -> tuple[Event, ...]:

@@ -22,6 +22,7 @@ from fl import rounds
 from fl.aggregate import ClientUpdate, aggregate
 from fl.aggregate.fedavg import fedavg
 from fl.aggregate.gram import exact_gram, exact_gram_int64
+from fl.fixed import squared_norm
 from fl.model import ModelVersion
 from fl.params import DEFAULT_RULE, Params
 from fl.state import FLState, Pending
@@ -95,7 +96,7 @@ def bench_round_close(n: int, d: int, rule: str, repeats: int) -> None:
         for i in range(n):
             key = i.to_bytes(32, "big")
             state.pending_by_client[key] = i
-            state.pending.append(Pending(key, key, 10, rows32[i]))
+            state.pending.append(Pending(key, key, 10, rows32[i], squared_norm(rows32[i])))
         start, start_cpu = time.perf_counter(), time.process_time()
         rounds.close_round(state, 1, "quorum")
         timings.append(time.perf_counter() - start)

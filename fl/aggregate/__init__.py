@@ -59,7 +59,7 @@ def aggregate(rule: str, updates: Sequence[ClientUpdate], params: Params) -> Agg
         case _:
             raise FLInvariantError(f"unknown aggregation rule {rule!r} passed validation")
     if scores is None:
-        scores = alignment_permille(rows, delta)
+        scores = alignment_permille(rows, delta, [u.squared_norm for u in ordered])
     verdicts = tuple(
         Verdict(key, int(samples), score, flag)
         for key, samples, score, flag in zip(

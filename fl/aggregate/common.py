@@ -21,6 +21,7 @@ class ClientUpdate:
     client: bytes
     samples: int
     delta: npt.NDArray[np.int32] | IntArray  # model units, |coordinate| <= DELTA_ABS_MAX
+    squared_norm: int | None = None  # of delta, if already known (saves a pass at close)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,17 +50,23 @@ def floor_mean(rows: IntArray) -> IntArray:
     return out
 
 
-def alignment_permille(rows: Sequence[Rows] | Rows, delta: IntArray) -> list[int]:
-    """max(0, 1000 * cos(update, aggregate)) with exact integers; 0 if either is zero."""
+def alignment_permille(
+    rows: Sequence[Rows] | Rows, delta: IntArray, known_norms_sq: Sequence[int | None] = ()
+) -> list[int]:
+    """max(0, 1000 * cos(update, aggregate)) with exact integers; 0 if either is zero.
+
+    `known_norms_sq[i]`, where given, is row i's squared norm (computed when it was checked)."""
     # each |dot| <= 2**20 * 2**20 * 2**20 = 2**60; block sums are added as Python ints
     dots = [0] * len(rows)
-    norms_sq = [0] * len(rows)
+    known = list(known_norms_sq) or [None] * len(rows)
+    norms_sq = [0 if k is None else k for k in known]
     for start in range(0, delta.size, BLOCK_COLUMNS):
         agg_block = delta[start : start + BLOCK_COLUMNS]
         for i, row in enumerate(rows):
             block = row[start : start + BLOCK_COLUMNS].astype(np.int64)
             dots[i] += int(np.dot(block, agg_block))
-            norms_sq[i] += int(np.dot(block, block))
+            if known[i] is None:
+                norms_sq[i] += int(np.dot(block, block))
     agg_sq = int(np.dot(delta, delta))
     scores = []
     for dot, norm_sq in zip(dots, norms_sq, strict=True):

@@ -12,7 +12,7 @@ Per block H the app calls, in order:
 `sections()` are the two app-hash sections; `encode()`/`decode()` carry the layer in snapshots.
 """
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -112,11 +112,12 @@ class Incentives:
         height: int,
         pending: Sequence[tuple[bytes, DeltaArray]],
         verdicts: Sequence[Verdict],
+        known_norms_sq: Mapping[bytes, int] | None = None,
     ) -> list[Event]:
         """Settle a closed round from the rule's verdicts (client, rule score permille, flag or
         "", tx hash) and the round's deltas (for the agreement scores), now or, with an evaluation
         committee, `committee_blocks` later."""
-        agreement = agreement_permille(pending)
+        agreement = agreement_permille(pending, known_norms_sq)
         judged = [
             RoundVerdict(c, score, agreement.get(c, 0), flag, tx_hash)
             for c, score, flag, tx_hash in verdicts

@@ -18,7 +18,7 @@ x 100k) would cost more in page faults than the selection itself.
 """
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -30,15 +30,21 @@ DeltaArray = npt.NDArray[np.signedinteger[Any]]
 COLUMNS_PER_CHUNK = 2048
 
 
-def agreement_permille(updates: Sequence[tuple[bytes, DeltaArray]]) -> dict[bytes, int]:
-    """Agreement score per client; clients are taken in key order, so input order is moot."""
+def agreement_permille(
+    updates: Sequence[tuple[bytes, DeltaArray]], known_norms_sq: Mapping[bytes, int] | None = None
+) -> dict[bytes, int]:
+    """Agreement score per client; clients are taken in key order, so input order is moot.
+
+    `known_norms_sq` (every client's squared norm, computed when its update was checked) saves
+    summing the squares again."""
     ordered = sorted(updates, key=lambda u: u[0])
     n = len(ordered)
     if n == 0:
         return {}
     size = ordered[0][1].size
     dots = [0] * n
-    norms_sq = [0] * n
+    known = known_norms_sq is not None and all(c in known_norms_sq for c, _ in ordered)
+    norms_sq = [known_norms_sq[c] for c, _ in ordered] if known_norms_sq and known else [0] * n
     centre_sq = 0
     middle = (n - 1) // 2
     for start in range(0, size, COLUMNS_PER_CHUNK):
@@ -46,11 +52,12 @@ def agreement_permille(updates: Sequence[tuple[bytes, DeltaArray]]) -> dict[byte
         # int32 holds any delta coordinate; int64 aggregation matrices are narrowed here.
         block = np.stack([d[start:stop] for _, d in ordered], axis=1).astype(np.int32, copy=False)
         centre = np.partition(block, middle, axis=1)[:, middle].astype(np.int64)
-        block_dots = np.einsum("ji,j->i", block, centre, dtype=np.int64).tolist()
-        block_norms = np.einsum("ji,ji->i", block, block, dtype=np.int64).tolist()
-        for i, (dot, norm) in enumerate(zip(block_dots, block_norms, strict=True)):
+        for i, dot in enumerate(np.einsum("ji,j->i", block, centre, dtype=np.int64).tolist()):
             dots[i] += int(dot)
-            norms_sq[i] += int(norm)
+        if not known:
+            block_norms = np.einsum("ji,ji->i", block, block, dtype=np.int64).tolist()
+            for i, norm in enumerate(block_norms):
+                norms_sq[i] += int(norm)
         centre_sq += int(np.dot(centre, centre))
     scores: dict[bytes, int] = {}
     for (client, _), dot, norm_sq in zip(ordered, dots, norms_sq, strict=True):

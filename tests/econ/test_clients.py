@@ -138,8 +138,7 @@ def test_agreement_matches_a_whole_matrix_reference_exactly(clients: int) -> Non
     rng = np.random.default_rng(clients)
     size = 2 * COLUMNS_PER_CHUNK + 77  # two full chunks and a ragged one
     updates: list[tuple[bytes, DeltaArray]] = [
-        (key(f"c{i}"), rng.integers(-(2**20), 2**20, size).astype(np.int32))
-        for i in range(clients)
+        (key(f"c{i}"), rng.integers(-(2**20), 2**20, size).astype(np.int32)) for i in range(clients)
     ]
     ordered = sorted(updates, key=lambda u: u[0])
     matrix = np.stack([d for _, d in ordered]).astype(object)  # Python ints: no overflow
@@ -150,3 +149,7 @@ def test_agreement_matches_a_whole_matrix_reference_exactly(clients: int) -> Non
         denominator = math.isqrt(int(row.dot(row)) * int(centre.dot(centre)))
         expected[client] = 0 if dot <= 0 else min(1000, 1000 * dot // denominator)
     assert agreement_permille(updates) == expected
+    norms = {c: int(d.astype(np.int64) @ d.astype(np.int64)) for c, d in updates}
+    assert agreement_permille(updates, norms) == expected  # norms known from check time
+    wrong = {c: 4 * n for c, n in norms.items()}  # the known norms are really used
+    assert agreement_permille(updates, wrong) != expected

@@ -13,7 +13,7 @@ from fl.aggregate.krum import krum_selection, multi_krum
 from fl.aggregate.median import coordinate_median
 from fl.aggregate.trimmed import trimmed_mean
 from fl.errors import FLInvariantError
-from fl.fixed import DELTA_ABS_MAX, PARAMS_MAX, ROUND_UPDATES_MAX, SAMPLES_MAX
+from fl.fixed import DELTA_ABS_MAX, PARAMS_MAX, ROUND_UPDATES_MAX, SAMPLES_MAX, squared_norm
 from fl.params import RULES, Params
 
 ORDERINGS = 1000
@@ -190,3 +190,19 @@ def test_multi_krum_averages_exactly_the_kept_updates() -> None:
     kept = krum_selection(matrix, 300, 500)
     assert [i for i, f in enumerate(flags) if not f] == kept
     assert delta.tolist() == (matrix[kept].sum(axis=0) // len(kept)).tolist()
+
+
+def test_fedavg_scores_are_the_same_with_norms_known_from_check_time() -> None:
+    rng = np.random.default_rng(12)
+    rows = [rng.integers(-(2**20), 2**20, 5000).astype(np.int32) for _ in range(6)]
+    plain = [ClientUpdate(bytes([i]) * 32, 10 + i, r) for i, r in enumerate(rows)]
+    known = [ClientUpdate(u.client, u.samples, u.delta, squared_norm(u.delta)) for u in plain]
+    reference = aggregate("fedavg", plain, Params())
+    with_norms = aggregate("fedavg", known, Params())
+    assert with_norms.verdicts == reference.verdicts
+    assert np.array_equal(with_norms.delta, reference.delta)
+    wrong = [ClientUpdate(u.client, u.samples, u.delta, 1) for u in plain]
+    assert (
+        aggregate("fedavg", wrong, Params()).verdicts
+        != aggregate("fedavg", plain, Params()).verdicts
+    )
