@@ -11,7 +11,9 @@
 - in-process: the node's FL application object alone, driven block by block as a validator
   drives it (no network, no consensus): the application's share of the figure above.
 
-Results go to --out as JSON.
+Results go to --out as JSON.  `--work-dir` keeps the node homes (~1.6 GB of WAL and block
+files per 1,000-update run): delete them between runs, or dozens of runs fill the page cache
+and slow the next ones (4.3-4.9 s became 4.8-5.9 s after ~30 runs, docs/benchmarks.md).
 """
 
 import argparse
