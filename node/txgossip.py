@@ -19,8 +19,10 @@ event loop and capped dissemination at ~20 MB/s per node: docs/ARCHITECTURE.md.)
 
 On an announcement the node asks the announcing peer for the hashes it has neither pending nor
 recently committed nor already requested (`GetTxs`); the peer answers with those it holds.
-`fetch(peer, hashes)` is the same pull, awaited, for compact-block reassembly (a proposal lists
-hashes; the validator fetches what it lacks before it may prevote).
+The node waits a grace period first (`PULL_GRACE_S` in node/service.py), in which the origin's
+push usually lands.  `fetch(peer, hashes, urgent=True)` is the same pull, awaited, for
+compact-block reassembly (a proposal lists hashes; the validator fetches what it lacks before
+it may prevote), answered ahead of the peer's bulk traffic.
 
 A peer's tx that fails check_tx is not penalized: its state may simply be a block ahead or
 behind.  Bytes that do not decode are the Network's business (penalized there).
