@@ -3,8 +3,12 @@
 A validator hashes one transaction object many times: at mempool admission, when it proposes
 or reassembles a block, when the engine checks the block's data hash, and when the committed
 block is indexed.  For a 200 KB FL update each pass is ~100 us, and a 1,000-update round paid
-it four or five times on every validator.  `tx_id` computes the digest the first time it sees
-an object and returns the stored one afterwards.
+it four or five times on every validator.  The mempool `remember`s the digest of each tx it
+admits; `tx_id` returns it for that same object and computes (without storing) for any other.
+
+Only admitted objects are remembered: a first version stored every object it hashed, and the
+transient duplicates of gossip (a pushed copy of a tx already pulled, an answer's copy of one
+already held) stayed alive in the memo until evicted, up to its whole byte bound per node.
 
 Soundness: entries are keyed by `id(tx)` and hold the object itself, so while an entry lives
 no other object can have that id; a lookup also checks `entry[0] is tx`.  Bytes are immutable,
@@ -13,8 +17,8 @@ only saves work, and nothing consensus-critical depends on whether it hit.
 
 Only transactions of at least `MEMO_BYTES_MIN` bytes are remembered (hashing a small one costs
 less than the bookkeeping).  The memo keeps its objects alive, so it is bounded in bytes and
-evicts oldest first; the node also drops committed transactions (`forget`), after which the
-memo holds about what the mempool holds anyway.
+evicts oldest first; the node drops committed and evicted transactions (`forget`), so the memo
+holds what the mempool holds.  Event-loop thread only.
 """
 
 from collections import OrderedDict
@@ -30,20 +34,23 @@ _memo_bytes = 0
 
 
 def tx_id(tx: bytes) -> bytes:
-    """sha256(tx), computed once per large bytes object."""
-    global _memo_bytes
-    if len(tx) < MEMO_BYTES_MIN:
-        return sha256(tx)
-    entry = _memo.get(id(tx))
+    """sha256(tx): remembered if this very object was `remember`ed, else computed."""
+    entry = _memo.get(id(tx)) if len(tx) >= MEMO_BYTES_MIN else None
     if entry is not None and entry[0] is tx:
         return entry[1]
-    digest = sha256(tx)
+    return sha256(tx)
+
+
+def remember(tx: bytes, digest: bytes) -> None:
+    """Keep `digest` (= sha256(tx), computed by the caller) for this object until forgotten."""
+    global _memo_bytes
+    if len(tx) < MEMO_BYTES_MIN or id(tx) in _memo:
+        return
     _memo[id(tx)] = (tx, digest)
     _memo_bytes += len(tx)
     while _memo_bytes > MEMO_BYTES_MAX:
         _, (old, _) = _memo.popitem(last=False)
         _memo_bytes -= len(old)
-    return digest
 
 
 def forget(txs: Iterable[bytes]) -> None:

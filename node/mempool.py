@@ -22,6 +22,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from consensus import txid
 from consensus.app import CheckTxResult
 from consensus.txid import tx_id
 from node.errors import MempoolError
@@ -104,6 +105,7 @@ class Mempool:
         self._seq += 1
         entry = MempoolEntry(tx=tx, hash=h, sender=result.sender, nonce=result.nonce, seq=self._seq)
         self._entries[h] = entry
+        txid.remember(tx, h)  # this object will be proposed, checked and indexed: hash it once
         self._bytes += len(tx)
         return entry
 
@@ -148,6 +150,7 @@ class Mempool:
             entry = self._entries.pop(h, None)
             if entry is not None:
                 self._bytes -= len(entry.tx)
+                txid.forget((entry.tx,))
             self._committed[h] = None
             self._committed.move_to_end(h)
         while len(self._committed) > self._cache_max:
@@ -158,5 +161,6 @@ class Mempool:
                 if not self._check_tx(entry.tx).ok:
                     del self._entries[h]
                     self._bytes -= len(entry.tx)
+                    txid.forget((entry.tx,))
                     dropped.append(h)
         return dropped

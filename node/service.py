@@ -75,8 +75,10 @@ PEER_BAN_MS = 10_000
 BLOCKS_RESPONSE_BYTES_MAX = 32 * 1024 * 1024
 # An announced tx is pulled only if its push has not landed this long after the announcement:
 # in the validators' full mesh the origin's push is usually still in its bulk lane when another
-# peer's announcement arrives, and pulling at once fetched ~20% of all updates twice.
-PULL_GRACE_S = 0.5
+# peer's announcement arrives, and pulling at once fetched ~20% of all updates twice.  Pulls
+# then add load that slows the pushes further, so the grace is generous: a proposal never
+# waits for it (reassembly fetches at once, urgently), only relaying in a partial mesh does.
+PULL_GRACE_S = 2.0
 
 
 class Node:

@@ -2,6 +2,7 @@
 
 import pytest
 
+from consensus import txid
 from consensus.app import CheckTxResult
 from node.errors import MempoolError
 from node.mempool import Mempool, tx_hash
@@ -79,3 +80,26 @@ def test_recheck_after_commit_drops_what_became_invalid() -> None:
     assert pool.reap(10, 10_000) == [b"a:3:z", b"b:1:x"]
     assert pool.get(tx_hash(b"a:3:z")) == b"a:3:z"
     assert pool.seen(tx_hash(b"a:1:x"))
+
+
+def test_the_tx_id_memo_holds_exactly_the_admitted_large_txs() -> None:
+    """Admission remembers a large tx's id for that object; commit and recheck drops forget it
+    (so the memo never keeps a tx alive that the mempool let go)."""
+    verdict = {"ok": True}
+    pool = Mempool(
+        lambda _tx: CheckTxResult() if verdict["ok"] else CheckTxResult(code=1, reason="stale"),
+        txs_max=10,
+        bytes_max=1 << 20,
+        tx_bytes_max=1 << 16,
+    )
+    big = [bytes([i]) * txid.MEMO_BYTES_MIN for i in range(3)]
+    before = txid.memo_size()[0]
+    for tx in big:
+        pool.add(tx)
+    assert txid.memo_size()[0] == before + 3
+    pool.update([tx_hash(big[0])])  # committed
+    assert txid.memo_size()[0] == before + 2
+    verdict["ok"] = False
+    pool.update([tx_hash(big[1])])  # committed; the recheck drops big[2]
+    assert len(pool) == 0
+    assert txid.memo_size()[0] == before
