@@ -31,6 +31,7 @@ from consensus.app import (
 from consensus.codec import DecodeLimits, Value, decode, encode
 from consensus.crypto import HASH_BYTES, PUBLIC_KEY_BYTES
 from consensus.errors import CodecError
+from consensus.txid import tx_id
 from fl import rounds, updates
 from fl.authcache import AuthCache
 from fl.economics import layer as incentives
@@ -201,8 +202,8 @@ class FLApp:
         return self._memo().authenticate(tx)
 
     def _memo(self) -> AuthCache:
-        # Memoized decode + signature check + sha256 (pure functions of the bytes and chain id):
-        # see fl/authcache.py.
+        # Memoized decode + signature check + update measurement (pure functions of the bytes
+        # and chain id): see fl/authcache.py.
         if self._auth is None or self._auth.chain_id != self.state.chain_id:
             self._auth = AuthCache(self.state.chain_id)
         return self._auth
@@ -222,7 +223,7 @@ class FLApp:
                 measured = updates.check(state, tx, memo.measure_update(wire, tx))
                 if not apply:
                     return ()
-                return updates.apply(state, updates.pending(tx, memo.digest(wire), measured))
+                return updates.apply(state, updates.pending(tx, tx_id(wire), measured))
             case kind if kind in incentives.KINDS:
                 # In check_tx the transaction would run in the next block.
                 height = state.height if apply else state.height + 1

@@ -6,11 +6,10 @@ a pure function of the wire bytes and the chain id (fixed for an app), so its re
 remembered: a hit returns exactly what a fresh computation would, and a miss recomputes it.  The
 cache therefore can never change a result or the app hash; it only saves work.
 
-The transaction's sha256 (its id, which check_tx and finalize_block both need) and, for an FL
-update, its stateless measurement (`fl.updates.measure`: decode, coordinate bound, exact norm)
-are memoized in the same entry, each computed on first request.  Without the measurement memo
-every mempool recheck (after each block, of every pending update) decoded 100k coordinates
-again.
+For an FL update its stateless measurement (`fl.updates.measure`: decode, coordinate bound,
+exact norm) is memoized in the same entry, computed on first request; without it every mempool
+recheck (after each block, of every pending update) decoded 100k coordinates again.  The tx's
+id is the node's `consensus.txid.tx_id`, already known for every tx the mempool admitted.
 
 Keys are the wire bytes themselves (dict lookup = exact equality, so no reliance on a hash
 being collision free).  Both outcomes are kept: the decoded `SignedTx`, or the rejection
@@ -26,7 +25,6 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from consensus.crypto import sha256
 from fl.errors import RejectedError
 from fl.txs import SignedTx, decode_tx, verify_tx
 from fl.updates import Measured, measure
@@ -38,8 +36,7 @@ BYTES_MAX = 1280 * 1024 * 1024  # 2 x (512 MiB mempool + headroom)
 @dataclass(slots=True)
 class _Entry:
     result: SignedTx | str  # the authenticated transaction, or the rejection reason
-    digest: bytes = b""  # sha256 of the wire bytes, filled on first request
-    measured: Measured | str | None = None  # an update's measurement or rejection, ditto
+    measured: Measured | str | None = None  # an update's measurement or rejection, on request
 
 
 class AuthCache:
@@ -63,13 +60,6 @@ class AuthCache:
         if isinstance(result, str):
             raise RejectedError(result)
         return result
-
-    def digest(self, tx: bytes) -> bytes:
-        """sha256(tx), memoized with the transaction's entry."""
-        entry = self._entry(tx)
-        if not entry.digest:
-            entry.digest = sha256(tx)
-        return entry.digest
 
     def measure_update(self, tx: bytes, signed: SignedTx) -> Measured:
         """fl.updates.measure(signed) for the authenticated `tx`, memoized; raises

@@ -79,14 +79,12 @@ def test_commit_reports_the_hash_of_the_committed_state() -> None:
     assert restored.info().last_app_hash == result.app_hash
 
 
-def test_digest_is_the_sha256_of_the_bytes_for_good_and_bad_transactions() -> None:
+def test_an_update_is_recorded_under_the_sha256_of_its_bytes() -> None:
+    """The record's key is the node's tx id (consensus.txid), whether or not it was memoized."""
     app = new_app()
     good = update_tx(app, key(0), random_delta(np.random.default_rng(9)))
-    cache = AuthCache(CHAIN_ID)
-    for tx in [good, b"\x93junk", good]:
-        assert cache.digest(tx) == sha256(tx)
-    assert cache.authenticate(good) == decode_tx(good)
-    assert len(cache) == 2
+    run_block(app, [good])
+    assert list(app.state.records) == [sha256(good)]
 
 
 def test_update_measurement_is_memoized_with_the_same_answer_and_forgotten_on_commit() -> None:
