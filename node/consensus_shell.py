@@ -41,7 +41,6 @@ from dataclasses import dataclass, replace
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from consensus import txid
 from consensus.app import Application, ValidatorUpdate
 from consensus.codec import decode, encode, expect_int, expect_list
 from consensus.crypto import sha256
@@ -98,10 +97,8 @@ from node.logging import log_event
 from node.network import Network
 from node.p2p.peer_id import PeerId
 from node.records import (
-    ContentIds,
     LastSignedRecord,
     OwnMessage,
-    ProposalIds,
     TxRecord,
     WalInput,
     compact,
@@ -302,10 +299,8 @@ class ConsensusShell:
         except CodecError as exc:
             raise WalCorruptError(f"WAL record does not decode: {exc}") from None
         for record in decoded:
-            if isinstance(record, OwnMessage | LastSignedRecord | TxRecord):
+            if isinstance(record, OwnMessage | LastSignedRecord):
                 continue
-            if isinstance(record, ProposalIds | ContentIds):
-                continue  # inflate replaced every one of them
             if wal_height(record) in (height, None):
                 records.append(record)
         self._replaying = True
@@ -526,7 +521,6 @@ class ConsensusShell:
         self._update_fl_round()
         snapshot = self._snapshot_if_due(height)
         self._storing = (height, self._writer.submit(self._store_block, job, height, snapshot))
-        txid.forget(block.txs)
         dropped = node.mempool.update(tx_hashes)
         now = time.monotonic()
         interval_ms = int((now - self._last_commit_s) * 1000)

@@ -134,7 +134,9 @@ def compact(inp: WalInput) -> tuple[tuple[bytes, ...], WalRecord]:
     return (), inp
 
 
-def inflate(records: Iterable[WalRecord]) -> list[WalRecord]:
+def inflate(
+    records: Iterable[WalRecord],
+) -> list[WalInput | OwnMessage | LastSignedRecord]:
     """Replay order with TxRecords consumed and compact records given their txs back; raises
     CodecError if a record names a tx not written before it (a WAL this node did not write)."""
     txs: dict[bytes, bytes] = {}
@@ -145,7 +147,7 @@ def inflate(records: Iterable[WalRecord]) -> list[WalRecord]:
             raise CodecError(f"wal: {missing} txs named by a proposal record were not written")
         return tuple(txs[i] for i in ids)
 
-    out: list[WalRecord] = []
+    out: list[WalInput | OwnMessage | LastSignedRecord] = []
     for record in records:
         match record:
             case TxRecord(tx):
