@@ -43,8 +43,10 @@ def agreement_permille(
         return {}
     size = ordered[0][1].size
     dots = [0] * n
-    known = known_norms_sq is not None and all(c in known_norms_sq for c, _ in ordered)
-    norms_sq = [known_norms_sq[c] for c, _ in ordered] if known_norms_sq and known else [0] * n
+    if known_norms_sq is not None and all(c in known_norms_sq for c, _ in ordered):
+        norms_sq, known = [known_norms_sq[c] for c, _ in ordered], True
+    else:  # summed block by block below
+        norms_sq, known = [0] * n, False
     centre_sq = 0
     middle = (n - 1) // 2
     for start in range(0, size, COLUMNS_PER_CHUNK):
