@@ -591,13 +591,7 @@ class GossipSub:
         try:
             result = validator(received.source, received.message)
         except Exception:
-            log_event(
-                log,
-                "gossip_validator_crashed",
-                logging.ERROR,
-                exc_info=True,
-                topic=received.message.topic,
-            )
+            _log_validator_crash(received)
             self.router.validation_result(received, Validation.IGNORE, self._now_ms())
             return
         if isinstance(result, Validation):
@@ -619,15 +613,20 @@ class GossipSub:
         try:
             result = await pending
         except Exception:
-            log_event(
-                log,
-                "gossip_validator_crashed",
-                logging.ERROR,
-                exc_info=True,
-                topic=received.message.topic,
-            )
+            _log_validator_crash(received)
             result = Validation.IGNORE
         finally:
             self._validating -= 1
         self.router.validation_result(received, result, self._now_ms())
         self._drain()
+
+
+def _log_validator_crash(received: Received) -> None:
+    """A topic validator raised: our bug, not the peer's (the message is ignored, not penalized)."""
+    log_event(
+        log,
+        "gossip_validator_crashed",
+        logging.ERROR,
+        exc_info=True,
+        topic=received.message.topic,
+    )
