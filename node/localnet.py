@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,6 +59,21 @@ def free_base_port(nodes: int, start: int = 20_000, end: int | None = None) -> i
             return base
         base = start + (base - start + span + testnet.PORT_STRIDE) % (end - start - span)
     raise NodeError("no free block of loopback ports found")
+
+
+def terminate_all(procs: Iterable[subprocess.Popen[bytes]], timeout_s: float = 10.0) -> None:
+    """SIGTERM every still-running process, then wait for each; SIGKILL one that outlives
+    `timeout_s` (FL clients next to a LocalNet: they hold no state worth a clean stop)."""
+    procs = list(procs)
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 @dataclass(slots=True)

@@ -23,7 +23,7 @@ from fl.client.trainers import accuracy, make_trainer
 from fl.fixed import model_from_bytes
 from node.apps import FL_DATASET, FL_TRAINER
 from node.keys import read_key
-from node.localnet import LocalNet
+from node.localnet import LocalNet, terminate_all
 from node.rpc.client import RpcClient, RpcError
 
 HELP = "run a local testnet: 4 validators + 8 FL clients (2 attackers) training on digits"
@@ -96,14 +96,7 @@ def run(args: argparse.Namespace) -> int:
         reached = asyncio.run(_watch(net, args.rounds, args.timeout_s, lambda: interrupted))
         code = 0 if reached else 1
     finally:
-        for proc in clients:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in clients:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        terminate_all(clients)
         print("== stopping validators", flush=True)
         codes = net.stop_all()
         print(f"== validators exited with {sorted(set(codes.values()), key=str)}")

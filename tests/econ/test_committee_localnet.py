@@ -8,7 +8,6 @@ waiting), every scorer must have eval_scores in blocks, and none of them rejecte
 
 import json
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from consensus.codec import decode
-from node.localnet import LocalNet
+from node.localnet import LocalNet, terminate_all
 from node.rpc.transport import RpcTransport
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -103,14 +102,7 @@ def test_validators_score_rounds_and_the_chain_settles_them(tmp_path: Path) -> N
             assert any(code == 0 for code in codes), codes
             assert all(code in (0, None) for code in codes), codes
     finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        terminate_all(procs)
         net.stop_all()
 
 
