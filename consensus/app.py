@@ -37,6 +37,9 @@ class CheckTxResult:
     # Who sent it and in what order, so the mempool can keep per-sender nonces in sequence.
     sender: bytes = b""
     nonce: int = 0
+    # How many nonces lie between the sender's next nonce and this one (0: it can run in the
+    # next block).  The mempool ranks gapped txs below executable ones and caps the gap.
+    nonce_gap: int = 0
 
     @property
     def ok(self) -> bool:

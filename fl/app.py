@@ -109,7 +109,9 @@ class FLApp:
             self._execute(tx, signed, apply=False)
         except RejectedError as exc:
             return CheckTxResult(CODE_REJECTED, str(exc), signed.sender, signed.nonce)
-        return CheckTxResult(sender=signed.sender, nonce=signed.nonce)
+        return CheckTxResult(
+            sender=signed.sender, nonce=signed.nonce, nonce_gap=signed.nonce - next_nonce
+        )
 
     # -- proposals ----------------------------------------------------------------------------
 

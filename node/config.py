@@ -49,6 +49,20 @@ class RpcConfig:
     body_bytes_max: int = 32 * MIB
     ws_clients_max: int = 64
     ws_queue_events_max: int = 1_000
+    # Request bodies being received at once, all connections together: an upload past this
+    # waits for room (up to body_timeout_ms), so N stalled uploads can never hold N x 32 MiB.
+    bodies_in_flight_bytes_max: int = 128 * MIB
+    connections_max: int = 256
+    # A request's header must arrive within header_timeout_ms of the connection's first byte
+    # (or of the previous answer); its body within body_timeout_ms (slowloris).
+    header_timeout_ms: int = 10_000
+    body_timeout_ms: int = 60_000
+    keepalive_timeout_ms: int = 15_000
+    # WebSockets per client address; a client that sends nothing (no pong either) for
+    # ws_idle_timeout_ms is closed.  When all ws_clients_max slots are taken, the oldest
+    # connection of the address holding the most is closed to make room for a newcomer.
+    ws_clients_per_ip_max: int = 8
+    ws_idle_timeout_ms: int = 120_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +96,17 @@ class MempoolConfig:
     tx_bytes_max: int = 16 * MIB
     cache_hashes_max: int = 100_000
     recheck: bool = True
+    # Budgets per sender (node/mempool.py): count and bytes of its pending txs.
+    sender_txs_max: int = 16
+    sender_bytes_max: int = 64 * MIB
+    # A tx at most this many nonces past its sender's next committed nonce is held; one that
+    # cannot run yet (missing nonces) ranks below every executable tx and is evicted first.
+    nonce_gap_max: int = 8
+    ttl_ms: int = 600_000
+    ttl_heights: int = 3_000
+    gapped_ttl_ms: int = 15_000
+    # Pending txs are rechecked after every block with txs, and at least this often otherwise.
+    recheck_interval_ms: int = 5_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +254,11 @@ def _validate(cfg: NodeConfig) -> None:
     positive("consensus.block_txs_max", cfg.consensus.block_txs_max)
     positive("consensus.block_bytes_max", cfg.consensus.block_bytes_max)
     positive("storage.app_snapshot_interval_heights", cfg.storage.app_snapshot_interval_heights)
+    positive("mempool.ttl_heights", cfg.mempool.ttl_heights)
+    if cfg.rpc.body_bytes_max > cfg.rpc.bodies_in_flight_bytes_max:
+        raise ConfigError("rpc.body_bytes_max: must not exceed rpc.bodies_in_flight_bytes_max")
+    if cfg.rpc.ws_clients_per_ip_max > cfg.rpc.ws_clients_max:
+        raise ConfigError("rpc.ws_clients_per_ip_max: must not exceed rpc.ws_clients_max")
     if cfg.mempool.tx_bytes_max > cfg.mempool.bytes_max:
         raise ConfigError("mempool.tx_bytes_max: must not exceed mempool.bytes_max")
     if cfg.mempool.tx_bytes_max > cfg.consensus.block_bytes_max:

@@ -38,7 +38,7 @@ from node.genesis import GenesisFile
 from node.home import Home
 from node.keys import read_key
 from node.logging import log_event
-from node.mempool import Mempool
+from node.mempool import Mempool, policy_from_config
 from node.metrics import NodeMetrics, metrics_app
 from node.network import Network
 from node.p2p.config import HostConfig
@@ -199,6 +199,7 @@ class Node:
             tx_bytes_max=cfg.mempool.tx_bytes_max,
             cache_hashes_max=cfg.mempool.cache_hashes_max,
             recheck=cfg.mempool.recheck,
+            policy=policy_from_config(cfg.mempool),
         )
         self._shell = ConsensusShell(
             node=self,

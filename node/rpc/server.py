@@ -49,6 +49,8 @@ _MEMPOOL_STATUS = {
     "too_large": 413,
     "duplicate": 409,
     "full": 503,
+    "nonce_gap": 400,
+    "sender_limit": 429,
 }
 
 
