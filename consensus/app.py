@@ -19,6 +19,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from consensus.types import (
+    CHAIN_ID_CHARS_MAX,
+    HEIGHT_MAX,
+    TIME_MS_MAX,
+    power_problem,
+)
+
 CODE_OK = 0
 
 
@@ -139,6 +146,21 @@ class Genesis:
     initial_height: int = 1
     genesis_time_ms: int = 0
     consensus_params: tuple[tuple[str, int], ...] = field(default=())
+
+    def problem(self) -> str | None:
+        """Why this genesis cannot start a chain (naming the field, and the validator and bound
+        for voting powers), or None.  A bad genesis is the operator's configuration error."""
+        if not 0 < len(self.chain_id) <= CHAIN_ID_CHARS_MAX:
+            return f"chain_id: expected 1 to {CHAIN_ID_CHARS_MAX} characters"
+        if not 1 <= self.initial_height <= HEIGHT_MAX:
+            return f"initial_height: expected 1 to {HEIGHT_MAX}"
+        if not 0 <= self.genesis_time_ms < TIME_MS_MAX:
+            return f"genesis_time_ms: expected 0 to {TIME_MS_MAX - 1}"
+        keys = [v.public_key for v in self.validators]
+        if len(set(keys)) != len(keys):
+            return "validators: a public key appears twice"
+        problem = power_problem([(v.public_key, v.power) for v in self.validators])
+        return None if problem is None else f"validators: {problem}"
 
 
 class Application(Protocol):

@@ -22,6 +22,15 @@ class InvariantError(ConsensusError):
     """One of our own invariants does not hold: a bug, never a peer's fault."""
 
 
+class ValidatorUpdateError(InvariantError):
+    """The application returned validator updates that break a voting power bound: the app's
+    invariant is broken (the chain cannot apply them), never a peer's doing."""
+
+
+class GenesisError(ConsensusError):
+    """The genesis (operator configuration) is invalid: the node refuses to start."""
+
+
 class InvalidMessage(RemoteError):
     """A signed consensus message (proposal, vote, evidence) or block is invalid."""
 

@@ -42,8 +42,40 @@ HEIGHT_MAX = 1 << 62
 TIME_MS_MAX = 1 << 62
 CHAIN_ID_CHARS_MAX = 64
 VALIDATORS_MAX = 10_000
+# Voting power bounds (CometBFT's): the total stays at most int64max / 8, so every sum of powers
+# and every proposer priority (kept within a few totals of zero) fits int64 with room to spare;
+# the node stores both as msgpack integers, which are int64 at most.
+INT64_MAX = (1 << 63) - 1
+POWER_MAX = 1 << 50
+TOTAL_POWER_MAX = INT64_MAX // 8
 TXS_MAX = 1_000_000
 EVIDENCE_MAX = 1_000
+
+
+def power_problem(pairs: Sequence[tuple[bytes, int]]) -> str | None:
+    """Why these (public key, power) pairs cannot form a validator set, naming the validator and
+    the bound it breaks; None if they can."""
+    if not pairs:
+        return "a validator set needs at least one validator"
+    if len(pairs) > VALIDATORS_MAX:
+        return f"{len(pairs)} validators exceed VALIDATORS_MAX = {VALIDATORS_MAX}"
+    total = 0
+    for public_key, power in pairs:
+        if len(public_key) != PUBLIC_KEY_BYTES:
+            return f"validator {public_key.hex()[:16]}: key is not {PUBLIC_KEY_BYTES} bytes"
+        if not 0 < power <= POWER_MAX:
+            return (
+                f"validator {public_key.hex()[:16]}: power {power} outside "
+                f"(0, POWER_MAX = {POWER_MAX}]"
+            )
+        total += power
+        if total > TOTAL_POWER_MAX:
+            return (
+                f"validator {public_key.hex()[:16]}: total power {total} exceeds "
+                f"TOTAL_POWER_MAX = {TOTAL_POWER_MAX}"
+            )
+    return None
+
 
 PREVOTE = 1
 PRECOMMIT = 2

@@ -6,8 +6,15 @@ public key) as proposer and subtracts the total power from the winner.  Over `to
 validator proposes in proportion to its power.  A height starts from the previous height's
 priorities advanced by one step; round r of a height is the proposer of step r+1 from there.
 
+`proposer(round)` memoizes, per set, the proposers of rounds 0..r computed so far and the
+priorities after the last of them, so a height costs O(n) per round it actually reaches instead of
+O(round x n) per call; the memo replays the iterative definition step by step, so it is that
+definition (tests/consensus/test_engine_proposer.py checks it against a plain re-computation).
+The engine only asks for rounds it has checked (our round + rounds_ahead_max, signed messages).
+
 Quorums are by voting power: "2f+1" means more than 2/3 of the total, "f+1" more than 1/3.
-Everything is integer arithmetic, so all nodes agree bit for bit.
+Everything is integer arithmetic, so all nodes agree bit for bit.  Powers are bounded (POWER_MAX
+each, TOTAL_POWER_MAX in all: CometBFT's int64max / 8), so sums and priorities fit int64.
 """
 
 from collections.abc import Sequence
@@ -16,9 +23,10 @@ from dataclasses import dataclass, field
 from consensus.app import ValidatorUpdate
 from consensus.codec import Value, encode, expect_bytes, expect_int, expect_list, expect_seq
 from consensus.crypto import PUBLIC_KEY_BYTES, sha256
-from consensus.errors import CodecError, InvariantError
+from consensus.errors import CodecError, InvariantError, ValidatorUpdateError
+from consensus.types import POWER_MAX, TOTAL_POWER_MAX, power_problem
 
-POWER_MAX = 1 << 50  # keeps sums and priorities far inside int64 for 10k validators
+__all__ = ["POWER_MAX", "TOTAL_POWER_MAX", "Validator", "ValidatorSet", "power_problem"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +44,9 @@ class ValidatorSet:
     total_power: int = field(init=False, compare=False, repr=False)
     _index: dict[bytes, int] = field(init=False, compare=False, repr=False, hash=False)
     _hash: bytes = field(init=False, compare=False, repr=False)
+    # The proposer memo: proposer indices of rounds 0..len-1, and the priorities after them.
+    _proposers: list[int] = field(init=False, compare=False, repr=False, hash=False)
+    _cursor: list[int] = field(init=False, compare=False, repr=False, hash=False)
 
     def __post_init__(self) -> None:
         keys = [v.public_key for v in self.validators]
@@ -43,9 +54,12 @@ class ValidatorSet:
             raise InvariantError("a validator set needs at least one validator")
         if keys != sorted(set(keys)):
             raise InvariantError("validators must be sorted by public key, without duplicates")
-        if any(not 0 < v.power <= POWER_MAX for v in self.validators):
-            raise InvariantError("validator powers must be in (0, POWER_MAX]")
+        problem = power_problem([(v.public_key, v.power) for v in self.validators])
+        if problem is not None:
+            raise InvariantError(problem)
         object.__setattr__(self, "total_power", sum(v.power for v in self.validators))
+        object.__setattr__(self, "_proposers", [])
+        object.__setattr__(self, "_cursor", [v.priority for v in self.validators])
         object.__setattr__(self, "_index", {k: i for i, k in enumerate(keys)})
         object.__setattr__(
             self, "_hash", sha256(encode([[v.public_key, v.power] for v in self.validators]))
@@ -89,11 +103,11 @@ class ValidatorSet:
         return best
 
     def proposer(self, round_: int) -> bytes:
-        priorities = [v.priority for v in self.validators]
-        chosen = 0
-        for _ in range(round_ + 1):
-            chosen = self._step(priorities)
-        return self.validators[chosen].public_key
+        """The proposer of step round_+1 from this set's priorities (memoized, see the top)."""
+        proposers = self._proposers
+        while len(proposers) <= round_:
+            proposers.append(self._step(self._cursor))
+        return self.validators[proposers[round_]].public_key
 
     def advanced(self) -> "ValidatorSet":
         """The same validators with priorities advanced by one step (the next height's start)."""
@@ -107,7 +121,9 @@ class ValidatorSet:
         )
 
     def updated(self, updates: Sequence[ValidatorUpdate]) -> "ValidatorSet":
-        """Apply the app's updates (power 0 removes); raises InvariantError for an invalid result.
+        """Apply the app's updates (power 0 removes).  Updates breaking a bound (key size, power
+        per validator, total power, set size, an empty set) raise ValidatorUpdateError naming the
+        validator: the app broke its invariant, the chain cannot go on with them.
 
         Newcomers start at -1.125 * total so joining cannot jump the proposer queue; priorities
         are then centred around zero so they stay bounded across many changes.
@@ -116,16 +132,22 @@ class ValidatorSet:
         priorities = {v.public_key: v.priority for v in self.validators}
         for u in updates:
             if len(u.public_key) != PUBLIC_KEY_BYTES or not 0 <= u.power <= POWER_MAX:
-                raise InvariantError("validator update with a bad key or power")
+                raise ValidatorUpdateError(
+                    f"validator update {u.public_key.hex()[:16]}: power {u.power} outside "
+                    f"[0, POWER_MAX = {POWER_MAX}] or key not {PUBLIC_KEY_BYTES} bytes"
+                )
             if u.power == 0:
                 powers.pop(u.public_key, None)
             else:
                 powers[u.public_key] = u.power
         if not powers:
-            raise InvariantError("validator updates would remove every validator")
+            raise ValidatorUpdateError("validator updates would remove every validator")
+        keys = sorted(powers)
+        problem = power_problem([(k, powers[k]) for k in keys])
+        if problem is not None:
+            raise ValidatorUpdateError(f"validator updates: {problem}")
         total = sum(powers.values())
         newcomer = -(total + total // 8)
-        keys = sorted(powers)
         raw = [priorities.get(k, newcomer) for k in keys]
         centre = sum(raw) // len(raw)
         return ValidatorSet(

@@ -21,8 +21,8 @@ from consensus.codec import (
     expect_str,
 )
 from consensus.crypto import HASH_BYTES, PUBLIC_KEY_BYTES
-from consensus.errors import InvariantError
-from consensus.types import HEIGHT_MAX, ROUND_MAX, Block, Commit
+from consensus.errors import GenesisError, InvariantError, ValidatorUpdateError
+from consensus.types import HEIGHT_MAX, ROUND_MAX, Block, Commit, power_problem
 from consensus.validators import ValidatorSet
 
 EVIDENCE_AGE_HEIGHTS = 16
@@ -76,8 +76,22 @@ class ChainState:
     def from_genesis(
         genesis: Genesis, app_hash: bytes, overrides: tuple[ValidatorUpdate, ...] = ()
     ) -> "ChainState":
+        """The chain before its first block.  A genesis breaking a bound raises GenesisError
+        (configuration); `overrides`, the app's init_chain answer, breaking one raise
+        ValidatorUpdateError (the app's invariant)."""
+        problem = genesis.problem()
+        if problem is not None:
+            raise GenesisError(f"genesis: {problem}")
         if overrides:
             pairs = [(u.public_key, u.power) for u in overrides if u.power > 0]
+            keys = [pk for pk, _ in pairs]
+            problem = power_problem(pairs)
+            if problem is None and len(set(keys)) != len(keys):
+                problem = "a public key appears twice"
+            if problem is None and any(u.power < 0 for u in overrides):
+                problem = "negative power"
+            if problem is not None:
+                raise ValidatorUpdateError(f"init_chain validator overrides: {problem}")
         else:
             pairs = [(v.public_key, v.power) for v in genesis.validators]
         validators = ValidatorSet.of(pairs)
@@ -108,7 +122,10 @@ class ChainState:
         app_hash: bytes,
         updates: tuple[ValidatorUpdate, ...],
     ) -> "ChainState":
-        """The state for height+1 once `block` (decided by `commit`) has been executed."""
+        """The state for height+1 once `block` (decided by `commit`) has been executed.
+
+        `updates` come from the app's finalize_block; ones breaking a power bound raise
+        ValidatorUpdateError (ValidatorSet.updated) naming the validator and the bound."""
         if block.header.height != self.height or commit.block_id != block.id():
             raise InvariantError("after_block: block or commit is not for this height")
         advanced = self.validators.advanced()

@@ -16,7 +16,31 @@ signature is preceded by PersistLastSigned, which the shell makes durable before
 Decision (L49) emits Decide; the engine then waits in STEP_COMMIT for BlockExecuted (the app's
 new hash and validator updates), builds the next height's ChainState and starts round 0.
 Bad input from peers yields a PeerMisbehaved effect and leaves the state untouched: every check
-runs before the first write.
+runs before the first write.  Checks run cheapest first, so a stranger's message costs little:
+decode-level bounds (types.py), the height gate, the round bounds (peer_round_max: penalized;
+beyond rounds_ahead_max: ignored), membership, the signature, and only then anything that costs
+O(round) (the proposer of the message's round).  Nothing a peer sends can raise.
+
+Block time: proposer-based timestamps (PBTS)
+--------------------------------------------
+A fresh block's time is its proposer's clock (ProposalContent.time_ms), raised to one past the
+previous block's time; if that is not a valid time (the previous block is at TIME_MS_MAX) or not
+timely by the proposer's own clock, it proposes nothing and the round times out.  At L22 (a
+proposal without POL round) a validator prevotes the block only if it is also *timely*: received
+at local time `recv` with time - PRECISION <= recv <= time + MSGDELAY(round) + PRECISION
+(EngineConfig.timely; MSGDELAY grows 10% per round, so a too-tight setting costs rounds, not
+liveness).  An untimely block gets a nil prevote, like an invalid one.  L28 (re-proposal of a
+value with its POL round) does not check timeliness, as in the PBTS spec: the value keeps the time
+2f+1 validators prevoted when it was fresh.  Hence:
+  * monotonic: every block's time exceeds the previous one's (checks.block_problem);
+  * bounded by honest clocks: deciding a value needs 2f+1 precommits, hence 2f+1 prevotes in
+    some round; a chain of L28 re-proposals always leads back to a round where the value was
+    fresh and 2f+1 validators prevoted it at L22, of which f+1 are honest and found it timely.
+    So a committed time is within PRECISION (+ the message delay) of some honest validator's
+    clock when it received the block: one byzantine proposer cannot commit a far-future time
+    (which would stop every later proposer at TIME_MS_MAX), and one validator whose clock is a
+    year ahead gets nil prevotes from the others instead of moving chain time a year ahead.
+The bound holds only for receptions stamped by the driver (ProposalReceived.received_ms).
 """
 
 from dataclasses import replace
@@ -110,8 +134,8 @@ class Engine:
                     current = state.last_signed
                     if current is None or _key(last_signed) > _key(current):
                         state.last_signed = last_signed
-                case ProposalReceived(proposal):
-                    self._on_proposal(state, proposal, out)
+                case ProposalReceived(proposal, received_ms):
+                    self._on_proposal(state, proposal, received_ms, out)
                 case VoteReceived(vote):
                     self._on_vote(state, vote, out)
                 case EvidenceReceived(evidence):
@@ -146,14 +170,23 @@ class Engine:
             return False
         return height == current and state.step != STEP_COMMIT
 
+    def _round_gate(self, state: EngineState, round_: int) -> bool:
+        """True if a peer's message for `round_` is worth checking now; rounds no honest node
+        reaches are violations.  Runs before the signature: both are cheap, this is cheaper."""
+        if round_ > self.config.peer_round_max:
+            raise InvalidMessage(f"message for round {round_} beyond {self.config.peer_round_max}")
+        return round_ <= state.round + self.config.rounds_ahead_max
+
     def _on_vote(self, state: EngineState, vote: Vote, out: list[Effect]) -> None:
         if not self._height_gate(state, vote.height, out):
+            return
+        if not self._round_gate(state, vote.round):
             return
         chain = state.chain
         index = chain.validators.index(vote.validator)
         power = 0 if index is None else chain.validators.validators[index].power
         check_vote_signature(chain, vote, power, self.verifier)
-        if index is None or vote.round > state.round + self.config.rounds_ahead_max:
+        if index is None:
             return
         votes = _vote_sets(state, vote.type).setdefault(vote.round, VoteSet())
         previous = votes.votes.get(index)
@@ -183,13 +216,19 @@ class Engine:
             power = state.chain.validators.validators[index].power
             state.round_power[round_] = state.round_power.get(round_, 0) + power
 
-    def _on_proposal(self, state: EngineState, proposal: Proposal, out: list[Effect]) -> None:
+    def _on_proposal(
+        self, state: EngineState, proposal: Proposal, received_ms: int, out: list[Effect]
+    ) -> None:
+        # Cheapest first: height, round bounds, membership, signature; the proposer of the
+        # round (O(round) for a set's first far round) only for a signed, near message.
         if not self._height_gate(state, proposal.height, out):
             return
+        if not self._round_gate(state, proposal.round):
+            return
         chain = state.chain
-        expected = chain.validators.proposer(proposal.round)
-        if proposal.proposer != expected:
-            raise InvalidMessage("proposal from a validator that is not this round's proposer")
+        index = chain.validators.index(proposal.proposer)
+        if index is None:
+            raise InvalidMessage("proposal from a non-validator")
         block = proposal.block
         block_id = block.id()
         message = proposal_sign_bytes(
@@ -197,14 +236,13 @@ class Engine:
         )
         if not self.verifier(proposal.proposer, message, proposal.signature):
             raise InvalidMessage("proposal with a bad signature (or for another chain id)")
-        if proposal.round > state.round + self.config.rounds_ahead_max:
-            return
+        if proposal.proposer != chain.validators.proposer(proposal.round):
+            raise InvalidMessage("proposal from a validator that is not this round's proposer")
         if proposal.round in state.proposals:
             return  # a repeat, or the proposer equivocating: the first one stands
         state.proposals[proposal.round] = proposal
-        index = chain.validators.index(proposal.proposer)
-        if index is not None:
-            self._note_sender(state, proposal.round, index)
+        state.proposal_received_ms[proposal.round] = received_ms
+        self._note_sender(state, proposal.round, index)
         self._learn_block(state, block_id, block, out)
 
     def _learn_block(
@@ -287,12 +325,20 @@ class Engine:
             or content.round in state.proposals
         ):
             return
+        # PBTS: our clock, raised past the previous block.  No valid time (the previous block is
+        # at TIME_MS_MAX) or one our own clock finds untimely (the previous block is ahead of us
+        # by more than the precision): propose nothing; the round times out and a later round
+        # (a later clock reading, or another proposer) moves on.  Never an exception: a peer's
+        # block decided that previous time.
+        time_ms = max(content.time_ms, chain.last_time_ms + 1)
+        if time_ms > TIME_MS_MAX or not self.config.timely(time_ms, content.time_ms, content.round):
+            return
         evidence = self._pending_evidence(state)
         txs = self._fit(content.txs)
         header = Header(
             chain_id=chain.chain_id,
             height=chain.height,
-            time_ms=min(max(content.time_ms, chain.last_time_ms + 1), TIME_MS_MAX),
+            time_ms=time_ms,
             last_block_id=chain.last_block_id,
             last_commit_hash=commit_hash(chain.last_commit),
             data_hash=txs_hash(txs),
@@ -381,7 +427,10 @@ class Engine:
         vs = chain.validators
         r = state.round
         # L49: a decision in any round.
-        for round_ in sorted(state.precommits):
+        decide_rounds = sorted(state.precommits)
+        if self.config.mutant == "decide_current_round_only":  # MUTANT decide_current_round_only
+            decide_rounds = [x for x in decide_rounds if x == r]
+        for round_ in decide_rounds:
             for block_id, power in state.precommits[round_].power_by_block.items():
                 if block_id == NIL or not self._quorum(vs, power):
                     continue
@@ -395,7 +444,7 @@ class Engine:
                     self._decide(state, state.blocks[block_id], commit, out)  # L51-L54
                     return True
         # L55: f+1 messages of a higher round.
-        higher = [x for x in state.round_power if x > r and vs.has_one_third(state.round_power[x])]
+        higher = [x for x in state.round_power if x > r and self._skip(vs, state.round_power[x])]
         if higher:
             self._start_round(state, max(higher), out)  # L56
             return True
@@ -407,19 +456,23 @@ class Engine:
             vr = proposal.pol_round
             if vr == -1:  # L22
                 free = state.locked_round == -1 or state.locked_value == block_id  # L23
-                if self.config.mutant == "nolock":
+                if self.config.mutant == "nolock":  # MUTANT nolock
                     free = True
-                self._vote(state, PREVOTE, block_id if valid and free else NIL, out)  # L24/L26
+                # PBTS: a fresh value must also be timely (see the top of this module).
+                timely = self.config.timely(
+                    proposal.block.header.time_ms, state.proposal_received_ms.get(r, -1), r
+                )
+                good = valid and free and timely
+                self._vote(state, PREVOTE, block_id if good else NIL, out)  # L24/L26
                 state.step = STEP_PREVOTE  # L27
                 return True
             pol = state.prevotes.get(vr)
-            if (
-                0 <= vr < r
-                and pol is not None
-                and self._quorum(vs, pol.power_by_block.get(block_id, 0))
-            ):  # L28
+            pol_proven = pol is not None and self._quorum(vs, pol.power_by_block.get(block_id, 0))
+            if self.config.mutant == "trust_pol_round":  # MUTANT trust_pol_round
+                pol_proven = True
+            if 0 <= vr < r and pol_proven:  # L28
                 free = state.locked_round <= vr or state.locked_value == block_id  # L29
-                if self.config.mutant == "nolock":
+                if self.config.mutant == "nolock":  # MUTANT nolock
                     free = True
                 self._vote(state, PREVOTE, block_id if valid and free else NIL, out)  # L30/L32
                 state.step = STEP_PREVOTE  # L33
@@ -446,18 +499,21 @@ class Engine:
             and self._quorum(vs, prevotes.power_by_block.get(block_id, 0))
         ):  # L36
             state.l36_round = r
-            if state.step == STEP_PREVOTE:  # L37
+            locking = state.step == STEP_PREVOTE
+            if locking:  # L37
                 state.locked_value = block_id  # L38
                 state.locked_round = r  # L39
                 self._vote(state, PRECOMMIT, block_id, out)  # L40
                 state.step = STEP_PRECOMMIT  # L41
-            state.valid_value = block_id  # L42
-            state.valid_round = r  # L43
+            if locking or self.config.mutant != "valid_only_on_lock":  # MUTANT valid_only_on_lock
+                state.valid_value = block_id  # L42
+                state.valid_round = r  # L43
             return True
         if (
             state.step == STEP_PREVOTE
             and prevotes is not None
             and self._quorum(vs, prevotes.power_by_block.get(NIL, 0))
+            and self.config.mutant != "no_precommit_nil"  # MUTANT no_precommit_nil
         ):  # L44
             self._vote(state, PRECOMMIT, NIL, out)  # L45
             state.step = STEP_PRECOMMIT  # L46
@@ -478,10 +534,17 @@ class Engine:
         return False
 
     def _quorum(self, vs: ValidatorSet, power: int) -> bool:
-        if self.config.mutant == "quorum2f":
+        if self.config.mutant == "quorum2f":  # MUTANT quorum2f
             # Deliberately wrong: 2f of n = 3f+1 instead of 2f+1.
             return power >= 2 * ((vs.total_power - 1) // 3)
         return vs.has_quorum(power)
+
+    def _skip(self, vs: ValidatorSet, power: int) -> bool:
+        """L55's f+1: more than a third of the power, so at least one honest validator."""
+        if self.config.mutant == "skip_on_f":  # MUTANT skip_on_f
+            # Deliberately wrong: f (the most the faulty may hold) instead of f+1.
+            return power >= (vs.total_power - 1) // 3
+        return vs.has_one_third(power)
 
     def _decide(self, state: EngineState, block: Block, commit: Commit, out: list[Effect]) -> None:
         state.decided = block
@@ -503,7 +566,7 @@ class Engine:
         if self.signer is None or state.chain.validators.index(self._public_key) is None:
             return None
         last = state.last_signed
-        if last is not None:
+        if last is not None and self.config.mutant != "noguard":  # MUTANT noguard
             here = (height, round_, step)
             if here < _key(last) or (here == _key(last) and message != last.sign_bytes):
                 out.append(SignRefused(height, round_, step))

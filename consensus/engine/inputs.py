@@ -36,7 +36,14 @@ class RestoreLastSigned:
 
 @dataclass(frozen=True, slots=True)
 class ProposalReceived:
+    """A peer's proposal and `received_ms`, the local clock when it arrived (PBTS timeliness).
+
+    -1 means unknown (WAL records written before receptions were stamped, unit tests): such a
+    proposal counts as timely, see EngineConfig.timely.  The driver stamps every live reception.
+    """
+
     proposal: Proposal
+    received_ms: int = -1
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +65,10 @@ class TimeoutFired:
 
 @dataclass(frozen=True, slots=True)
 class ProposalContent:
-    """The transactions the app prepared for our proposal and the proposer's clock reading."""
+    """The transactions the app prepared for our proposal and the proposer's clock reading.
+
+    `time_ms` becomes the block time, raised to one past the previous block's; if that is not
+    a valid, timely time the engine proposes nothing and the round times out."""
 
     height: int
     round: int

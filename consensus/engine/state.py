@@ -42,6 +42,8 @@ class EngineState:
     blocks: dict[bytes, Block] = field(default_factory=dict)
     validity: dict[bytes, bool | None] = field(default_factory=dict)  # None: app asked
     proposals: dict[int, Proposal] = field(default_factory=dict)
+    # Local clock when each round's proposal arrived (PBTS); absent or -1: unknown.
+    proposal_received_ms: dict[int, int] = field(default_factory=dict)
     prevotes: dict[int, VoteSet] = field(default_factory=dict)
     precommits: dict[int, VoteSet] = field(default_factory=dict)
     # For L55: which validators sent anything in a round, and their power.
