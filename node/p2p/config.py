@@ -11,8 +11,31 @@ MiB = 1024 * 1024
 class HostConfig:
     """Connection-level limits (transport, handshake, muxer, host)."""
 
+    # Connection management (connmgr.py).  Validators and persistent peers are protected: they
+    # have reserved slots that none of these stranger limits count, and are never evicted.
+    # Inbound and outbound stranger slots (handshaken connections).
     inbound_peers_max: int = 64
     outbound_peers_max: int = 32
+    # Inbound connections still in their handshake (peer unknown), in all and per source IP;
+    # when full, a pending handshake older than pending_evict_after_ms makes room.
+    pending_inbound_max: int = 32
+    pending_inbound_per_ip_max: int = 8
+    pending_evict_after_ms: int = 2_000
+    # Handshaken inbound strangers per source IP and per subnet (IPv4 /24, IPv6 /48 by default;
+    # go-libp2p's resource manager also limits per IP and per prefix).  A loopback testnet's
+    # validators are protected, so these bind only strangers (full nodes, tools, attackers).
+    inbound_per_ip_max: int = 8
+    inbound_per_subnet_max: int = 16
+    subnet_ipv4_prefix_bits: int = 24
+    subnet_ipv6_prefix_bits: int = 48
+    # A new stranger cannot be evicted for this long; then it can be when the stranger slots
+    # are full and it has a negative score or has sent nothing for peer_idle_ms.
+    eviction_grace_ms: int = 10_000
+    peer_idle_ms: int = 30_000
+    # A banned stranger's address is banned too, twice as long for each repeat offence, at most
+    # this long; each ban table holds at most ban_entries_max entries.
+    address_ban_max_ms: int = 3_600_000
+    ban_entries_max: int = 4_096
     handshake_timeout_ms: int = 10_000
     dial_timeout_ms: int = 10_000
     # Persistent peers are redialled with exponential backoff between these bounds.
@@ -45,6 +68,12 @@ class HostConfig:
                 raise InvariantError(f"HostConfig.{f.name} must be positive, got {value}")
         if self.dial_backoff_min_ms > self.dial_backoff_max_ms:
             raise InvariantError("HostConfig.dial_backoff_min_ms exceeds dial_backoff_max_ms")
+        if self.subnet_ipv4_prefix_bits > 32:
+            raise InvariantError("HostConfig.subnet_ipv4_prefix_bits must be at most 32")
+        if self.subnet_ipv6_prefix_bits > 128:
+            raise InvariantError("HostConfig.subnet_ipv6_prefix_bits must be at most 128")
+        if self.inbound_per_ip_max > self.inbound_per_subnet_max:
+            raise InvariantError("HostConfig.inbound_per_ip_max exceeds inbound_per_subnet_max")
         if self.stream_window_bytes_max < 256 * 1024:
             raise InvariantError("HostConfig.stream_window_bytes_max below yamux's 256 KiB")
 

@@ -5,7 +5,9 @@ Noise XX, yamux; see upgrade.py) under the handshake timeout and then registered
 remote peer id.  At most one connection per peer survives: when two exist (both sides dialled
 at once, or a redial raced a live connection) both ends keep the connection dialled by the
 smaller peer id, or the older one if the same side dialled both, so the two ends agree without
-talking.  Inbound and outbound connections are counted separately against their limits.
+talking.  Which connections are admitted, and which are evicted to make room, is decided by
+the pure `ConnPolicy` (connmgr.py): the host feeds it every accept, dial, handshake, close and
+ban, and carries out its decisions.  Validators and persistent peers have reserved slots.
 
 Inbound streams are negotiated against the registered handlers and each runs as a task in
 the host's TaskGroup; a handler's failure resets its stream and is counted, never propagated.
@@ -27,6 +29,7 @@ from typing import Any
 
 from node.logging import log_event
 from node.p2p.config import HostConfig
+from node.p2p.connmgr import Admit, ConnPolicy, PeerClass, Refuse
 from node.p2p.counters import Counters
 from node.p2p.errors import (
     DecodeError,
@@ -64,6 +67,10 @@ class Connection:
     session: Session
     initiator: bool
     remote_addr: Multiaddr
+    conn_id: int = 0
+    ip: str = ""
+    # SecureChannel.bytes_received when last looked at: growth is what the policy calls activity.
+    bytes_seen: int = 0
     protocols: frozenset[str] = frozenset()
     listen_addrs: tuple[Multiaddr, ...] = ()
     agent_version: str = ""
@@ -80,16 +87,22 @@ class Host:
         config: HostConfig | None = None,
         counters: Counters | None = None,
         rng: random.Random | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.identity = identity
         self.peer_id = identity.peer_id
         self.config = config or HostConfig()
         self.counters = counters or Counters()
         self._rng = rng or random.Random(int.from_bytes(os.urandom(8), "big"))
+        self._clock = clock
         self._noise_static = os.urandom(32)
         self._conns: dict[PeerId, Connection] = {}
-        self._pending_inbound = 0
-        self._pending_outbound = 0
+        self._policy = ConnPolicy(self.config)
+        self._next_conn_id = 0
+        # Inbound TCP connections in their handshake, and every registered connection, by id:
+        # what the policy's evictions name.
+        self._pending_tcp: dict[int, TcpConnection] = {}
+        self._by_id: dict[int, Connection] = {}
         self._handlers: dict[str, tuple[StreamHandler, bool]] = {}
         self._on_connected: list[PeerCallback] = []
         self._on_disconnected: list[PeerCallback] = []
@@ -99,7 +112,6 @@ class Host:
         self._tg: asyncio.TaskGroup | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._persistent: dict[PeerId, Multiaddr] = {}
-        self._banned_until: dict[PeerId, float] = {}
         self._dialing: dict[PeerId, asyncio.Future[Connection]] = {}
         self.closing = False
         self.set_stream_handler(IDENTIFY_ID, self._serve_identify)
@@ -204,8 +216,60 @@ class Host:
         """Our listen addresses with /p2p/<our id> appended (what others dial)."""
         return [addr.with_peer(self.peer_id) for addr in self.listen_addrs]
 
-    def _count(self, initiator: bool) -> int:
-        return sum(1 for c in self._conns.values() if c.initiator == initiator)
+    def peer_class(self, peer: PeerId) -> PeerClass:
+        """VALIDATOR, PERSISTENT or STRANGER: what limits and budgets apply to `peer`."""
+        return self._policy.peer_class(peer)
+
+    def set_validator_peers(self, peers: Iterable[PeerId]) -> None:
+        """The validators' peer ids (replacing any earlier set): reserved slots, never evicted."""
+        self._policy.set_validators(peers)
+
+    def penalize(self, peer: PeerId, points: int = 1) -> None:
+        """Lower a peer's connection score: strangers below zero are evicted first."""
+        self._policy.penalize(peer, points)
+        self.counters.inc("peer_penalized")
+
+    def _now_ms(self) -> int:
+        now = self._clock() if self._clock is not None else asyncio.get_running_loop().time()
+        return int(now * 1000)
+
+    def _new_conn_id(self) -> int:
+        self._next_conn_id += 1
+        return self._next_conn_id
+
+    def _refused(self, decision: Refuse, inbound: bool, peer: str) -> None:
+        self.counters.inc("conn_inbound_refused" if inbound else "conn_outbound_refused")
+        self.counters.drop(f"conn_refused_{decision.reason}", decision.reason, peer=peer)
+
+    def _evict(self, decision: Admit, reason: str) -> None:
+        for conn_id in decision.evict:
+            tcp = self._pending_tcp.pop(conn_id, None)
+            if tcp is not None:
+                self.counters.inc("conn_pending_evicted")
+                log_event(log, "p2p_pending_evicted", addr=tcp.remote[0], reason=reason)
+                tcp.abort()
+                continue
+            conn = self._by_id.get(conn_id)
+            if conn is None:
+                continue
+            self.counters.inc("conn_evicted")
+            log_event(
+                log,
+                "p2p_peer_evicted",
+                peer=str(conn.peer),
+                addr=conn.ip,
+                reason=reason,
+                score=self._policy.score(conn.peer),
+            )
+            conn.close()
+
+    def _refresh_activity(self, now_ms: int) -> None:
+        """Tell the policy which connections received bytes since the last look."""
+        for conn in self._by_id.values():
+            received = conn.session.channel.bytes_received
+            if received != conn.bytes_seen:
+                conn.bytes_seen = received
+                self._policy.activity(conn.conn_id, now_ms)
 
     # -- listening ----------------------------------------------------------------------------
     async def listen(self, host: str = "127.0.0.1", port: int = 0) -> Multiaddr:
@@ -227,30 +291,56 @@ class Host:
         if self.closing or self._tg is None:
             tcp.abort()
             return
-        if self._count(False) + self._pending_inbound >= self.config.inbound_peers_max:
-            self.counters.drop("conn_inbound_refused", "inbound_peers_max", peer=str(tcp.remote))
+        conn_id = self._new_conn_id()
+        ip = tcp.remote[0]
+        decision = self._policy.inbound_opened(conn_id, ip, self._now_ms())
+        if isinstance(decision, Refuse):
+            self._refused(decision, True, ip)
             tcp.abort()
             return
-        self._pending_inbound += 1
-        self.spawn(self._upgrade_inbound(tcp), "p2p-accept")
+        self._evict(decision, "pending_inbound_max")
+        self._pending_tcp[conn_id] = tcp
+        try:
+            self.spawn(self._upgrade_inbound(tcp, conn_id), "p2p-accept")
+        except P2PError:
+            self._pending_tcp.pop(conn_id, None)
+            self._policy.closed(conn_id)
+            tcp.abort()
 
-    async def _upgrade_inbound(self, tcp: TcpConnection) -> None:
+    async def _upgrade_inbound(self, tcp: TcpConnection, conn_id: int) -> None:
+        ip, port = tcp.remote
+
+        def admit(peer: PeerId) -> bool:
+            # The slot is taken here, before the muxer is negotiated, so that concurrent
+            # handshakes cannot all squeeze into the last free slot.
+            now_ms = self._now_ms()
+            self._refresh_activity(now_ms)
+            decision = self._policy.handshaken(conn_id, peer, ip, now_ms)
+            if isinstance(decision, Refuse):
+                self._refused(decision, True, peer.short())
+                return False
+            self._evict(decision, "inbound_peers_max")
+            return True
+
+        registered = False
         try:
             async with asyncio.timeout(self.config.handshake_timeout_ms / 1000):
                 channel = await secure_inbound(
-                    tcp, self.identity, self._noise_static, self.config, self._admit
+                    tcp, self.identity, self._noise_static, self.config, admit
                 )
-        except (RemoteError, StreamClosed, TimeoutError, OSError) as exc:
-            self.counters.drop("conn_handshake_failed", str(exc), peer=str(tcp.remote))
+            self._pending_tcp.pop(conn_id, None)
+            self._register(channel, False, Multiaddr.tcp(ip, port), conn_id, ip)
+            registered = True
+        except (RemoteError, StreamClosed, TimeoutError, OSError, DialError) as exc:
+            self.counters.drop("conn_handshake_failed", str(exc), peer=ip)
             tcp.abort()
-            return
         except BaseException:  # cancelled (host closing): do not leak the socket
             tcp.abort()
             raise
         finally:
-            self._pending_inbound -= 1
-        host, port = tcp.remote
-        self._register(channel, False, Multiaddr.tcp(host, port))
+            self._pending_tcp.pop(conn_id, None)
+            if not registered:
+                self._policy.closed(conn_id)
 
     # -- dialling -----------------------------------------------------------------------------
     async def dial(self, addr: Multiaddr | str) -> PeerId:
@@ -263,20 +353,24 @@ class Host:
                 raise DialError("refusing to dial ourselves")
             if expected in self._conns:
                 return expected
-            if self._is_banned(expected):
+            if self.is_banned(expected):
+                self.counters.inc("conn_outbound_refused")
                 raise DialError(f"peer {expected.short()} is banned")
             pending = self._dialing.get(expected)
             if pending is not None:
                 return (await asyncio.shield(pending)).peer
-        if self._count(True) + self._pending_outbound >= self.config.outbound_peers_max:
-            self.counters.drop("conn_outbound_refused", "outbound_peers_max", peer=str(addr))
-            raise DialError("outbound_peers_max reached")
+        conn_id = self._new_conn_id()
+        decision = self._policy.outbound_started(conn_id, expected, self._now_ms())
+        if isinstance(decision, Refuse):
+            self._refused(decision, False, str(addr))
+            raise DialError(f"dial {addr} refused: {decision.reason}")
         future: asyncio.Future[Connection] = asyncio.get_running_loop().create_future()
         if expected is not None:
             self._dialing[expected] = future
-        self._pending_outbound += 1
+        registered = False
         try:
-            conn = await self._dial_once(addr, expected)
+            conn = await self._dial_once(addr, expected, conn_id)
+            registered = True
             future.set_result(conn)
             return conn.peer
         except BaseException as exc:
@@ -284,11 +378,14 @@ class Host:
             future.exception()  # mark retrieved: concurrent waiters may not exist
             raise
         finally:
-            self._pending_outbound -= 1
+            if not registered:
+                self._policy.closed(conn_id)
             if expected is not None:
                 self._dialing.pop(expected, None)
 
-    async def _dial_once(self, addr: Multiaddr, expected: PeerId | None) -> Connection:
+    async def _dial_once(
+        self, addr: Multiaddr, expected: PeerId | None, conn_id: int
+    ) -> Connection:
         loop = asyncio.get_running_loop()
         host, port = addr.host_port()
         tcp: TcpConnection | None = None
@@ -316,7 +413,15 @@ class Host:
             if tcp is not None:
                 tcp.abort()
             raise
-        return self._register(channel, True, addr.without_peer())
+        ip = tcp.remote[0]
+        decision = self._policy.handshaken(conn_id, channel.remote_peer, ip, self._now_ms())
+        if isinstance(decision, Refuse):
+            self._refused(decision, False, channel.remote_peer.short())
+            channel.close()
+            tcp.abort()
+            raise DialError(f"dial {addr} refused: {decision.reason}")
+        self._evict(decision, "outbound")
+        return self._register(channel, True, addr.without_peer(), conn_id, ip)
 
     def add_persistent_peer(self, addr: Multiaddr | str) -> PeerId:
         """Keep a connection to this peer, redialling with backoff whenever it drops."""
@@ -327,6 +432,8 @@ class Host:
             raise DecodeError("a persistent peer address needs /p2p/<peer id>")
         if peer not in self._persistent:
             self._persistent[peer] = addr
+            host, _ = addr.host_port()
+            self._policy.add_persistent(peer, host)
             self.spawn(self._keep_connected(peer, addr), f"p2p-persistent-{peer.short()}")
         return peer
 
@@ -351,7 +458,12 @@ class Host:
 
     # -- connection table ---------------------------------------------------------------------
     def _register(
-        self, channel: SecureChannel, initiator: bool, remote_addr: Multiaddr
+        self,
+        channel: SecureChannel,
+        initiator: bool,
+        remote_addr: Multiaddr,
+        conn_id: int,
+        ip: str,
     ) -> Connection:
         peer = channel.remote_peer
         holder: list[Connection] = []
@@ -368,10 +480,12 @@ class Host:
             on_stream,
             lambda s: self._closed(holder[0]),
         )
-        conn = Connection(peer, session, initiator, remote_addr)
+        conn = Connection(peer, session, initiator, remote_addr, conn_id, ip)
         holder.append(conn)
+        self._by_id[conn_id] = conn
         session.start()
         if session.closed:
+            self._by_id.pop(conn_id, None)
             raise DialError("connection closed during setup")
         existing = self._conns.get(peer)
         if existing is not None:
@@ -418,6 +532,8 @@ class Host:
         return existing if dialer(existing) < dialer(new) else new
 
     def _closed(self, conn: Connection) -> None:
+        self._by_id.pop(conn.conn_id, None)
+        self._policy.closed(conn.conn_id)
         error = conn.session.channel.error
         if error is not None:
             self.counters.drop("conn_closed_on_error", str(error), peer=conn.peer.short())
@@ -437,25 +553,27 @@ class Host:
             conn.close()
 
     def ban(self, peer: PeerId, duration_ms: int) -> None:
-        """Disconnect `peer` and refuse it (both directions) for `duration_ms`."""
-        self._banned_until[peer] = asyncio.get_running_loop().time() + duration_ms / 1000
+        """Disconnect `peer` and refuse it (both directions) for `duration_ms`; a stranger's
+        address is refused too, longer for each repeat offence (a new key does not help)."""
+        conn = self._conns.get(peer)
+        ip = conn.ip if conn is not None else None
+        address_ms = self._policy.ban(peer, ip, duration_ms, self._now_ms())
         self.counters.inc("peer_banned")
+        if address_ms:
+            self.counters.inc("address_banned")
+        log_event(
+            log,
+            "p2p_peer_banned",
+            peer=str(peer),
+            addr=ip or "",
+            ban_ms=duration_ms,
+            address_ban_ms=address_ms,
+            peer_class=self.peer_class(peer).value,
+        )
         self.disconnect(peer)
 
-    def _admit(self, peer: PeerId) -> bool:
-        if self._is_banned(peer):
-            self.counters.drop("conn_banned_refused", "peer banned", peer=peer.short())
-            return False
-        return True
-
-    def _is_banned(self, peer: PeerId) -> bool:
-        until = self._banned_until.get(peer)
-        if until is None:
-            return False
-        if asyncio.get_running_loop().time() >= until:
-            del self._banned_until[peer]
-            return False
-        return True
+    def is_banned(self, peer: PeerId) -> bool:
+        return self._policy.is_banned(peer, self._now_ms())
 
     # -- streams ------------------------------------------------------------------------------
     async def _serve_stream(self, conn: Connection, stream: Stream) -> None:
@@ -480,6 +598,7 @@ class Host:
             await handler(stream)
         except RemoteError as exc:
             self.counters.drop("stream_handler_remote_error", str(exc), peer=conn.peer.short())
+            self._policy.penalize(conn.peer, 1)
             stream.reset()
         except (P2PError, TimeoutError) as exc:
             log_event(log, "p2p_handler_ended", logging.DEBUG, protocol=protocol, error=str(exc))
