@@ -29,6 +29,14 @@ def log_event(
         logger.log(level, event, exc_info=exc_info, extra={_FIELDS_ATTR: fields})
 
 
+def iso_utc(created_s: float) -> str:
+    """ISO-8601 UTC with milliseconds, e.g. 2026-12-03T12:00:00.123Z (log shippers parse it
+    without knowing the node's time zone; epoch floats needed a conversion to read)."""
+    millis = int(created_s * 1000)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(millis // 1000))
+    return f"{stamp}.{millis % 1000:03d}Z"
+
+
 def _clean(value: Any) -> Any:
     if isinstance(value, bytes):
         value = value.hex()
@@ -44,7 +52,7 @@ def _clean(value: Any) -> Any:
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         body: dict[str, Any] = {
-            "ts": round(record.created, 3),
+            "ts": iso_utc(record.created),
             "level": record.levelname.lower(),
             "event": _clean(record.getMessage()),
             "logger": record.name,

@@ -26,6 +26,7 @@ from fl.client.partition import dirichlet
 from fl.client.sdk import build_update, fetch_model, fetch_params, next_nonce
 from fl.client.trainers import accuracy, make_trainer
 from node.apps import FL_TRAINER
+from node.commands.args import rpc_url
 from node.errors import ConfigError
 from node.keys import read_key
 from node.rpc.transport import RpcTransport
@@ -68,7 +69,9 @@ def load_client_config(path: Path) -> ClientConfig:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=("run",))
     parser.add_argument("--home", type=Path, required=True, help="client home directory")
-    parser.add_argument("--rpc", help="node RPC URL (overrides client.toml)")
+    parser.add_argument(
+        "--rpc", type=rpc_url, help="node RPC URL or host:port (overrides client.toml)"
+    )
     parser.add_argument("--attack", help=f"one of {', '.join(attacks.ATTACKS)}")
     parser.add_argument("--rounds", type=int, default=10, help="rounds to take part in")
     parser.add_argument("--timeout-s", type=float, default=600.0, help="give up after this")

@@ -40,7 +40,7 @@ from fl.client.quantize import FloatArray, model_to_float
 from fl.fixed import delta_from_wire, model_from_bytes
 from fl.txs import SignedTx, SubmitUpdate, decode_tx, sign_tx
 from node.apps import FL_DATASET
-from node.commands.gov import RPC_DEFAULT
+from node.commands.args import RPC_DEFAULT, rpc_url
 from node.errors import NodeError
 from node.keys import read_key
 from node.rpc.transport import RpcTransport
@@ -58,7 +58,9 @@ class NotYetError(NodeError):
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=("run",))
     parser.add_argument("--key", type=Path, required=True, help="validator key file")
-    parser.add_argument("--rpc", default=RPC_DEFAULT, help="node RPC URL")
+    parser.add_argument(
+        "--rpc", type=rpc_url, default=RPC_DEFAULT, help="node RPC URL or host:port"
+    )
     parser.add_argument("--part", type=int, default=0, help="which held-out part is ours")
     parser.add_argument("--parts", type=int, default=1, help="held-out parts (validators)")
     parser.add_argument("--rounds", type=int, default=0, help="stop after scoring this many")

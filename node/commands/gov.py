@@ -26,19 +26,21 @@ from consensus.errors import CodecError
 from fl.client.errors import TransportError
 from fl.governance.proposals import OPTIONS, Proposal, Tally
 from fl.txs import sign_tx
+from node.commands.args import RPC_DEFAULT, rpc_url
 from node.errors import NodeError
 from node.keys import read_key
 from node.rpc.transport import RpcTransport
 
 HELP = "governance: propose, vote, list and show proposals"
-RPC_DEFAULT = "http://127.0.0.1:26657"
 WAIT_S = 60.0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=("propose", "vote", "list", "show"))
     parser.add_argument("args", nargs="*", help="vote: ID OPTION; show: ID")
-    parser.add_argument("--rpc", default=RPC_DEFAULT, help="node RPC URL")
+    parser.add_argument(
+        "--rpc", type=rpc_url, default=RPC_DEFAULT, help="node RPC URL or host:port"
+    )
     parser.add_argument("--key", type=Path, help="signing key file (propose, vote)")
     content = parser.add_mutually_exclusive_group()
     content.add_argument("--param", help="NAME=VALUE: change a governable parameter")

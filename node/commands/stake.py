@@ -15,7 +15,8 @@ from pathlib import Path
 from consensus.codec import Value, decode, expect_int, expect_list
 from fl.client.errors import TransportError
 from fl.economics.records import ClientRecord, ValidatorRecord
-from node.commands.gov import RPC_DEFAULT, GovCommandError, submit
+from node.commands.args import RPC_DEFAULT, rpc_url
+from node.commands.gov import GovCommandError, submit
 from node.errors import NodeError
 from node.keys import read_key
 from node.rpc.transport import RpcTransport
@@ -28,7 +29,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "args", nargs="*", help="account: [HEX]; transfer: HEX AMOUNT; bond: AMOUNT"
     )
-    parser.add_argument("--rpc", default=RPC_DEFAULT, help="node RPC URL")
+    parser.add_argument(
+        "--rpc", type=rpc_url, default=RPC_DEFAULT, help="node RPC URL or host:port"
+    )
     parser.add_argument("--key", type=Path, help="signing key file")
     parser.add_argument("--wait", action="store_true", help="wait for the block and show result")
 

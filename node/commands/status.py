@@ -5,13 +5,16 @@ import asyncio
 import json
 import sys
 
+from node.commands.args import RPC_DEFAULT, rpc_url
 from node.rpc.client import RpcClient, RpcError
 
 HELP = "show a running node's status (height, round, peers, FL round)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--rpc", default="http://127.0.0.1:26657", help="node RPC URL")
+    parser.add_argument(
+        "--rpc", type=rpc_url, default=RPC_DEFAULT, help="node RPC URL or host:port"
+    )
 
 
 async def _status(url: str) -> dict[str, object]:

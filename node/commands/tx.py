@@ -6,6 +6,7 @@ import json
 import sys
 from pathlib import Path
 
+from node.commands.args import RPC_DEFAULT, rpc_url
 from node.rpc.client import RpcClient, RpcError
 
 HELP = "submit a signed transaction (`tx submit HEX|@FILE`) or show one (`tx show HASH`)"
@@ -14,7 +15,9 @@ HELP = "submit a signed transaction (`tx submit HEX|@FILE`) or show one (`tx sho
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("action", choices=("submit", "show"))
     parser.add_argument("value", help="tx as hex, @FILE with its raw bytes, or a tx hash")
-    parser.add_argument("--rpc", default="http://127.0.0.1:26657", help="node RPC URL")
+    parser.add_argument(
+        "--rpc", type=rpc_url, default=RPC_DEFAULT, help="node RPC URL or host:port"
+    )
     parser.add_argument("--wait", action="store_true", help="after submit, wait for the commit")
 
 
