@@ -24,7 +24,7 @@ RUN set -eu; \
     if ls /wheels/*.whl >/dev/null 2>&1; then pip_from="--no-index --find-links /wheels"; \
     else pip_from=""; fi; \
     python3 -c 'import tomllib; print("\n".join(tomllib.load(open("/src/pyproject.toml", "rb"))["project"]["dependencies"]))' > /src/requirements.txt; \
-    /opt/fedchain/bin/pip install -q $pip_from "setuptools>=68" wheel -r /src/requirements.txt
+    /opt/fedchain/bin/pip install -q $pip_from "setuptools>=77" wheel -r /src/requirements.txt
 
 FROM deps AS build
 COPY README.md /src/README.md

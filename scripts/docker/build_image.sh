@@ -27,7 +27,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     mkdir -p "$wheels"
     arch="$(uname -m)"
     mapfile -t deps < <("$py" -c 'import tomllib; print("\n".join(tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]))')
-    build_reqs=("setuptools>=68" "wheel")
+    build_reqs=("setuptools>=77" "wheel")
     # The image's interpreter is CPython 3.11 on glibc 2.36 (bookworm), whatever the host runs.
     "$py" -m pip download -q -d "$wheels" --only-binary=:all: \
         --python-version 3.11 --implementation cp --abi cp311 --abi abi3 --abi none \
