@@ -8,6 +8,7 @@ are done, then stops everything with SIGTERM and says where the logs are.
 
 import argparse
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -16,10 +17,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import aiohttp
+
 from consensus.codec import DecodeLimits, decode, expect_bytes, expect_int, expect_list
 from fl.client.datasets import load
 from fl.client.quantize import model_to_float
-from fl.client.trainers import accuracy, make_trainer
+from fl.client.trainers import FloatArray, LabelArray, Trainer, accuracy, make_trainer
 from fl.fixed import model_from_bytes
 from node.apps import FL_DATASET, FL_TRAINER
 from node.keys import read_key
@@ -125,57 +128,87 @@ def _attacker_keys(net: LocalNet) -> set[str]:
 
 
 async def _watch(net: LocalNet, rounds: int, timeout_s: float, stop: Callable[[], bool]) -> bool:
+    """One line per FL round, driven by node0's `fl_round_closed` events: polling the status
+    missed rounds that closed less than a poll apart (5 of 10 lines at the demo's pace)."""
     ds = load(FL_DATASET, seed=0)
     trainer = make_trainer(FL_TRAINER, ds.n_features, ds.n_classes)
     attackers = _attacker_keys(net)
     deadline = time.monotonic() + timeout_s
-    last_round = -1
-    async with RpcClient(net.rpc_url(0), timeout_ms=10_000) as client:
-        while time.monotonic() < deadline and not stop():
-            try:
-                status = await client.status()
-                fl_round = int(status.get("fl_round", 0))
-                height = int(status["height"])
-                if fl_round != last_round:
-                    model = await client.get_binary("/model")
-                    version, model_hash, _shapes, weights = expect_list(
-                        decode(model.data, MODEL_LIMITS), 4, "model"
-                    )
-                    units = model_from_bytes(expect_bytes(weights, "weights"))
-                    acc = accuracy(trainer, model_to_float(units), ds.x_test, ds.y_test)
-                    outcome = _outcome(await client.get_json("/round"), attackers)
-                    print(
-                        f"height {height:>5} | FL round {fl_round:>3}/{rounds} | "
-                        f"model v{expect_int(version, 'version')} "
-                        f"{expect_bytes(model_hash, 'hash').hex()[:12]} | "
-                        f"accuracy {acc:.3f}{outcome}",
-                        flush=True,
-                    )
-                    last_round = fl_round
-                if fl_round >= rounds:
-                    print(f"== {rounds} FL rounds done", flush=True)
-                    return True
-            except RpcError as exc:
-                print(f"   (node0 RPC: {exc})", flush=True)
+    url = net.rpc_url(0)
+    async with (
+        RpcClient(url, timeout_ms=10_000) as client,
+        aiohttp.ClientSession() as session,
+        session.ws_connect(url + "/ws?events=fl_round_closed", heartbeat=10.0) as ws,
+    ):
+        # Subscribed first, then asked: no round can close unseen in between.
+        status = await client.status()
+        done = int(status.get("fl_round", 0))
+        acc = await _accuracy(client, None, trainer, ds.x_test, ds.y_test)
+        print(
+            f"height {int(status['height']):>5} | FL round {done:>3}/{rounds} | {acc}", flush=True
+        )
+        while done < rounds:
+            if time.monotonic() > deadline or stop():
+                print("== stopped before all rounds were done", flush=True)
+                return False
             if not net.running(0):
                 print(f"== node0 exited; see {net.log_file(0)}", flush=True)
                 return False
-            await asyncio.sleep(0.5)
-    print("== stopped before all rounds were done", flush=True)
-    return False
+            try:
+                msg = await asyncio.wait_for(ws.receive(), timeout=0.5)
+            except TimeoutError:
+                continue
+            if msg.type != aiohttp.WSMsgType.TEXT:
+                print(f"== node0 event stream ended ({msg.type.name})", flush=True)
+                return False
+            event = json.loads(msg.data)
+            if event.get("event") != "fl_round_closed":
+                continue
+            closed = int(event["fl_round"])
+            if closed < done:
+                continue  # the round that was open when we subscribed closed before it
+            done = closed + 1
+            try:
+                version = int(event["model_version"])
+                acc = await _accuracy(client, version, trainer, ds.x_test, ds.y_test)
+                outcome = _outcome(await client.get_json("/round"), closed, attackers)
+            except RpcError as exc:
+                acc, outcome = f"(node0 RPC: {exc})", ""
+            print(
+                f"height {int(event['height']):>5} | FL round {done:>3}/{rounds} | {acc} | "
+                f"round {closed} closed ({event['cause']}, {event['rule']}): "
+                f"{event['accepted']} accepted, {event['flagged']} flagged{outcome}",
+                flush=True,
+            )
+    print(f"== {rounds} FL rounds done", flush=True)
+    return True
 
 
-def _outcome(body: dict[str, object], attackers: set[str]) -> str:
-    """ " | last round: 6 accepted, 2 flagged (2 of them attackers)" from GET /round."""
+async def _accuracy(
+    client: RpcClient, version: int | None, trainer: Trainer, x: FloatArray, y: LabelArray
+) -> str:
+    """ "model v3 1a2b3c4d5e6f | accuracy 0.912" for a model version (None: the current one)."""
+    if version is None:
+        data = (await client.get_binary("/model")).data
+    else:
+        data = (await client.query(f"model/{version}")).data
+    got, model_hash, _shapes, weights = expect_list(decode(data, MODEL_LIMITS), 4, "model")
+    units = model_from_bytes(expect_bytes(weights, "weights"))
+    acc = accuracy(trainer, model_to_float(units), x, y)
+    return (
+        f"model v{expect_int(got, 'version')} {expect_bytes(model_hash, 'hash').hex()[:12]} | "
+        f"accuracy {acc:.3f}"
+    )
+
+
+def _outcome(body: dict[str, object], closed: int, attackers: set[str]) -> str:
+    """ " (2 of 2 attackers)" from GET /round, if its last outcome is still round `closed`."""
     value = body.get("value")
     if not isinstance(value, list) or len(value) < 8 or not isinstance(value[7], list):
         return ""
     last = value[7]
-    if len(last) < 8 or not isinstance(last[6], list) or not isinstance(last[7], list):
+    if len(last) < 8 or last[0] != closed or not isinstance(last[7], list):
         return ""
     flagged = [f[0] for f in last[7] if isinstance(f, list) and f]
     caught = sum(1 for key in flagged if key in attackers)
-    return (
-        f" | round {last[0]} closed ({last[3]}, {last[2]}): {len(last[6])} accepted, "
-        f"{len(flagged)} flagged ({caught} of {len(attackers)} attackers)"
-    )
+    return f" ({caught} of {len(attackers)} attackers)"
