@@ -23,6 +23,16 @@ class WalCorruptError(StorageError):
     """A record in the middle of the consensus WAL fails its checksum: the node must not start."""
 
 
+class CorruptBlockError(StorageError):
+    """A stored block body is cut short or fails its sha256 check: never serve it; fetch it
+    again from peers (node/store/sqlite.py)."""
+
+    def __init__(self, height: int, detail: str) -> None:
+        super().__init__(f"block {height}: {detail}")
+        self.height = height
+        self.detail = detail
+
+
 class MempoolError(NodeError):
     """A transaction was refused by the mempool; `reason` says why in words a person can read."""
 

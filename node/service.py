@@ -181,6 +181,9 @@ class Node:
     async def _run(self) -> None:
         cfg = self.cfg
         self._store = BlockStore(self.home.store_file, fsync=cfg.storage.fsync)
+        # A damaged or cut-short body at the tail is rolled back (logged) rather than fatal;
+        # block sync fetches those heights again from peers.
+        self._store.recover_tail()
         self._wal = Wal(self.home.wal_file)
         recovery = self._wal.open()
         if recovery.repaired_bytes:

@@ -18,7 +18,7 @@ from aiohttp import WSMsgType, web
 from consensus.app import QueryResult
 from consensus.codec import DecodeLimits, Value, decode
 from consensus.errors import CodecError
-from node.errors import MempoolError
+from node.errors import CorruptBlockError, MempoolError
 from node.events import EventBus
 from node.logging import log_event
 from node.store.sqlite import BlockStore, StoredBlock
@@ -382,6 +382,9 @@ async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
         if exc.status >= 400:
             return error(exc.status, "http_error", exc.reason)
         raise
+    except CorruptBlockError as exc:
+        # Never serve a damaged body; the node fetches it again from peers on restart.
+        return error(503, "block_damaged", f"{exc}; ask another node")
     except asyncio.CancelledError:
         raise
     except Exception as exc:

@@ -9,6 +9,10 @@ Crash safety: `append` makes the bytes durable before the caller commits the SQL
 points at them, so a committed row never points past the end of durable data.  A crash between
 the two leaves bytes that no row names; `open` cuts the file back to the end of the last
 committed body (`truncate_to`), so the next append reuses the space.
+
+Damage (a file cut short by a broken disk or an operator, a flipped byte) is the store's to
+detect: each row carries its body's sha256, and `read` returns what the file holds, short or
+not, for the store to check.
 """
 
 import os
@@ -34,14 +38,14 @@ class BlockFile:
         return self._end
 
     def truncate_to(self, end: int) -> None:
-        """Drop bytes past `end` (written but never committed) before the first append."""
-        if end > self._end:
-            raise StorageError(
-                f"{self._path}: the store names {end} bytes of block bodies, the file has "
-                f"{self._end}: block bodies were lost"
-            )
+        """Drop bytes past `end` (written but never committed, or the bodies of blocks rolled
+        back).  A file already shorter than `end` is left as it is: its lost tail is damage the
+        store reports (BlockStore.verify_tail), and the next append goes at the real end."""
         if end < self._end:
-            os.ftruncate(self._fd, end)
+            try:
+                os.ftruncate(self._fd, end)
+            except OSError as exc:
+                raise StorageError(f"{self._path}: cannot truncate: {exc}") from None
             self._end = end
 
     def append(self, data: bytes) -> int:
@@ -60,12 +64,11 @@ class BlockFile:
         return offset
 
     def read(self, offset: int, length: int) -> bytes:
-        data = os.pread(self._fd, length, offset)
-        if len(data) != length:
-            raise StorageError(
-                f"{self._path}: block body at {offset} is cut short ({len(data)} of {length})"
-            )
-        return data
+        """The bytes at [offset, offset + length), fewer if the file ends before."""
+        try:
+            return os.pread(self._fd, length, offset)
+        except OSError as exc:
+            raise StorageError(f"{self._path}: cannot read a block body: {exc}") from None
 
     def close(self) -> None:
         if self._fd >= 0:

@@ -4,12 +4,13 @@ from pathlib import Path
 
 import pytest
 
-from node.errors import StorageError
-from node.store.sqlite import BlockStore, IndexedTx
+from node.errors import CorruptBlockError, StorageError
+from node.store.sqlite import META_HEIGHTS_KEPT, BlockStore, IndexedTx
 
 
 def _save(store: BlockStore, height: int, txs: int = 2) -> None:
     store.save_block(
+        meta=[("chain_state", b"state after %d" % height)],
         height=height,
         block_hash=bytes([height]) * 32,
         data=b"block%d" % height,
@@ -94,11 +95,120 @@ def test_block_bodies_live_in_the_side_file_and_an_uncommitted_tail_is_cut(
     assert [b.data for b in store.blocks(1, 10, 1 << 20)] == [b"block1", b"block2", b"block3"]
 
 
-def test_a_body_file_shorter_than_the_store_says_refuses_to_open(tmp_path: Path) -> None:
+# -- integrity (issue 13, attack 7: a flipped byte in the last body was served) -------------------
+
+
+def _damaged_store(tmp_path: Path, heights: int, damage: str) -> Path:
+    """A store with blocks 1..heights whose blocks.dat is then damaged at the tail."""
+    path = tmp_path / "blocks.sqlite"
+    store = BlockStore(path)
+    for h in range(1, heights + 1):
+        _save(store, h)
+    store.close()
+    bodies = tmp_path / "blocks.dat"
+    raw = bytearray(bodies.read_bytes())
+    match damage:
+        case "flip":
+            raw[-2] ^= 0x01  # inside the last body ("block5")
+        case "truncate":
+            del raw[-3:]  # the last body loses its last 3 bytes
+    bodies.write_bytes(bytes(raw))
+    return path
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate"])
+def test_a_damaged_last_body_is_never_served(tmp_path: Path, damage: str) -> None:
+    store = BlockStore(_damaged_store(tmp_path, 5, damage))  # opens: damage is not fatal
+    with pytest.raises(CorruptBlockError, match="block 5") as info:
+        store.block(5)
+    assert info.value.height == 5
+    with pytest.raises(CorruptBlockError):
+        store.block_by_hash(bytes([5]) * 32)
+    # Block sync's range read stops before it: the peer gets the intact prefix.
+    assert [b.height for b in store.blocks(3, 10, 1 << 20)] == [3, 4]
+    assert store.blocks(5, 10, 1 << 20) == []
+    assert store.damaged() == [5]
+    block = store.block(4)
+    assert block is not None
+    assert block.data == b"block4"
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate"])
+def test_on_start_a_damaged_tail_is_rolled_back_for_block_sync(tmp_path: Path, damage: str) -> None:
+    path = _damaged_store(tmp_path, 5, damage)
+    store = BlockStore(path)
+    assert store.verify_tail() == [5]
+    assert store.recover_tail() == [5]
+    # As if the node had stopped right after storing block 4: its node state is back.
+    assert store.height == 4
+    assert store.get_meta("chain_state") == b"state after 4"
+    assert store.tx(bytes([5, 0]) * 16) is None
+    assert store.verify_tail() == []
+    assert (tmp_path / "blocks.dat").read_bytes() == b"block1block2block3block4"
+    _save(store, 5)  # block sync stores it again
+    store.close()
+    store = BlockStore(path)
+    assert store.recover_tail() == []
+    block = store.block(5)
+    assert block is not None
+    assert block.data == b"block5"
+
+
+def test_damage_in_the_middle_is_found_and_rolled_back_from_there(tmp_path: Path) -> None:
+    path = tmp_path / "blocks.sqlite"
+    store = BlockStore(path)
+    for h in range(1, 9):
+        _save(store, h)
+    store.close()
+    bodies = tmp_path / "blocks.dat"
+    raw = bytearray(bodies.read_bytes())
+    raw[len(b"block1block2") + 1] ^= 0x20  # inside block3
+    bodies.write_bytes(bytes(raw))
+    store = BlockStore(path)
+    assert store.verify_tail(heights_max=3) == []  # only the newest bodies are read on start
+    assert store.verify_tail() == [3]
+    assert store.recover_tail() == [3]
+    assert store.height == 2
+    assert store.get_meta("chain_state") == b"state after 2"
+
+
+def test_damage_deeper_than_the_kept_node_state_refuses_to_start(tmp_path: Path) -> None:
+    path = tmp_path / "blocks.sqlite"
+    store = BlockStore(path)
+    for h in range(1, META_HEIGHTS_KEPT + 4):
+        _save(store, h)
+    store.close()
+    (tmp_path / "blocks.dat").write_bytes(b"bl")  # every body is gone
+    store = BlockStore(path)
+    assert store.verify_tail()[0] == 1
+    with pytest.raises(StorageError, match="resync"):
+        store.rollback_to(1)
+    # Everything gone: rolling back to nothing is allowed (resync from genesis).
+    assert store.recover_tail()[0] == 1
+    assert store.height == 0
+    assert store.get_meta("chain_state") is None
+
+
+def test_a_body_from_a_peer_repairs_the_damage_only_if_its_sha256_matches(tmp_path: Path) -> None:
+    store = BlockStore(_damaged_store(tmp_path, 5, "flip"))
+    with pytest.raises(CorruptBlockError):
+        store.block(5)
+    assert not store.repair_body(5, b"block5 forged")
+    assert store.repair_body(5, b"block5")
+    block = store.block(5)
+    assert block is not None
+    assert block.data == b"block5"
+    assert store.damaged() == []
+    assert store.verify_tail() == []
+
+
+def test_a_store_written_before_checksums_opens_and_checks_lengths(tmp_path: Path) -> None:
     path = tmp_path / "blocks.sqlite"
     store = BlockStore(path)
     _save(store, 1)
+    store._db.execute("ALTER TABLE blocks DROP COLUMN data_sha256")
     store.close()
-    (tmp_path / "blocks.dat").write_bytes(b"blo")
-    with pytest.raises(StorageError, match="lost"):
-        BlockStore(path)
+    store = BlockStore(path)
+    block = store.block(1)
+    assert block is not None
+    assert block.data == b"block1"
