@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from node.errors import ConfigError
+from node.p2p.errors import P2PError
+from node.p2p.peer_id import PeerId
 
 KIB = 1024
 MIB = 1024 * KIB
@@ -32,6 +34,18 @@ class P2PConfig:
     # Multiaddrs `/ip4/H/tcp/P/p2p/12D3KooW...` or `/dns4/NAME/tcp/P/p2p/...`, redialed forever.
     persistent_peers: tuple[str, ...] = ()
     peers_max: int = 50
+    # Connection management (node/p2p/connmgr.py).  peers_max counts strangers only: validators
+    # and persistent peers have reserved slots and are never evicted.  validator_peer_ids are
+    # the node ids (12D3KooW...) of validators that are not persistent peers (CometBFT's
+    # unconditional_peer_ids): protected the same way, but not dialled.
+    validator_peer_ids: tuple[str, ...] = ()
+    # Inbound connections still in their handshake; a handshake's deadline.
+    pending_peers_max: int = 32
+    handshake_timeout_ms: int = 10_000
+    # Inbound strangers per source IP and per /24 (IPv6 /48) subnet.  A loopback testnet's
+    # validators are protected, so these leave room for its full nodes and tools.
+    peers_per_ip_max: int = 8
+    peers_per_subnet_max: int = 16
     dial_backoff_max_ms: int = 5_000
     # Transactions up to this size travel through gossipsub; larger ones are pushed by the node
     # that got them from the client to its direct peers and announced by hash beyond them, so
@@ -239,6 +253,14 @@ def _validate(cfg: NodeConfig) -> None:
                 f"p2p.persistent_peers[{i}]: expected a multiaddr like "
                 f"/ip4/127.0.0.1/tcp/26656/p2p/12D3KooW..., got {addr[:80]!r}"
             )
+    for i, peer_id in enumerate(cfg.p2p.validator_peer_ids):
+        if not _is_peer_id(peer_id):
+            raise ConfigError(
+                f"p2p.validator_peer_ids[{i}]: expected a peer id like 12D3KooW..., "
+                f"got {peer_id[:80]!r}"
+            )
+    if cfg.p2p.peers_per_ip_max > cfg.p2p.peers_per_subnet_max:
+        raise ConfigError("p2p.peers_per_ip_max: must not exceed p2p.peers_per_subnet_max")
     for section in (cfg.p2p, cfg.rpc, cfg.mempool, cfg.sync):
         name = type(section).__name__.removesuffix("Config").lower()
         for f in dataclasses.fields(section):
@@ -267,6 +289,14 @@ def _validate(cfg: NodeConfig) -> None:
         raise ConfigError(f"log.level: expected one of {', '.join(_LEVELS)}")
     if cfg.log.format not in _FORMATS:
         raise ConfigError(f"log.format: expected one of {', '.join(_FORMATS)}")
+
+
+def _is_peer_id(text: str) -> bool:
+    try:
+        PeerId.from_base58(text)
+    except (P2PError, ValueError):
+        return False
+    return True
 
 
 def render_config(cfg: NodeConfig) -> str:

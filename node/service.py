@@ -41,12 +41,12 @@ from node.logging import log_event
 from node.mempool import Mempool, policy_from_config
 from node.metrics import NodeMetrics, metrics_app
 from node.network import Network
-from node.p2p.config import HostConfig
 from node.p2p.errors import P2PError
 from node.p2p.gossipsub.config import GossipsubConfig
 from node.p2p.gossipsub.service import GossipSub
 from node.p2p.host import Host
 from node.p2p.peer_id import Identity, PeerId
+from node.peering import open_host
 from node.rpc.server import RpcServer
 from node.store.sqlite import BlockStore, StoredBlock
 from node.sync import BlockSync
@@ -210,16 +210,7 @@ class Node:
             wal_recovery=recovery,
         )
         self.shell.recover()
-        host_cfg = HostConfig(
-            inbound_peers_max=cfg.p2p.peers_max,
-            outbound_peers_max=cfg.p2p.peers_max,
-            dial_backoff_max_ms=cfg.p2p.dial_backoff_max_ms,
-            dial_backoff_min_ms=min(200, cfg.p2p.dial_backoff_max_ms),
-            request_bytes_max=cfg.p2p.request_bytes_max,
-            response_bytes_max=cfg.p2p.request_bytes_max,
-            request_timeout_ms=cfg.p2p.request_timeout_ms,
-        )
-        async with Host(self.identity, host_cfg) as host:
+        async with open_host(self.identity, cfg.p2p) as host:
             self._host = host
             self._network = Network(
                 host,

@@ -157,6 +157,9 @@ class Host:
             raise P2PError("host is shutting down") from exc
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        # A task cancelled before its first step (the host closing right after a spawn) never
+        # awaits `coro`; closing it keeps that from being reported as never awaited.
+        task.add_done_callback(lambda _task: coro.close())
         return task
 
     async def _guard(self, coro: Coroutine[Any, Any, None], name: str) -> None:
@@ -343,8 +346,9 @@ class Host:
                 self._policy.closed(conn_id)
 
     # -- dialling -----------------------------------------------------------------------------
-    async def dial(self, addr: Multiaddr | str) -> PeerId:
-        """Connect to `addr` (which should end in /p2p/<id>) unless already connected."""
+    async def dial(self, addr: Multiaddr | str, local_host: str | None = None) -> PeerId:
+        """Connect to `addr` (which should end in /p2p/<id>) unless already connected;
+        `local_host` binds the source address (a multi-homed host, loopback tests)."""
         if isinstance(addr, str):
             addr = Multiaddr.parse(addr)
         expected = addr.peer_id
@@ -369,7 +373,7 @@ class Host:
             self._dialing[expected] = future
         registered = False
         try:
-            conn = await self._dial_once(addr, expected, conn_id)
+            conn = await self._dial_once(addr, expected, conn_id, local_host)
             registered = True
             future.set_result(conn)
             return conn.peer
@@ -384,7 +388,7 @@ class Host:
                 self._dialing.pop(expected, None)
 
     async def _dial_once(
-        self, addr: Multiaddr, expected: PeerId | None, conn_id: int
+        self, addr: Multiaddr, expected: PeerId | None, conn_id: int, local_host: str | None
     ) -> Connection:
         loop = asyncio.get_running_loop()
         host, port = addr.host_port()
@@ -399,6 +403,7 @@ class Host:
                     ),
                     host,
                     port,
+                    local_addr=None if local_host is None else (local_host, 0),
                 )
             async with asyncio.timeout(self.config.handshake_timeout_ms / 1000):
                 channel = await secure_outbound(

@@ -1,10 +1,12 @@
 """The Host over real loopback sockets: handshake, streams, request/response, ping, limits."""
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 
 from node.p2p.config import HostConfig
+from node.p2p.connmgr import PeerClass
 from node.p2p.errors import (
     DialError,
     PeerUnavailable,
@@ -317,3 +319,115 @@ async def test_crashing_request_handler_resets_the_stream_at_once() -> None:
         with pytest.raises(StreamClosed):
             await a.request(b.peer_id, "/test/broken/1", b"x", 10_000)
         assert await a.ping(b.peer_id) >= 0
+
+
+# -- connection management (policy in node/p2p/connmgr.py, tested without sockets) -----------
+
+
+async def wait_until(predicate: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    async with asyncio.timeout(timeout_s):
+        while not predicate():  # noqa: ASYNC110 - connection state has no event to wait on
+            await asyncio.sleep(0.01)
+
+
+async def test_validators_and_persistent_peers_have_reserved_slots() -> None:
+    config = HostConfig(inbound_peers_max=1, outbound_peers_max=1)
+    async with hosts(5, config) as (a, stranger, late, validator, persistent):
+        a.set_validator_peers([validator.peer_id])
+        a.add_persistent_peer(persistent.addrs()[0])
+        await stranger.dial(a.addrs()[0])
+        with pytest.raises(DialError):
+            await late.dial(a.addrs()[0])
+        assert a.counters.get("conn_refused_inbound_peers_max") == 1
+        # The only stranger slot is taken, yet the validator gets in ...
+        await validator.dial(a.addrs()[0])
+        # ... and a dials its persistent peer although a stranger dial fills outbound_peers_max.
+        await a.dial(late.addrs()[0])
+        await wait_until(lambda: a.is_connected(persistent.peer_id))
+        assert set(a.connected_peers()) == {
+            stranger.peer_id,
+            late.peer_id,
+            validator.peer_id,
+            persistent.peer_id,
+        }
+        assert a.peer_class(validator.peer_id) is PeerClass.VALIDATOR
+        assert a.peer_class(persistent.peer_id) is PeerClass.PERSISTENT
+        assert a.peer_class(stranger.peer_id) is PeerClass.STRANGER
+
+
+async def test_per_ip_and_per_subnet_caps_on_loopback_addresses() -> None:
+    # 127.0.0.0/8 is all loopback: each source address is a different "IP" to the policy.
+    config = HostConfig(inbound_per_ip_max=2, inbound_per_subnet_max=3)
+    async with hosts(6) as others, Host(identity("target"), config) as a:
+        await a.listen("127.0.0.1", 0)
+        target = a.addrs()[0]
+        await others[0].dial(target, local_host="127.0.0.2")
+        await others[1].dial(target, local_host="127.0.0.2")
+        with pytest.raises(DialError):
+            await others[2].dial(target, local_host="127.0.0.2")
+        await others[3].dial(target, local_host="127.0.0.3")
+        with pytest.raises(DialError):  # the /24 is full
+            await others[4].dial(target, local_host="127.0.0.4")
+        assert a.counters.get("conn_refused_inbound_per_ip_max") == 1
+        assert a.counters.get("conn_refused_inbound_per_subnet_max") == 1
+        assert len(a.connected_peers()) == 3
+        # A validator on a full address and subnet still gets in.
+        a.set_validator_peers([others[5].peer_id])
+        await others[5].dial(target, local_host="127.0.0.2")
+        assert len(a.connected_peers()) == 4
+
+
+async def test_an_idle_stranger_makes_room_for_a_new_one() -> None:
+    config = HostConfig(inbound_peers_max=1, eviction_grace_ms=50, peer_idle_ms=100)
+    async with hosts(3, config) as (a, idle, newcomer):
+        await idle.dial(a.addrs()[0])
+        with pytest.raises(DialError):  # within its grace period the first one stays
+            await newcomer.dial(a.addrs()[0])
+        await asyncio.sleep(0.3)  # identify is done: nothing more arrives from `idle`
+        await newcomer.dial(a.addrs()[0])
+        await wait_until(lambda: not idle.is_connected(a.peer_id))
+        assert a.connected_peers() == [newcomer.peer_id]
+        assert a.counters.get("conn_evicted") == 1
+
+
+async def test_a_ban_covers_the_address_so_a_new_key_does_not_help() -> None:
+    async with hosts(4) as (a, bad, new_key, neighbour):
+        await bad.dial(a.addrs()[0], local_host="127.0.0.2")
+        a.ban(bad.peer_id, 10_000)
+        await wait_until(lambda: not a.is_connected(bad.peer_id))
+        with pytest.raises(DialError):
+            await new_key.dial(a.addrs()[0], local_host="127.0.0.2")
+        assert a.counters.get("conn_refused_address_banned") == 1
+        await neighbour.dial(a.addrs()[0], local_host="127.0.0.3")
+        assert a.counters.get("address_banned") == 1
+        assert a.is_banned(bad.peer_id)
+        with pytest.raises(DialError, match="banned"):
+            await a.dial(bad.addrs()[0])
+
+
+async def test_stalled_handshakes_neither_last_nor_lock_out_a_validator() -> None:
+    config = HostConfig(
+        pending_inbound_max=2,
+        pending_inbound_per_ip_max=2,
+        pending_evict_after_ms=100,
+        handshake_timeout_ms=1_000,
+    )
+    async with hosts(1) as (validator,), Host(identity("target"), config) as a:
+        a.set_validator_peers([validator.peer_id])
+        await a.listen("127.0.0.1", 0)
+        host, port = a.listen_addrs[0].host_port()
+        stalled = [
+            await asyncio.open_connection(host, port, local_addr=(f"127.0.0.{i}", 0))
+            for i in (2, 3)
+        ]
+        await asyncio.sleep(0.2)
+        await validator.dial(a.addrs()[0])
+        assert a.is_connected(validator.peer_id)
+        assert a.counters.get("conn_pending_evicted") == 1
+        # The other stalled connection is closed at the handshake deadline.
+        async with asyncio.timeout(5):
+            for reader, writer in stalled:
+                while await reader.read(4096):
+                    pass
+                writer.close()
+        assert a.counters.get("conn_handshake_failed") >= 1
