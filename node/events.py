@@ -16,6 +16,7 @@ class Subscription:
     kinds: frozenset[str] = frozenset()
     overflowed: bool = False
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    evicted: bool = False  # its slot went to a newer client (node/rpc/server.py)
 
 
 class EventBus:

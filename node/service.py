@@ -293,11 +293,8 @@ class Node:
     async def _start_http(self) -> list[web.AppRunner]:
         runners: list[web.AppRunner] = []
         if self.cfg.rpc.enabled:
-            rpc = RpcServer(self, self.cfg.rpc.body_bytes_max)
-            runner = web.AppRunner(rpc.app(), access_log=None, handle_signals=False)
-            await runner.setup()
-            await web.TCPSite(runner, self.cfg.rpc.listen_host, self.cfg.rpc.listen_port).start()
-            runners.append(runner)
+            rpc = RpcServer(self, self.cfg.rpc.body_bytes_max, self.cfg.rpc)
+            runners.append(await rpc.start(self.cfg.rpc.listen_host, self.cfg.rpc.listen_port))
         if self.cfg.metrics.enabled:
             runner = web.AppRunner(metrics_app(self.metrics), access_log=None)
             await runner.setup()

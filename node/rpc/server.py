@@ -3,7 +3,15 @@
 Handlers are thin: they parse and bound the request, ask the `RpcBackend` (the running node)
 and shape the answer.  Every refusal is a 4xx with `{"error": CODE, "reason": TEXT}`; nothing a
 client sends can raise out of a handler or change state unless it is a valid transaction the
-mempool accepted.  Bodies are capped by `rpc.body_bytes_max` before they are read.
+mempool accepted.  Numbers in paths and queries are ASCII digits of bounded length (Python's
+int() of 5,000 digits raises, and str.isdigit() accepts '²').
+
+Budgets (node/rpc/limits.py): connections in all and per address, header and body deadlines,
+request bodies per request and in flight together.  WebSockets: at most `ws_clients_max` in all
+and `ws_clients_per_ip_max` per address; a newcomer beyond either takes the slot of the oldest
+connection of its own address, or else of the address holding the most, so a crowd of
+well-behaved but never-leaving clients cannot lock newcomers out; a client that stops
+answering pings is closed after `ws_idle_timeout_ms` (aiohttp's heartbeat).
 """
 
 import asyncio
@@ -11,6 +19,7 @@ import contextlib
 import json
 import logging
 import re
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from aiohttp import WSMsgType, web
@@ -18,14 +27,28 @@ from aiohttp import WSMsgType, web
 from consensus.app import QueryResult
 from consensus.codec import DecodeLimits, Value, decode
 from consensus.errors import CodecError
+from node.config import RpcConfig
 from node.errors import CorruptBlockError, MempoolError
-from node.events import EventBus
+from node.events import EventBus, Subscription
 from node.logging import log_event
+from node.rpc.limits import (
+    BodyBudget,
+    BodyTooLarge,
+    ConnectionGuard,
+    GuardedSite,
+    RpcLimits,
+    read_body,
+)
 from node.store.sqlite import BlockStore, StoredBlock
 
 log = logging.getLogger(__name__)
 
 HASH_HEX = re.compile(r"^[0-9a-fA-F]{64}$")
+# Heights, counts and versions: ASCII digits only, at most 18 (fits int64; int() of a huge
+# string raises ValueError past 4,300 digits).
+NUMBER = re.compile(r"^[0-9]{1,18}$")
+EVENT_KINDS_MAX = 32
+EVENT_KIND_CHARS_MAX = 64
 QUERY_PATH = re.compile(r"^[a-z0-9_/.-]{1,128}$")
 QUERY_DATA_CHARS_MAX = 4096
 BLOCKS_PAGE_MAX = 100
@@ -84,18 +107,75 @@ def error(status: int, code: str, reason: str) -> web.Response:
     return web.json_response({"error": code, "reason": reason}, status=status)
 
 
+def limits_from_config(cfg: RpcConfig) -> RpcLimits:
+    return RpcLimits(
+        body_bytes_max=cfg.body_bytes_max,
+        bodies_in_flight_bytes_max=cfg.bodies_in_flight_bytes_max,
+        connections_max=cfg.connections_max,
+        connections_per_ip_max=cfg.connections_per_ip_max,
+        header_timeout_ms=cfg.header_timeout_ms,
+        body_timeout_ms=cfg.body_timeout_ms,
+        keepalive_timeout_ms=cfg.keepalive_timeout_ms,
+    )
+
+
+@dataclass(slots=True)
+class _WsClient:
+    ip: str
+    sub: Subscription
+
+
 def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
 class RpcServer:
-    def __init__(self, backend: RpcBackend, body_bytes_max: int) -> None:
+    def __init__(
+        self, backend: RpcBackend, body_bytes_max: int, cfg: RpcConfig | None = None
+    ) -> None:
         self._backend = backend
-        self._body_bytes_max = body_bytes_max
-        self._websockets: set[web.WebSocketResponse] = set()
+        self._cfg = cfg if cfg is not None else RpcConfig(body_bytes_max=body_bytes_max)
+        self._body_bytes_max = self._cfg.body_bytes_max
+        self._limits = limits_from_config(self._cfg)
+        self.guard = ConnectionGuard(self._limits)
+        self._budget: BodyBudget | None = None
+        # In connection order (oldest first): eviction picks from the front.
+        self._websockets: dict[web.WebSocketResponse, _WsClient] = {}
+        self.ws_evicted = 0
+
+    @property
+    def budget(self) -> BodyBudget:
+        if self._budget is None:  # created on the loop that serves
+            self._budget = BodyBudget(self._limits.bodies_in_flight_bytes_max)
+        return self._budget
+
+    async def start(self, host: str, port: int) -> web.AppRunner:
+        """Serve on host:port with the connection guard; the caller cleans the runner up."""
+        runner = web.AppRunner(
+            self.app(),
+            access_log=None,
+            handle_signals=False,
+            keepalive_timeout=self._limits.keepalive_timeout_ms / 1000,
+            # An unread body (refused or timed out) is not drained: the connection closes.
+            lingering_time=0,
+        )
+        await runner.setup()
+        await GuardedSite(runner, host, port, self.guard).start()
+        return runner
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=self._body_bytes_max, middlewares=[_errors])
+        guard = self.guard
+
+        @web.middleware
+        async def track(request: web.Request, handler: Any) -> web.StreamResponse:
+            guard.request_started(request.protocol)
+            try:
+                response: web.StreamResponse = await handler(request)
+                return response
+            finally:
+                guard.request_finished(request.protocol)
+
+        app = web.Application(client_max_size=self._body_bytes_max, middlewares=[track, _errors])
         r = app.router
         r.add_get("/health", self.health)
         r.add_get("/status", self.status)
@@ -129,7 +209,7 @@ class RpcServer:
 
     def _height(self, request: web.Request) -> int | web.Response:
         raw = request.match_info["height"]
-        if not raw.isdigit() or len(raw) > 18:
+        if not NUMBER.match(raw):
             return error(400, "bad_height", f"height must be a positive integer, got {raw[:40]!r}")
         height = int(raw)
         if height < 1 or height > self._backend.store.height:
@@ -169,8 +249,8 @@ class RpcServer:
         """`GET /blocks?from=H&limit=N`: summaries of up to 100 consecutive blocks."""
         raw_from = request.query.get("from", "1")
         raw_limit = request.query.get("limit", "20")
-        if not raw_from.isdigit() or not raw_limit.isdigit() or len(raw_from) > 18:
-            return error(400, "bad_range", "from and limit must be positive integers")
+        if not NUMBER.match(raw_from) or not NUMBER.match(raw_limit):
+            return error(400, "bad_range", "from and limit must be integers of at most 18 digits")
         limit = min(int(raw_limit), BLOCKS_PAGE_MAX)
         stored = self._backend.store.blocks(max(1, int(raw_from)), limit, 16 * 1024 * 1024)
         return web.json_response(
@@ -180,12 +260,9 @@ class RpcServer:
     async def submit_tx(self, request: web.Request) -> web.Response:
         if request.content_length is None and not request.can_read_body:
             return error(400, "empty_body", "POST the raw transaction bytes as the request body")
-        try:
-            body = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            return error(
-                413, "too_large", f"request body exceeds the limit of {self._body_bytes_max} bytes"
-            )
+        body = await self._read(request)
+        if isinstance(body, web.Response):
+            return body
         if request.content_type == "application/json":
             return error(
                 415,
@@ -207,12 +284,9 @@ class RpcServer:
         batch as a whole is refused only when it does not decode; each tx then succeeds or
         fails on its own exactly as `POST /txs` would.
         """
-        try:
-            body = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            return error(
-                413, "too_large", f"request body exceeds the limit of {self._body_bytes_max} bytes"
-            )
+        body = await self._read(request)
+        if isinstance(body, web.Response):
+            return body
         limits = DecodeLimits(
             message_bytes_max=self._body_bytes_max,
             bin_bytes_max=self._body_bytes_max,
@@ -236,6 +310,24 @@ class RpcServer:
             else:
                 results.append({"hash": tx_hash.hex(), "status": "pending"})
         return web.json_response({"results": results}, dumps=_dumps)
+
+    async def _read(self, request: web.Request) -> bytes | web.Response:
+        """The body within the RPC's budgets, or the error answer (which closes the
+        connection: the rest of an unread body must not be parsed as the next request)."""
+        try:
+            return await read_body(request, self._limits, self.budget)
+        except BodyTooLarge:
+            response = error(
+                413, "too_large", f"request body exceeds the limit of {self._body_bytes_max} bytes"
+            )
+        except TimeoutError:
+            response = error(
+                408,
+                "body_timeout",
+                f"the request body did not arrive within {self._limits.body_timeout_ms} ms",
+            )
+        response.force_close()
+        return response
 
     async def tx(self, request: web.Request) -> web.Response:
         raw = request.match_info["hash"]
@@ -266,7 +358,7 @@ class RpcServer:
     async def model(self, request: web.Request) -> web.Response:
         """The global model as canonical bytes; its version and hash travel in headers."""
         raw = request.match_info.get("version", "")
-        if raw and (not raw.isdigit() or len(raw) > 18):
+        if raw and not NUMBER.match(raw):
             return error(400, "bad_version", "model version must be a non-negative integer")
         result = self._backend.query(f"model/{raw}" if raw else "model", b"")
         if not result.ok:
@@ -327,12 +419,24 @@ class RpcServer:
 
     async def websocket(self, request: web.Request) -> web.StreamResponse:
         kinds = frozenset(k for k in request.query.get("events", "").split(",") if k)
+        if len(kinds) > EVENT_KINDS_MAX or any(len(k) > EVENT_KIND_CHARS_MAX for k in kinds):
+            return error(
+                400,
+                "bad_events",
+                f"at most {EVENT_KINDS_MAX} event names of at most {EVENT_KIND_CHARS_MAX} chars",
+            )
+        ip = request.remote or "?"
+        self._make_ws_room(ip)
         sub = self._backend.events.subscribe(kinds)
         if sub is None:
             return error(503, "too_many_subscribers", "the node's WebSocket slots are all in use")
-        ws = web.WebSocketResponse(heartbeat=20, max_msg_size=4096)
-        await ws.prepare(request)
-        self._websockets.add(ws)
+        ws = web.WebSocketResponse(heartbeat=self._cfg.ws_idle_timeout_ms / 1000, max_msg_size=4096)
+        try:
+            await ws.prepare(request)
+        except BaseException:
+            self._backend.events.unsubscribe(sub)
+            raise
+        self._websockets[ws] = _WsClient(ip, sub)
         reader = asyncio.ensure_future(self._drain_client(ws))
         try:
             while not ws.closed:
@@ -346,6 +450,9 @@ class RpcServer:
                     await ws.send_str(_dumps(getter.result()))
                 else:
                     getter.cancel()
+                if sub.evicted:
+                    await ws.close(code=1013, message=b"slot taken by a newer client; retry")
+                    break
                 if sub.overflowed:
                     await ws.close(code=1008, message=b"subscriber fell behind; reconnect")
                     break
@@ -358,8 +465,34 @@ class RpcServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await reader
             self._backend.events.unsubscribe(sub)
-            self._websockets.discard(ws)
+            self._websockets.pop(ws, None)
         return ws
+
+    def _make_ws_room(self, ip: str) -> None:
+        """Free a slot for a newcomer from `ip` if its address or the node is at its cap: the
+        oldest WebSocket of the same address, else the oldest of the busiest address."""
+        per_ip: dict[str, int] = {}
+        for client in self._websockets.values():
+            per_ip[client.ip] = per_ip.get(client.ip, 0) + 1
+        if per_ip.get(ip, 0) >= self._cfg.ws_clients_per_ip_max:
+            victim_ip = ip
+        elif len(self._websockets) >= self._cfg.ws_clients_max:
+            victim_ip = max(sorted(per_ip), key=lambda a: per_ip[a])
+        else:
+            return
+        for ws, client in self._websockets.items():
+            if client.ip == victim_ip:
+                self._evict(ws, client)
+                return
+
+    def _evict(self, ws: web.WebSocketResponse, client: _WsClient) -> None:
+        # Unsubscribe now so the slot is free for the newcomer; the handler sees the close.
+        self._backend.events.unsubscribe(client.sub)
+        del self._websockets[ws]
+        client.sub.evicted = True
+        client.sub.wakeup.set()
+        self.ws_evicted += 1
+        log_event(log, "rpc_ws_evicted", logging.INFO, ip=client.ip[:64])
 
     async def _drain_client(self, ws: web.WebSocketResponse) -> None:
         """Clients only listen; anything they send is ignored until they close."""
