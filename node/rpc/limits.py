@@ -32,7 +32,7 @@ import logging
 import mmap
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
@@ -172,7 +172,9 @@ class _GuardedProtocol(asyncio.Protocol):
         self._admitted = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)  # a TCP server's transports are
+        # A TCP server's transport is a read/write transport, but uvloop's does not subclass
+        # asyncio.Transport (an isinstance check refused every connection under uvloop).
+        transport = cast(asyncio.Transport, transport)
         self._transport = transport
         peer = transport.get_extra_info("peername")
         self._ip = str(peer[0]) if isinstance(peer, tuple) and peer else "?"
