@@ -15,6 +15,7 @@ from typing import Protocol, cast
 # name -> module under node.commands; add a line here to add a command.
 COMMANDS: dict[str, str] = {
     "init": "init",
+    "genesis": "genesis",
     "start": "start",
     "testnet": "testnet",
     "status": "status",

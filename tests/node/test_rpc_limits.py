@@ -339,3 +339,19 @@ async def test_the_total_websocket_cap_evicts_from_the_busiest_address(tmp_path:
             assert len(served.node.events) == 3
             for ws in (*clients[1:], newcomer):
                 await ws.close()
+
+
+def test_the_guard_serves_under_uvloop(tmp_path: Path) -> None:
+    """The node runs on uvloop, whose transports are not asyncio.Transport instances."""
+    import uvloop
+
+    async def main() -> int:
+        async for served in serve(tmp_path):
+            async with (
+                aiohttp.ClientSession() as session,
+                session.get(served.url + "/health") as resp,
+            ):
+                return resp.status
+        raise AssertionError("not served")
+
+    assert uvloop.run(main()) == 200
