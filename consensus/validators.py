@@ -149,6 +149,14 @@ class ValidatorSet:
         total = sum(powers.values())
         newcomer = -(total + total // 8)
         raw = [priorities.get(k, newcomer) for k in keys]
+        # Removing a heavy validator can leave priorities spread far wider than the new, smaller
+        # total; squeeze the spread to at most 2 * total (as CometBFT does), so priorities stay
+        # within a few totals of zero and fit int64 whatever sequence of updates the app sends.
+        spread = max(raw) - min(raw)
+        limit = 2 * total
+        if spread > limit:
+            divisor = -(-spread // limit)
+            raw = [p // divisor for p in raw]
         centre = sum(raw) // len(raw)
         return ValidatorSet(
             tuple(Validator(k, powers[k], p - centre) for k, p in zip(keys, raw, strict=True))

@@ -102,6 +102,11 @@ class ConsensusConfig:
     # block of 334 FL updates needed 4-5 rounds (reassembly outlasted the timeout, everyone
     # prevoted nil); 16 MiB blocks decide in round 0 (docs/benchmarks.md, FL at scale).
     block_bytes_max: int = 16 * MIB
+    # Proposer-based timestamps (consensus/engine/engine.py): honest clocks differ by at most
+    # the precision, and a proposal reaches every validator within the message delay (relaxed
+    # by 10% per round).  A proposal outside that window gets a nil prevote.
+    timestamp_precision_ms: int = 500
+    message_delay_ms: int = 2_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,6 +281,7 @@ def _validate(cfg: NodeConfig) -> None:
         non_negative(f"consensus.{f.name}", getattr(cfg.consensus, f.name))
     positive("consensus.block_txs_max", cfg.consensus.block_txs_max)
     positive("consensus.block_bytes_max", cfg.consensus.block_bytes_max)
+    positive("consensus.message_delay_ms", cfg.consensus.message_delay_ms)
     positive("storage.app_snapshot_interval_heights", cfg.storage.app_snapshot_interval_heights)
     positive("mempool.ttl_heights", cfg.mempool.ttl_heights)
     if cfg.rpc.body_bytes_max > cfg.rpc.bodies_in_flight_bytes_max:

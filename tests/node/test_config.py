@@ -30,6 +30,8 @@ def test_rendered_config_round_trips(tmp_path: Path) -> None:
         ("[rpc]\nlisten_port = '1'", "rpc.listen_port: expected an integer"),
         ("[mempool]\ntxs_max = 0", "mempool.txs_max: must be positive"),
         ("[consensus]\npropose_timeout_ms = -1", "consensus.propose_timeout_ms"),
+        ("[consensus]\ntimestamp_precision_ms = -1", "consensus.timestamp_precision_ms"),
+        ("[consensus]\nmessage_delay_ms = 0", "consensus.message_delay_ms: must be positive"),
         ("[p2p]\npersistent_peers = ['localhost:1']", r"p2p.persistent_peers\[0\]"),
         ("[log]\nformat = 'xml'", "log.format"),
         ("[storage]\nfsync = 1", "storage.fsync: expected true or false"),
