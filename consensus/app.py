@@ -47,6 +47,9 @@ class CheckTxResult:
     # How many nonces lie between the sender's next nonce and this one (0: it can run in the
     # next block).  The mempool ranks gapped txs below executable ones and caps the gap.
     nonce_gap: int = 0
+    # The tx is invalid whatever the state (undecodable, bad signature): no honest node relays
+    # it, so a peer that sends one is penalized (node/txgossip.py).
+    malformed: bool = False
 
     @property
     def ok(self) -> bool:

@@ -96,7 +96,7 @@ class FLApp:
         try:
             signed = self._authenticate(tx)
         except RejectedError as exc:
-            return CheckTxResult(code=CODE_REJECTED, reason=str(exc))
+            return CheckTxResult(code=CODE_REJECTED, reason=str(exc), malformed=True)
         next_nonce = self.state.account(signed.sender).nonce
         if not next_nonce <= signed.nonce < next_nonce + NONCE_WINDOW:
             return CheckTxResult(

@@ -66,6 +66,14 @@ class MempoolPolicy:
     recheck_interval_ms: int = 5_000
 
 
+class InvalidTxError(MempoolError):
+    """check_tx found the tx invalid whatever the state (undecodable, bad signature).  Clients
+    see the usual "check_tx" refusal; tx gossip penalizes a peer that sent one."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason, "check_tx")
+
+
 def policy_from_config(cfg: MempoolConfig) -> MempoolPolicy:
     return MempoolPolicy(
         sender_txs_max=cfg.sender_txs_max,
@@ -176,7 +184,10 @@ class Mempool:
         self._check_room(len(tx), evictable=True)
         result = self._check_tx(tx)
         if not result.ok:
-            raise MempoolError(result.reason or f"check_tx code {result.code}", "check_tx")
+            reason = result.reason or f"check_tx code {result.code}"
+            if result.malformed:
+                raise InvalidTxError(reason)
+            raise MempoolError(reason, "check_tx")
         sender, nonce, gap = result.sender, result.nonce, max(0, result.nonce_gap)
         policy = self._policy
         if sender:

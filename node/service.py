@@ -234,6 +234,8 @@ class Node:
                 on_admitted=self._on_tx_admitted,
                 lookup=self.shell.lookup_tx,
                 publish=lambda data: self._publish(pubsub, tx_topic, data),
+                # A forged or undecodable tx is never honest: banned after two such messages.
+                penalize=lambda peer, reason: self.penalize(peer, reason, severe=True),
             )
             pubsub.start()
             gossip = self._gossip

@@ -24,18 +24,26 @@ push usually lands.  `fetch(peer, hashes, urgent=True)` is the same pull, awaite
 compact-block reassembly (a proposal lists hashes; the validator fetches what it lacks before
 it may prevote), answered ahead of the peer's bulk traffic.
 
-A peer's tx that fails check_tx is not penalized: its state may simply be a block ahead or
-behind.  Bytes that do not decode are the Network's business (penalized there).
+A peer's tx that check_tx refuses for a reason of state (a nonce already used, a round that
+closed) is not penalized: the peer may simply be a block ahead or behind.  A tx that is invalid
+whatever the state (undecodable, bad signature: `InvalidTxError`) is the sender's fault, since
+an honest node checks every tx before it relays it: the gossipsub message carrying it is
+REJECTed (P4 for the sender) and, for gossip and direct pushes, the node's `penalize` hook
+is told once per message, which bans the peer after a bounded number (issue 13: such pushes
+cut the commit rate by ~30% and were never penalized).  Pulled txs are exempt: we asked for
+those exact bytes, and an honest peer serves what a byzantine proposer put in a proposal.
+Bytes that do not decode as a message are the Network's business (penalized there).
 """
 
 import asyncio
+import enum
 import logging
 from collections.abc import Callable, Iterable, Sequence
 
 from consensus.errors import CodecError
 from node.errors import MempoolError
 from node.logging import log_event
-from node.mempool import Mempool, tx_hash
+from node.mempool import InvalidTxError, Mempool, tx_hash
 from node.network import Network
 from node.p2p.errors import P2PError
 from node.p2p.gossipsub.router import Validation
@@ -51,6 +59,12 @@ DIRECT_PUSH_BYTES_MAX = 1024 * 1024
 PULLS_IN_FLIGHT_MAX = 64
 
 
+class _Admission(enum.Enum):
+    ADMITTED = "admitted"
+    REFUSED = "refused"  # known, full, or refused for a reason of state: no one's fault
+    INVALID = "invalid"  # invalid whatever the state: the sender's fault
+
+
 class TxGossip:
     def __init__(
         self,
@@ -62,6 +76,7 @@ class TxGossip:
         on_admitted: Callable[[bytes], None] | None = None,
         lookup: Callable[[bytes], bytes | None] | None = None,
         publish: Callable[[bytes], None] | None = None,
+        penalize: Callable[[PeerId, str], None] | None = None,
     ) -> None:
         self._mempool = mempool
         self._network = network
@@ -74,6 +89,8 @@ class TxGossip:
         self._lookup = lookup or mempool.get
         # How batches of small txs travel: gossipsub when the node runs it, else direct pushes.
         self._publish = publish
+        self._penalize = penalize
+        self.invalid_from_peers = 0
         self._in_flight: dict[bytes, asyncio.Future[bytes | None]] = {}
         self._pull_slots = asyncio.Semaphore(PULLS_IN_FLIGHT_MAX)
         self._push_batch: list[bytes] = []
@@ -155,24 +172,33 @@ class TxGossip:
                 txs = batch
             case _:
                 return Validation.REJECT
-        admitted = 0
-        for tx in txs:
-            h = tx_hash(tx)
-            if not self._mempool.seen(h) and self._try_add(peer, tx, h):
-                admitted += 1
-        return Validation.ACCEPT if admitted else Validation.IGNORE
+        outcomes = [
+            self._try_add(peer, tx, h)
+            for tx, h in ((tx, tx_hash(tx)) for tx in txs)
+            if not self._mempool.seen(h)
+        ]
+        if _Admission.INVALID in outcomes:
+            self._misbehaved(peer, "gossiped an invalid tx")
+            return Validation.REJECT
+        return Validation.ACCEPT if _Admission.ADMITTED in outcomes else Validation.IGNORE
 
     def on_push(self, peer: PeerId, txs: Sequence[bytes]) -> None:
         """Txs pushed by the peer that received them from a client (it pushed them to all of its
         peers).  Small ones are not relayed: anyone else that needs one for a proposal fetches
         it from the proposer.  Large ones are announced to our other peers, so they also reach
         a node that is not the origin's neighbour."""
+        invalid = False
         for tx in txs:
             h = tx_hash(tx)
-            relay = len(tx) > self._push_max
-            if not self._mempool.seen(h) and self._try_add(peer, tx, h) and relay:
+            if self._mempool.seen(h):
+                continue
+            outcome = self._try_add(peer, tx, h)
+            invalid = invalid or outcome is _Admission.INVALID
+            if outcome is _Admission.ADMITTED and len(tx) > self._push_max:
                 self._relay_batch.setdefault(peer, []).append(h)
                 self._schedule_flush()
+        if invalid:
+            self._misbehaved(peer, "pushed an invalid tx")
 
     def on_announce(self, peer: PeerId, hashes: Sequence[bytes]) -> list[bytes]:
         """Hashes worth pulling from `peer` (the caller awaits `pull`)."""
@@ -225,7 +251,9 @@ class TxGossip:
                 tx = got.get(h)
                 if tx is not None:
                     found[h] = tx
-                    if self._try_add(peer, tx, h):
+                    # No penalty for an invalid one: we asked for exactly these bytes, and an
+                    # honest peer serves what a (byzantine) proposer put in its proposal.
+                    if self._try_add(peer, tx, h) is _Admission.ADMITTED:
                         self._network.broadcast(TxAnnounce((h,)), exclude=peer)
                 fut.set_result(tx)
         for h, fut in waits:
@@ -270,10 +298,21 @@ class TxGossip:
             remaining = [h for h in remaining if h not in got]
         return got
 
-    def _try_add(self, peer: PeerId, tx: bytes, h: bytes) -> bool:
+    def _try_add(self, peer: PeerId, tx: bytes, h: bytes) -> _Admission:
         """Admit a peer's tx whose hash `h` we computed ourselves."""
         try:
             self._mempool.add(tx, h)
+        except InvalidTxError as exc:
+            self.invalid_from_peers += 1
+            log_event(
+                log,
+                "peer_tx_invalid",
+                logging.DEBUG,
+                peer=str(peer),
+                tx=h.hex()[:16],
+                reason=exc.reason[:200],
+            )
+            return _Admission.INVALID
         except MempoolError as exc:
             if exc.code not in ("duplicate",):
                 log_event(
@@ -282,11 +321,16 @@ class TxGossip:
                     logging.DEBUG,
                     peer=str(peer),
                     tx=h.hex()[:16],
-                    reason=exc.reason,
+                    reason=exc.reason[:200],
                 )
-            return False
+            return _Admission.REFUSED
         self._admitted(tx)
-        return True
+        return _Admission.ADMITTED
+
+    def _misbehaved(self, peer: PeerId, reason: str) -> None:
+        """Once per message: a peer that sends invalid txs loses standing (node.penalize)."""
+        if self._penalize is not None:
+            self._penalize(peer, reason)
 
 
 def _groups(
