@@ -10,8 +10,9 @@ protocol factory wraps each aiohttp RequestHandler in a `_GuardedProtocol`:
     a new connection is closed at once;
   * a connection must deliver a complete request header within `header_timeout_ms` of
     connecting, and the next one within `keepalive_timeout_ms + header_timeout_ms` of the
-    previous answer (aiohttp's own keep-alive timer is reset by any byte, so it alone lets a
-    slow sender live forever); the middleware tells the guard when a request starts and ends.
+    previous answer, however many bytes trickle in; the middleware tells the guard when a
+    request starts and ends.  (aiohttp's keep-alive timer, 3,630 s by default, was the only
+    deadline before; it is now `keepalive_timeout_ms`.)
 
 Request bodies are read by `read_body`, never by aiohttp's `request.read()`:
   * one request may not exceed `body_bytes_max` (413 before any byte is read when the declared
