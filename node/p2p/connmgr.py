@@ -133,6 +133,8 @@ class ConnPolicy:
         self._check_new(conn_id)
         if ip not in self._reserved_ips and self._banned(self._addr_bans, ip, now_ms):
             return Refuse("address_banned")
+        # The per-IP and per-subnet caps wait for the handshake although it costs CPU: a
+        # validator may share its address with strangers (NAT) and must still get in.
         pending = [c for c in self._conns.values() if c.inbound and not c.established]
         if sum(1 for c in pending if c.ip == ip) >= self.config.pending_inbound_per_ip_max:
             return Refuse("pending_inbound_per_ip_max")
@@ -194,19 +196,29 @@ class ConnPolicy:
         if not conn.inbound:
             return Admit()  # the outbound slot was taken when the dial started
         subnet = self._subnet(ip)
-        strangers = [
-            c for c in self._conns.values() if c.inbound and c.established and self._stranger(c)
-        ]
-        if sum(1 for c in strangers if c.ip == ip) >= self.config.inbound_per_ip_max:
-            return Refuse("inbound_per_ip_max")
-        if sum(1 for c in strangers if c.subnet == subnet) >= self.config.inbound_per_subnet_max:
-            return Refuse("inbound_per_subnet_max")
+        refusal = self._address_cap(ip, subnet)
+        if refusal is not None:
+            return refusal
+        strangers = self._inbound_strangers()
         if len(strangers) < self.config.inbound_peers_max:
             return Admit()
         victim = self._victim(strangers, subnet, now_ms)
         if victim is None:
             return Refuse("inbound_peers_max")
         return Admit((victim.conn_id,))
+
+    def _inbound_strangers(self) -> list[_Conn]:
+        return [
+            c for c in self._conns.values() if c.inbound and c.established and self._stranger(c)
+        ]
+
+    def _address_cap(self, ip: str, subnet: str) -> Refuse | None:
+        strangers = self._inbound_strangers()
+        if sum(1 for c in strangers if c.ip == ip) >= self.config.inbound_per_ip_max:
+            return Refuse("inbound_per_ip_max")
+        if sum(1 for c in strangers if c.subnet == subnet) >= self.config.inbound_per_subnet_max:
+            return Refuse("inbound_per_subnet_max")
+        return None
 
     def _victim(self, strangers: list[_Conn], subnet: str, now_ms: int) -> _Conn | None:
         grace_ms, idle_ms = self.config.eviction_grace_ms, self.config.peer_idle_ms
@@ -269,9 +281,7 @@ class ConnPolicy:
         return sum(1 for c in self._conns.values() if c.inbound and not c.established)
 
     def inbound_strangers(self) -> int:
-        return sum(
-            1 for c in self._conns.values() if c.inbound and c.established and self._stranger(c)
-        )
+        return len(self._inbound_strangers())
 
     # -- helpers ------------------------------------------------------------------------------
     def _check_new(self, conn_id: int) -> None:
