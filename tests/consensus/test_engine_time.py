@@ -11,6 +11,8 @@ import heapq
 from dataclasses import replace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from consensus.app import Genesis, GenesisValidator
 from consensus.crypto import PrivateKey, sha256
@@ -257,3 +259,42 @@ def test_synchronized_clocks_commit_every_height_in_round_0() -> None:
     decided, end_ms = _run_cluster([0, 0, 0, 0], heights=8)
     assert len(decided[0]) >= 8
     assert end_ms < 8 * 1_000  # a height takes a few links, not a propose timeout
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    last_time_ms=st.integers(0, TIME_MS_MAX),
+    clock_ms=st.integers(-(1 << 63), 1 << 63),
+)
+def test_the_proposer_never_raises_whatever_the_previous_time_and_its_clock(
+    last_time_ms: int, clock_ms: int
+) -> None:
+    """It proposes a time past the previous block's, valid and timely by its clock, or nothing."""
+    chain = replace(_chain_after_block_at(1_000), last_time_ms=last_time_ms)
+    me = next(k for k in KEYS if k.public_key == chain.validators.proposer(0))
+    node = Node(me, Engine(CONFIG, KeySigner(me)), EngineState.for_height(chain))
+    node.feed(Start(), ProposalContent(2, 0, clock_ms, (b"x=1",)))
+    for p in node.proposals():
+        time_ms = p.block.header.time_ms
+        assert last_time_ms < time_ms <= TIME_MS_MAX
+        assert CONFIG.timely(time_ms, clock_ms, 0)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    time_ms=st.integers(0, TIME_MS_MAX),
+    received_ms=st.integers(-(1 << 63), 1 << 63),
+    round_=st.integers(0, 70),
+)
+def test_any_block_time_and_reception_gives_a_prevote_never_an_exception(
+    time_ms: int, received_ms: int, round_: int
+) -> None:
+    node = started_node(proposer(3))
+    while node.state.round < round_:
+        r = node.state.round
+        node.feed(TimeoutFired(1, r, 0), TimeoutFired(1, r, 1), TimeoutFired(1, r, 2))
+    block = make_block(proposer(round_))
+    block = Block(replace(block.header, time_ms=time_ms), block.txs, (), None)
+    node.feed(ProposalReceived(proposal(round_, block), received_ms))
+    timely = CONFIG.timely(time_ms, received_ms, round_)
+    assert node.votes(PREVOTE, round_) == [block.id() if timely else NIL]
