@@ -67,7 +67,7 @@ class RpcConfig:
     # waits for room (up to body_timeout_ms), so N stalled uploads can never hold N x 32 MiB.
     bodies_in_flight_bytes_max: int = 128 * MIB
     connections_max: int = 256
-    connections_per_ip_max: int = 64
+    connections_per_ip_max: int = 128
     # A request's header must arrive within header_timeout_ms of the connection's first byte
     # (or of the previous answer); its body within body_timeout_ms (slowloris).
     header_timeout_ms: int = 10_000

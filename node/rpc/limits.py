@@ -52,7 +52,7 @@ class RpcLimits:
     body_bytes_max: int = 32 * 1024 * 1024
     bodies_in_flight_bytes_max: int = 128 * 1024 * 1024
     connections_max: int = 256
-    connections_per_ip_max: int = 64
+    connections_per_ip_max: int = 128
     header_timeout_ms: int = 10_000
     body_timeout_ms: int = 60_000
     keepalive_timeout_ms: int = 15_000

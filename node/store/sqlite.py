@@ -86,10 +86,12 @@ CREATE TABLE IF NOT EXISTS block_meta (
 """
 
 SNAPSHOTS_KEPT = 2
-# The node-state records saved with each block (the next height's ChainState) are kept this
-# many heights back, so a damaged tail this deep can be rolled back and fetched again.
-META_HEIGHTS_KEPT = 64
-# How many of the newest bodies `verify_tail` reads and checks on start.
+# The node-state records saved with each block (the next height's ChainState, a few KB) are
+# kept this many heights back, so damage this deep can be rolled back and fetched again.  More
+# than the default snapshot interval (100): recovery replays every block above the snapshot.
+META_HEIGHTS_KEPT = 256
+# `verify_tail` reads at least this many of the newest bodies on start, and every one above the
+# newest app snapshot (recovery would fail on a damaged one of those).
 TAIL_VERIFY_HEIGHTS = 16
 
 
@@ -286,6 +288,10 @@ class BlockStore:
             self._rollback()
             raise StorageError(f"{self._path}: cannot store snapshot {height}: {exc}") from None
 
+    def latest_snapshot_height(self) -> int:
+        row = self._rdb.execute("SELECT MAX(height) FROM snapshots").fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
+
     def latest_snapshot(self) -> tuple[int, bytes] | None:
         row = self._rdb.execute(
             "SELECT height, data FROM snapshots ORDER BY height DESC LIMIT 1"
@@ -352,13 +358,16 @@ class BlockStore:
         return sorted(self._damaged)
 
     def verify_tail(self, heights_max: int = TAIL_VERIFY_HEIGHTS) -> list[int]:
-        """Check the newest `heights_max` bodies and every row pointing past the end of
-        blocks.dat; return the damaged heights in ascending order (each logged once)."""
+        """Check the newest `heights_max` bodies, those above the newest snapshot (at most
+        META_HEIGHTS_KEPT) and every row pointing past the end of blocks.dat; return the
+        damaged heights in ascending order (each logged once)."""
+        snapshot = self.latest_snapshot_height()
+        depth = max(heights_max, min(self._height - snapshot, META_HEIGHTS_KEPT))
         found: set[int] = set()
         rows = self._rdb.execute(
             f"SELECT {_BLOCK_COLUMNS} FROM blocks WHERE height > ? OR data_offset + data_len > ?"
             " ORDER BY height",
-            (self._height - heights_max, self._bodies.end),
+            (self._height - depth, self._bodies.end),
         ).fetchall()
         for row in rows:
             try:

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from node.errors import CorruptBlockError, StorageError
-from node.store.sqlite import META_HEIGHTS_KEPT, BlockStore, IndexedTx
+from node.store import sqlite as sqlite_store
+from node.store.sqlite import BlockStore, IndexedTx
 
 
 def _save(store: BlockStore, height: int, txs: int = 2) -> None:
@@ -165,17 +166,25 @@ def test_damage_in_the_middle_is_found_and_rolled_back_from_there(tmp_path: Path
     raw[len(b"block1block2") + 1] ^= 0x20  # inside block3
     bodies.write_bytes(bytes(raw))
     store = BlockStore(path)
-    assert store.verify_tail(heights_max=3) == []  # only the newest bodies are read on start
+    store.save_snapshot(5, b"app state at 5")
+    # On start: the newest bodies, and those above the snapshot (recovery replays them)...
+    assert store.verify_tail(heights_max=3) == []
+    store.save_snapshot(2, b"app state at 2")
+    store._db.execute("DELETE FROM snapshots WHERE height = 5")
+    assert store.verify_tail(heights_max=3) == [3]
     assert store.verify_tail() == [3]
     assert store.recover_tail() == [3]
     assert store.height == 2
     assert store.get_meta("chain_state") == b"state after 2"
 
 
-def test_damage_deeper_than_the_kept_node_state_refuses_to_start(tmp_path: Path) -> None:
+def test_damage_deeper_than_the_kept_node_state_refuses_to_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlite_store, "META_HEIGHTS_KEPT", 8)  # 256 by default
     path = tmp_path / "blocks.sqlite"
     store = BlockStore(path)
-    for h in range(1, META_HEIGHTS_KEPT + 4):
+    for h in range(1, sqlite_store.META_HEIGHTS_KEPT + 4):
         _save(store, h)
     store.close()
     (tmp_path / "blocks.dat").write_bytes(b"bl")  # every body is gone
