@@ -15,6 +15,7 @@ and during it once the restarted validators are back.
 """
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -26,10 +27,12 @@ import pytest
 
 from node.commands.testnet import node_ports
 from node.config import P2PConfig
+from node.genesis import read_genesis_file
 from node.keys import read_key
 from node.localnet import LocalNet
 from node.p2p.config import HostConfig
-from node.p2p.errors import P2PError
+from node.p2p.errors import DialError, P2PError
+from node.p2p.host import Host
 from node.p2p.peer_id import Identity, PeerId
 from node.p2p.secure import SecureChannel
 from node.p2p.tcp import TcpConnection
@@ -57,6 +60,10 @@ FAST_RETRY_S = 0.2
 REFUSED_RETRY_S = 4.0
 ATTEMPTS_MAX = 12_000
 SAMPLE_S = 0.25
+# The ban test's offender and a neighbour in the same /24 (outside the slot attack's subnets).
+BANNED_IP = "127.9.0.2"
+NEIGHBOUR_IP = "127.9.0.3"
+GARBAGE_FRAMES_MAX = 10
 SETTLE_S = 0.1
 HANDSHAKE_TIMEOUT_S = 5.0
 WAIT_S = 60.0
@@ -251,7 +258,7 @@ def crashes(net: LocalNet, i: int) -> list[str]:
     ]
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNet]:
     root = tmp_path_factory.mktemp("slots")
     cluster = LocalNet(root, validators=VALIDATORS, clients=0, app="kv")
@@ -262,6 +269,34 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNet]:
     finally:
         codes = cluster.stop_all()
         print(f"exit codes {codes}; logs under {root}")
+
+
+async def test_a_new_key_does_not_lift_a_ban_on_its_address(net: LocalNet) -> None:
+    """Garbage on the message protocol gets a stranger banned; before, a fresh identity from
+    the same address got straight back in.  Now the address is refused; a neighbour is not."""
+    await wait_height(net, tuple(range(VALIDATORS)), 2)
+    chain_id = read_genesis_file(net.home(0).genesis_file).genesis.chain_id
+    target = f"/ip4/127.0.0.1/tcp/{node_ports(net.base_port, 0)[0]}/p2p/{peer_id_of(net, 0)}"
+    loop = asyncio.get_running_loop()
+    async with Host(Identity.from_seed(os.urandom(32))) as offender:
+        node0 = await offender.dial(target, local_host=BANNED_IP)
+        start = loop.time()
+        for _ in range(GARBAGE_FRAMES_MAX):
+            if not offender.is_connected(node0):
+                break
+            with contextlib.suppress(P2PError):
+                stream = await offender.new_stream(node0, [f"/fedchain/{chain_id}/msg/1.0.0"])
+                await stream.write_frame(b"\xc1" * 64)  # 0xc1 is never valid msgpack
+            await asyncio.sleep(0.1)
+        async with asyncio.timeout(5):
+            while offender.is_connected(node0):  # noqa: ASYNC110 - waiting on the remote
+                await asyncio.sleep(0.05)
+        print(f"offender disconnected {loop.time() - start:.2f} s after its first garbage")
+    async with Host(Identity.from_seed(os.urandom(32))) as new_key:
+        with pytest.raises(DialError):
+            await new_key.dial(target, local_host=BANNED_IP)
+        assert await new_key.dial(target, local_host=NEIGHBOUR_IP) == peer_id_of(net, 0)
+    assert '"event":"p2p_peer_banned"' in net.log_file(0).read_text(errors="replace")
 
 
 async def test_strangers_cannot_split_the_validators_while_two_restart(net: LocalNet) -> None:
