@@ -37,9 +37,33 @@ class FaultPlan:
     # decided once per (height, round, kind, link), so retransmission cannot undo it.
     lossy_heights: tuple[int, ...] = ()
     lossy_rounds: int = 3
+    # A long height: every proposal of rounds < stall_rounds at stall_height is lost (before
+    # the heal), so each of those rounds times out and the height reaches round stall_rounds.
+    stall_height: int = 0
+    stall_rounds: int = 0
+
+    # An adaptive network adversary: an honest node that decides a block before the heal is
+    # cut off from every peer (consensus messages and block sync) for up to isolate_ms_max,
+    # with this chance per decision: the others must finish the height without its commit.
+    isolate_permille: int = 0
+    isolate_ms_max: int = 0
+
+    def stalls(self, height: int, round_: int) -> bool:
+        """True if a proposal of (height, round_) is lost before the heal."""
+        return height == self.stall_height and round_ < self.stall_rounds
 
 
-def random_plan(rng: random.Random, nodes: int, crashable: list[int], heal_ms: int) -> FaultPlan:
+def random_plan(
+    rng: random.Random,
+    nodes: int,
+    crashable: list[int],
+    heal_ms: int,
+    stall_rounds: int = 0,
+    after_heal_delay_ms_max: int = 20,
+    isolate_deciders: bool = False,
+) -> FaultPlan:
+    """`after_heal_delay_ms_max` is kept for callers; SimConfig.after_heal_delay_ms draws the
+    delays after the heal."""
     partitions = []
     for _ in range(rng.randint(0, 6)):
         start = rng.randrange(heal_ms)
@@ -66,7 +90,19 @@ def random_plan(rng: random.Random, nodes: int, crashable: list[int], heal_ms: i
         partitions=tuple(sorted(partitions, key=lambda p: (p.start_ms, p.end_ms))),
         crashes=tuple(sorted(crashes, key=lambda c: (c.start_ms, c.node))),
         lossy_heights=tuple(lossy),
+        # Drawn last (and only when asked for) so older seeds keep their plans.
+        stall_height=rng.randint(2, 6) if stall_rounds else 0,
+        stall_rounds=stall_rounds,
+        isolate_permille=rng.choice([100, 300, 1000]) if isolate_deciders else 0,
+        isolate_ms_max=rng.choice([2_000, 5_000, 15_000]) if isolate_deciders else 0,
     )
 
 
 CALM = FaultPlan()
+# A clean network whose adversary only isolates deciders.
+ISOLATING = FaultPlan(isolate_permille=1000, isolate_ms_max=3_000)
+
+
+def calm_plan(isolate_deciders: bool = False) -> FaultPlan:
+    """The plan of a run without random faults."""
+    return ISOLATING if isolate_deciders else CALM

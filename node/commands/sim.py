@@ -10,7 +10,8 @@ import json
 import sys
 from collections.abc import Sequence
 
-from consensus.engine.config import MUTANTS
+from consensus.engine.config import MUTANT_DESCRIPTIONS
+from consensus.errors import InvariantError
 from consensus.sim.config import BEHAVIOURS, SimConfig
 from consensus.sim.runner import RunResult, run_seed
 
@@ -19,6 +20,18 @@ HELP = "run seeded consensus simulations (faults, byzantine nodes, Twins) and ch
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--validators", type=int, default=4, help="validators (default 4)")
+    parser.add_argument(
+        "--powers",
+        type=_powers,
+        default=(),
+        metavar="P1,P2,...",
+        help="voting power of each validator at genesis (default: all 1)",
+    )
+    parser.add_argument(
+        "--validator-changes",
+        action="store_true",
+        help="change powers and remove/re-add validators through the app (effective at H+2)",
+    )
     parser.add_argument("--seeds", type=int, default=100, help="runs, seeds first..first+S-1")
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--seed", type=int, help="replay exactly this one seed")
@@ -38,13 +51,44 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="K",
         help="K validators (default 1) run a twin copy on another network identity",
     )
-    parser.add_argument("--mutant", choices=[m for m in MUTANTS if m], help="break a rule")
+    parser.add_argument(
+        "--mutant", choices=list(MUTANT_DESCRIPTIONS), metavar="NAME", help="break a rule"
+    )
+    parser.add_argument(
+        "--list-mutants", action="store_true", help="print each mutant and what it breaks"
+    )
+    parser.add_argument(
+        "--crash-points",
+        action="store_true",
+        help="also kill nodes at WAL append, fsync and store boundaries",
+    )
+    parser.add_argument(
+        "--stall-rounds",
+        type=int,
+        default=0,
+        metavar="R",
+        help="one height loses its proposals for R rounds before the heal (long heights)",
+    )
+    parser.add_argument(
+        "--after-heal-delay-ms",
+        type=int,
+        default=20,
+        metavar="MS",
+        help="message delays after the heal reach up to MS (default 20)",
+    )
     parser.add_argument("--duration-ms", type=int, default=300_000, help="virtual run length")
     parser.add_argument(
         "--liveness-ms", type=int, default=60_000, help="heal this long before the end"
     )
     parser.add_argument("--no-faults", action="store_true", help="a clean network")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def _powers(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(p) for p in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected comma-separated integers") from None
 
 
 def behaviours_for(seed: int, count: int) -> tuple[str, ...]:
@@ -60,10 +104,19 @@ def config_for(args: argparse.Namespace, seed: int) -> SimConfig:
         liveness_ms=min(args.liveness_ms, args.duration_ms - 1),
         faults=not args.no_faults,
         mutant=args.mutant or "",
+        powers=args.powers,
+        validator_changes=args.validator_changes,
+        crash_points=args.crash_points,
+        stall_rounds=args.stall_rounds,
+        after_heal_delay_ms_max=args.after_heal_delay_ms,
     )
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.list_mutants:
+        for name, description in MUTANT_DESCRIPTIONS.items():
+            print(f"{name}  {description}")
+        return 0
     if args.validators < 1 or args.seeds < 1 or args.byzantine + args.twins > args.validators:
         print(
             "sim: need validators >= 1, seeds >= 1, byzantine + twins <= validators",
@@ -75,6 +128,11 @@ def run(args: argparse.Namespace) -> int:
         if args.seed is not None
         else range(args.first_seed, args.first_seed + args.seeds)
     )
+    try:
+        config_for(args, seeds[0])
+    except InvariantError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     results: list[RunResult] = []
     for seed in seeds:
         result = run_seed(config_for(args, seed), seed)
@@ -125,6 +183,16 @@ def _replay_flags(args: argparse.Namespace) -> str:
         flags.append(f"--mutant {args.mutant}")
     if args.no_faults:
         flags.append("--no-faults")
+    if args.powers:
+        flags.append("--powers " + ",".join(map(str, args.powers)))
+    if args.validator_changes:
+        flags.append("--validator-changes")
+    if args.crash_points:
+        flags.append("--crash-points")
+    if args.stall_rounds:
+        flags.append(f"--stall-rounds {args.stall_rounds}")
+    if args.after_heal_delay_ms != 20:
+        flags.append(f"--after-heal-delay-ms {args.after_heal_delay_ms}")
     if args.liveness_ms != 60_000:
         flags.append(f"--liveness-ms {args.liveness_ms}")
     return " ".join(flags)

@@ -358,7 +358,7 @@ class Host:
             if expected in self._conns:
                 return expected
             if self.is_banned(expected):
-                self.counters.inc("conn_outbound_refused")
+                self._refused(Refuse("peer_banned"), False, expected.short())
                 raise DialError(f"peer {expected.short()} is banned")
             pending = self._dialing.get(expected)
             if pending is not None:
@@ -679,8 +679,10 @@ class Host:
 
     async def _identify(self, conn: Connection) -> None:
         try:
-            stream = await self.new_stream(conn.peer, [IDENTIFY_ID])
-            raw = await stream.read_frame(self.config.identify_bytes_max)
+            # Bounded: a peer that never answers (an idle attacker) must not pin a task.
+            async with asyncio.timeout(self.config.request_timeout_ms / 1000):
+                stream = await self.new_stream(conn.peer, [IDENTIFY_ID])
+                raw = await stream.read_frame(self.config.identify_bytes_max)
             stream.close_write()
             if raw is None:
                 raise DecodeError("identify stream closed without a message")

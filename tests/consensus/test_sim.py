@@ -135,7 +135,7 @@ def test_checker_catches_a_forged_commit_signature() -> None:
 
     sim.checker.on_commit = forge  # type: ignore[method-assign]
     result = sim.run()
-    assert any(v.kind == "validity" and "bad signature" in v.detail for v in result.violations)
+    assert any(v.kind == "certificate" and "bad signature" in v.detail for v in result.violations)
 
 
 def test_clean_run_commits_every_block_interval() -> None:
