@@ -6,9 +6,11 @@ stdin, events leave as JSON lines on stdout; the first event is {"event": "ready
 Configuration (so the tests measure our stack, not py-libp2p's defaults):
 - identity: ed25519 key from --seed (py-libp2p's examples default to RSA/secp256k1);
 - security /noise, muxer /yamux/1.0.0 (new_host defaults);
-- gossipsub /meshsub/1.1.0 (and 1.2.0 with --v12), D=6 D_lo=4 D_hi=12, heartbeat 1 s,
+- gossipsub /meshsub/1.1.0 (and 1.2.0 with --v12), D=6 D_lo=4 D_hi=12 (--degree,
+  --degree-low, --degree-high; --fixed-degree turns off its adaptive bounds), heartbeat 1 s,
   StrictSign with peer+seqno message ids (the libp2p default);
-- Pubsub max_inbound_rpc_size raised from 1 MiB to 64 MiB (--max-rpc-bytes);
+- Pubsub max_inbound_rpc_size raised from 1 MiB to 64 MiB (--max-rpc-bytes; the sparse-mesh
+  scenario keeps py-libp2p's real 1 MiB);
 - GossipSub spam_protection_enabled=False (its default caps 10 messages/s per topic) and
   max_pending_messages_per_peer raised from 100 to 100_000;
 - the per-peer outbound RpcQueue raised from 32 RPCs / 1 MiB to 100_000 RPCs / 64 MiB
@@ -70,13 +72,15 @@ async def main(args: argparse.Namespace) -> None:
         protocols.insert(0, TProtocol("/meshsub/1.2.0"))
     gossipsub = GossipSub(
         protocols=protocols,
-        degree=6,
-        degree_low=4,
-        degree_high=12,
+        degree=args.degree,
+        degree_low=args.degree_low,
+        degree_high=args.degree_high,
         heartbeat_initial_delay=0.1,
         heartbeat_interval=1,
         spam_protection_enabled=False,
         max_pending_messages_per_peer=100_000,
+        # Sparse-mesh scenarios fix the degree: the adaptive bounds would widen it.
+        adaptive_gossip_enabled=not args.fixed_degree,
     )
     if args.no_sign:
         # The chain's configuration: StrictNoSign with content-derived message ids.
@@ -156,6 +160,9 @@ async def handle(
                 info = info_from_p2p_addr(multiaddr.Multiaddr(command["addr"]))
                 await host.connect(info)
                 emit(event="dialed", peer=info.peer_id.to_string())
+            case "disconnect":
+                await host.disconnect(ID.from_base58(command["peer"]))
+                emit(event="disconnected", peer=command["peer"])
             case "ping":
                 from libp2p.host.ping import PingService
 
@@ -304,4 +311,8 @@ if __name__ == "__main__":
     parser.add_argument("--max-rpc-bytes", type=int, default=64 * 1024 * 1024)
     parser.add_argument("--queue-rpcs", type=int, default=100_000)
     parser.add_argument("--no-sign", action="store_true")
+    parser.add_argument("--degree", type=int, default=6)
+    parser.add_argument("--degree-low", type=int, default=4)
+    parser.add_argument("--degree-high", type=int, default=12)
+    parser.add_argument("--fixed-degree", action="store_true")
     trio.run(main, parser.parse_args())

@@ -101,8 +101,24 @@ class GossipsubConfig:
     # A heartbeat window in which a peer had more messages dropped than this costs it one
     # behaviour penalty (P7); seven such windows in a row graylist it with default weights.
     flood_drops_per_heartbeat_max: int = 1000
-    # Outbound queue per peer (bytes); RPCs beyond it are dropped and counted.
+    # Every RPC we send on a gossipsub stream is split under this size: go-libp2p and
+    # py-libp2p reset a stream that brings a larger one (their default inbound limit).  A
+    # single message larger than this travels alone (counted: such a peer may drop it); the
+    # bulk lane to peers running this stack uses rpc_bytes_max instead.
+    rpc_send_bytes_max: int = 1024 * 1024
+    # Outbound queue per peer (bytes).  When a frame does not fit, the oldest queued
+    # message-only frames are dropped first (counted); control never is.
     peer_queue_bytes_max: int = 64 * 1024 * 1024
+    # A large local publish() waits while more than half of the peers are backlogged (queue
+    # at least half full: our own uplink is the bottleneck) or while all queues together
+    # hold this much; never for one slow peer, whose queue drops its oldest messages.
+    publish_backlog_bytes_max: int = 256 * 1024 * 1024
+    # A peer whose frames were dropped in a heartbeat, or whose write has been in progress
+    # for this many heartbeats, is slow: a P7 penalty and a PRUNE (repeatedly: graylisted).
+    slow_peer_stall_heartbeats: int = 10
+    # Reopening a failed stream to a peer at most this many times per `prune_backoff_ms`;
+    # after that (or when reopening fails) the connection is closed.
+    stream_reopens_max: int = 3
     # Messages of this size or more travel on a separate bulk-class stream to peers that run
     # this stack, so small (consensus) messages never queue behind them.
     bulk_message_bytes_min: int = 64 * 1024
@@ -128,3 +144,14 @@ class GossipsubConfig:
             )
         if self.heartbeat_interval_ms <= 0:
             raise InvariantError("GossipsubConfig.heartbeat_interval_ms must be positive")
+        if not 0 < self.rpc_send_bytes_max <= self.rpc_bytes_max:
+            raise InvariantError("GossipsubConfig.rpc_send_bytes_max must be in 1..rpc_bytes_max")
+        if self.publish_backlog_bytes_max <= self.peer_queue_bytes_max:
+            # Otherwise one peer's full queue alone would hold every publish.
+            raise InvariantError(
+                "GossipsubConfig.publish_backlog_bytes_max must exceed peer_queue_bytes_max"
+            )
+        if self.slow_peer_stall_heartbeats <= 0 or self.stream_reopens_max < 0:
+            raise InvariantError(
+                "GossipsubConfig: slow_peer_stall_heartbeats > 0, stream_reopens_max >= 0"
+            )

@@ -18,8 +18,16 @@ Per topic a `TopicPolicy` fixes the signature policy and the message id:
 A message enters the seen cache once its signature policy holds (a forged signature therefore
 cannot poison an id) and is forwarded to the mesh only after the validator accepts it; a
 rejection counts against the first sender (and those who sent the same message meanwhile) in
-P4.  Mesh maintenance, fanout expiry, gossip emission (IHAVE to D_lazy non-mesh peers), IWANT
+P4.  A signing defect that other v1.1 implementations accept (a `key` field that does not match
+the key inlined in `from`: py-libp2p ignores that field) is dropped without P4 when a forwarder
+relays it, and penalised only when the sender is the message's author (see `SigningProblem`).
+Mesh maintenance, fanout expiry, gossip emission (IHAVE to D_lazy non-mesh peers), IWANT
 promise checks and score decay happen in `heartbeat()`.
+
+The shell reports what only it can see: a peer's stream failed (`stream_failed`: the peer
+leaves every mesh and its IWANT promises are void, `stream_reopened` re-sends our
+subscriptions on the new stream) and a peer that does not read (`peer_slow`: a P7 penalty
+and a PRUNE, so a peer that keeps not reading is graylisted and disconnected).
 """
 
 import enum
@@ -39,7 +47,7 @@ from node.p2p.gossipsub.rpc import (
     Prune,
     PubMessage,
     Rpc,
-    encode_control_field,
+    encode_control_fields,
     encode_subscription_field,
 )
 from node.p2p.gossipsub.score import PeerScore
@@ -75,6 +83,20 @@ class TopicPolicy:
 
 STRICT_SIGN = TopicPolicy()
 STRICT_NO_SIGN = TopicPolicy(strict_sign=False, message_id=content_id)
+
+
+@dataclass(frozen=True, slots=True)
+class SigningProblem:
+    """Why a message fails its topic's signature policy.
+
+    `forwarder_excused`: implementations we interoperate with accept such a message, so an
+    honest peer may relay it; only its author (`from` == the sender) is penalised (P4).
+    An attacker can make such a message out of any honest one (the `key` field is not
+    signed), so penalising relays would let it get honest py-libp2p neighbours graylisted.
+    """
+
+    reason: str
+    forwarder_excused: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,7 +198,7 @@ class Router:
             fragments = out.fragments
             control = out.control()
             if control is not None:
-                fragments.append(encode_control_field(control))
+                fragments.extend(encode_control_fields(control, self.config.rpc_send_bytes_max))
             if fragments or out.bulk:
                 send.append((peer, fragments, out.bulk))
         self._out = {}
@@ -224,6 +246,47 @@ class Router:
         self.score.remove_peer(peer.raw, now_ms)
         self._out.pop(peer, None)
         self._graylisted.pop(peer, None)
+
+    def stream_failed(self, peer: PeerId) -> None:
+        """Our stream to `peer` died (the peer reset it, e.g. over its RPC size limit): what was
+        queued is lost, so it leaves every mesh and fanout (no PRUNE can reach it) and the
+        IWANTs we sent it are void.  It stays known; mesh maintenance may GRAFT it again once
+        `stream_reopened` has re-sent our subscriptions."""
+        if peer not in self.peers:
+            return
+        for topic, mesh in self.mesh.items():
+            if peer in mesh:
+                del mesh[peer]
+                self.score.prune(peer.raw, topic)
+        for fanout in self.fanout.values():
+            fanout.pop(peer, None)
+        for msg_id in [m for m, (p, _) in self._promises.items() if p == peer]:
+            del self._promises[msg_id]
+        self._out.pop(peer, None)
+        self.counters.inc("gossip_stream_failed")
+
+    def stream_reopened(self, peer: PeerId) -> None:
+        """A new stream to `peer` replaces a failed one: it may have forgotten us (py-libp2p
+        drops a peer whose stream it reset), so say again what we subscribe to."""
+        if peer not in self.peers:
+            return
+        out = self._outgoing(peer)
+        for topic in self.subscriptions:
+            out.fragments.append(encode_subscription_field(True, topic))
+
+    def peer_slow(self, peer: PeerId, now_ms: int) -> None:
+        """`peer` did not read what we queued for it in the last heartbeat (frames dropped, or
+        a write stalled): one behaviour penalty (P7) and a PRUNE from every mesh, so it gets
+        only gossip; one that keeps not reading falls under the graylist and is cut off."""
+        if peer not in self.peers:
+            return
+        self.score.add_penalty(peer.raw)
+        self.counters.inc("gossip_peer_slow")
+        for topic, mesh in self.mesh.items():
+            if peer in mesh:
+                del mesh[peer]
+                self._prune(peer, topic, now_ms, self.config.prune_backoff_ms)
+        self._check_graylist(peer, now_ms)
 
     def peer_score(self, peer: PeerId, now_ms: int) -> float:
         return self.score.score(peer.raw, now_ms)
@@ -330,7 +393,7 @@ class Router:
         return list(fanout)
 
     # -- inbound RPC --------------------------------------------------------------------------
-    def precheck(self, message: PubMessage) -> tuple[bytes, str | None] | None:
+    def precheck(self, message: PubMessage) -> tuple[bytes, SigningProblem | None] | None:
         """Message id and signature-policy problem of a message on a subscribed topic.  Pure
         and thread-safe, so the shell can run it for large messages off the event loop."""
         policy = self.subscriptions.get(message.topic)
@@ -347,7 +410,7 @@ class Router:
         peer: PeerId,
         rpc: Rpc,
         now_ms: int,
-        prechecked: dict[int, tuple[bytes, str | None]] | None = None,
+        prechecked: dict[int, tuple[bytes, SigningProblem | None]] | None = None,
     ) -> None:
         state = self.peers.get(peer)
         if state is None:
@@ -418,7 +481,7 @@ class Router:
         state: PeerState,
         message: PubMessage,
         now_ms: int,
-        known: tuple[bytes, str | None] | None = None,
+        known: tuple[bytes, SigningProblem | None] | None = None,
     ) -> None:
         topic = message.topic
         policy = self.subscriptions.get(topic)
@@ -442,9 +505,13 @@ class Router:
             return
         problem = known[1] if known is not None else self._signing_problem(message, policy)
         if problem is not None:
+            # Not marked seen either way: the authentic message with this id may still come.
+            if problem.forwarder_excused and message.from_peer != peer.raw:
+                self.counters.drop("gossip_msg_bad_key_relayed", problem.reason, peer=peer.short())
+                return
             self._penalised = True
             self.score.reject_message(peer.raw, None, topic)
-            self.counters.drop("gossip_msg_bad_signature", problem, peer=peer.short())
+            self.counters.drop("gossip_msg_bad_signature", problem.reason, peer=peer.short())
             return
         if message.from_peer == self.local.raw:
             self.counters.drop("gossip_msg_own", "our own message came back")
@@ -458,32 +525,46 @@ class Router:
                     self._outgoing(other).idontwant.append(msg_id)
         self._validate.append(Received(msg_id, message, peer))
 
-    def _signing_problem(self, message: PubMessage, policy: TopicPolicy) -> str | None:
+    def _signing_problem(self, message: PubMessage, policy: TopicPolicy) -> SigningProblem | None:
         if not policy.strict_sign:
             if message.from_peer or message.seqno or message.signature or message.key:
-                return "StrictNoSign topic but message carries author fields"
+                # py-libp2p without strict signing relays signed messages unchanged.
+                return SigningProblem("StrictNoSign topic but message carries author fields", True)
             return None
         if not (message.from_peer and message.seqno and message.signature):
-            return "StrictSign topic but message lacks from/seqno/signature"
+            return SigningProblem("StrictSign topic but message lacks from/seqno/signature")
+        key_mismatch = False
         try:
             author = PeerId.from_bytes(message.from_peer)
             key = author.public_key()
             if message.key:
-                carried = unmarshal_public_key(message.key)
-                if key is not None and carried != key:
-                    return "key does not match from"
-                if key is None and PeerId.from_public_key(carried) != author:
-                    return "key does not match from"
-                key = carried
+                if key is not None:
+                    # py-libp2p verifies with the inlined key and ignores this field, so it
+                    # relays such a message when the signature holds under the inlined key.
+                    try:
+                        key_mismatch = unmarshal_public_key(message.key) != key
+                    except DecodeError:
+                        key_mismatch = True
+                else:
+                    carried = unmarshal_public_key(message.key)
+                    if PeerId.from_public_key(carried) != author:
+                        return SigningProblem("key does not match from")
+                    key = carried
         except DecodeError as exc:
-            return f"bad author: {exc}"
+            return SigningProblem(f"bad author: {exc}")
         if key is None:
-            return "no public key for author"
+            return SigningProblem("no public key for author")
+        if not self._signature_holds(key, message):
+            return SigningProblem("invalid signature")
+        if key_mismatch:
+            return SigningProblem("key does not match from", forwarder_excused=True)
+        return None
+
+    @staticmethod
+    def _signature_holds(key: bytes, message: PubMessage) -> bool:
         if verify_ed25519(key, message.signable(True), message.signature):
-            return None
-        if not message.data and verify_ed25519(key, message.signable(False), message.signature):
-            return None
-        return "invalid signature"
+            return True
+        return not message.data and verify_ed25519(key, message.signable(False), message.signature)
 
     def validation_result(self, received: Received, result: Validation, now_ms: int) -> None:
         msg_id, message, source = received.msg_id, received.message, received.source

@@ -293,6 +293,36 @@ def encode_control_field(control: Control) -> bytes:
     return field_bytes(3, _encode_control(control))
 
 
+def encode_control_fields(control: Control, bytes_max: int) -> list[bytes]:
+    """`control` as RPC control fields of at most about `bytes_max` bytes each, so that the
+    shell can pack them into RPCs under a peer's inbound limit.  Entries are never split
+    (one IHAVE is at most max_ihave_length ids), so an entry alone over the limit still
+    travels as one field."""
+    whole = encode_control_field(control)
+    if len(whole) <= bytes_max:
+        return [whole]
+    entries = [
+        *(Control(ihave=(i,)) for i in control.ihave),
+        *(Control(iwant=(i,)) for i in control.iwant),
+        *(Control(graft=(t,)) for t in control.graft),
+        *(Control(prune=(p,)) for p in control.prune),
+        *(Control(idontwant=(i,)) for i in control.idontwant),
+    ]
+    fields: list[bytes] = []
+    batch: list[Control] = []
+    size = 0
+    for entry in entries:
+        entry_bytes = len(_encode_control(entry))
+        if batch and size + entry_bytes + 8 > bytes_max:
+            fields.append(encode_control_field(_concat(batch)))
+            batch, size = [], 0
+        batch.append(entry)
+        size += entry_bytes
+    if batch:
+        fields.append(encode_control_field(_concat(batch)))
+    return fields
+
+
 # An encoded RPC field: bytes, or for large messages the parts whose concatenation it is (the
 # payload is then never copied into an RPC buffer; the muxer slices it into frames directly).
 Fragment = bytes | tuple[bytes, ...]
@@ -314,6 +344,16 @@ def fragment_size(fragment: Fragment) -> int:
 
 def encode_subscription_field(subscribe: bool, topic: str) -> bytes:
     return field_bytes(1, field_varint(1, int(subscribe)) + field_str(2, topic))
+
+
+def _concat(parts: list[Control]) -> Control:
+    return Control(
+        tuple(i for c in parts for i in c.ihave),
+        tuple(i for c in parts for i in c.iwant),
+        tuple(t for c in parts for t in c.graft),
+        tuple(p for c in parts for p in c.prune),
+        tuple(i for c in parts for i in c.idontwant),
+    )
 
 
 def _encode_control(control: Control) -> bytes:

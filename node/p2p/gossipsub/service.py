@@ -27,6 +27,7 @@ from node.logging import log_event
 from node.p2p.errors import P2PError, PeerUnavailable, RemoteError, StreamClosed
 from node.p2p.gossipsub.config import GossipsubConfig
 from node.p2p.gossipsub.largerpc import HEAD_BYTES, assemble, locate_payload
+from node.p2p.gossipsub.outqueue import BULK, MAIN, Frame, PeerQueue, pack
 from node.p2p.gossipsub.router import (
     MESHSUB_V11,
     MESHSUB_V12,
@@ -35,20 +36,22 @@ from node.p2p.gossipsub.router import (
     MessageIdFn,
     Received,
     Router,
+    SigningProblem,
     TopicPolicy,
     Validation,
 )
-from node.p2p.gossipsub.rpc import Fragment, PubMessage, Rpc, RpcLimits, fragment_size
+from node.p2p.gossipsub.rpc import Fragment, PubMessage, Rpc, RpcLimits
 from node.p2p.host import Host
 from node.p2p.multiaddr import Multiaddr
 from node.p2p.peer_id import PeerId
 from node.p2p.session import Stream
-from node.p2p.varint import encode_uvarint
 
 log = logging.getLogger(__name__)
 
 BULK_PROTOCOL = "/fedchain/meshsub-bulk/1.0.0"
 OUR_AGENT_PREFIX = "fedchain/"
+# One writev carries at most this many queued bytes (many small RPCs share syscalls).
+WRITE_BATCH_BYTES = 4 * 1024 * 1024
 Validator = Callable[[PeerId, PubMessage], Validation | Awaitable[Validation]]
 
 
@@ -115,42 +118,54 @@ class Subscription:
 
 
 class _Lane:
-    """One outbound stream with its byte-bounded frame queue and writer task."""
+    """One outbound stream of a peer and the writer task that drains its part of the queue."""
 
-    def __init__(self) -> None:
+    def __init__(self, index: int) -> None:
+        self.index = index
         self.stream: Stream | None = None
-        self.frames: deque[tuple[bytes, ...]] = deque()
-        self.queued_bytes = 0
         self.wakeup = asyncio.Event()
-        self.ready = asyncio.Event()
-        self.failed = False
+        self.ready = asyncio.Event()  # a stream is set (or the sender closed)
+        self.failed = False  # bulk lane only: the peer has none, the main stream carries it
+        self.reopening = False
+        self.writing_since_tick: int | None = None
 
 
 class PeerSender:
+    """Everything we send one peer: a byte-bounded `PeerQueue` (drops the oldest messages when
+    full, never blocks) and a writer per lane.  A writer whose stream fails releases its
+    lane's queue, takes the peer out of every mesh (`Router.stream_failed`) and reopens the
+    stream, at most `stream_reopens_max` times per `prune_backoff_ms`; otherwise, or when the
+    reopen fails, the connection is closed."""
+
     def __init__(self, service: "GossipSub", peer: PeerId) -> None:
         self.service = service
         self.peer = peer
-        self.main = _Lane()
+        self.queue = PeerQueue(service.config.peer_queue_bytes_max)
+        self.main = _Lane(MAIN)
         self.bulk: _Lane | None = None
         self.closed = False
-        self.room = asyncio.Event()
-        self.room.set()
+        self.dropped_in_window = 0
+        self.backlogged = False
+        self._reported_bytes = 0
+        self._reopens_ms: deque[int] = deque()
 
     @property
     def queued_bytes(self) -> int:
-        return self.main.queued_bytes + (self.bulk.queued_bytes if self.bulk else 0)
+        return self.queue.total_bytes
 
     def enqueue(self, fragments: list[Fragment], bulk: list[Fragment]) -> None:
         if self.closed:
             return
+        config = self.service.config
         if bulk:
             lane = self._bulk_lane()
             if lane is None:
                 fragments = fragments + bulk
             else:
-                self._push(lane, bulk)
+                # Our own stack on the other end: its inbound limit is rpc_bytes_max.
+                self._push(lane, bulk, config.rpc_bytes_max)
         if fragments:
-            self._push(self.main, fragments)
+            self._push(self.main, fragments, config.rpc_send_bytes_max)
 
     def _bulk_lane(self) -> "_Lane | None":
         if self.bulk is not None:
@@ -158,7 +173,7 @@ class PeerSender:
         conn = self.service.host.connection(self.peer)
         if conn is None or not conn.agent_version.startswith(OUR_AGENT_PREFIX):
             return None
-        self.bulk = _Lane()
+        self.bulk = _Lane(BULK)
         self.service.host.spawn(self._open_bulk(self.bulk), "gossip-bulk-open")
         self.service.host.spawn(self._write_loop(self.bulk), "gossip-bulk-writer")
         return self.bulk
@@ -167,91 +182,188 @@ class PeerSender:
         try:
             lane.stream = await self.service.host.new_stream(self.peer, [BULK_PROTOCOL], False)
         except P2PError:
-            # Peer without a bulk lane: move what was queued to the main stream.
-            lane.failed = True
-            frames = list(lane.frames)
-            lane.frames.clear()
-            lane.queued_bytes = 0
-            for frame in frames:
-                self._push_frame(self.main, list(frame[1:]))
+            self._bulk_unavailable(lane)
+        else:
+            self.watch(lane, lane.stream)
         lane.ready.set()
 
-    def _push(self, lane: _Lane, fragments: list[Fragment]) -> None:
-        limit = self.service.config.rpc_bytes_max
-        batch: list[bytes] = []
-        size = 0
-        for fragment in fragments:
-            fragment_bytes = fragment_size(fragment)
-            if batch and size + fragment_bytes > limit:
-                self._push_frame(lane, batch)
-                batch, size = [], 0
-            if isinstance(fragment, bytes):
-                batch.append(fragment)
-            else:
-                batch.extend(fragment)
-            size += fragment_bytes
-        if batch:
-            self._push_frame(lane, batch)
+    def _bulk_unavailable(self, lane: _Lane) -> None:
+        """Peer without a bulk lane: move what was queued to the main stream (our own stack,
+        so its frames may stay as large as rpc_bytes_max)."""
+        lane.failed = True
+        lane.reopening = False
+        frames = list(self.queue.lanes[BULK])
+        self.queue.release(BULK)
+        for frame in frames:
+            self._push_frame(self.main, frame)
 
-    def _push_frame(self, lane: _Lane, body: list[bytes]) -> None:
-        """Queue one length-prefixed RPC made of `body` (kept as parts: no copy here)."""
-        length = sum(len(b) for b in body)
-        frame = (encode_uvarint(length), *body)
-        size = len(frame[0]) + length
-        if self.queued_bytes + size > self.service.config.peer_queue_bytes_max:
+    def _push(self, lane: _Lane, fragments: list[Fragment], bytes_max: int) -> None:
+        packed = pack(fragments, bytes_max)
+        if packed.oversize:
             self.service.counters.drop(
-                "gossip_send_queue_full", "peer_queue_bytes_max", peer=self.peer.short()
+                "gossip_rpc_over_send_limit",
+                "single message over rpc_send_bytes_max",
+                packed.oversize,
+                self.peer.short(),
+            )
+        for frame in packed.frames:
+            self._push_frame(lane, frame)
+
+    def _push_frame(self, lane: _Lane, frame: Frame) -> None:
+        if lane.reopening:
+            # The peer left our meshes when the stream failed; the new stream starts afresh.
+            self.service.counters.drop(
+                "gossip_send_reopening", "stream being reopened", peer=self.peer.short()
             )
             return
-        lane.frames.append(frame)
-        lane.queued_bytes += size
-        if self.queued_bytes * 2 >= self.service.config.peer_queue_bytes_max:
-            self.room.clear()
+        dropped = self.queue.push(lane.index, frame)
+        if dropped:
+            self.dropped_in_window += dropped
+            self.service.counters.drop(
+                "gossip_send_queue_full", "peer_queue_bytes_max", dropped, self.peer.short()
+            )
+        self._account()
         lane.wakeup.set()
 
+    def _account(self) -> None:
+        """Report this queue's bytes and backlog state to the service (publish backpressure)."""
+        if self.closed:
+            return
+        total = self.queue.total_bytes
+        service = self.service
+        service._queued_total += total - self._reported_bytes
+        self._reported_bytes = total
+        backlogged = total * 2 >= self.queue.bytes_max
+        if backlogged != self.backlogged:
+            self.backlogged = backlogged
+            service._backlogged += 1 if backlogged else -1
+        service._update_room()
+
     async def _write_loop(self, lane: _Lane) -> None:
-        await lane.ready.wait()
-        while not self.closed and not lane.failed:
-            while not lane.frames:
-                lane.wakeup.clear()
-                await lane.wakeup.wait()
-                if self.closed:
-                    return
+        ticks = self.service.router
+        while True:
+            await lane.ready.wait()
+            if self.closed or lane.failed:
+                return
             stream = lane.stream
             if stream is None:
-                return
+                continue
+            if stream.reset_flag:
+                # Reset while we were idle (see _watch): nothing was in flight.
+                self._stream_failed(lane, 0)
+                continue
+            if not self.queue.lanes[lane.index]:
+                lane.wakeup.clear()
+                await lane.wakeup.wait()
+                continue
             # Write everything queued in one call: many small RPCs share frames and syscalls.
-            parts: list[bytes] = []
-            size = 0
-            frames = 0
-            while lane.frames and size < 4 * 1024 * 1024:
-                frame = lane.frames.popleft()
-                parts.extend(frame)
-                size += sum(len(p) for p in frame)
-                frames += 1
+            frames = self.queue.take(lane.index, WRITE_BATCH_BYTES)
+            size = sum(f.size for f in frames)
+            lane.writing_since_tick = ticks.ticks
             try:
-                await stream.writev(parts)
+                await stream.writev([part for frame in frames for part in frame.parts])
             except StreamClosed:
-                self.service.counters.drop(
-                    "gossip_send_stream_closed", "stream closed", frames, self.peer.short()
-                )
-                lane.frames.clear()
-                lane.queued_bytes = 0
-                self.room.set()
+                self.queue.written(size)
+                lane.writing_since_tick = None
+                self._account()
+                if not self.closed:
+                    self._stream_failed(lane, len(frames))
+                continue
+            lane.writing_since_tick = None
+            self.queue.written(size)
+            self._account()
+
+    def watch(self, lane: _Lane, stream: Stream) -> None:
+        self.service.host.spawn(self._watch(lane, stream), "gossip-stream-watch")
+
+    async def _watch(self, lane: _Lane, stream: Stream) -> None:
+        """Notice a reset of our outbound stream while nothing is being written (peers send
+        nothing back on it), so the stream is reopened before the next message is lost."""
+        try:
+            while await stream.read_some():
+                pass
+        except StreamClosed:
+            pass
+        if lane.stream is stream:
+            lane.wakeup.set()
+
+    def stalled(self, tick: int, heartbeats: int) -> bool:
+        return any(
+            lane is not None
+            and lane.writing_since_tick is not None
+            and tick - lane.writing_since_tick >= heartbeats
+            for lane in (self.main, self.bulk)
+        )
+
+    def _stream_failed(self, lane: _Lane, frames_lost: int) -> None:
+        service = self.service
+        lost = frames_lost + self.queue.release(lane.index)
+        service.counters.drop("gossip_send_stream_closed", "stream closed", lost, self.peer.short())
+        lane.stream = None
+        lane.ready.clear()
+        lane.reopening = True
+        self._account()
+        service.router.stream_failed(self.peer)
+        service._drain()
+        if not service.host.is_connected(self.peer):
+            return  # the disconnect callback closes this sender
+        now_ms = service._now_ms()
+        window_ms = service.config.prune_backoff_ms
+        while self._reopens_ms and self._reopens_ms[0] <= now_ms - window_ms:
+            self._reopens_ms.popleft()
+        if len(self._reopens_ms) >= service.config.stream_reopens_max:
+            service.counters.drop(
+                "gossip_stream_reopens_exhausted", "stream_reopens_max", peer=self.peer.short()
+            )
+            service.host.disconnect(self.peer)
+            return
+        self._reopens_ms.append(now_ms)
+        service.host.spawn(self._reopen(lane), "gossip-reopen")
+
+    async def _reopen(self, lane: _Lane) -> None:
+        service = self.service
+        bulk = lane.index == BULK
+        protocols = [BULK_PROTOCOL] if bulk else service.protocols
+        try:
+            stream = await service.host.new_stream(self.peer, protocols, not bulk)
+        except P2PError as exc:
+            if self.closed:
                 return
-            lane.queued_bytes -= size
-            if self.queued_bytes * 2 < self.service.config.peer_queue_bytes_max:
-                self.room.set()
+            if bulk:
+                self._bulk_unavailable(lane)
+                lane.ready.set()
+                return
+            service.counters.drop("gossip_stream_reopen_failed", str(exc), peer=self.peer.short())
+            service.host.disconnect(self.peer)
+            return
+        if self.closed:
+            stream.reset()
+            return
+        lane.stream = stream
+        lane.reopening = False
+        lane.ready.set()
+        self.watch(lane, stream)
+        service.counters.inc("gossip_stream_reopened")
+        if not bulk:
+            service.router.stream_reopened(self.peer)
+            service._drain()
 
     def close(self) -> None:
         self.closed = True
-        self.room.set()
+        service = self.service
+        service._queued_total -= self._reported_bytes
+        self._reported_bytes = 0
+        if self.backlogged:
+            self.backlogged = False
+            service._backlogged -= 1
         for lane in (self.main, self.bulk):
             if lane is not None:
                 lane.wakeup.set()
                 lane.ready.set()
                 if lane.stream is not None:
                     lane.stream.close_write()
+        self.queue.release(MAIN)
+        self.queue.release(BULK)
 
 
 class GossipSub:
@@ -292,6 +404,11 @@ class GossipSub:
         self._subscription_queue_bytes_max = subscription_queue_bytes_max
         self._loop = asyncio.get_running_loop()
         self._started = False
+        # Publish backpressure on the aggregate of the peer queues (see _update_room).
+        self._queued_total = 0
+        self._backlogged = 0
+        self._room = asyncio.Event()
+        self._room.set()
 
     def _now_ms(self) -> int:
         return int(self._loop.time() * 1000)
@@ -316,10 +433,37 @@ class GossipSub:
             await asyncio.sleep(interval_s)
             try:
                 self.router.heartbeat(self._now_ms())
+                self._check_slow_peers()
                 self._drain()
             except Exception:
                 # A bug, not a peer's doing: make it loud, but keep the mesh maintained.
                 log_event(log, "gossip_heartbeat_failed", logging.ERROR, exc_info=True)
+
+    def _check_slow_peers(self) -> None:
+        """A peer whose frames were dropped since the last heartbeat, or whose writer has been
+        stuck on one write for slow_peer_stall_heartbeats, is not reading: Router.peer_slow."""
+        now_ms = self._now_ms()
+        tick = self.router.ticks
+        stall = self.config.slow_peer_stall_heartbeats
+        for peer, sender in list(self._senders.items()):
+            if sender.dropped_in_window or sender.stalled(tick, stall):
+                self.router.peer_slow(peer, now_ms)
+            sender.dropped_in_window = 0
+
+    def _must_wait(self) -> bool:
+        """Local publishing waits when our uplink as a whole is the bottleneck: most peers are
+        backlogged, or all queues together are over publish_backlog_bytes_max.  One slow
+        peer alone never qualifies (its queue drops its oldest messages instead)."""
+        return (
+            self._backlogged * 2 > len(self._senders)
+            or self._queued_total >= self.config.publish_backlog_bytes_max
+        )
+
+    def _update_room(self) -> None:
+        if self._must_wait():
+            self._room.clear()
+        else:
+            self._room.set()
 
     # -- public API ---------------------------------------------------------------------------
     def subscribe(
@@ -379,17 +523,16 @@ class GossipSub:
     async def publish(self, topic: str, data: bytes) -> bytes | None:
         """Publish; returns the message id, or None if that id was published or seen before.
 
-        Large messages wait while a peer's send queue is over half full (local backpressure),
-        and their signature and content id are computed in a worker thread (hashlib and
-        OpenSSL release the GIL) so the event loop keeps serving small messages meanwhile.
+        Large messages wait while our uplink as a whole is backlogged (see `_must_wait`), never
+        for one slow peer, and their signature and content id are computed in a worker thread
+        (hashlib and OpenSSL release the GIL) so the event loop keeps serving small messages.
         """
         if len(data) > self.config.rpc_bytes_max - 1024:
             raise P2PError(f"message of {len(data)} bytes over rpc_bytes_max")
         if len(data) < self.config.bulk_message_bytes_min:
             return self.publish_nowait(topic, data)
-        for sender in list(self._senders.values()):
-            if not sender.room.is_set():
-                await sender.room.wait()
+        while not self._room.is_set():
+            await self._room.wait()
         router = self.router
         policy = router.policy(topic)
         message = router.make_message(topic, data)
@@ -433,6 +576,7 @@ class GossipSub:
         sender = self._senders.pop(peer, None)
         if sender is not None:
             sender.close()
+            self._update_room()
         self.router.remove_peer(peer, self._now_ms())
         self._drain()
 
@@ -451,6 +595,7 @@ class GossipSub:
             return
         sender.main.stream = stream
         sender.main.ready.set()
+        sender.watch(sender.main, stream)
 
     def _ensure_peer(self, peer: PeerId, protocol: str) -> PeerSender:
         sender = self._senders.get(peer)
@@ -483,10 +628,15 @@ class GossipSub:
             if rpc is None:
                 return
             if isinstance(rpc, RemoteError):
+                # One penalty, then the stream goes: after a frame that does not decode the
+                # framing itself is suspect (py-libp2p 0.8.1 interleaves concurrent writes of
+                # large RPCs on one stream), and every later "frame" of a desynchronised
+                # stream would cost the peer another penalty until it is graylisted.  The
+                # peer may open a new stream.
                 self.router.score.add_penalty(peer.raw)
                 self.counters.drop("gossip_rpc_invalid", str(rpc), peer=peer.short())
-                continue
-            prechecked: dict[int, tuple[bytes, str | None]] | None = None
+                raise rpc
+            prechecked: dict[int, tuple[bytes, SigningProblem | None]] | None = None
             if any(len(m.data) >= threshold for m in rpc.messages):
                 messages = list(rpc.messages)
                 for index, message in enumerate(messages):
@@ -506,8 +656,8 @@ class GossipSub:
     async def _read_rpc(
         self, stream: Stream, limits: RpcLimits, threshold: int
     ) -> Rpc | RemoteError | None:
-        """The next RPC; a RemoteError value for a frame that was read but does not decode
-        (the stream stays usable); None at the end of the stream."""
+        """The next RPC; a RemoteError value for a frame that was read but does not decode;
+        None at the end of the stream."""
         inbox = stream.inbox
         length = await inbox.read_length_prefix(self.config.rpc_bytes_max)
         if length is None:
@@ -538,7 +688,7 @@ class GossipSub:
 
     def _materialize(
         self, message: PubMessage
-    ) -> tuple[PubMessage, tuple[bytes, str | None] | None]:
+    ) -> tuple[PubMessage, tuple[bytes, SigningProblem | None] | None]:
         if isinstance(message.data, memoryview):
             data = b"".join((message.data,))
             message = PubMessage(

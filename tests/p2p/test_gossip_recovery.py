@@ -1,0 +1,122 @@
+"""The asyncio shell under peers that limit, reset or ignore what we send (real hosts, loopback).
+
+A peer like py-libp2p or go-libp2p reads RPCs of at most 1 MiB and resets the stream on a larger
+one; here that peer is our own stack with `rpc_bytes_max` set to 1 MiB and an agent string that
+keeps the bulk lane out of the way.  Time is counted in heartbeats (router.ticks); wall-clock
+timeouts only detect hangs.
+"""
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+
+from node.p2p.config import HostConfig
+from node.p2p.gossipsub.config import GossipsubConfig
+from node.p2p.gossipsub.router import MESHSUB_V11, MESHSUB_V12
+from node.p2p.gossipsub.rpc import Rpc
+from node.p2p.gossipsub.service import GossipSub, Message
+from node.p2p.host import Host
+from node.p2p.session import Stream
+from tests.p2p.conftest import identity
+
+T = "recovery"
+MiB = 1024 * 1024
+FAST = GossipsubConfig(heartbeat_interval_ms=100)
+# A peer with go-libp2p's and py-libp2p's default inbound RPC limit.
+LIMITED = GossipsubConfig(heartbeat_interval_ms=100, rpc_bytes_max=MiB + 64, rpc_send_bytes_max=MiB)
+
+
+@asynccontextmanager
+async def gossip_node(
+    stack: AsyncExitStack, name: str, config: GossipsubConfig, agent: str = "fedchain/0.1.0"
+) -> AsyncIterator[tuple[GossipSub, list[Message]]]:
+    host = await stack.enter_async_context(Host(identity(name), HostConfig(agent_version=agent)))
+    await host.listen()
+    gossip = GossipSub(host, config)
+    gossip.start()
+    received: list[Message] = []
+    gossip.subscribe(T, on_message=received.append)
+    yield gossip, received
+
+
+async def wait_for(predicate: Callable[[], bool], timeout_s: float = 30) -> None:
+    async with asyncio.timeout(timeout_s):
+        while not predicate():  # noqa: ASYNC110 - polling the nodes' state is the point
+            await asyncio.sleep(0.02)
+
+
+async def linked(a: GossipSub, b: GossipSub) -> None:
+    await a.host.dial(b.host.addrs()[0])
+    await wait_for(lambda: b.host.peer_id in a.mesh_peers(T) and a.host.peer_id in b.mesh_peers(T))
+
+
+async def test_several_iwant_answers_reach_a_1mib_peer_as_separate_rpcs() -> None:
+    async with AsyncExitStack() as stack:
+        a, _ = await stack.enter_async_context(gossip_node(stack, "answerer", FAST))
+        b, got = await stack.enter_async_context(gossip_node(stack, "asker", LIMITED, "go/1"))
+        await linked(a, b)
+        ids = [await a.publish(T, bytes([i]) * 900_000) for i in range(3)]
+        await wait_for(lambda: len(got) == 3)
+        # B asks for all three at once (as after an IHAVE): one answer of 2.7 MB before.
+        a.router._handle_iwant(b.host.peer_id, tuple(i for i in ids if i is not None))
+        a._drain()
+        await wait_for(lambda: b.counters.get("gossip_msg_duplicate") == 3)
+        assert b.counters.get("gossip_rpc_unreadable") == 0
+        assert a.counters.get("gossip_send_stream_closed") == 0
+
+
+async def test_a_reset_stream_is_reopened_and_the_peer_hears_from_us_again() -> None:
+    async with AsyncExitStack() as stack:
+        a, _ = await stack.enter_async_context(gossip_node(stack, "sender", FAST))
+        b, got = await stack.enter_async_context(gossip_node(stack, "strict", LIMITED, "go/1"))
+        await linked(a, b)
+        # One message over B's limit travels alone (counted); B resets the stream.
+        await a.publish(T, b"x" * (MiB + 100_000))
+        await wait_for(lambda: a.counters.get("gossip_stream_reopened") >= 1)
+        assert a.counters.get("gossip_rpc_over_send_limit") >= 1
+        assert a.counters.get("gossip_stream_failed") >= 1
+        assert b.counters.get("gossip_rpc_unreadable") >= 1
+        # (B may ask for the big message again by IWANT and reset the next stream too: it
+        # cannot take it, and we keep reopening within stream_reopens_max.)
+        after = await a.publish(T, b"after the reset")
+        await wait_for(lambda: any(m.msg_id == after for m in got))
+        assert a.host.is_connected(b.host.peer_id)
+
+
+async def test_publish_never_waits_for_a_peer_that_does_not_read() -> None:
+    config = GossipsubConfig(
+        heartbeat_interval_ms=100,
+        peer_queue_bytes_max=8 * MiB,
+        publish_backlog_bytes_max=32 * MiB,
+        slow_peer_stall_heartbeats=3,
+    )
+    async with AsyncExitStack() as stack:
+        a, _ = await stack.enter_async_context(gossip_node(stack, "publisher", config))
+        c, got = await stack.enter_async_context(gossip_node(stack, "reader", FAST))
+        await linked(a, c)
+        # B subscribes, then never reads a byte of what A sends.
+        b = await stack.enter_async_context(Host(identity("sleeper")))
+        await b.listen()
+
+        async def never_read(stream: Stream) -> None:
+            await asyncio.Event().wait()
+
+        for protocol in (MESHSUB_V12, MESHSUB_V11):
+            b.set_stream_handler(protocol, never_read)
+        await b.dial(a.host.addrs()[0])
+        hello = await b.new_stream(a.host.peer_id, [MESHSUB_V11])
+        await hello.write_frame(Rpc(subscriptions=((True, T),)).encode())
+        await wait_for(lambda: b.peer_id in a.topic_peers(T))
+
+        spans = []
+        for i in range(30):
+            before = a.router.ticks
+            await asyncio.wait_for(a.publish(T, bytes([i]) * 900_000), 60)
+            spans.append(a.router.ticks - before)
+        assert max(spans) <= 2, spans
+        await wait_for(lambda: len(got) == 30)
+        assert a.counters.get("gossip_send_queue_full") >= 1
+        await wait_for(lambda: not a.host.is_connected(b.peer_id))
+        assert a.counters.get("gossip_peer_slow") >= 1
+        assert a.counters.get("gossip_peer_graylisted") == 1
+        assert a.queued_bytes() < config.peer_queue_bytes_max
