@@ -38,6 +38,18 @@ SECTIONS = ("model", "params", ECON_SECTION)
 ZEROS = "zeros"
 
 
+def check_app_state(app_state: bytes) -> None:
+    """ConfigError unless the FL app (and its economics layer) can start from these bytes:
+    found when the genesis file is read, not as a traceback inside the node's first block."""
+    try:
+        fl = parse_app_state(app_state)
+    except RejectedError as exc:
+        raise ConfigError(f"app_state: {exc}") from None
+    for name, value in fl.other:
+        if name == ECON_SECTION:
+            _parse_econ(value)
+
+
 def app_state_to_doc(app_state: bytes) -> dict[str, Any]:
     """The readable form of canonical FL genesis bytes (every parameter spelled out)."""
     try:

@@ -19,7 +19,7 @@ from typing import Any
 from consensus.app import Genesis, GenesisValidator
 from consensus.codec import encode
 from consensus.crypto import PUBLIC_KEY_BYTES, sha256
-from node.appstate import app_state_from_doc, app_state_to_doc
+from node.appstate import app_state_from_doc, app_state_to_doc, check_app_state
 from node.errors import ConfigError
 from node.keys import write_private_file
 
@@ -106,6 +106,11 @@ def read_genesis_file(path: Path, draft: bool = False) -> GenesisFile:
     app = body.get("app", "fl")
     if app not in APPS:
         raise ConfigError(f"{path}: app: expected one of {', '.join(APPS)}")
+    if app == "fl" and genesis.app_state:
+        try:
+            check_app_state(genesis.app_state)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
     return GenesisFile(genesis, app)
 
 

@@ -25,7 +25,14 @@ def read_key(path: Path) -> PrivateKey:
     try:
         body = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise ConfigError(f"{path}: key file not found (run `fedchain init`)") from None
+        # A node's keys come from `init`; any other key (a client's, a governance signer's)
+        # from `keys new`.
+        hint = (
+            "fedchain init --home DIR"
+            if path.name in ("node_key.json", "validator_key.json")
+            else f"fedchain keys new {path}"
+        )
+        raise ConfigError(f"{path}: key file not found (create it with `{hint}`)") from None
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{path}: unreadable key file: {exc}") from None
     if not isinstance(body, dict) or body.get("type") != "ed25519":

@@ -107,6 +107,13 @@ def _run(args: argparse.Namespace) -> int:
     done = 0
     while done < args.rounds:
         model = fetch_model(transport)
+        if model.shapes != trainer.shapes():
+            # Before any training: numpy would otherwise fail deep inside with a traceback.
+            raise ClientError(
+                f"dataset {cfg.dataset!r} ({ds.n_features} features, {ds.n_classes} classes) "
+                f"gives a {FL_TRAINER} model of shapes {trainer.shapes()}, but the chain trains "
+                f"shapes {model.shapes}: use the chain's dataset layout"
+            )
         clean = trainer.train(model.weights, x, y, rng) - model.weights
         own = (
             trainer.train(model.weights, px, py, rng) - model.weights if attack != "none" else clean

@@ -25,6 +25,7 @@ from fl.client.quantize import model_to_float
 from fl.client.trainers import FloatArray, LabelArray, Trainer, accuracy, make_trainer
 from fl.fixed import model_from_bytes
 from node.apps import FL_DATASET, FL_TRAINER
+from node.errors import ConfigError, NodeError
 from node.keys import read_key
 from node.localnet import LocalNet, terminate_all
 from node.rpc.client import RpcClient, RpcError
@@ -44,6 +45,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        return _run(args)
+    except NodeError as exc:
+        print(f"fedchain demo: {exc}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.validators < 1 or not 0 <= args.attackers <= args.clients:
+        raise ConfigError("need --validators >= 1 and 0 <= --attackers <= --clients")
     out: Path = args.out or Path("testnet") / time.strftime("demo-%Y%m%d-%H%M%S")
     net = LocalNet(
         out, validators=args.validators, clients=args.clients, attackers=args.attackers, app="fl"
