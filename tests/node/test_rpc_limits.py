@@ -5,6 +5,7 @@ greedy clients, aiohttp's client the ordinary ones.
 """
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,6 +22,13 @@ from node.errors import MempoolError
 from node.events import EventBus
 from node.rpc.server import RpcServer
 from node.store.sqlite import BlockStore, StoredBlock
+
+
+async def closed(writer: asyncio.StreamWriter) -> None:
+    """Close and wait: a socket left to the garbage collector is a ResourceWarning (an error)."""
+    writer.close()
+    with contextlib.suppress(ConnectionError):
+        await writer.wait_closed()
 
 
 class FakeNode:
@@ -116,7 +124,7 @@ async def raw_request(port: int, data: bytes, read_s: float = 3.0) -> bytes:
     try:
         return await asyncio.wait_for(reader.read(), read_s)
     finally:
-        writer.close()
+        await closed(writer)
 
 
 async def closed_within(reader: asyncio.StreamReader, seconds: float) -> bool:
@@ -260,7 +268,7 @@ async def test_stalled_uploads_share_one_budget_and_small_txs_still_pass(server:
     ):
         assert resp.status == 202
     for writer in writers:
-        writer.close()
+        await closed(writer)
     await asyncio.sleep(0.6)  # past the body deadline: every stalled upload was released
     assert server.rpc.budget.used == 0
     assert server.node.submitted == [b"small tx"]
@@ -288,7 +296,7 @@ async def test_a_slow_header_is_cut_off(server: Served) -> None:
         writer.write(b"a")
     answer = await asyncio.wait_for(reader.read(), 2.0)
     assert answer == b""  # closed without an answer
-    writer.close()
+    await closed(writer)
     assert server.rpc.guard.timed_out >= 1
     assert len(server.rpc.guard) == 0
 
@@ -300,8 +308,8 @@ async def test_connections_beyond_the_cap_are_closed_at_once(server: Served) -> 
     assert await closed_within(reader, 0.2)
     assert server.rpc.guard.refused >= 1
     for _, w in held:
-        w.close()
-    writer.close()
+        await closed(w)
+    await closed(writer)
     await asyncio.sleep(0.1)
     async with aiohttp.ClientSession() as session, session.get(server.url + "/health") as resp:
         assert resp.status == 200  # slots come back when the holders leave
