@@ -11,7 +11,8 @@ k is another /24), then sits idle.  It holds as many connections as the nodes le
 reopening what the nodes close at once (and what they refuse a few seconds later), bounded in
 count and time.  The block rate of
 node 0 (never restarted) is measured in two equal windows of the same run: before the attack,
-and during it once the restarted validators are back.
+and during it once the restarted validators are back.  Meanwhile an honest full node joins: a
+stranger to every validator, it gets in by evicting attackers and syncs the chain.
 """
 
 import asyncio
@@ -43,6 +44,7 @@ pytestmark = [pytest.mark.adversarial, pytest.mark.integration, pytest.mark.time
 
 VALIDATORS = 4
 RESTARTED = (2, 3)
+FULL_NODE = VALIDATORS  # the LocalNet's extra node: started during the attack
 WINDOW_S = 12.0
 RATE_KEPT_MIN = 0.70
 # Per node: 4 subnets x 2 addresses x 10 connections, plus 2 from a third address in the
@@ -261,7 +263,7 @@ def crashes(net: LocalNet, i: int) -> list[str]:
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNet]:
     root = tmp_path_factory.mktemp("slots")
-    cluster = LocalNet(root, validators=VALIDATORS, clients=0, app="kv")
+    cluster = LocalNet(root, validators=VALIDATORS, clients=0, app="kv", extra_nodes=1)
     cluster.generate()
     cluster.start_all()
     try:
@@ -320,8 +322,12 @@ async def test_strangers_cannot_split_the_validators_while_two_restart(net: Loca
             await asyncio.to_thread(net.kill, i)
         for i in RESTARTED:
             await asyncio.to_thread(net.start, i)
+        # An honest newcomer (a full node, a stranger to every validator) joins meanwhile.
+        await asyncio.to_thread(net.start, FULL_NODE)
         await wait_height(net, RESTARTED, 0)  # their RPC answers: the processes are up
         during = await blocks_in_window(net)
+        # It gets slots (evicting attackers past their grace period) and syncs the chain.
+        await wait_height(net, (FULL_NODE,), await height(net, 0))
         missing = {
             i: {str(peer_id_of(net, j)) for j in range(VALIDATORS) if j != i}
             - connected_since(net, i, offsets[i])
@@ -351,6 +357,6 @@ async def test_strangers_cannot_split_the_validators_while_two_restart(net: Loca
     assert max(attack.held_subnet_max.values()) <= DEFAULTS.peers_per_subnet_max
     assert attack.attempts <= ATTEMPTS_MAX + len(slots)
     # Nothing crashed.
-    for i in range(VALIDATORS):
+    for i in range(VALIDATORS + 1):
         assert net.running(i), f"node{i} exited; see {net.log_file(i)}"
         assert crashes(net, i) == [], f"node{i}: {crashes(net, i)[:3]}"
