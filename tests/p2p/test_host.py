@@ -403,6 +403,12 @@ async def test_a_ban_covers_the_address_so_a_new_key_does_not_help() -> None:
         assert a.is_banned(bad.peer_id)
         with pytest.raises(DialError, match="banned"):
             await a.dial(bad.addrs()[0])
+        # A ban of the peer id only leaves its address open to others.
+        a.ban(neighbour.peer_id, 10_000, address=False)
+        await wait_until(lambda: not a.is_connected(neighbour.peer_id))
+        async with Host(identity("another-key")) as other:
+            await other.dial(a.addrs()[0], local_host="127.0.0.3")
+        assert a.counters.get("address_banned") == 1
 
 
 async def test_stalled_handshakes_neither_last_nor_lock_out_a_validator() -> None:
