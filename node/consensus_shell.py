@@ -1,87 +1,63 @@
-"""The consensus shell: the one task that owns the engine state, and everything it touches.
+"""The daemon's consensus shell: the asyncio adapter around the one consensus driver.
 
 Theory of operation
 -------------------
-Inputs (peer proposals and votes, fired timeouts, the app's answers, synced blocks) arrive in
-one inbox and are applied one at a time by `run()`, so the engine state needs no locks.  For
-each input the shell (1) appends it to the WAL, (2) applies it to the engine and (3) performs
-the effects in order:
+All consensus logic (WAL record choice, group commit, replay, relay, the future buffer, compact
+proposal bookkeeping, the snapshot policy) is in the sans-IO driver, consensus/driver/driver.py,
+which the simulator runs too.  This module implements the driver's ports for a real node:
 
-  PersistLastSigned  -> LastSigned file written and fsynced;
-  Broadcast          -> the signed message is appended to the WAL and fsynced, then sent
-                        (a proposal travels compactly: header + tx hashes);
-  ScheduleTimeout    -> a loop timer that later puts TimeoutFired into the inbox;
-  RequestProposal    -> app.prepare_proposal over the mempool, fed back as ProposalContent;
-  ValidateBlock      -> app.process_proposal, fed back as BlockValidated;
-  Decide             -> finalize_block; the block, its commit, results, tx index and the next
-                        ChainState are stored in one SQLite transaction; then app.commit(),
-                        an app snapshot every N heights (later while an FL round holds updates),
-                        EndHeight in the WAL, mempool recheck;
-                        BlockExecuted is fed after `commit_timeout_ms`;
-  PeerMisbehaved     -> the sender of that input is penalized.
+  Wal        node/wal.py: the CRC-framed file; `sync` is an fsync
+  Store      SQLite (node/store/sqlite.py) on one background writer thread, so the fsync of a
+             block overlaps the next height; the driver waits for it before marking EndHeight
+  App        the application plus the mempool (reap for proposals, update after commit)
+  Net        the p2p network; proposals travel compactly (header + tx hashes)
+  Timers     loop timers that put the input back into the inbox
+  Clock      the wall clock (ms)
+  Telemetry  logs, metrics and RPC events
+  Penalizer  peer scores
 
-Messages for the next height (peers that committed first) are buffered and fed once the engine
-reaches that height; anything further ahead wakes block sync.  Compact proposals are rebuilt
-from the mempool; missing txs are fetched from the sender before the full proposal enters the
-inbox, so the engine (and the prevote) only ever sees a complete block.
+Inputs (peer messages, fired timers, rebuilt proposals, synced blocks) arrive in one inbox and
+`run()` hands them to the driver one at a time, so the engine state needs no locks.  Compact
+proposals are rebuilt here (fetching missing txs is I/O) with the driver's bookkeeping.
 
 Recovery (`recover()` then the start of `run()`): restore the newest app snapshot (or
 init_chain), replay stored blocks above it through the app (checking every app hash), load the
-ChainState stored with the last block, then replay the WAL records of the current height into a
-fresh engine seeded with the persisted LastSigned.  Re-signing identical bytes is allowed, so
-replay reproduces our own messages exactly and can never equivocate.
+ChainState stored with the last block, then let the driver replay the WAL (consensus/driver/
+replay.py says what and why).
 """
 
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from consensus.app import Application, ValidatorUpdate
-from consensus.codec import decode, encode, expect_int, expect_list
-from consensus.crypto import sha256
+from consensus.app import Application, BlockInfo, FinalizeResult, Genesis, ValidatorUpdate
+from consensus.codec import decode, expect_int, expect_list
+from consensus.crypto import PrivateKey
+from consensus.driver.driver import (
+    Driver,
+    DriverConfig,
+    Reassembly,
+    compact_data_hash,
+    snapshot_now,
+)
+from consensus.driver.ports import Decided, Message, Peer, Ports
+from consensus.driver.walformat import WalFormatError
 from consensus.engine import (
-    BlockExecuted,
-    BlockNeeded,
-    BlockSynced,
-    BlockValidated,
-    Broadcast,
     ChainState,
-    Decide,
-    Effect,
     Engine,
     EngineConfig,
     EngineState,
-    EvidenceFound,
-    EvidenceReceived,
     Input,
     KeySigner,
-    LastSigned,
-    PeerAhead,
-    PeerMisbehaved,
-    PersistLastSigned,
-    ProposalContent,
-    ProposalReceived,
-    RequestProposal,
-    RestoreLastSigned,
-    RoundStarted,
-    ScheduleTimeout,
-    SignRefused,
-    Start,
-    TimeoutFired,
-    ValidateBlock,
-    VoteReceived,
 )
-from consensus.engine.inputs import STEP_COMMIT
 from consensus.errors import CodecError, ConsensusError
 from consensus.txid import tx_id
 from consensus.types import (
     Block,
-    Commit,
     DuplicateVoteEvidence,
     Proposal,
     Vote,
@@ -92,29 +68,27 @@ from consensus.types import (
     encode_commit,
     encode_message,
 )
+from node.config import ConsensusConfig, NodeConfig
 from node.errors import StorageError, SyncError, WalCorruptError
+from node.events import EventBus
 from node.logging import log_event
+from node.mempool import Mempool
+from node.metrics import NodeMetrics
 from node.network import Network
 from node.p2p.peer_id import PeerId
-from node.records import (
-    LastSignedRecord,
-    OwnMessage,
-    TxRecord,
-    WalInput,
-    compact,
-    decode_results,
-    decode_wal,
-    encode_results,
-    encode_wal,
-    inflate,
-    wal_height,
-)
-from node.store.sqlite import IndexedTx, StoredBlock
-from node.wal import Wal, WalRecovery, parse_end_height
-from node.wire import CompactProposal, ConsensusMsg, Message
+from node.records import decode_results, encode_results
+from node.store.sqlite import BlockStore, IndexedTx
+from node.txgossip import TxGossip
+from node.wal import Wal, WalRecovery
+from node.wire import CompactProposal, ConsensusMsg
 
-if TYPE_CHECKING:
-    from node.service import Node
+__all__ = [
+    "CHAIN_STATE_KEY",
+    "ConsensusShell",
+    "compact_data_hash",
+    "engine_config",
+    "snapshot_now",
+]
 
 log = logging.getLogger(__name__)
 
@@ -125,108 +99,113 @@ REBROADCAST_INTERVAL_S = 1.0
 REASSEMBLIES_MAX = 16
 
 
+def engine_config(cfg: ConsensusConfig) -> EngineConfig:
+    """The engine's settings from the node config: the one place they are mapped."""
+    return EngineConfig(
+        propose_timeout_ms=cfg.propose_timeout_ms,
+        propose_timeout_delta_ms=cfg.propose_timeout_delta_ms,
+        prevote_timeout_ms=cfg.prevote_timeout_ms,
+        prevote_timeout_delta_ms=cfg.prevote_timeout_delta_ms,
+        precommit_timeout_ms=cfg.precommit_timeout_ms,
+        precommit_timeout_delta_ms=cfg.precommit_timeout_delta_ms,
+        block_bytes_max=cfg.block_bytes_max,
+        block_txs_max=cfg.block_txs_max,
+    )
+
+
+class NodeContext(Protocol):
+    """What the shell needs from the node that composes it (node/service.py)."""
+
+    cfg: NodeConfig
+    genesis: Genesis
+    validator_key: PrivateKey
+    metrics: NodeMetrics
+    events: EventBus
+
+    @property
+    def store(self) -> BlockStore: ...
+
+    @property
+    def app(self) -> Application: ...
+
+    @property
+    def mempool(self) -> Mempool: ...
+
+    @property
+    def gossip(self) -> TxGossip | None: ...
+
+    def penalize(self, peer: PeerId, reason: str, severe: bool = False) -> None: ...
+
+    def sync_hint(self, height: int) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class _SyncItem:
     block: Block
-    commit: Commit
+    commit: Any
     done: "asyncio.Future[bool]"
 
 
-_Item = tuple[Input, PeerId | None] | _SyncItem
+@dataclass(frozen=True, slots=True)
+class _Rebuilt:
+    reassembly: Reassembly
+    fetched: Mapping[bytes, bytes]
+
+
+_Item = tuple[Input | Message, PeerId | None] | _SyncItem | _Rebuilt
 
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def snapshot_now(height: int, due: int, interval: int, fl_pending: int) -> bool:
-    """Take the app's snapshot at this height?  Every `interval` heights (from `due` on), but not
-    while an FL round holds updates unless another `interval` heights have passed: at 1,000
-    pending 100k-parameter updates a snapshot is a 400 MB encode on the consensus task (a 0.5 s
-    stall, a missed propose timeout and +300 MB per validator when it fell inside the burst);
-    right after the round closes it is a few MB.  Snapshots are this node's own recovery
-    shortcut, so when each is taken is free to choose."""
-    return height >= due and (fl_pending == 0 or height >= due + interval)
-
-
-def compact_data_hash(hashes: Sequence[bytes]) -> bytes:
-    """The header's data_hash computed from tx hashes alone (types.txs_hash over hashes)."""
-    return sha256(encode(list(hashes)))
-
-
 class ConsensusShell:
-    def __init__(self, node: "Node", wal: Wal, wal_recovery: WalRecovery) -> None:
+    def __init__(self, node: NodeContext, wal: Wal, wal_recovery: WalRecovery) -> None:
         self._node = node
         self._wal = wal
         self._wal_recovery = wal_recovery
-        # Ids of the txs written as WAL records since the last EndHeight marker.
-        self._wal_txs: set[bytes] = set()
-        self._last_signed: bytes | None = None
-        # Own messages waiting for the one fsync that precedes their sending (group commit).
-        self._outbox: list[Message] = []
-        self._unsynced_signature = False
-        self._depth = 0
-        # Blocks are written by one background thread so the fsync of SQLite overlaps the next
-        # height's consensus; the store still sees heights strictly in order.
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="block-writer")
-        self._storing: tuple[int, Future[None]] | None = None
-        self._height_entered = 0
-        cfg = node.cfg.consensus
-        self._commit_timeout_ms = cfg.commit_timeout_ms
-        self._engine = Engine(
-            EngineConfig(
-                propose_timeout_ms=cfg.propose_timeout_ms,
-                propose_timeout_delta_ms=cfg.propose_timeout_delta_ms,
-                prevote_timeout_ms=cfg.prevote_timeout_ms,
-                prevote_timeout_delta_ms=cfg.prevote_timeout_delta_ms,
-                precommit_timeout_ms=cfg.precommit_timeout_ms,
-                precommit_timeout_delta_ms=cfg.precommit_timeout_delta_ms,
-                block_bytes_max=cfg.block_bytes_max,
-                block_txs_max=cfg.block_txs_max,
-            ),
-            KeySigner(node.validator_key),
-        )
-        self._state: EngineState | None = None
         self._inbox: asyncio.Queue[_Item] = asyncio.Queue()
         self._network: Network | None = None
-        self._replaying = False
-        self._deferred: list[Effect] = []
-        self._future: dict[int, list[tuple[Input, PeerId | None]]] = {}
-        self._future_count = 0
-        self._own: list[Message] = []
-        self._block_txs: dict[bytes, bytes] = {}
-        self._previous_block_txs: dict[bytes, bytes] = {}
-        self._last_commit_s = time.monotonic()
-        self._fl_round = 0
-        self._fl_pending = 0  # updates the open FL round holds (0 for other apps)
-        self._snapshot_due = 0  # set by recover(): the next multiple of the snapshot interval
+        self._engine = Engine(engine_config(node.cfg.consensus), KeySigner(node.validator_key))
+        self._store = _SqlStore(node)
+        self._app = _NodeApp(node)
+        self._telemetry = _Telemetry(node, self._app)
+        self._driver: Driver | None = None
         self._reassembly_slots = asyncio.Semaphore(REASSEMBLIES_MAX)
         self._tasks: set[asyncio.Task[None]] = set()
         self.dropped_messages = 0
-        self.double_sign_refusals = 0
+
+    @property
+    def driver(self) -> Driver:
+        if self._driver is None:
+            raise StorageError("consensus state used before recovery")
+        return self._driver
 
     @property
     def state(self) -> EngineState:
-        if self._state is None:
-            raise StorageError("consensus state used before recovery")
-        return self._state
+        return self.driver.state
 
     @property
-    def app(self) -> Application:
-        return self._node.app
+    def fl_round(self) -> int:
+        return self._app.fl_round
+
+    @property
+    def double_sign_refusals(self) -> int:
+        return self._telemetry.sign_refusals
 
     # -- recovery --------------------------------------------------------------------------------
     def recover(self) -> None:
         node = self._node
+        app = node.app
         store = node.store
         snapshot = store.latest_snapshot()
         genesis_hash: bytes = b""
         overrides: tuple[ValidatorUpdate, ...] = ()
         if snapshot is not None and snapshot[0] <= store.height:
-            self.app.restore(snapshot[1])
+            app.restore(snapshot[1])
             applied = snapshot[0]
         else:
-            genesis_hash, overrides = self.app.init_chain(node.genesis)
+            genesis_hash, overrides = app.init_chain(node.genesis)
             applied = node.genesis.initial_height - 1
         for height in range(applied + 1, store.height + 1):
             stored = store.block(height)
@@ -234,14 +213,14 @@ class ConsensusShell:
                 raise StorageError(f"block {height} missing from the store during recovery")
             block = decode_block(stored.data)
             results = decode_results(stored.results)
-            result = self.app.finalize_block(block.txs, results.info)
+            result = app.finalize_block(block.txs, results.info)
             if result.app_hash != stored.app_hash:
                 raise StorageError(
                     f"replaying block {height}: app hash {result.app_hash.hex()[:16]} differs "
                     f"from the stored {stored.app_hash.hex()[:16]}; the application is not "
                     "deterministic or the store is damaged"
                 )
-            self.app.commit()
+            app.commit()
         if store.height:
             raw = store.get_meta(CHAIN_STATE_KEY)
             if raw is None:
@@ -249,11 +228,24 @@ class ConsensusShell:
             chain = ChainState.decode(raw)
         else:
             chain = ChainState.from_genesis(node.genesis, genesis_hash, overrides)
-        self._state = EngineState.for_height(chain)
-        self._height_entered = chain.height
-        self._update_fl_round()
-        interval = node.cfg.storage.app_snapshot_interval_heights
-        self._snapshot_due = (store.height // interval + 1) * interval
+        self._store.durable = store.height
+        self._app.update_fl_round()
+        ports = Ports(
+            wal=_FileWal(self._wal),
+            store=self._store,
+            app=self._app,
+            net=_Net(self),
+            timers=_Timers(self),
+            clock=_Clock(),
+            telemetry=self._telemetry,
+            penalizer=_Penalizer(node),
+        )
+        config = DriverConfig(
+            commit_timeout_ms=node.cfg.consensus.commit_timeout_ms,
+            future_messages_max=FUTURE_MESSAGES_MAX,
+            snapshot_interval_heights=node.cfg.storage.app_snapshot_interval_heights,
+        )
+        self._driver = Driver(self._engine, ports, config, chain)
         node.metrics.height.set(store.height)
         log_event(
             log,
@@ -266,262 +258,376 @@ class ConsensusShell:
     # -- the consensus task ----------------------------------------------------------------------
     async def run(self, network: Network) -> None:
         self._network = network
-        self._replay_wal()
+        try:
+            self.driver.recover(self._wal_recovery.records)
+        except WalFormatError as exc:
+            raise WalCorruptError(f"{self._wal.path}: {exc}") from None
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self._rebroadcast_loop())
             self._tg = tg
             while True:
                 item = await self._inbox.get()
                 try:
-                    if isinstance(item, _SyncItem):
-                        self._apply_synced(item)
-                    else:
-                        self._feed(item[0], item[1])
+                    self._handle(item)
                 except ConsensusError as exc:
                     # The engine raises InvariantError only for our own broken state.
                     log_event(log, "consensus_invariant_broken", logging.CRITICAL, error=str(exc))
                     raise
 
-    def _replay_wal(self) -> None:
-        state = self.state
-        raw = self._find_last_signed()
-        if raw is not None:
-            try:
-                last_signed = LastSigned.decode(raw)
-            except CodecError as exc:
-                raise WalCorruptError(f"LastSigned record does not decode: {exc}") from None
-            self._last_signed = raw
-            state, _ = self._engine.apply(state, RestoreLastSigned(last_signed))
-        height = state.chain.height
-        records: list[WalInput] = []
-        try:
-            decoded = inflate(decode_wal(payload) for payload in self._wal_recovery.pending)
-        except CodecError as exc:
-            raise WalCorruptError(f"WAL record does not decode: {exc}") from None
-        for record in decoded:
-            if isinstance(record, OwnMessage | LastSignedRecord):
-                continue
-            if wal_height(record) in (height, None):
-                records.append(record)
-        self._replaying = True
-        try:
-            self._feed(Start(), None)
-            for record in records:
-                self._feed(record, None)
-        finally:
-            self._replaying = False
-        deferred, self._deferred = self._deferred, []
-        for fx in deferred:
-            self._perform(fx, None)
-        if records:
-            log_event(log, "wal_replayed", height=height, records=len(records))
-
-    def _find_last_signed(self) -> bytes | None:
-        for payload in reversed(self._wal_recovery.records):
-            if parse_end_height(payload) is not None:
-                continue
-            try:
-                record = decode_wal(payload)
-            except CodecError as exc:
-                raise WalCorruptError(f"WAL record does not decode: {exc}") from None
-            if isinstance(record, LastSignedRecord):
-                return record.data
-        return None
-
-    def _put(self, inp: Input, peer: PeerId | None) -> None:
-        self._inbox.put_nowait((inp, peer))
-
-    def _feed(self, inp: Input, peer: PeerId | None) -> None:
-        state = self.state
-        height = _input_height(inp)
-        current = state.chain.height
-        if isinstance(inp, TimeoutFired) and inp.height < current:
-            # A timer of a decided height: the engine ignores it, so it needs no WAL record.
-            # (At 50 empty heights/s, such timers fired one per 10 ms, each an append.)
-            return
-        if height is not None and height > current:
-            if height <= current + 2 and self._future_count < FUTURE_MESSAGES_MAX:
-                self._future.setdefault(height, []).append((inp, peer))
-                self._future_count += 1
-            if height > current + 1:
-                self._node.sync_hint(height)
-            return
-        if not self._replaying and _is_wal_input(inp):
-            self._append_input(inp)  # type: ignore[arg-type]
-        self._depth += 1
-        try:
-            state, effects = self._engine.apply(state, inp)
-            self._state = state
-            for fx in effects:
-                self._perform(fx, peer)
-            if self.state.chain.height != self._height_entered:
-                self._entered_height()
-        finally:
-            self._depth -= 1
-        if self._depth == 0:
-            self._flush()
-
-    def _append_input(self, inp: WalInput) -> None:
-        """An engine input into the WAL; a block's txs as their own records, once per height
-        (node/records.py says why)."""
-        txs, record = compact(inp)
-        for tx in txs:
-            h = tx_id(tx)
-            if h not in self._wal_txs:
-                self._wal.append(encode_wal(TxRecord(tx)))
-                self._wal_txs.add(h)
-        self._wal.append(encode_wal(record))
-
-    def _flush(self) -> None:
-        """One fsync makes every LastSigned and own message of this input durable; then send."""
-        if not self._outbox and not self._unsynced_signature:
-            return
-        self._wal.sync()
-        self._unsynced_signature = False
-        outbox, self._outbox = self._outbox, []
-        if not self._replaying:
-            for msg in outbox:
-                self._send_all(msg)
-
-    def _entered_height(self) -> None:
-        """Once per height (nested feeds may notice the change more than once): reset the
-        per-height buffers, then feed what arrived early for this height."""
-        height = self.state.chain.height
-        self._height_entered = height
-        self._own = []
-        self._previous_block_txs = self._block_txs
-        self._block_txs = {}
-        ready = self._future.pop(height, [])
-        for stale in [h for h in self._future if h < height]:
-            del self._future[stale]
-        self._future_count = sum(len(v) for v in self._future.values())
-        for inp, peer in ready:
-            self._feed(inp, peer)
-
-    # -- effects ---------------------------------------------------------------------------------
-    def _perform(self, fx: Effect, peer: PeerId | None) -> None:
-        match fx:
-            case PersistLastSigned(last_signed):
-                self._last_signed = last_signed.encode()
-                self._wal.append(encode_wal(LastSignedRecord(self._last_signed)))
-                self._unsynced_signature = True
-            case Broadcast(message):
-                self._broadcast_own(message)
-            case ScheduleTimeout(height, round_, step, duration_ms):
-                asyncio.get_running_loop().call_later(
-                    duration_ms / 1000, self._put, TimeoutFired(height, round_, step), None
-                )
-            case RequestProposal(height, round_, info):
-                if self._replaying:
-                    self._deferred.append(fx)
-                    return
-                cfg = self._node.cfg.consensus
-                candidates = self._node.mempool.reap(cfg.block_txs_max, cfg.block_bytes_max)
-                stamp = now_ms()
-                txs = self.app.prepare_proposal(
-                    candidates, replace(info, time_ms=stamp), cfg.block_bytes_max
-                )
-                self._feed(ProposalContent(height, round_, stamp, tuple(txs)), None)
-            case ValidateBlock(height, block, info):
-                if self._replaying:
-                    self._deferred.append(fx)
-                    return
-                valid = self.app.process_proposal(block.txs, info)
-                if not valid:
-                    log_event(log, "proposal_rejected_by_app", logging.WARNING, height=height)
-                self._feed(BlockValidated(height, block.id(), valid), None)
-            case Decide(height, block, commit, info):
-                self._execute(height, block, commit, info, self._replaying)
-            case EvidenceFound(evidence):
-                log_event(
-                    log,
-                    "evidence_found",
-                    logging.WARNING,
-                    height=evidence.vote_a.height,
-                    round=evidence.vote_a.round,
-                    validator=evidence.vote_a.validator.hex()[:16],
-                )
-                self._send_all(ConsensusMsg(encode_message(evidence)))
-            case PeerMisbehaved(reason):
-                if peer is not None:
-                    self._node.penalize(peer, reason)
-            case PeerAhead(height) | BlockNeeded(height, _):
-                self._node.sync_hint(height)
-            case RoundStarted(height, round_, proposer):
-                self._node.metrics.round.set(round_)
-                if round_ > 0:
+    def _handle(self, item: _Item) -> None:
+        driver = self.driver
+        match item:
+            case _SyncItem(block, commit, done):
+                result = driver.synced(block, commit)
+                if result.problem:
+                    done.set_exception(SyncError(result.problem))
+                else:
+                    done.set_result(result.applied)
+            case _Rebuilt(reassembly, fetched):
+                if not driver.reassembled(reassembly, fetched):
                     log_event(
-                        log, "round_started", height=height, round=round_, proposer=proposer[:8]
+                        log,
+                        "proposal_incomplete",
+                        logging.WARNING,
+                        height=reassembly.proposal.height,
+                        round=reassembly.proposal.round,
+                        missing=sum(1 for h in reassembly.missing if h not in fetched),
+                        peer=str(reassembly.peer),
                     )
-            case SignRefused(height, round_, step):
-                self.double_sign_refusals += 1
-                log_event(
-                    log,
-                    "sign_refused",
-                    logging.WARNING,
-                    height=height,
-                    round=round_,
-                    step=step,
-                    reason="LastSigned guard: would differ from what was signed before",
-                )
+            case (Proposal() | Vote() | DuplicateVoteEvidence()) as message, peer:
+                driver.receive(message, peer)
+            case (inp, _):
+                driver.feed(inp)
 
-    def _broadcast_own(self, message: Proposal | Vote | DuplicateVoteEvidence) -> None:
-        # Durability before the signature leaves: the message (and the LastSigned and inputs
-        # before it) is appended here and fsynced by _flush before anything is sent.
-        wire: Message
+    def put(self, inp: Input) -> None:
+        self._inbox.put_nowait((inp, None))
+
+    def close(self) -> None:
+        """Finish the pending block write (clean shutdown)."""
+        try:
+            if self._driver is not None:
+                self._driver.close()
+        finally:
+            self._store.shutdown()
+
+    # -- from peers ------------------------------------------------------------------------------
+    def on_peer_message(self, peer: PeerId, msg: Any) -> None:
+        if self._inbox.qsize() > PEER_INBOX_MAX:
+            self.dropped_messages += 1
+            log_event(log, "consensus_inbox_full", logging.WARNING, peer=str(peer))
+            return
+        try:
+            match msg:
+                case ConsensusMsg(data):
+                    inner = decode_message(data)
+                    self._inbox.put_nowait((inner, peer))
+                case CompactProposal(data, hashes):
+                    proposal = decode_message(data)
+                    if not isinstance(proposal, Proposal):
+                        raise CodecError("compact proposal must carry a proposal")
+                    if self._driver is None:
+                        return
+                    reassembly = self._driver.compact_arrived(
+                        proposal, hashes, peer, self._node.mempool.get
+                    )
+                    if reassembly is None:
+                        return
+                    if not reassembly.missing:
+                        self._inbox.put_nowait(_Rebuilt(reassembly, {}))
+                    else:
+                        self._spawn(self._fetch(reassembly))
+                case _:
+                    return
+        except CodecError as exc:
+            self._node.penalize(peer, f"bad consensus message: {exc}", severe=True)
+
+    def _spawn(self, coro: Any) -> None:
+        tg = getattr(self, "_tg", None)
+        if tg is None:
+            coro.close()
+            return
+        task: asyncio.Task[None] = tg.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def lookup_tx(self, h: bytes) -> bytes | None:
+        """A tx a peer may ask for: pending, or in a block being decided."""
+        tx = self._node.mempool.get(h)
+        if tx is None and self._driver is not None:
+            tx = self._driver.lookup_tx(h)
+        return tx
+
+    async def _fetch(self, reassembly: Reassembly) -> None:
+        async with self._reassembly_slots:
+            missing = list(reassembly.missing)
+            fetched: dict[bytes, bytes] = {}
+            gossip = self._node.gossip
+            peer = reassembly.peer
+            if gossip is not None and isinstance(peer, PeerId):
+                others = self._network.peers() if self._network else []
+                for source in [peer, *(p for p in others if p != peer)]:
+                    got = await gossip.fetch(source, missing, urgent=True)
+                    fetched.update(got)
+                    missing = [h for h in missing if h not in fetched]
+                    if not missing:
+                        break
+            self._inbox.put_nowait(_Rebuilt(reassembly, fetched))
+
+    def on_peer_connected(self, peer: PeerId) -> None:
+        if self._network is not None and self._driver is not None:
+            self._driver.peer_connected(peer)
+
+    def on_tx_admitted(self) -> None:
+        return
+
+    async def _rebroadcast_loop(self) -> None:
+        """Resend what the driver's relay policy selects while a height is not progressing."""
+        while True:
+            await asyncio.sleep(REBROADCAST_INTERVAL_S)
+            self.driver.relay_tick()
+
+    # -- block sync ------------------------------------------------------------------------------
+    async def apply_synced_block(self, block_data: bytes, commit_data: bytes) -> bool:
+        """Verify and apply one synced block through the consensus task; SyncError if invalid."""
+        try:
+            block = decode_block(block_data)
+            commit = decode_commit(commit_data)
+        except CodecError as exc:
+            raise SyncError(f"undecodable block or commit: {exc}") from None
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._inbox.put_nowait(_SyncItem(block, commit, done))
+        return await done
+
+    def resume_after_sync(self) -> None:
+        return
+
+    def send_wire(self, peer: PeerId | None, message: Message) -> None:
+        network = self._network
+        if network is None:
+            return
+        wire: ConsensusMsg | CompactProposal
         if isinstance(message, Proposal):
             block = message.block
-            ids = tuple(tx_id(tx) for tx in block.txs)
-            for h, tx in zip(ids, block.txs, strict=True):
-                self._block_txs[h] = tx
             bare = encode_message(replace(message, block=replace(block, txs=())))
-            self._wal.append(encode_wal(OwnMessage(bare)))
-            wire = CompactProposal(bare, ids)
+            wire = CompactProposal(bare, tuple(tx_id(tx) for tx in block.txs))
         else:
-            data = encode_message(message)
-            self._wal.append(encode_wal(OwnMessage(data)))
-            wire = ConsensusMsg(data)
-        self._own.append(wire)
-        self._outbox.append(wire)
+            wire = ConsensusMsg(encode_message(message))
+        if peer is None:
+            network.broadcast(wire)
+        else:
+            network.send(peer, wire)
 
-    def _send_all(self, msg: Message) -> None:
-        if self._network is not None:
-            self._network.broadcast(msg)
 
-    # -- deciding --------------------------------------------------------------------------------
-    def _execute(
-        self, height: int, block: Block, commit: Commit, info: Any, immediate: bool
-    ) -> None:
-        node = self._node
-        started = time.monotonic()
-        result = self.app.finalize_block(block.txs, info)
-        updates = tuple(result.validator_updates)
-        next_chain = self.state.chain.after_block(block, commit, result.app_hash, updates)
-        tx_hashes = [tx_id(tx) for tx in block.txs]
-        # The previous block must be on disk before this one (heights never skip in the store)
-        # and before its EndHeight marker; usually it finished long ago.
-        self._wait_stored()
-        block_id = block.id()
-        job = partial(
-            node.store.save_block,
-            height=height,
-            block_hash=block_id,
+# ---- the ports -----------------------------------------------------------------------------
+
+
+class _FileWal:
+    def __init__(self, wal: Wal) -> None:
+        self._wal = wal
+
+    def append(self, payload: bytes) -> None:
+        self._wal.append(payload)
+
+    def sync(self) -> None:
+        self._wal.sync()
+
+    def end_height(self, height: int, carry: Sequence[bytes], may_rotate: bool) -> None:
+        self._wal.end_height(height, carry, may_rotate)
+
+    def rotation_due(self) -> bool:
+        return self._wal.rotation_due()
+
+
+class _SqlStore:
+    """Blocks are written by one background thread so the fsync of SQLite overlaps the next
+    height's consensus; the store still sees heights strictly in order."""
+
+    def __init__(self, node: NodeContext) -> None:
+        self._node = node
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="block-writer")
+        self._pending: list[tuple[int, Future[None]]] = []
+        self.durable = 0
+
+    def save_block(self, decided: Decided) -> None:
+        self._pending.append((decided.height, self._writer.submit(self._write, decided)))
+
+    def _write(self, d: Decided) -> None:
+        """Runs on the writer thread: block (+ results, tx index, next ChainState), then the
+        app snapshot; durable (fsync) before it returns."""
+        store = self._node.store
+        block = d.block
+        store.save_block(
+            height=d.height,
+            block_hash=block.id(),
             data=encode_block(block),
-            commit_data=encode_commit(commit),
-            results=encode_results(info, result),
-            app_hash=result.app_hash,
+            commit_data=encode_commit(d.commit),
+            results=encode_results(d.info, d.result),
+            app_hash=d.result.app_hash,
             time_ms=block.header.time_ms,
             txs=[
-                IndexedTx(h, r.code, r.reason)
-                for h, r in zip(tx_hashes, result.tx_results, strict=True)
+                IndexedTx(tx_id(tx), r.code, r.reason)
+                for tx, r in zip(block.txs, d.result.tx_results, strict=True)
             ],
-            meta=[(CHAIN_STATE_KEY, next_chain.encode())],
+            meta=[(CHAIN_STATE_KEY, d.chain_after.encode())],
         )
-        self.app.commit()
-        self._update_fl_round()
-        snapshot = self._snapshot_if_due(height)
-        self._storing = (height, self._writer.submit(self._store_block, job, height, snapshot))
-        dropped = node.mempool.update(tx_hashes)
+        if d.snapshot is not None:
+            store.save_snapshot(d.height, d.snapshot)
+
+    def wait_stored(self) -> None:
+        pending, self._pending = self._pending, []
+        for height, future in pending:
+            future.result()  # a StorageError here halts the node: the store is broken
+            self.durable = height
+
+    def durable_height(self) -> int:
+        while self._pending and self._pending[0][1].done():
+            height, future = self._pending.pop(0)
+            future.result()
+            self.durable = height
+        return self.durable
+
+    def shutdown(self) -> None:
+        self._writer.shutdown(wait=True)
+
+
+class _NodeApp:
+    def __init__(self, node: NodeContext) -> None:
+        self._node = node
+        self.fl_round = 0
+        self.fl_pending = 0  # updates the open FL round holds (0 for other apps)
+        self.rechecked_out = 0
+        self.finalize_started_s = 0.0
+
+    def prepare(self, info: BlockInfo) -> tuple[bytes, ...]:
+        node = self._node
+        cfg = node.cfg.consensus
+        candidates = node.mempool.reap(cfg.block_txs_max, cfg.block_bytes_max)
+        return tuple(node.app.prepare_proposal(candidates, info, cfg.block_bytes_max))
+
+    def validate(self, block: Block, info: BlockInfo) -> bool:
+        return self._node.app.process_proposal(block.txs, info)
+
+    def finalize(self, block: Block, info: BlockInfo) -> FinalizeResult:
+        self.finalize_started_s = time.monotonic()
+        return self._node.app.finalize_block(block.txs, info)
+
+    def commit(self, block: Block) -> None:
+        self._node.app.commit()
+        self.update_fl_round()
+        self.rechecked_out = len(self._node.mempool.update([tx_id(tx) for tx in block.txs]))
+
+    def pending_updates(self) -> int:
+        return self.fl_pending
+
+    def snapshot(self) -> bytes:
+        return self._node.app.snapshot()
+
+    def update_fl_round(self) -> None:
+        result = self._node.app.query("round", b"")
+        if not result.ok:
+            return
+        try:
+            value = decode(result.value)
+            if isinstance(value, list) and value:
+                self.fl_round = expect_int(value[0], "round", 0)
+                if len(value) > 4:
+                    self.fl_pending = expect_int(value[4], "pending updates", 0)
+            else:
+                self.fl_round = expect_int(expect_list(value, 1, "round")[0], "round", 0)
+        except CodecError:
+            return
+
+
+class _Net:
+    def __init__(self, shell: ConsensusShell) -> None:
+        self._shell = shell
+
+    def broadcast(self, message: Message) -> None:
+        self._shell.send_wire(None, message)
+
+    def send(self, peer: Peer, message: Message) -> None:
+        if isinstance(peer, PeerId):
+            self._shell.send_wire(peer, message)
+
+    def behind(self, height: int) -> None:
+        self._shell._node.sync_hint(height)
+
+
+class _Timers:
+    def __init__(self, shell: ConsensusShell) -> None:
+        self._shell = shell
+
+    def schedule(self, delay_ms: int, inp: Input) -> None:
+        asyncio.get_running_loop().call_later(delay_ms / 1000, self._shell.put, inp)
+
+
+class _Clock:
+    def now_ms(self) -> int:
+        return now_ms()
+
+
+class _Penalizer:
+    def __init__(self, node: NodeContext) -> None:
+        self._node = node
+
+    def penalize(self, peer: Peer | None, reason: str) -> None:
+        if isinstance(peer, PeerId):
+            self._node.penalize(peer, reason)
+
+
+class _Telemetry:
+    def __init__(self, node: NodeContext, app: _NodeApp) -> None:
+        self._node = node
+        self._app = app
+        self._last_commit_s = time.monotonic()
+        self.sign_refusals = 0
+
+    def signed(self, message: Proposal | Vote, replayed: bool) -> None:
+        return None
+
+    def sign_refused(self, height: int, round_: int, step: int) -> None:
+        self.sign_refusals += 1
+        log_event(
+            log,
+            "sign_refused",
+            logging.WARNING,
+            height=height,
+            round=round_,
+            step=step,
+            reason="LastSigned guard: would differ from what was signed before",
+        )
+
+    def round_started(self, height: int, round_: int, proposer: bytes) -> None:
+        self._node.metrics.round.set(round_)
+        if round_ > 0:
+            log_event(
+                log, "round_started", height=height, round=round_, proposer=proposer.hex()[:8]
+            )
+
+    def evidence_found(self, evidence: DuplicateVoteEvidence) -> None:
+        log_event(
+            log,
+            "evidence_found",
+            logging.WARNING,
+            height=evidence.vote_a.height,
+            round=evidence.vote_a.round,
+            validator=evidence.vote_a.validator.hex()[:16],
+        )
+
+    def proposal_rejected(self, height: int) -> None:
+        log_event(log, "proposal_rejected_by_app", logging.WARNING, height=height)
+
+    def replayed(self, height: int, records: int) -> None:
+        log_event(log, "wal_replayed", height=height, records=records)
+
+    def committed(self, decided: Decided) -> None:
+        node = self._node
+        height, block, commit, result = (
+            decided.height,
+            decided.block,
+            decided.commit,
+            decided.result,
+        )
         now = time.monotonic()
         interval_ms = int((now - self._last_commit_s) * 1000)
         self._last_commit_s = now
@@ -531,7 +637,7 @@ class ConsensusShell:
         m.txs_committed.inc(len(block.txs))
         m.mempool_txs.set(len(node.mempool))
         m.mempool_bytes.set(node.mempool.size_bytes)
-        m.fl_round.set(self._fl_round)
+        m.fl_round.set(self._app.fl_round)
         rejected = sum(1 for r in result.tx_results if not r.ok)
         log_event(
             log,
@@ -542,9 +648,9 @@ class ConsensusShell:
             rejected=rejected,
             app_hash=result.app_hash.hex()[:16],
             ms=interval_ms,
-            exec_ms=int((now - started) * 1000),
+            exec_ms=int((now - self._app.finalize_started_s) * 1000),
             mempool=len(node.mempool),
-            rechecked_out=len(dropped),
+            rechecked_out=self._app.rechecked_out,
         )
         node.events.publish(
             {
@@ -557,7 +663,7 @@ class ConsensusShell:
                 "interval_ms": interval_ms,
             }
         )
-        if tx_hashes:
+        if block.txs:
             # One event per block, not per tx: a 5,000-tx block must not overflow a
             # subscriber's queue (bounded in events) by itself.
             node.events.publish(
@@ -565,8 +671,8 @@ class ConsensusShell:
                     "event": "txs",
                     "height": height,
                     "txs": [
-                        {"hash": h.hex(), "code": r.code, "reason": r.reason}
-                        for h, r in zip(tx_hashes, result.tx_results, strict=True)
+                        {"hash": tx_id(tx).hex(), "code": r.code, "reason": r.reason}
+                        for tx, r in zip(block.txs, result.tx_results, strict=True)
                     ],
                 }
             )
@@ -587,307 +693,3 @@ class ConsensusShell:
             )
             log_event(log, event.kind, level, False, height=height, **fields)
             node.events.publish({"event": event.kind, "height": height, **fields})
-        done = BlockExecuted(height, block.id(), result.app_hash, updates)
-        if immediate or self._commit_timeout_ms == 0:
-            self._feed(done, None)
-        else:
-            asyncio.get_running_loop().call_later(
-                self._commit_timeout_ms / 1000, self._put, done, None
-            )
-
-    def _store_block(self, job: Callable[[], None], height: int, snapshot: bytes | None) -> None:
-        """Runs on the writer thread: block (+ results, tx index, next ChainState), then the
-        app snapshot; durable (fsync) before it returns."""
-        job()
-        if snapshot is not None:
-            self._node.store.save_snapshot(height, snapshot)
-
-    def _wait_stored(self) -> None:
-        """Block until the pending block write is durable, then mark its height in the WAL."""
-        if self._storing is None:
-            return
-        height, future = self._storing
-        self._storing = None
-        future.result()  # a StorageError here halts the node: the store is broken
-        carry = (
-            [] if self._last_signed is None else [encode_wal(LastSignedRecord(self._last_signed))]
-        )
-        self._wal.end_height(height, carry)
-        self._wal_txs.clear()  # replay starts at the marker: later records must rewrite txs
-
-    def close(self) -> None:
-        """Finish the pending block write (clean shutdown)."""
-        try:
-            self._wait_stored()
-        finally:
-            self._writer.shutdown(wait=True)
-
-    def _snapshot_if_due(self, height: int) -> bytes | None:
-        interval = self._node.cfg.storage.app_snapshot_interval_heights
-        if not snapshot_now(height, self._snapshot_due, interval, self._fl_pending):
-            return None
-        self._snapshot_due = (height // interval + 1) * interval
-        return self.app.snapshot()
-
-    def _update_fl_round(self) -> None:
-        result = self.app.query("round", b"")
-        if not result.ok:
-            return
-        try:
-            value = decode(result.value)
-            if isinstance(value, list) and value:
-                self._fl_round = expect_int(value[0], "round", 0)
-                if len(value) > 4:
-                    self._fl_pending = expect_int(value[4], "pending updates", 0)
-            else:
-                self._fl_round = expect_int(expect_list(value, 1, "round")[0], "round", 0)
-        except CodecError:
-            return
-
-    # -- from peers ------------------------------------------------------------------------------
-    def on_peer_message(self, peer: PeerId, msg: Message) -> None:
-        if self._inbox.qsize() > PEER_INBOX_MAX:
-            self.dropped_messages += 1
-            log_event(log, "consensus_inbox_full", logging.WARNING, peer=str(peer))
-            return
-        try:
-            match msg:
-                case ConsensusMsg(data):
-                    inner = decode_message(data)
-                    match inner:
-                        case Vote():
-                            self._put(VoteReceived(inner), peer)
-                        case DuplicateVoteEvidence():
-                            self._put(EvidenceReceived(inner), peer)
-                        case Proposal():
-                            self._put(ProposalReceived(inner), peer)
-                case CompactProposal(data, hashes):
-                    proposal = decode_message(data)
-                    if not isinstance(proposal, Proposal) or proposal.block.txs:
-                        raise CodecError("compact proposal must carry a proposal without txs")
-                    if compact_data_hash(hashes) != proposal.block.header.data_hash:
-                        raise CodecError("compact proposal: tx hashes do not match data_hash")
-                    if self._state is not None and proposal.height < self.state.chain.height:
-                        return
-                    self._spawn(self._reassemble(peer, proposal, hashes))
-                case _:
-                    return
-        except CodecError as exc:
-            self._node.penalize(peer, f"bad consensus message: {exc}", severe=True)
-
-    def _spawn(self, coro: Any) -> None:
-        tg = getattr(self, "_tg", None)
-        if tg is None:
-            coro.close()
-            return
-        task: asyncio.Task[None] = tg.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    def _lookup_tx(self, h: bytes) -> bytes | None:
-        tx = self._node.mempool.get(h)
-        if tx is None:
-            tx = self._block_txs.get(h) or self._previous_block_txs.get(h)
-        return tx
-
-    def lookup_tx(self, h: bytes) -> bytes | None:
-        """A tx a peer may ask for: pending, or in a block being decided."""
-        return self._lookup_tx(h)
-
-    async def _reassemble(self, peer: PeerId, proposal: Proposal, hashes: Sequence[bytes]) -> None:
-        async with self._reassembly_slots:
-            found: dict[bytes, bytes] = {}
-            missing: list[bytes] = []
-            for h in hashes:
-                tx = self._lookup_tx(h)
-                if tx is None:
-                    missing.append(h)
-                else:
-                    found[h] = tx
-            gossip = self._node.gossip
-            if missing and gossip is not None:
-                peers = [peer] + [
-                    p for p in (self._network.peers() if self._network else []) if p != peer
-                ]
-                for source in peers:
-                    got = await gossip.fetch(source, missing, urgent=True)
-                    found.update(got)
-                    missing = [h for h in missing if h not in found]
-                    if not missing:
-                        break
-            if missing:
-                log_event(
-                    log,
-                    "proposal_incomplete",
-                    logging.WARNING,
-                    height=proposal.height,
-                    round=proposal.round,
-                    missing=len(missing),
-                    peer=str(peer),
-                )
-                return
-            txs = tuple(found[h] for h in hashes)
-            for h, tx in zip(hashes, txs, strict=True):
-                self._block_txs[h] = tx
-            full = replace(proposal, block=replace(proposal.block, txs=txs))
-            self._put(ProposalReceived(full), peer)
-
-    def on_peer_connected(self, peer: PeerId) -> None:
-        if self._network is None:
-            return
-        for msg in self._own:
-            self._network.send(peer, msg)
-
-    def on_tx_admitted(self) -> None:
-        return
-
-    async def _rebroadcast_loop(self) -> None:
-        """Resend our own messages of a height that is not progressing (lost or late peers)."""
-        last_height = -1
-        while True:
-            await asyncio.sleep(REBROADCAST_INTERVAL_S)
-            height = self.state.chain.height
-            if height == last_height:
-                for msg in self._own:
-                    self._send_all(msg)
-                for vote in self._held_votes():
-                    self._send_all(ConsensusMsg(encode_message(vote)))
-            last_height = height
-
-    def _held_votes(self) -> list[Vote]:
-        """Others' votes of the rounds that can still decide: the current one and the POL rounds.
-
-        Relaying them (they carry their signers' signatures) lets a peer that missed them, e.g.
-        while it restarted, reach the same quorum even if their signer is now silent or byzantine;
-        with only own-message resends the simulator stalled behind a double-voting validator.
-        """
-        state = self.state
-        rounds = sorted({state.round, state.locked_round, state.valid_round} - {-1})
-        held: list[Vote] = []
-        for sets in (state.prevotes, state.precommits):
-            for round_ in rounds:
-                votes = sets.get(round_)
-                if votes is not None:
-                    held.extend(votes.votes[i] for i in sorted(votes.votes))
-        return held
-
-    # -- block sync ------------------------------------------------------------------------------
-    async def apply_synced_block(self, block_data: bytes, commit_data: bytes) -> bool:
-        """Verify and apply one synced block through the consensus task; SyncError if invalid."""
-        try:
-            block = decode_block(block_data)
-            commit = decode_commit(commit_data)
-        except CodecError as exc:
-            raise SyncError(f"undecodable block or commit: {exc}") from None
-        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._inbox.put_nowait(_SyncItem(block, commit, done))
-        return await done
-
-    def _apply_synced(self, item: _SyncItem) -> None:
-        state = self.state
-        height = item.block.header.height
-        if height != state.chain.height or state.step == STEP_COMMIT:
-            item.done.set_result(False)
-            return
-        state, effects = self._engine.apply(state, BlockSynced(item.block, item.commit))
-        self._state = state
-        for fx in effects:
-            if isinstance(fx, PeerMisbehaved):
-                item.done.set_exception(SyncError(fx.reason))
-                return
-        for fx in effects:
-            if isinstance(fx, Decide):
-                self._execute(fx.height, fx.block, fx.commit, fx.block_info, immediate=True)
-            else:
-                self._perform(fx, None)
-        if self.state.chain.height != self._height_entered:
-            self._entered_height()
-        self._flush()
-        item.done.set_result(True)
-
-    def resume_after_sync(self) -> None:
-        return
-
-    # -- views for RPC and status ----------------------------------------------------------------
-    def status(self) -> dict[str, Any]:
-        state = self.state
-        chain = state.chain
-        index = chain.validators.index(self._node.validator_key.public_key)
-        return {
-            "consensus_height": chain.height,
-            "round": state.round,
-            "step": state.step,
-            "is_validator": index is not None,
-            "voting_power": chain.validators.power_of(self._node.validator_key.public_key),
-            "validators": len(chain.validators),
-            "fl_round": self._fl_round,
-        }
-
-    def block_json(self, stored: StoredBlock) -> dict[str, Any]:
-        block = decode_block(stored.data)
-        commit = decode_commit(stored.commit_data)
-        results = decode_results(stored.results)
-        h = block.header
-        return {
-            "height": stored.height,
-            "hash": stored.hash.hex(),
-            "time_ms": h.time_ms,
-            "proposer": h.proposer.hex(),
-            "app_hash": h.app_hash.hex(),
-            "result_app_hash": stored.app_hash.hex(),
-            "last_block_hash": h.last_block_id.hex(),
-            "data_hash": h.data_hash.hex(),
-            "validators_hash": h.validators_hash.hex(),
-            "txs": [tx_id(tx).hex() for tx in block.txs],
-            "tx_results": [{"code": c, "reason": r} for c, r in results.tx_results],
-            "evidence": len(block.evidence),
-            "commit": {
-                "round": commit.round,
-                "signers": [s.validator.hex() for s in commit.signatures],
-            },
-        }
-
-    def validators_json(self) -> dict[str, Any]:
-        chain = self.state.chain
-        names = {v.public_key: v.name for v in self._node.genesis.validators}
-        return {
-            "height": chain.height,
-            "total_power": chain.validators.total_power,
-            "validators": [
-                {
-                    "public_key": v.public_key.hex(),
-                    "power": v.power,
-                    "name": names.get(v.public_key, ""),
-                }
-                for v in chain.validators.validators
-            ],
-        }
-
-    def tx_bytes(self, height: int, index: int) -> bytes | None:
-        stored = self._node.store.block(height)
-        if stored is None:
-            return None
-        txs = decode_block(stored.data).txs
-        return txs[index] if 0 <= index < len(txs) else None
-
-
-def _input_height(inp: Input) -> int | None:
-    match inp:
-        case ProposalReceived(proposal):
-            return proposal.height
-        case VoteReceived(vote):
-            return vote.height
-        case _:
-            return None
-
-
-def _is_wal_input(inp: Input) -> bool:
-    return isinstance(
-        inp,
-        ProposalReceived
-        | VoteReceived
-        | EvidenceReceived
-        | TimeoutFired
-        | ProposalContent
-        | BlockValidated,
-    )

@@ -47,6 +47,7 @@ from node.p2p.gossipsub.service import GossipSub
 from node.p2p.host import Host
 from node.p2p.peer_id import Identity, PeerId
 from node.peering import open_host
+from node.rpc import views
 from node.rpc.server import RpcServer
 from node.store.sqlite import BlockStore, StoredBlock
 from node.sync import BlockSync
@@ -185,7 +186,7 @@ class Node:
         # block sync fetches those heights again from peers.
         self._store.recover_tail()
         self._wal = Wal(self.home.wal_file)
-        recovery = self._wal.open()
+        recovery = self._wal.open(stored_height=self._store.height)
         if recovery.repaired_bytes:
             log_event(
                 log,
@@ -440,7 +441,11 @@ class Node:
             "syncing": self._sync.syncing if self._sync is not None else False,
             "validator": self.validator_key.public_key.hex(),
         }
-        body.update(self.shell.status())
+        body.update(
+            views.consensus_status(
+                self.shell.state, self.validator_key.public_key, self.shell.fl_round
+            )
+        )
         return body
 
     def healthy(self) -> bool:
@@ -464,13 +469,13 @@ class Node:
             return QueryResult(code=1, reason=f"query failed: {type(exc).__name__}")
 
     def block_json(self, block: StoredBlock) -> dict[str, Any]:
-        return self.shell.block_json(block)
+        return views.block_json(block)
 
     def validators_json(self) -> dict[str, Any]:
-        return self.shell.validators_json()
+        return views.validators_json(self.shell.state, self.genesis)
 
     def tx_bytes(self, height: int, index: int) -> bytes | None:
-        return self.shell.tx_bytes(height, index)
+        return views.tx_in_block(self.store.block(height), index)
 
 
 def run_node(home: Home, cfg: NodeConfig, genesis_file: GenesisFile) -> int:

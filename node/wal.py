@@ -1,45 +1,41 @@
-"""The consensus write-ahead log: every input the engine consumes, in order, before it is applied.
+"""The consensus write-ahead log file: the daemon's Wal port (consensus/driver/ports.py).
 
-Theory of operation
--------------------
-The file is a header (`FCWAL1\\n` plus zero padding to 8 bytes) followed by records:
+The record format (CRC32 frames, torn-tail and mid-file rules) is consensus/driver/walformat.py,
+shared with the simulator; this module is the file around it: open (repairing a torn tail by
+truncating it, refusing to start on corruption in the middle), append, fsync, and rotation.
 
-    u32 big-endian payload length | u32 big-endian CRC32(payload) | payload
-
-A payload is opaque to this module except for the EndHeight marker (`ENDHEIGHT_PREFIX` + u64
-height), written after block H is durably stored.  On restart the node replays the records
-after the last EndHeight marker into a fresh engine for height H+1, which rebuilds its locks
-and votes exactly; the engine's own signatures are fsynced (`append(..., sync=True)`) before
-the message leaves the process, peers' messages are appended without waiting for the disk.
-The LastSigned guard is a record here too, so one fsync makes both durable before a send.
-
-Damage is classified by where it is:
-- a torn tail (a header cut short, a length past end of file, or a bad checksum on the very
-  last record) is what a crash mid-append leaves: the file is truncated to the last good record
-  and the node continues — nothing after that point was ever acted upon durably;
-- a bad checksum or impossible length with more data after it is corruption in the middle:
-  `WalCorruptError` names the offset and the node refuses to start, because replaying around a
-  hole could make it sign something it already contradicted.
-
-The log is rewritten (temp file, fsync, rename) to just the latest EndHeight marker once it
-grows past `rotate_bytes`, so its size stays bounded by about one height of traffic.
+What is replayed, and why the order of durability makes that safe, is consensus/driver/replay.py.
+The log is rewritten (temp file, fsync, rename) to the records the driver says must outlive it
+(the last LastSigned) plus the newest EndHeight marker once it grows past `rotate_bytes`; the
+driver only allows that at the start of a height whose predecessor is durably stored, so the
+size stays bounded by about one height of traffic.
 """
 
 import os
-import struct
-import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from consensus.driver.walformat import (
+    MAGIC,
+    RECORD_BYTES_MAX,
+    WalFormatError,
+    end_height_payload,
+    frame,
+    parse_end_height,
+    scan,
+)
 from node.errors import WalCorruptError
 from node.keys import fsync_dir
 
-MAGIC = b"FCWAL1\n\x00"
-_HEADER = struct.Struct(">II")
-ENDHEIGHT_PREFIX = b"\x00FC-ENDHEIGHT\x00"
-_HEIGHT = struct.Struct(">Q")
-RECORD_BYTES_MAX = 256 * 1024 * 1024
+__all__ = [
+    "MAGIC",
+    "RECORD_BYTES_MAX",
+    "Wal",
+    "WalRecovery",
+    "end_height_payload",
+    "parse_end_height",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,60 +45,17 @@ class WalRecovery:
     last_end_height: int
     pending: tuple[bytes, ...]
     repaired_bytes: int
-    # Every record in the file, oldest first (the shell finds its last LastSigned here).
+    # Every record in the file, oldest first (replay selects from all of them by height).
     records: tuple[bytes, ...] = ()
-
-
-def end_height_payload(height: int) -> bytes:
-    return ENDHEIGHT_PREFIX + _HEIGHT.pack(height)
-
-
-def parse_end_height(payload: bytes) -> int | None:
-    if len(payload) == len(ENDHEIGHT_PREFIX) + _HEIGHT.size and payload.startswith(
-        ENDHEIGHT_PREFIX
-    ):
-        (height,) = _HEIGHT.unpack_from(payload, len(ENDHEIGHT_PREFIX))
-        return int(height)
-    return None
+    # The file did not exist or held no record at all (not even its header).
+    fresh: bool = False
 
 
 def _scan(data: bytes, path: Path) -> tuple[list[bytes], int]:
-    """Records of `data` and the offset where valid data ends (== len(data) if undamaged)."""
-    if len(data) < len(MAGIC):
-        return [], 0
-    if data[: len(MAGIC)] != MAGIC:
-        raise WalCorruptError(f"{path}: not a fedchain WAL (bad magic)")
-    records: list[bytes] = []
-    offset = len(MAGIC)
-    end = len(data)
-    while offset < end:
-        if end - offset < _HEADER.size:
-            return records, offset  # torn header
-        length, crc = _HEADER.unpack_from(data, offset)
-        body_start = offset + _HEADER.size
-        if length > RECORD_BYTES_MAX:
-            if body_start >= end:
-                return records, offset
-            raise WalCorruptError(
-                f"{path}: record at offset {offset} declares {length} bytes "
-                f"(max {RECORD_BYTES_MAX}); the log is corrupt, refusing to start"
-            )
-        body_end = body_start + length
-        if body_end > end:
-            return records, offset  # torn body
-        payload = data[body_start:body_end]
-        if zlib.crc32(payload) != crc:
-            if body_end == end:
-                return records, offset  # torn last record
-            raise WalCorruptError(
-                f"{path}: checksum mismatch in the record at offset {offset} with "
-                f"{end - body_end} bytes after it; the log is corrupt in the middle, refusing "
-                "to start (move the file away only if you know this validator never signed "
-                "at the current height)"
-            )
-        records.append(payload)
-        offset = body_end
-    return records, offset
+    try:
+        return scan(data, str(path))
+    except WalFormatError as exc:
+        raise WalCorruptError(str(exc)) from None
 
 
 class Wal:
@@ -118,14 +71,28 @@ class Wal:
     def path(self) -> Path:
         return self._path
 
-    def open(self) -> WalRecovery:
-        """Open (creating if needed), repair a torn tail, and return what must be replayed."""
+    def open(self, stored_height: int = 0) -> WalRecovery:
+        """Open (creating if needed), repair a torn tail, and return what must be replayed.
+
+        `stored_height` is the block store's height: a store with blocks and no log means the
+        double-sign guard is gone, and the node must not start."""
         self._path.parent.mkdir(parents=True, exist_ok=True)
         data = self._path.read_bytes() if self._path.exists() else b""
         records, valid_end = _scan(data, self._path)
+        if stored_height > 0 and not records:
+            raise WalCorruptError(
+                f"{self._path} is missing or holds no record, but the block store has "
+                f"{stored_height} blocks: this validator's double-sign guard (its LastSigned "
+                "and signed votes) is gone, and starting could sign twice at a height it "
+                "already voted on.  Restore the file from a backup; or, only if this node's "
+                "validator key never signed above height "
+                f"{stored_height} (e.g. it is a full node), move the data directory away and "
+                "let the node block-sync from its peers.  Refusing to start."
+            )
         repaired = 0
         if not data:
-            self._write_fresh([])
+            # A new log starts with a marker, so "no record at all" means it was lost.
+            self._write_fresh([end_height_payload(0)])
         elif valid_end < len(data):
             repaired = len(data) - valid_end
             with self._path.open("r+b") as f:
@@ -149,6 +116,7 @@ class Wal:
             pending=tuple(records[pending_start:]),
             repaired_bytes=repaired,
             records=tuple(records),
+            fresh=len(data) < len(MAGIC),
         )
 
     def append(self, payload: bytes, sync: bool = False) -> None:
@@ -156,7 +124,7 @@ class Wal:
             raise WalCorruptError("WAL used before open()")
         if len(payload) > RECORD_BYTES_MAX:
             raise WalCorruptError(f"WAL record of {len(payload)} bytes exceeds {RECORD_BYTES_MAX}")
-        record = _HEADER.pack(len(payload), zlib.crc32(payload)) + payload
+        record = frame(payload)
         _write_all(self._fd, record)
         self._size += len(record)
         if sync:
@@ -165,16 +133,20 @@ class Wal:
     def sync(self) -> None:
         os.fsync(self._fd)
 
-    def end_height(self, height: int, carry: Sequence[bytes] = ()) -> None:
-        """Mark `height` stored; rotate the file if it has grown past its budget.
+    def end_height(self, height: int, carry: Sequence[bytes] = (), may_rotate: bool = True) -> None:
+        """Mark `height` durably stored; rotate the file if it has grown past its budget and the
+        caller says nothing of a later height is in it yet (`may_rotate`).
 
-        The marker is not fsynced on its own: losing it only makes recovery skip records of a
-        height the block store already has.  On rotation the fresh file starts with `carry`
-        (records that must outlive the height, e.g. the last LastSigned) and the marker.
+        The marker is not fsynced on its own: losing it only loses a rotation point.  On
+        rotation the fresh file starts with `carry` (records that must outlive the height, e.g.
+        the last LastSigned) and the marker.
         """
         self.append(end_height_payload(height))
-        if self._size > self._rotate_bytes:
+        if may_rotate and self._size > self._rotate_bytes:
             self._rotate(height, carry)
+
+    def rotation_due(self) -> bool:
+        return self._size > self._rotate_bytes
 
     def records(self) -> Iterator[bytes]:
         """Every record currently in the file (for tools and tests)."""
@@ -196,7 +168,7 @@ class Wal:
 
     def _write_fresh(self, payloads: list[bytes]) -> None:
         tmp = self._path.with_name(self._path.name + ".tmp")
-        body = MAGIC + b"".join(_HEADER.pack(len(p), zlib.crc32(p)) + p for p in payloads)
+        body = MAGIC + b"".join(frame(p) for p in payloads)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             _write_all(fd, body)

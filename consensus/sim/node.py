@@ -1,116 +1,44 @@
-"""One simulated node: an engine and a KV app behind a shell that models a real node's disk.
+"""One simulated node: the real consensus driver (consensus/driver) with in-memory ports.
 
-Durability model (what a crash keeps):
-- the block store (block, commit, app snapshot, next ChainState) is written atomically at
-  Decide, as the node does (block -> state -> app commit);
-- the LastSigned guard is durable as soon as PersistLastSigned is performed;
-- the WAL of the current height is durable up to the last fsync, which happens exactly when
-  LastSigned is persisted (own signatures are fsynced before they are sent); records after it
-  survive a crash only if the crash does not `lose_tail`.
-A restart rebuilds the engine from the stored ChainState, restores LastSigned, and replays the
-durable WAL.  During replay RequestProposal is not answered again (the recorded ProposalContent
-follows in the WAL if it was durable), so a replayed proposal is byte-identical or not signed.
+The WAL is bytes in the daemon's format (consensus/driver/memory.py), the store a list that
+writes "in the background" (a save is durable once the node's next event begins, or when the
+driver waits for it), timers and the clock are the simulator's virtual time.  A crash keeps the
+synced WAL prefix, optionally some unsynced bytes after it (a torn tail), and the completed
+store writes; a restart goes through the driver's own recovery: app rebuilt from the stored
+blocks (block -> state -> app commit), the WAL scanned and its torn tail cut, replay.
 
-Byzantine behaviours wrap an honest engine: `silent` sends nothing, `equivocate` sends a second,
-different proposal to half the peers, `double_vote` signs a conflicting vote for each of its
-votes, `amnesia` forgets its lock at every new round and restarts without its WAL or guard.
+Crash points (SimConfig.crash_points): every WAL append, sync, rotation, store write and
+background-store completion is a boundary where the node may die (seeded); it then restarts
+through the same recovery after a pause.
+
+Byzantine behaviours (consensus/sim/byzantine.py) change what the node sends, in one place
+(`_outgoing`, behind the Net port); `amnesia` also forgets its lock at every new round and
+restarts without its WAL (and so without its guard).
 """
 
-from collections import deque
-from dataclasses import replace
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from consensus.app import BlockInfo, Genesis
+from consensus.app import BlockInfo, FinalizeResult, Genesis
 from consensus.crypto import PrivateKey
-from consensus.engine import (
-    BlockExecuted,
-    BlockNeeded,
-    BlockSynced,
-    BlockValidated,
-    Broadcast,
-    ChainState,
-    Decide,
-    Effect,
-    Engine,
-    EngineConfig,
-    EngineState,
-    EvidenceFound,
-    EvidenceReceived,
-    Input,
-    KeySigner,
-    LastSigned,
-    PeerAhead,
-    PeerMisbehaved,
-    PersistLastSigned,
-    ProposalContent,
-    ProposalReceived,
-    RequestProposal,
-    RestoreLastSigned,
-    RoundStarted,
-    ScheduleTimeout,
-    SignRefused,
-    Start,
-    TimeoutFired,
-    ValidateBlock,
-    VoteReceived,
-)
-from consensus.engine.inputs import STEP_COMMIT
+from consensus.driver.driver import Driver, DriverConfig
+from consensus.driver.memory import MemoryStore, MemoryWal
+from consensus.driver.ports import Decided, Message, Peer, Ports
+from consensus.engine import ChainState, Engine, EngineConfig, EngineState, Input, KeySigner
 from consensus.errors import InvariantError
 from consensus.kvapp import KVApp
-from consensus.types import (
-    NIL,
-    PRECOMMIT,
-    Block,
-    Commit,
-    DuplicateVoteEvidence,
-    Proposal,
-    Vote,
-    proposal_sign_bytes,
-    txs_hash,
-    vote_sign_bytes,
-)
+from consensus.sim.byzantine import ByzantineContext, ByzantineMemory, outgoing
+from consensus.types import Block, Commit, DuplicateVoteEvidence, Proposal, Vote
 
 if TYPE_CHECKING:
     from consensus.sim.runner import Simulation
 
-FUTURE_BUFFER_MAX = 256
+# Small, so rotation (carry the guard, drop finished heights) happens in every run.
+SIM_WAL_ROTATE_BYTES = 32 * 1024
 
 
-def _input_height(inp: Input) -> int | None:
-    match inp:
-        case ProposalReceived(p):
-            return p.height
-        case VoteReceived(v):
-            return v.height
-        case (
-            TimeoutFired(height=h)
-            | ProposalContent(height=h)
-            | BlockValidated(height=h)
-            | BlockExecuted(height=h)
-        ):
-            return h
-        case BlockSynced(block=b):
-            return b.header.height
-        case _:
-            return None
-
-
-class StoredHeight:
-    __slots__ = ("app_hash", "block", "chain_after", "commit", "info")
-
-    def __init__(
-        self,
-        block: Block,
-        commit: Commit,
-        app_hash: bytes,
-        chain_after: ChainState,
-        info: BlockInfo,
-    ) -> None:
-        self.block = block
-        self.commit = commit
-        self.app_hash = app_hash
-        self.chain_after = chain_after
-        self.info = info
+class SimCrash(Exception):  # a control-flow signal, not an error
+    """Raised at a crash point: the node dies right there."""
 
 
 class SimNode:
@@ -130,294 +58,261 @@ class SimNode:
         self.behaviour = behaviour
         self.engine = Engine(config, KeySigner(key), sim.verifier)
         # Durable.
-        self.stored: list[StoredHeight] = []
-        self.durable_last_signed: LastSigned | None = None
-        self.wal: list[Input] = []
-        self.wal_durable = 0
+        self.wal = MemoryWal(SIM_WAL_ROTATE_BYTES, self._boundary)
+        self.store = MemoryStore(self._boundary)
         # Volatile.
         self.up = True
         self.epoch = 0
-        self.replaying = False
-        self.future: list[Input] = []
-        self.sent: dict[tuple[int, int], Proposal | Vote] = {}
-        self.gossip_mark = (0, 0, -1)
+        self.crash_points = False
+        self.crashes = 0
         self.app = KVApp()
-        self.state = self._boot_state()
+        self._byzantine_memory = ByzantineMemory()
+        self._reported: dict[int, bytes] = {}  # height -> block id told to the checker
+        self.driver = self._boot()
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
-    def _boot_state(self) -> EngineState:
-        # The app recovers by replaying every stored block (block -> state -> app commit).
-        self.app = KVApp()
-        app_hash, overrides = self.app.init_chain(self.genesis)
-        chain = ChainState.from_genesis(self.genesis, app_hash, overrides)
-        for s in self.stored:
-            result = self.app.finalize_block(s.block.txs, s.info)
-            self.app.commit()
-            if result.app_hash != s.app_hash:
-                raise InvariantError("sim: app replay diverged from the stored app hash")
-            chain = s.chain_after
-        return EngineState.for_height(chain)
+    @property
+    def state(self) -> EngineState:
+        return self.driver.state
+
+    @property
+    def stored(self) -> list[Decided]:
+        return self.store.blocks
 
     @property
     def height(self) -> int:
-        return self.state.chain.height
+        return self.driver.height
+
+    def _boot(self) -> Driver:
+        # The app recovers by replaying every durably stored block (block -> state -> commit).
+        self.app = KVApp()
+        app_hash, overrides = self.app.init_chain(self.genesis)
+        chain = ChainState.from_genesis(self.genesis, app_hash, overrides)
+        for s in self.store.durable:
+            result = self.app.finalize_block(s.block.txs, s.info)
+            self.app.commit()
+            if result.app_hash != s.result.app_hash:
+                raise InvariantError("sim: app replay diverged from the stored app hash")
+            chain = s.chain_after
+        ports = Ports(
+            wal=self.wal,
+            store=self.store,
+            app=_App(self),
+            net=_Net(self),
+            timers=_Timers(self),
+            clock=_Clock(self),
+            telemetry=_Telemetry(self),
+            penalizer=_Penalizer(self),
+        )
+        config = DriverConfig(
+            commit_timeout_ms=self.sim.config.block_interval_ms,
+            future_messages_max=256,
+            relay_proposals=True,
+        )
+        return Driver(self.engine, ports, config, chain)
 
     def start(self) -> None:
-        self._run(Start())
+        self._guarded(lambda: self.driver.recover(self.wal.open()))
 
     def crash(self, lose_tail: bool) -> None:
+        """Die now (a fault plan's crash, between events)."""
+        keep = 0 if lose_tail else len(self.wal.data)
+        self._die(keep, store_completed=not lose_tail)
+
+    def _die(self, keep_unsynced: int, store_completed: bool) -> None:
         self.up = False
         self.epoch += 1
-        keep = len(self.wal) if not lose_tail else self.wal_durable
+        self.crashes += 1
+        self.wal.crash(keep_unsynced)
+        self.store.crash(store_completed)
         if self.behaviour == "amnesia":
-            keep = 0
-            self.durable_last_signed = None
-        self.wal = self.wal[:keep]
-        self.wal_durable = min(self.wal_durable, keep)
-        self.future = []
-        self.sent = {}
+            self.wal.wipe()
 
     def restart(self) -> None:
         self.up = True
-        self.state = self._boot_state()
-        if self.durable_last_signed is not None:
-            self._apply_chain(RestoreLastSigned(self.durable_last_signed))
-        records, self.wal = self.wal, []
-        self.wal_durable = 0
-        self.replaying = True
-        for record in records:
-            self._run(record)
-        self.replaying = False
-        # Keep what concerns the height we are at (a WAL written before the last block was
-        # stored describes a finished height); Start comes first, as after any new height.
-        current = [r for r in records if _input_height(r) == self.height]
-        self.wal = [Start(), *current]
-        self.wal_durable = len(self.wal)
-        if not records:
-            self._run(Start())
+        self.driver = self._boot()
+        self.start()
+
+    def _boundary(self, name: str) -> None:
+        if not self.up or not self.crash_points:
+            return
+        if self.sim.crash_point(self, name):
+            rng = self.sim.rng
+            self._die(rng.randrange(64), store_completed=rng.randrange(2) == 0)
+            raise SimCrash(name)
+
+    def _guarded(self, action: Callable[[], object]) -> None:
+        try:
+            self.store.settle()  # the background writer finished while we were away
+            action()
+        except SimCrash:
+            self.sim.schedule_restart(self)
 
     # ---- inputs ------------------------------------------------------------------------------
 
-    def deliver(self, msg: Proposal | Vote | DuplicateVoteEvidence) -> None:
-        if not self.up:
-            return
-        match msg:
-            case Proposal():
-                self._run(ProposalReceived(msg))
-            case Vote():
-                self._run(VoteReceived(msg))
-            case DuplicateVoteEvidence():
-                self._run(EvidenceReceived(msg))
+    def deliver(self, msg: Message, src: int | None = None) -> None:
+        if self.up:
+            self._guarded(lambda: self.driver.receive(msg, src))
 
     def deliver_blocks(self, blocks: list[tuple[Block, Commit]]) -> None:
-        for block, commit in blocks:
-            if not self.up or block.header.height != self.height:
-                continue
-            self._run(BlockSynced(block, commit))
+        def apply() -> None:
+            for block, commit in blocks:
+                if not self.up or block.header.height != self.height:
+                    continue
+                result = self.driver.synced(block, commit)
+                if result.problem:
+                    self.sim.record_misbehaved(self, result.problem)
+
+        if self.up:
+            self._guarded(apply)
 
     def timeout(self, epoch: int, fired: Input) -> None:
         if self.up and epoch == self.epoch:
-            self._run(fired)
+            self._guarded(lambda: self.driver.feed(fired))
 
-    def _run(self, first: Input) -> None:
-        pending: deque[Input] = deque([first])
-        while pending:
-            inp = pending.popleft()
-            if not self.replaying:
-                self.wal.append(inp)
-            else:
-                self._recall_own(inp)
-            self._apply_chain(inp, pending)
-
-    def _recall_own(self, inp: Input) -> None:
-        match inp:
-            case ProposalReceived(p) if p.proposer == self.key.public_key:
-                self._remember_sent(p)
-            case VoteReceived(v) if v.validator == self.key.public_key:
-                self._remember_sent(v)
-            case _:
-                pass
-
-    def _apply_chain(self, inp: Input, pending: deque[Input] | None = None) -> None:
-        height_before = self.height
-        self.state, effects = self.engine.apply(self.state, inp)
-        queue = pending if pending is not None else deque()
-        for effect in effects:
-            self._perform(effect, queue)
-        if any(isinstance(e, PeerAhead) and e.height == height_before + 1 for e in effects):
-            self.buffer_future(inp)
-        if self.height != height_before:
-            self._new_height()
-            if not self.replaying:
-                self.wal = [Start()]
-                self.wal_durable = 1
-            future, self.future = self.future, []
-            for x in future:
-                queue.append(x)
-
-    def _new_height(self) -> None:
-        self.sent = {}
-
-    # ---- effects -----------------------------------------------------------------------------
-
-    def _perform(self, effect: Effect, pending: deque[Input]) -> None:
-        sim = self.sim
-        match effect:
-            case PersistLastSigned(last_signed):
-                self.durable_last_signed = last_signed
-                self.wal_durable = len(self.wal)
-            case Broadcast(message):
-                self._broadcast(message)
-            case ScheduleTimeout(height, round_, step, duration_ms):
-                sim.schedule_timeout(self, duration_ms, TimeoutFired(height, round_, step))
-            case RequestProposal(height, round_, info):
-                if self.replaying:
-                    return
-                txs = sim.txs_for(self, height, round_)
-                chosen = self.app.prepare_proposal(txs, info, self.engine.config.block_bytes_max)
-                pending.append(ProposalContent(height, round_, sim.now_ms, tuple(chosen)))
-            case ValidateBlock(height, block, info):
-                ok = self.app.process_proposal(block.txs, info)
-                pending.append(BlockValidated(height, block.id(), ok))
-            case Decide(height, block, commit, info):
-                self._decide(height, block, commit, info, pending)
-            case EvidenceFound(evidence):
-                sim.record_evidence_found(self, evidence)
-                if self.behaviour != "silent":
-                    sim.broadcast(self, evidence)
-            case PeerAhead() | BlockNeeded():
-                pass
-            case PeerMisbehaved(reason):
-                sim.record_misbehaved(self, reason)
-            case RoundStarted(height, round_, _):
-                if self.behaviour == "amnesia" and round_ > 0:
-                    self.state.locked_value = None
-                    self.state.locked_round = -1
-            case SignRefused():
-                sim.record_sign_refused(self)
-
-    def _decide(
-        self, height: int, block: Block, commit: Commit, info: BlockInfo, pending: deque[Input]
-    ) -> None:
-        if self.stored and self.stored[-1].block.header.height >= height:
-            return  # replay of a decision already stored
-        result = self.app.finalize_block(block.txs, info)
-        self.app.commit()
-        chain_after = self.state.chain.after_block(
-            block, commit, result.app_hash, result.validator_updates
-        )
-        self.stored.append(StoredHeight(block, commit, result.app_hash, chain_after, info))
-        self.sim.record_commit(self, block, commit, result.app_hash)
-        done = BlockExecuted(height, block.id(), result.app_hash, result.validator_updates)
-        if self.replaying:
-            pending.append(done)
-        else:
-            self.sim.schedule_executed(self, done)
-
-    def executed(self, epoch: int, done: BlockExecuted) -> None:
-        if self.up and epoch == self.epoch and self.state.step == STEP_COMMIT:
-            self._run(done)
-
-    def buffer_future(self, inp: Input) -> None:
-        if len(self.future) < FUTURE_BUFFER_MAX:
-            self.future.append(inp)
+    def gossip(self) -> None:
+        if self.up and self.behaviour != "silent":
+            self._guarded(self.driver.relay_tick)
 
     # ---- sending (honest and byzantine) ------------------------------------------------------
 
-    def _broadcast(self, message: Proposal | Vote | DuplicateVoteEvidence) -> None:
-        sim = self.sim
-        if isinstance(message, Proposal | Vote):
-            sim.record_signed(self, message)
-            self._remember_sent(message)
-            if not self.replaying:
-                # Own messages go to the WAL, fsynced, before they leave: a replay after a
-                # crash gets them back even where the guard refuses to sign them again.
-                own = (
-                    ProposalReceived(message)
-                    if isinstance(message, Proposal)
-                    else VoteReceived(message)
-                )
-                self.wal.append(own)
-                self.wal_durable = len(self.wal)
-        if self.behaviour == "silent":
-            return
-        if self.behaviour == "equivocate" and isinstance(message, Proposal):
-            other = self._conflicting_proposal(message)
-            sim.broadcast_split(self, message, other)
-            return
-        if self.behaviour == "double_vote" and isinstance(message, Vote):
-            sim.broadcast_split(self, message, self._conflicting_vote(message))
-            return
-        sim.broadcast(self, message)
+    def send_out(self, message: Message) -> None:
+        for dst, msg in self._outgoing(message):
+            if dst is None:
+                self.sim.broadcast(self, msg)
+            else:
+                self.sim.send(self, self.sim.nodes[dst], msg)
 
-    def _remember_sent(self, message: Proposal | Vote) -> None:
-        if message.height != self.height:
-            return
-        step = 0 if isinstance(message, Proposal) else message.type
-        self.sent[(message.round, step)] = message
-
-    def _conflicting_proposal(self, proposal: Proposal) -> Proposal:
-        block = proposal.block
-        txs = (*block.txs, f"equivocation={self.index}/{proposal.round}".encode())
-        header = replace(block.header, data_hash=txs_hash(txs))
-        other = Block(header, txs, block.evidence, block.last_commit)
-        chain_id = self.state.chain.chain_id
-        msg = proposal_sign_bytes(
-            chain_id, proposal.height, proposal.round, proposal.pol_round, other.id()
+    def _outgoing(self, message: Message) -> list[tuple[int | None, Message]]:
+        """What actually leaves: (recipient node index or None for everyone, message).  The one
+        place a byzantine behaviour changes sending (consensus/sim/byzantine.py)."""
+        if not self.behaviour:
+            return [(None, message)]
+        state = self.state
+        ctx = ByzantineContext(
+            key=self.key,
+            chain_id=state.chain.chain_id,
+            nodes=len(self.sim.nodes),
+            index=self.index,
+            rng=self.sim.rng,
+            height=state.chain.height,
+            round=state.round,
+            memory=self._byzantine_memory,
+            validators=state.chain.validators,
+            keys=tuple(n.key.public_key for n in self.sim.nodes),
+            allies=tuple(n.index for n in self.sim.nodes if n.behaviour),
         )
-        return replace(proposal, block=other, signature=self.key.sign(msg))
+        sends = outgoing(self.behaviour, ctx, message)
+        for _, msg in sends:
+            self.sim.checker.on_wire(msg)  # the lock check counts every prevote that was sent
+        return sends
 
-    def _conflicting_vote(self, vote: Vote) -> Vote:
-        block_id = NIL if vote.block_id != NIL else self.sim.rng.randbytes(32)
-        chain_id = self.state.chain.chain_id
-        msg = vote_sign_bytes(chain_id, vote.type, vote.height, vote.round, block_id)
-        return replace(vote, block_id=block_id, signature=self.key.sign(msg))
+    def committed(self, decided: Decided) -> None:
+        seen = self._reported.get(decided.height)
+        block_id = decided.block.id()
+        if seen is None:
+            self._reported[decided.height] = block_id
+            self.sim.record_commit(self, decided.block, decided.commit, decided.result.app_hash)
+        elif seen != block_id and self.index in self.sim.checker.honest:
+            # Re-decided after a crash lost the stored block: it must be the same block.
+            self.sim.checker.fail(
+                "agreement", f"node {self.index} re-decided height {decided.height} differently"
+            )
 
-    def gossip(self) -> None:
-        """Periodic re-send (links are lossy): own messages of this height's current and previous
-        round, the current round's proposal, the votes held for the current round and for the
-        proof-of-lock rounds (validRound, the proposal's polRound) as a real node's vote gossip
-        would, and pending evidence."""
-        if not self.up or self.behaviour == "silent":
-            return
-        st = self.state
-        # Only a node that made no progress since the last tick re-sends (as the node's shell
-        # does): healthy rounds cost no extra traffic.
-        mark = (st.chain.height, st.round, st.step)
-        if mark != self.gossip_mark:
-            self.gossip_mark = mark
-            return
-        r = st.round
-        for (round_, _), message in sorted(self.sent.items(), key=lambda kv: kv[0]):
-            if round_ >= r - 1:
-                self.sim.broadcast(self, message)
-        proposal = st.proposals.get(r)
-        rounds = [r, st.valid_round]
-        if proposal is not None:
-            rounds.append(proposal.pol_round)
-            if proposal.proposer != self.key.public_key:
-                self.sim.broadcast(self, proposal)
-        for round_ in sorted(set(rounds)):
-            for votes in (st.prevotes.get(round_), st.precommits.get(round_)):
-                if votes is None:
-                    continue
-                # Own votes too: our prevote may be the one a peer lacks for the proof of lock.
-                for _, vote in [*sorted(votes.votes.items()), *sorted(votes.conflicting.items())]:
-                    if not (vote.round >= r - 1 and vote.validator == self.key.public_key):
-                        self.sim.broadcast(self, vote)  # (recent own votes went out above)
-        for _, evidence in sorted(st.evidence_pool.items()):
-            self.sim.broadcast(self, evidence)
-        # The previous height's commit, for peers still finishing it (CometBFT gossips its
-        # LastCommit the same way): the precommits let them decide without block sync.
-        if self.stored and self.stored[-1].block.header.height == st.chain.height - 1:
-            for vote in self._last_commit_votes():
-                self.sim.broadcast(self, vote)
 
-    def _last_commit_votes(self) -> list[Vote]:
-        top = self.stored[-1]
-        commit = top.commit
-        return [
-            Vote(PRECOMMIT, commit.height, commit.round, commit.block_id, s.validator, s.signature)
-            for s in commit.signatures
-        ]
+# ---- the in-memory ports ---------------------------------------------------------------------
+
+
+class _App:
+    def __init__(self, node: SimNode) -> None:
+        self._node = node
+
+    def prepare(self, info: BlockInfo) -> tuple[bytes, ...]:
+        node = self._node
+        txs = node.sim.txs_for(node, info.height, node.state.round)
+        chosen = node.app.prepare_proposal(txs, info, node.engine.config.block_bytes_max)
+        return tuple(chosen)
+
+    def validate(self, block: Block, info: BlockInfo) -> bool:
+        return self._node.app.process_proposal(block.txs, info)
+
+    def finalize(self, block: Block, info: BlockInfo) -> FinalizeResult:
+        return self._node.app.finalize_block(block.txs, info)
+
+    def commit(self, block: Block) -> None:
+        self._node.app.commit()
+
+    def pending_updates(self) -> int:
+        return 0
+
+    def snapshot(self) -> bytes:
+        return self._node.app.snapshot()
+
+
+class _Net:
+    def __init__(self, node: SimNode) -> None:
+        self._node = node
+
+    def broadcast(self, message: Message) -> None:
+        self._node.send_out(message)
+
+    def send(self, peer: Peer, message: Message) -> None:
+        if isinstance(peer, int):
+            self._node.sim.send(self._node, self._node.sim.nodes[peer], message)
+
+    def behind(self, height: int) -> None:
+        return None  # the simulator's sync tick polls peers' heights
+
+
+class _Timers:
+    def __init__(self, node: SimNode) -> None:
+        self._node = node
+
+    def schedule(self, delay_ms: int, inp: Input) -> None:
+        self._node.sim.schedule_input(self._node, delay_ms, inp)
+
+
+class _Clock:
+    def __init__(self, node: SimNode) -> None:
+        self._node = node
+
+    def now_ms(self) -> int:
+        return self._node.sim.now_ms
+
+
+class _Telemetry:
+    def __init__(self, node: SimNode) -> None:
+        self._node = node
+
+    def signed(self, message: Proposal | Vote, replayed: bool) -> None:
+        self._node.sim.record_signed(self._node, message)
+
+    def sign_refused(self, height: int, round_: int, step: int) -> None:
+        self._node.sim.record_sign_refused(self._node)
+
+    def round_started(self, height: int, round_: int, proposer: bytes) -> None:
+        node = self._node
+        if node.behaviour == "amnesia" and round_ > 0:
+            node.state.locked_value = None
+            node.state.locked_round = -1
+
+    def evidence_found(self, evidence: DuplicateVoteEvidence) -> None:
+        self._node.sim.record_evidence_found(self._node, evidence)
+
+    def proposal_rejected(self, height: int) -> None:
+        return None
+
+    def committed(self, decided: Decided) -> None:
+        self._node.committed(decided)
+
+    def replayed(self, height: int, records: int) -> None:
+        return None
+
+
+class _Penalizer:
+    def __init__(self, node: SimNode) -> None:
+        self._node = node
+
+    def penalize(self, peer: Peer | None, reason: str) -> None:
+        self._node.sim.record_misbehaved(self._node, reason)

@@ -4,9 +4,12 @@ Theory of operation
 -------------------
 Everything random comes from one `random.Random(seed)` consumed in a fixed order, and all
 events sit in one heap ordered by (virtual time, sequence number), so a seed replays exactly.
-Event kinds: message delivery, timeout, "block executed" (the commit pause after a decision),
-gossip tick (each node re-sends its current messages: links are lossy), sync tick (a node behind
-a reachable peer receives its blocks with commits, i.e. block sync), crash and restart.
+Event kinds: message delivery, timer (the engine's timeouts and the commit pause after a
+decision, both through the driver's Timers port), gossip tick (each node's driver re-sends what
+its relay policy selects: links are lossy), sync tick (a node behind a reachable peer receives
+its blocks with commits, i.e. block sync), crash and restart.  Every node runs the one
+consensus driver (consensus/driver) with in-memory ports; with `crash_points` a node may also
+die at any WAL append, sync, rotation, store write or background-store completion.
 The network decides at send time whether a message is dropped (partition, crash, loss), how
 long it takes (reordering follows from random delays) and whether it is duplicated.  After
 `heal_ms` the network is clean and every node is up, and the checker demands progress.
@@ -21,17 +24,21 @@ from functools import partial
 from consensus.app import Genesis, GenesisValidator
 from consensus.commit_verify import MemoVerifier, Verifier
 from consensus.crypto import PrivateKey, verify
-from consensus.engine import BlockExecuted, EngineConfig, TimeoutFired
+from consensus.engine import Input
 from consensus.errors import ConsensusError
 from consensus.sim.checker import Checker, Violation
-from consensus.sim.config import RoundPartitions, SimConfig
-from consensus.sim.faults import CALM, FaultPlan, random_plan
+from consensus.sim.config import RoundPartitions, SimConfig, engine_config
+from consensus.sim.faults import CALM, FaultPlan, calm_plan, random_plan
 from consensus.sim.node import SimNode
 from consensus.types import Block, Commit, DuplicateVoteEvidence, Proposal, Vote
 
 CHAIN_ID = "sim"
 SYNC_BATCH_MAX = 8
 RANDOM_TWINS_HEAL_MS = 15_000
+# With crash points: the chance (per mille) that a durability boundary of an honest node is its
+# last moment, and how long it then stays down.
+CRASH_POINT_PERMILLE = 4
+CRASH_DOWN_MS_MAX = 5_000
 
 Message = Proposal | Vote | DuplicateVoteEvidence
 
@@ -75,18 +82,13 @@ class Simulation:
         self.events = 0
         self.verifier: Verifier = CachingVerifier() if config.verify_cache else verify
         keys = node_keys(config.validators)
+        self.keys = [k.public_key for k in keys]
         self.genesis = Genesis(
-            CHAIN_ID, tuple(GenesisValidator(k.public_key, 1) for k in keys), genesis_time_ms=0
+            CHAIN_ID,
+            tuple(GenesisValidator(k.public_key, config.power_of(i)) for i, k in enumerate(keys)),
+            genesis_time_ms=0,
         )
-        engine_config = EngineConfig(
-            propose_timeout_ms=1_000,
-            propose_timeout_delta_ms=500,
-            prevote_timeout_ms=500,
-            prevote_timeout_delta_ms=250,
-            precommit_timeout_ms=500,
-            precommit_timeout_delta_ms=250,
-            mutant=config.mutant,
-        )
+        node_engine = engine_config(config)
         n = config.validators
         behaviours = [""] * n
         for i, b in enumerate(config.byzantine):
@@ -94,16 +96,29 @@ class Simulation:
         self.nodes: list[SimNode] = []
         for i in range(config.nodes):
             v = config.twin_source(i)
-            self.nodes.append(SimNode(self, i, keys[v], self.genesis, engine_config, behaviours[v]))
+            self.nodes.append(SimNode(self, i, keys[v], self.genesis, node_engine, behaviours[v]))
         faulty_keys = {keys[n - 1 - i].public_key for i in range(len(config.byzantine))}
         faulty_keys |= {keys[config.twin_source(i)].public_key for i in range(n, config.nodes)}
         honest = [node.index for node in self.nodes if node.key.public_key not in faulty_keys]
         self.checker = Checker(self, honest, faulty_keys)
+        self.crashable = honest + [n.index for n in self.nodes if n.behaviour == "amnesia"]
+        for index in self.crashable:
+            self.nodes[index].crash_points = config.crash_points
         if config.faults:
             crashable = honest + [node.index for node in self.nodes if node.behaviour == "amnesia"]
-            self.plan = random_plan(self.rng, len(self.nodes), crashable, config.heal_ms)
+            self.plan = random_plan(
+                self.rng,
+                len(self.nodes),
+                crashable,
+                config.heal_ms,
+                config.stall_rounds,
+                config.after_heal_delay_ms_max,
+                isolate_deciders=config.isolate_deciders,
+            )
         else:
-            self.plan = CALM
+            self.plan = calm_plan(config.isolate_deciders)
+        # node -> virtual time its isolation ends (FaultPlan.isolate_permille).
+        self._isolated_until: dict[int, int] = {}
         self.round_partitions = config.round_partitions
         self.round_heal_ms = config.heal_ms
         if config.twins and config.faults and not self.round_partitions and self.rng.random() < 0.5:
@@ -175,8 +190,20 @@ class Simulation:
     def _heal(self) -> None:
         self.checker.heal_heights = [len(node.stored) for node in self.nodes]
         for node in self.nodes:
+            node.crash_points = False  # no faults after the heal
             if not node.up:
                 node.restart()
+
+    def crash_point(self, node: SimNode, name: str) -> bool:
+        """Does `node` die at this durability boundary (`name`)?  Seeded; never after the heal."""
+        if self.now_ms >= self.config.heal_ms:
+            return False
+        return self.rng.randrange(1000) < CRASH_POINT_PERMILLE
+
+    def schedule_restart(self, node: SimNode) -> None:
+        """A node that died at a crash point comes back through its recovery after a pause."""
+        when = min(self.now_ms + self.rng.randint(1, CRASH_DOWN_MS_MAX), self.config.heal_ms)
+        self.at(max(when, self.now_ms + 1), partial(self._restart, node))
 
     def _gossip_tick(self, node: SimNode) -> Callable[[], None]:
         def tick() -> None:
@@ -195,7 +222,7 @@ class Simulation:
     def _sync(self, node: SimNode) -> None:
         """Block sync as node/sync.py does it: ask the reachable peer with the most blocks
         (peers announce their heights; a silent node announces nothing)."""
-        if not node.up:
+        if not node.up or not self.config.block_sync:
             return
         best: SimNode | None = None
         for peer in self.nodes:
@@ -234,6 +261,9 @@ class Simulation:
     def _linked(self, a: SimNode, b: SimNode) -> bool:
         if self.now_ms >= self.config.heal_ms:
             return True
+        isolated = self._isolated_until
+        if isolated and max(isolated.get(a.index, 0), isolated.get(b.index, 0)) > self.now_ms:
+            return False
         for p in self.plan.partitions:
             if p.start_ms <= self.now_ms < p.end_ms and p.group_of[a.index] != p.group_of[b.index]:
                 return False
@@ -262,7 +292,9 @@ class Simulation:
         return any(a.index in g and b.index in g for g in parts[msg.round])
 
     def _delay(self) -> int:
-        plan = self.plan if self.now_ms < self.config.heal_ms else CALM
+        if self.now_ms >= self.config.heal_ms:
+            return self.config.after_heal_delay_ms(self.rng)
+        plan = self.plan
         delay = self.rng.randint(plan.delay_ms_min, plan.delay_ms_max)
         if plan.slow_permille and self.rng.randrange(1000) < plan.slow_permille:
             delay += self.rng.randint(0, plan.slow_delay_ms_max)
@@ -273,6 +305,12 @@ class Simulation:
             return
         if self._lossy_heights and self._lossy_drop(src, dst, msg):
             return
+        if (
+            isinstance(msg, Proposal)
+            and self.now_ms < self.config.heal_ms
+            and self.plan.stalls(msg.height, msg.round)
+        ):
+            return
         plan = self.plan if self.now_ms < self.config.heal_ms else CALM
         if plan.drop_permille and self.rng.randrange(1000) < plan.drop_permille:
             return
@@ -282,50 +320,44 @@ class Simulation:
             else 1
         )
         for _ in range(copies):
-            self.at(self.now_ms + self._delay(), lambda: dst.deliver(msg))
+            self.at(self.now_ms + self._delay(), partial(dst.deliver, msg, src.index))
 
     def broadcast(self, src: SimNode, msg: Message) -> None:
         for dst in self.nodes:
             if dst is not src:
                 self.send(src, dst, msg)
 
-    def broadcast_split(self, src: SimNode, first: Message, second: Message) -> None:
-        """A byzantine send: each peer gets the first, the second, or both in random order."""
-        for dst in self.nodes:
-            if dst is src:
-                continue
-            self.checker.on_wire(first)
-            self.checker.on_wire(second)
-            choice = self.rng.randrange(3)
-            if choice in (0, 2):
-                self.send(src, dst, first)
-            if choice in (1, 2):
-                self.send(src, dst, second)
-
     # ---- services for nodes ------------------------------------------------------------------
 
-    def schedule_timeout(self, node: SimNode, duration_ms: int, fired: TimeoutFired) -> None:
-        epoch = node.epoch
-        self.at(self.now_ms + duration_ms, lambda: node.timeout(epoch, fired))
-
-    def schedule_executed(self, node: SimNode, done: BlockExecuted) -> None:
-        epoch = node.epoch
-        self.at(self.now_ms + self.config.block_interval_ms, lambda: node.executed(epoch, done))
+    def schedule_input(self, node: SimNode, delay_ms: int, inp: Input) -> None:
+        """A timer of `node`'s current life (a crash cancels it)."""
+        self.at(self.now_ms + delay_ms, partial(node.timeout, node.epoch, inp))
 
     def txs_for(self, node: SimNode, height: int, round_: int) -> list[bytes]:
         """Each proposer's "mempool": a tx naming it, so twins propose different blocks."""
         txs = [f"h{height}=n{node.index}r{round_}".encode()]
-        if height % 7 == 0 and self.config.validators > 1:
-            # Re-assert a validator's power now and then: exercises the H+2 update path.
-            key = node_keys(self.config.validators)[height % self.config.validators].public_key
-            txs.append(b"val:" + key.hex().encode() + b":1")
+        # Validator-set changes go through the app (effective at H+2).
+        txs.extend(self.config.validator_update_txs(height, self.keys))
         return txs
 
     def record_signed(self, node: SimNode, msg: Proposal | Vote) -> None:
         self.checker.on_signed(node, msg)
 
     def record_commit(self, node: SimNode, block: Block, commit: Commit, app_hash: bytes) -> None:
+        first = block.header.height not in self.checker.committed
         self.checker.on_commit(node, block, commit, app_hash)
+        plan = self.plan
+        if (
+            first
+            and plan.isolate_permille
+            and node.index in self.checker.honest
+            and self.now_ms < self.config.heal_ms
+            and self.rng.randrange(1000) < plan.isolate_permille
+        ):
+            # The first honest decider of a height is cut off: the others must finish the
+            # height without its commit (FaultPlan.isolate_permille).
+            until = self.now_ms + self.rng.randint(plan.isolate_ms_max // 2, plan.isolate_ms_max)
+            self._isolated_until[node.index] = until
 
     def record_evidence_found(self, node: SimNode, evidence: DuplicateVoteEvidence) -> None:
         self.checker.on_evidence_found(node, evidence)
