@@ -63,7 +63,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         match args.action:
             case "propose":
-                submit(transport, args, "gov_propose", [proposal_content(args), args.deposit])
+                content = proposal_content(args)
+                args.wait = True  # the id exists only once the proposal is in a block
+                height = submit(transport, args, "gov_propose", [content, args.deposit])
+                print(f"proposal id {_proposal_id(transport, args.key, height)}")
             case "vote":
                 pid, option = _two(args.args, "vote needs ID and OPTION")
                 if option not in OPTIONS:
@@ -110,8 +113,9 @@ def proposal_content(args: argparse.Namespace) -> Value:
     )
 
 
-def submit(transport: RpcTransport, args: argparse.Namespace, kind: str, body: Value) -> None:
-    """Sign `body` as `kind` with `--key` at the account's next nonce, POST it, maybe wait."""
+def submit(transport: RpcTransport, args: argparse.Namespace, kind: str, body: Value) -> int | None:
+    """Sign `body` as `kind` with `--key` at the account's next nonce, POST it, maybe wait;
+    the height of its block if it waited."""
     if args.key is None:
         raise GovCommandError(f"{args.action} needs --key")
     key = read_key(args.key)
@@ -122,12 +126,31 @@ def submit(transport: RpcTransport, args: argparse.Namespace, kind: str, body: V
         raise GovCommandError(f"refused: {result.reason}")
     tx_hash = tx.hash().hex()
     print(f"{kind} submitted: tx {tx_hash}")
-    if args.wait:
-        print(_wait_for_tx(transport, tx_hash))
+    if not args.wait:
+        return None
+    height = _wait_for_tx(transport, tx_hash)
+    print(f"committed in block {height}")
+    return height
 
 
-def _wait_for_tx(transport: RpcTransport, tx_hash: str) -> str:
-    """Poll `/txs/{hash}` until the transaction is in a block; its result code and reason."""
+def _proposal_id(transport: RpcTransport, key_file: Path, height: int | None) -> int:
+    """The id of the proposal this key made in block `height` (ids are assigned on chain)."""
+    proposer = read_key(key_file).public_key
+    ours = []
+    for item in expect_seq(decode(transport.query("gov/proposals")), "proposals", 1_000_000):
+        summary = expect_list(item, 10, "summary")
+        if summary[4] != height:  # submit height: only this block's proposals are candidates
+            continue
+        pid = expect_int(summary[0], "proposal id", 0)
+        if Proposal.decode(decode(transport.query(f"gov/proposal/{pid}"))).proposer == proposer:
+            ours.append(pid)
+    if not ours:
+        raise GovCommandError(f"no proposal of this key found in block {height}")
+    return max(ours)
+
+
+def _wait_for_tx(transport: RpcTransport, tx_hash: str) -> int:
+    """Poll `/txs/{hash}` until the transaction is in a block; its height (or why it failed)."""
     deadline = time.monotonic() + WAIT_S
     while time.monotonic() < deadline:
         try:
@@ -145,7 +168,7 @@ def _wait_for_tx(transport: RpcTransport, tx_hash: str) -> str:
                 raise GovCommandError(
                     f"in block {body.get('height')} but rejected: {body.get('reason')}"
                 )
-            return f"committed in block {body.get('height')}"
+            return int(body.get("height", 0))
         time.sleep(0.25)
     raise GovCommandError(f"tx {tx_hash} not in a block after {WAIT_S:.0f} s")
 

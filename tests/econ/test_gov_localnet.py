@@ -59,6 +59,7 @@ def test_propose_vote_list_show_on_a_live_testnet(tmp_path: Path) -> None:
         assert "below the minimum" in refused.stderr
         made = gov(net, 0, "propose", "--key", key[0], "--param", "rule=multi_krum", "--wait")
         assert made.returncode == 0, made.stderr
+        assert "proposal id 1" in made.stdout  # ids are assigned on chain; the command says it
         for i in range(4):
             voted = gov(net, i, "vote", "1", "yes", "--key", key[i], "--wait")
             assert voted.returncode == 0, voted.stderr
