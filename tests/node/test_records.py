@@ -3,7 +3,9 @@
 import pytest
 
 from consensus.app import BlockInfo, Event, FinalizeResult, Misbehavior, TxResult, VoteInfo
+from consensus.codec import encode
 from consensus.crypto import PrivateKey, sha256
+from consensus.driver.walformat import own_record
 from consensus.engine import (
     BlockValidated,
     LastSigned,
@@ -13,12 +15,13 @@ from consensus.engine import (
     VoteReceived,
 )
 from consensus.errors import CodecError
-from consensus.types import PREVOTE, Vote, txs_hash, vote_sign_bytes
+from consensus.types import PREVOTE, Vote, encode_message, txs_hash, vote_sign_bytes
 from node.consensus_shell import compact_data_hash
 from node.records import (
     ContentIds,
     LastSignedRecord,
     OwnMessage,
+    OwnSigned,
     ProposalIds,
     TxRecord,
     WalRecord,
@@ -132,3 +135,29 @@ def test_older_wals_with_txs_inline_still_replay() -> None:
     received = _received()
     old_style = decode_wal(encode_wal(received))  # the "msg" record of a whole proposal
     assert inflate([old_style]) == [received]
+
+
+def test_a_peer_proposal_record_keeps_its_reception_time() -> None:
+    # Proposer-based timestamps: replay must see the same reception time as the live run.
+    received = ProposalReceived(proposal(0, make_block(proposer(0), TXS)), received_ms=123_456)
+    txs, record = compact(received)
+    assert isinstance(record, ProposalIds)
+    assert record.received_ms == 123_456
+    on_disk = [TxRecord(tx) for tx in txs] + [decode_wal(encode_wal(record))]
+    assert inflate(on_disk) == [received]
+
+
+def test_own_proposals_name_their_txs_and_replay_whole() -> None:
+    signed = proposal(0, make_block(proposer(0), TXS))
+    txs, record = own_record(signed)
+    assert txs == TXS
+    assert decode_wal(encode_wal(record)) == record
+    assert inflate([TxRecord(tx) for tx in txs] + [record]) == [OwnSigned(signed)]
+    assert wal_height(OwnSigned(signed)) == signed.height
+
+
+def test_older_proposal_and_own_records_still_decode() -> None:
+    bare = ProposalIds(proposal(0, make_block(proposer(0), ())), ())
+    three_items = encode(["proposal", encode_message(bare.proposal), []])
+    assert decode_wal(three_items) == bare  # reception time unknown: -1
+    assert decode_wal(encode(["own", b"\x01"])) == OwnMessage(b"\x01")

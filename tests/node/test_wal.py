@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from node.errors import WalCorruptError
-from node.wal import MAGIC, Wal
+from node.wal import MAGIC, Wal, parse_end_height
 
 
 def _fill(path: Path) -> None:
@@ -82,3 +82,30 @@ def test_rotation_keeps_only_the_last_end_height(tmp_path: Path) -> None:
     recovery = Wal(path).open()
     assert recovery.last_end_height == 5
     assert recovery.pending == (b"pending",)
+
+
+@pytest.mark.parametrize("content", [None, b"", MAGIC])
+def test_a_store_with_blocks_and_no_wal_refuses_to_start(
+    tmp_path: Path, content: bytes | None
+) -> None:
+    # The WAL holds the double-sign guard: lost (deleted, truncated to 0, or just a header)
+    # while the store has blocks, starting could sign twice.  Refuse, name the file, say what
+    # to do, and leave nothing behind that would let a second start pass.
+    path = tmp_path / "cs.wal"
+    if content is not None:
+        path.write_bytes(content)
+    for _ in range(2):
+        with pytest.raises(WalCorruptError, match=r"cs\.wal is missing or holds no record") as err:
+            Wal(path).open(stored_height=12)
+        assert "double-sign guard" in str(err.value)
+        assert "Restore the file from a backup" in str(err.value)
+
+
+def test_a_new_wal_starts_with_a_marker_so_a_later_start_finds_it(tmp_path: Path) -> None:
+    path = tmp_path / "cs.wal"
+    wal = Wal(path)
+    wal.open(stored_height=0)
+    wal.close()
+    recovery = Wal(path).open(stored_height=3)  # blocks stored since: the log is still there
+    assert recovery.pending == ()
+    assert [parse_end_height(p) for p in recovery.records] == [0]
