@@ -6,20 +6,20 @@ Validators and persistent peers are *protected*: they have reserved slots (no st
 counts them, so 300 strangers cannot keep a validator out), they are never evicted and their
 addresses are never refused before the handshake.  Strangers share bounded slots.
 
-An inbound connection passes two gates.  Before the handshake the peer is unknown, so only
-what its address tells is checked: an address ban (not for addresses a protected peer uses),
-`pending_inbound_per_ip_max` and `pending_inbound_max`.  When the pending slots are full, the
-oldest pending handshake older than `pending_evict_after_ms` makes room (an honest handshake
-takes a few round trips; one stalled for seconds is the likely attacker), else the newcomer is
-refused.  After the handshake the peer id is known: protected peers are admitted at once;
-strangers are refused when banned (by id or by address), over `inbound_per_ip_max` or
-`inbound_per_subnet_max`, and when the `inbound_peers_max` stranger slots are full, admitted
-only if a stranger past its `eviction_grace_ms` can be evicted: first one with a negative
-score or idle for `peer_idle_ms` (lowest score, then idle longest); failing that the youngest
-of the most crowded subnet, unless the newcomer comes from that subnet itself (the netgroup
-eviction of Bitcoin Core: an attacker's churn evicts the attacker's own connections).
-Outbound connections to strangers are bounded by `outbound_peers_max`; dials to protected
-peers never are.
+An inbound connection passes two gates.  Before the handshake the peer is unknown, so only what
+its address tells is checked: an address ban (not for addresses a protected peer uses),
+`pending_inbound_per_ip_max` and `pending_inbound_max`.  When either is full, the oldest
+pending handshake (of that address, or of all) older than `pending_evict_after_ms` makes room
+(an honest handshake takes a few round trips; one stalled for seconds is the likely attacker),
+else the newcomer is refused.  After the handshake the peer id is known: protected peers are
+admitted at once; strangers are refused when banned (by id or by address), over
+`inbound_per_ip_max` or `inbound_per_subnet_max`, and when the `inbound_peers_max` stranger
+slots are full, admitted only if a stranger past its `eviction_grace_ms` can be evicted: first
+one with a negative score or idle for `peer_idle_ms` (lowest score, then idle longest); failing
+that the youngest of the most crowded subnet, unless the newcomer comes from that subnet itself
+(the netgroup eviction of Bitcoin Core: an attacker's churn evicts the attacker's own
+connections).  Outbound connections to strangers are bounded by `outbound_peers_max`; dials to
+protected peers never are.
 
 Bans cost more than a new key: banning a stranger also bans its address, for at least the
 same time, doubling for each repeat offence of that address (capped at
@@ -136,13 +136,21 @@ class ConnPolicy:
         # The per-IP and per-subnet caps wait for the handshake although it costs CPU: a
         # validator may share its address with strangers (NAT) and must still get in.
         pending = [c for c in self._conns.values() if c.inbound and not c.established]
-        if sum(1 for c in pending if c.ip == ip) >= self.config.pending_inbound_per_ip_max:
-            return Refuse("pending_inbound_per_ip_max")
+        same_ip = [c for c in pending if c.ip == ip]
+        # Full (for this address, or in all): the oldest handshake stalled for
+        # pending_evict_after_ms makes room, so stalled handshakes, even from a validator's own
+        # address, hold a newcomer up for that long at most.  One out, one in: both limits hold.
+        if len(same_ip) >= self.config.pending_inbound_per_ip_max:
+            full, reason = same_ip, "pending_inbound_per_ip_max"
+        elif len(pending) >= self.config.pending_inbound_max:
+            full, reason = pending, "pending_inbound_max"
+        else:
+            full, reason = [], ""
         evict: tuple[int, ...] = ()
-        if len(pending) >= self.config.pending_inbound_max:
-            oldest = min(pending, key=lambda c: (c.opened_ms, c.conn_id))
+        if full:
+            oldest = min(full, key=lambda c: (c.opened_ms, c.conn_id))
             if now_ms - oldest.opened_ms < self.config.pending_evict_after_ms:
-                return Refuse("pending_inbound_max")
+                return Refuse(reason)
             del self._conns[oldest.conn_id]
             evict = (oldest.conn_id,)
         self._conns[conn_id] = self._new(conn_id, True, ip, now_ms)

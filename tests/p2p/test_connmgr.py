@@ -178,6 +178,20 @@ def test_pending_handshakes_are_bounded_in_all_and_per_ip() -> None:
     assert net.policy.pending_inbound() == 2
 
 
+def test_stalled_handshakes_from_one_address_hold_it_up_only_briefly() -> None:
+    """Even a validator's own address (a NAT, a loopback testnet) cannot be blocked for long
+    by handshakes that never finish."""
+    net = Net()
+    first, _ = net.accept("127.0.0.1", 0)
+    net.accept("127.0.0.1", 10)
+    assert net.accept("127.0.0.1", 999)[1] == Refuse("pending_inbound_per_ip_max")
+    conn_id, decision = net.accept("127.0.0.1", 1_000)
+    assert decision == Admit((first,))
+    v = peer("validator")
+    net.policy.set_validators([v])
+    assert net.policy.handshaken(conn_id, v, "127.0.0.1", 1_050) == Admit()
+
+
 def test_an_address_ban_outlasts_a_new_key_and_grows_on_repeat() -> None:
     net = Net()
     bad = peer("bad-1")
