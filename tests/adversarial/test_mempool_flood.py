@@ -33,6 +33,7 @@ MEMPOOL_TXS_MAX = 400
 ATTACK_KEYS = 300
 GAPPED_PER_KEY = 8  # nonces 1..8 of a fresh key: the whole nonce-gap window, none can run
 WAIT_S = 90.0
+WINDOW_S = 5.0
 
 
 @pytest.fixture(scope="module")
@@ -74,19 +75,22 @@ def attacker_batches(net: LocalNet) -> list[bytes]:
     return batches
 
 
-async def flood(net: LocalNet, batches: list[bytes], stop: asyncio.Event) -> dict[str, int]:
-    """Send every batch to every validator, round after round, until `stop`."""
+async def flood(net: LocalNet, stop: asyncio.Event) -> dict[str, int]:
+    """Send batches of gapped txs to the validators in turn until `stop`; once the FL round
+    they were signed for closes (the app refuses them all), sign new ones for the next."""
     answers: dict[str, int] = {}
     async with aiohttp.ClientSession() as session:
         while not stop.is_set():
+            batches = await asyncio.to_thread(attacker_batches, net)
             for n, batch in enumerate(batches):
                 url = net.rpc_url(n % VALIDATORS) + "/txs/batch"
                 async with session.post(url, data=batch) as resp:
                     assert resp.status == 200, await resp.text()
-                    for item in (await resp.json())["results"]:
-                        code = item.get("error", "pending")
-                        answers[code] = answers.get(code, 0) + 1
-                if stop.is_set():
+                    results = (await resp.json())["results"]
+                codes = [item.get("error", "pending") for item in results]
+                for code in codes:
+                    answers[code] = answers.get(code, 0) + 1
+                if stop.is_set() or codes.count("check_tx") == len(codes):
                     break
     return answers
 
@@ -121,22 +125,44 @@ async def mempool_sizes(net: LocalNet) -> list[int]:
     return sizes
 
 
+async def block_rate(net: LocalNet, node: int) -> float:
+    """Blocks per second committed by `node` over WINDOW_S."""
+    async with RpcClient(net.rpc_url(node), timeout_ms=5_000) as client:
+        start = int((await client.status())["height"])
+        await asyncio.sleep(WINDOW_S)
+        return (int((await client.status())["height"]) - start) / WINDOW_S
+
+
 async def test_honest_updates_commit_while_fresh_keys_flood_gapped_txs(net: LocalNet) -> None:
     async with RpcClient(net.rpc_url(0)) as client:
         await client.wait_for_height(2, 60_000)
-    batches = await asyncio.to_thread(attacker_batches, net)
+    unattacked = await block_rate(net, 3)
     stop = asyncio.Event()
-    attacker = asyncio.create_task(flood(net, batches, stop))
+    attacker = asyncio.create_task(flood(net, stop))
     loop = asyncio.get_running_loop()
-    try:
-        deadline = loop.time() + WAIT_S
-        while max(await mempool_sizes(net)) < MEMPOOL_TXS_MAX:
+    deadline = loop.time() + WAIT_S
+
+    async def full_pool() -> int:
+        """A validator whose mempool the flood has filled (waits for one)."""
+        while True:
+            sizes = await mempool_sizes(net)
+            if max(sizes) >= MEMPOOL_TXS_MAX:
+                return sizes.index(max(sizes))
             assert not attacker.done(), attacker.result()
-            assert loop.time() < deadline, f"the flood never filled a mempool: {attacker}"
-            await asyncio.sleep(0.2)
-        # The pools are full of txs that can never run; the flood goes on.
-        round_before, tx_a, refused_a = await asyncio.to_thread(honest_update, net, 0, 1)
-        _, tx_b, refused_b = await asyncio.to_thread(honest_update, net, 1, 2)
+            assert loop.time() < deadline, f"the flood never filled a mempool: {sizes}"
+            await asyncio.sleep(0.1)
+
+    try:
+        await full_pool()
+        attacked = await block_rate(net, 3)
+        # Reported, not asserted (no wall-clock limits in tests; on a loaded 2-core machine the
+        # rate swings about as much as the attack moves it): a benchmark question.
+        print(f"blocks/s unattacked {unattacked:.2f}, under the flood {attacked:.2f}")
+        # Submitted to a pool full of txs that can never run, while the flood goes on.
+        round_before, tx_a, refused_a = await asyncio.to_thread(
+            honest_update, net, 0, await full_pool()
+        )
+        _, tx_b, refused_b = await asyncio.to_thread(honest_update, net, 1, await full_pool())
         assert (refused_a, refused_b) == ("", "")
         async with RpcClient(net.rpc_url(3)) as client:
             while True:
