@@ -22,10 +22,10 @@ Request bodies are read by `read_body`, never by aiohttp's `request.read()`:
     sender) until others finish or its deadline passes.  Bodies of at most SMALL_BODY_BYTES
     (a transfer, a vote) never wait, so a flood of large uploads cannot starve them; they are
     bounded by the connection cap instead;
-  * a body is collected in an anonymous mmap of its declared length and released with
-    `munmap` when the request ends, however it ends: memory that glibc's heap would keep (the
-    node raises its trim threshold, node/allocator.py) goes back to the kernel, and pages an
-    attacker declared but never sent are never resident.
+  * a body over SMALL_BODY_BYTES is collected in an anonymous mmap of its declared length and
+    released with `munmap` when the request ends, however it ends: memory that glibc's heap
+    would keep (the node raises its trim threshold, node/allocator.py) goes back to the
+    kernel, and pages an attacker declared but never sent are never resident.
 """
 
 import asyncio
@@ -90,7 +90,10 @@ async def read_body(request: web.Request, limits: RpcLimits, budget: BodyBudget)
     if capacity == 0:
         return b""
     small = declared is not None and declared <= SMALL_BODY_BYTES
-    buffer = mmap.mmap(-1, capacity)
+    # Small bodies (most txs) skip the two system calls of a mapping.
+    buffer: mmap.mmap | bytearray = (
+        bytearray(capacity) if capacity <= SMALL_BODY_BYTES else mmap.mmap(-1, capacity)
+    )
     received = 0
     charged = 0
     try:
@@ -106,10 +109,11 @@ async def read_body(request: web.Request, limits: RpcLimits, budget: BodyBudget)
                     raise BodyTooLarge
                 buffer[received : received + len(chunk)] = chunk
                 received += len(chunk)
-        return buffer[:received]
+        return bytes(buffer[:received]) if isinstance(buffer, bytearray) else buffer[:received]
     finally:
         budget.release(charged)
-        buffer.close()
+        if isinstance(buffer, mmap.mmap):
+            buffer.close()
 
 
 class ConnectionGuard:
