@@ -361,12 +361,12 @@ class Mempool:
         policy = self._policy
         dropped: list[bytes] = []
         # Arrival order is admission-time and height order: the expired ones lead.
-        for h, entry in list(self._entries.items()):
+        for h, entry in self._entries.items():  # removed below, after both scans
             too_old = (now - entry.added_s) * 1000 >= policy.ttl_ms
             if not too_old and self._height - entry.added_height < policy.ttl_heights:
                 break
             dropped.append(h)
-        for h, since in list(self._gapped.items()):
+        for h, since in self._gapped.items():
             if (now - since) * 1000 < policy.gapped_ttl_ms:
                 break
             dropped.append(h)
