@@ -171,6 +171,7 @@ class Driver:
         self._last_signed: bytes | None = None
         self._unsynced_signature = False
         self._outbox: list[Message] = []
+        self._replayed_outbox = 0  # how many of _outbox replay re-signed
         self._own: list[Message] = []
         self._wal_txs: set[bytes] = set()
         self._future: dict[int, list[tuple[Input, Peer | None]]] = {}
@@ -223,6 +224,7 @@ class Driver:
         finally:
             self._replaying = False
             self._own_blocks = frozenset()
+            self._replayed_outbox = len(self._outbox)
         if plan.inputs:
             self.ports.telemetry.replayed(self.height, len(plan.inputs))
         return len(plan.inputs)
@@ -450,7 +452,12 @@ class Driver:
         self.ports.wal.sync()
         self._unsynced_signature = False
         outbox, self._outbox = self._outbox, []
-        for msg in outbox:
+        replayed, self._replayed_outbox = self._replayed_outbox, 0
+        for i, msg in enumerate(outbox):
+            if isinstance(msg, Proposal | Vote):
+                # Only now is it signed as far as anyone can tell: a signature that died with
+                # the process before its sync never left and binds nobody (not even a lock).
+                self.ports.telemetry.signed(msg, i < replayed)
             self.ports.net.broadcast(msg)
 
     # ---- effects -------------------------------------------------------------------------------
@@ -504,7 +511,6 @@ class Driver:
     def _broadcast_own(self, message: Proposal | Vote | DuplicateVoteEvidence) -> None:
         # Durability before the signature leaves: appended here, synced by _flush, then sent.
         if isinstance(message, Proposal | Vote):
-            self.ports.telemetry.signed(message, self._replaying)
             txs, record = own_record(message)
             if isinstance(message, Proposal):
                 self._block_txs.update((tx_id(tx), tx) for tx in txs)

@@ -96,7 +96,9 @@ class Clock(Protocol):
 
 
 class Telemetry(Protocol):
-    def signed(self, message: Proposal | Vote, replayed: bool) -> None: ...
+    def signed(self, message: Proposal | Vote, replayed: bool) -> None:
+        """A message we signed leaves the process (durable first); `replayed`: re-signed by
+        replay after a restart."""
 
     def sign_refused(self, height: int, round_: int, step: int) -> None: ...
 

@@ -65,6 +65,7 @@ class SimNode:
         self.epoch = 0
         self.crash_points = False
         self.crashes = 0
+        self.crashed_at: dict[str, int] = {}  # crash-point kind -> how often this node died there
         self.app = KVApp()
         self._byzantine_memory = ByzantineMemory()
         self._reported: dict[int, bytes] = {}  # height -> block id told to the checker
@@ -138,6 +139,7 @@ class SimNode:
         if not self.up or not self.crash_points:
             return
         if self.sim.crash_point(self, name):
+            self.crashed_at[name] = self.crashed_at.get(name, 0) + 1
             rng = self.sim.rng
             self._die(rng.randrange(64), store_completed=rng.randrange(2) == 0)
             raise SimCrash(name)
@@ -188,6 +190,7 @@ class SimNode:
         """What actually leaves: (recipient node index or None for everyone, message).  The one
         place a byzantine behaviour changes sending (consensus/sim/byzantine.py)."""
         if not self.behaviour:
+            self.sim.checker.on_wire(message)  # double_sign is judged on what leaves a node
             return [(None, message)]
         state = self.state
         ctx = ByzantineContext(

@@ -36,8 +36,15 @@ CHAIN_ID = "sim"
 SYNC_BATCH_MAX = 8
 RANDOM_TWINS_HEAL_MS = 15_000
 # With crash points: the chance (per mille) that a durability boundary of an honest node is its
-# last moment, and how long it then stays down.
-CRASH_POINT_PERMILLE = 4
+# last moment, by kind (appends are many per height, the rest a few: each kind gets its share),
+# and how long the node then stays down.
+CRASH_POINT_PERMILLE = {
+    "wal_append": 3,
+    "wal_sync": 15,
+    "wal_rotate": 100,
+    "store_write": 30,
+    "store_background": 30,
+}
 CRASH_DOWN_MS_MAX = 5_000
 
 Message = Proposal | Vote | DuplicateVoteEvidence
@@ -198,7 +205,7 @@ class Simulation:
         """Does `node` die at this durability boundary (`name`)?  Seeded; never after the heal."""
         if self.now_ms >= self.config.heal_ms:
             return False
-        return self.rng.randrange(1000) < CRASH_POINT_PERMILLE
+        return self.rng.randrange(1000) < CRASH_POINT_PERMILLE.get(name, 10)
 
     def schedule_restart(self, node: SimNode) -> None:
         """A node that died at a crash point comes back through its recovery after a pause."""
