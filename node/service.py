@@ -426,7 +426,8 @@ class Node:
 
     # -- RpcBackend ------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
-        stored = self.store.block(self.store.height) if self.store.height else None
+        # The summary, not the block: no body read and hashed per poll, none damaged either.
+        stored = self.store.summary(self.store.height) if self.store.height else None
         body: dict[str, Any] = {
             "node_id": str(self.identity.peer_id),
             "moniker": self.cfg.moniker,

@@ -117,6 +117,17 @@ class StoredBlock:
 
 
 @dataclass(frozen=True, slots=True)
+class BlockSummary:
+    """A stored block without its body: what /status needs, with no body read or hashed."""
+
+    height: int
+    hash: bytes
+    app_hash: bytes
+    time_ms: int
+    tx_count: int
+
+
+@dataclass(frozen=True, slots=True)
 class IndexedTx:
     hash: bytes
     code: int
@@ -229,6 +240,15 @@ class BlockStore:
             (height,),
         ).fetchone()
         return self._stored(row)
+
+    def summary(self, height: int) -> BlockSummary | None:
+        row = self._rdb.execute(
+            "SELECT height, hash, app_hash, time_ms, tx_count FROM blocks WHERE height = ?",
+            (height,),
+        ).fetchone()
+        if row is None:
+            return None
+        return BlockSummary(int(row[0]), bytes(row[1]), bytes(row[2]), int(row[3]), int(row[4]))
 
     def block_by_hash(self, block_hash: bytes) -> StoredBlock | None:
         row = self._rdb.execute(

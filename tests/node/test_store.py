@@ -129,6 +129,9 @@ def test_a_damaged_last_body_is_never_served(tmp_path: Path, damage: str) -> Non
     assert [b.height for b in store.blocks(3, 10, 1 << 20)] == [3, 4]
     assert store.blocks(5, 10, 1 << 20) == []
     assert store.damaged() == [5]
+    summary = store.summary(5)  # what /status shows needs no body
+    assert summary is not None
+    assert (summary.hash, summary.time_ms) == (bytes([5]) * 32, 5000)
     block = store.block(4)
     assert block is not None
     assert block.data == b"block4"
