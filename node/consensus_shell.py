@@ -398,9 +398,6 @@ class ConsensusShell:
         self._inbox.put_nowait(_SyncItem(block, commit, done))
         return await done
 
-    def resume_after_sync(self) -> None:
-        return
-
     def send_wire(self, peer: PeerId | None, message: Message) -> None:
         network = self._network
         if network is None:

@@ -246,7 +246,9 @@ class Node:
                 strict_sign=False,
                 on_message=lambda _message: None,
             )
-            self._sync = BlockSync(self, self._network)
+            self._sync = BlockSync(
+                _SyncPorts(self), self._network, cfg.sync, cfg.p2p.request_timeout_ms
+            )
             try:
                 await host.listen(cfg.p2p.listen_host, cfg.p2p.listen_port)
             except OSError as exc:
@@ -477,6 +479,28 @@ class Node:
 
     def tx_bytes(self, height: int, index: int) -> bytes | None:
         return views.tx_in_block(self.store.block(height), index)
+
+
+class _SyncPorts:
+    """Block sync's view of the node (node/sync.py SyncPorts)."""
+
+    def __init__(self, node: Node) -> None:
+        self._node = node
+
+    def committed_height(self) -> int:
+        return self._node.shell.state.chain.height - 1
+
+    async def apply_block(self, block: bytes, commit: bytes) -> bool:
+        return await self._node.shell.apply_synced_block(block, commit)
+
+    def announce(self) -> None:
+        self._node.broadcast_status()
+
+    def penalize(self, peer: PeerId, reason: str) -> None:
+        self._node.penalize(peer, reason, severe=True)
+
+    def set_syncing(self, syncing: bool) -> None:
+        self._node.metrics.syncing.set(1 if syncing else 0)
 
 
 def run_node(home: Home, cfg: NodeConfig, genesis_file: GenesisFile) -> int:

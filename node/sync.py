@@ -3,23 +3,25 @@
 Theory of operation
 -------------------
 Every node broadcasts `Status(height, base)` when a peer connects and every
-`sync.status_interval_ms`.  The sync task compares its own stored height with the best height
-peers report.  It switches to syncing when it is `sync.lag_heights_min` or more behind, or 1
-behind for two checks in a row (a peer committed a block this node's consensus missed).
+`sync.status_interval_ms`.  The sync task compares the height its consensus has decided (the
+store may still be writing the newest block) with the best height peers report.  It switches to
+syncing when it is `sync.lag_heights_min` or more behind, or 1 behind for two checks in a row (a
+peer committed a block this node's consensus missed).
 
 While syncing, it asks the best peer (`GetBlocks(next, batch)`) for consecutive blocks with
-their commits; the consensus shell verifies each commit against the validator set of that
-height (2/3+ of voting power, valid signatures, right block id) before the block is stored and
-executed, exactly like a block decided by consensus.  A batch that fails verification penalizes
-that peer and is dropped; another peer is tried next time.  Once no peer is ahead, the shell
-restarts consensus at the new height and the node votes again.
+their commits and hands each to consensus (`SyncPorts.apply_block`): the consensus driver
+verifies the commit against the validator set of that height (2/3+ of voting power, valid
+signatures, right block id) before the block is stored and executed, exactly like a block it
+decided itself, and the engine moves on to the next height.  A batch that fails verification
+penalizes that peer and is dropped; another peer is tried next time.
 """
 
 import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from node.config import SyncConfig
 from node.errors import SyncError
 from node.logging import log_event
 from node.network import Network
@@ -27,15 +29,33 @@ from node.p2p.errors import P2PError
 from node.p2p.peer_id import PeerId
 from node.wire import Blocks, GetBlocks
 
-if TYPE_CHECKING:
-    from node.service import Node
-
 log = logging.getLogger(__name__)
 
 
+class SyncPorts(Protocol):
+    """What block sync needs from the node (node/service.py wires it)."""
+
+    def committed_height(self) -> int:
+        """The last height this node has decided (consensus; the store may still be writing)."""
+
+    async def apply_block(self, block: bytes, commit: bytes) -> bool:
+        """Verify and apply one block through consensus; SyncError if invalid."""
+
+    def announce(self) -> None:
+        """Broadcast our Status to peers."""
+
+    def penalize(self, peer: PeerId, reason: str) -> None: ...
+
+    def set_syncing(self, syncing: bool) -> None: ...
+
+
 class BlockSync:
-    def __init__(self, node: "Node", network: Network) -> None:
-        self._node = node
+    def __init__(
+        self, ports: SyncPorts, network: Network, cfg: SyncConfig, request_timeout_ms: int
+    ) -> None:
+        self._ports = ports
+        self._cfg = cfg
+        self._request_timeout_ms = request_timeout_ms
         self._network = network
         self._peer_heights: dict[PeerId, int] = {}
         self._behind_checks = 0
@@ -46,12 +66,12 @@ class BlockSync:
     def on_status(self, peer: PeerId, height: int, _base: int) -> None:
         previous = self._peer_heights.get(peer, 0)
         self._peer_heights[peer] = max(previous, height)
-        if height >= self._node.store.height + self._node.cfg.sync.lag_heights_min:
+        if height >= self._ports.committed_height() + self._cfg.lag_heights_min:
             self._wake.set()
 
     def hint(self, height: int) -> None:
         """Consensus saw a message for a later height: check peers' heights now."""
-        if height > self._node.store.height + 1:
+        if height > self._ports.committed_height() + 1:
             self._wake.set()
 
     def forget(self, peer: PeerId) -> None:
@@ -67,9 +87,9 @@ class BlockSync:
         return best
 
     async def run(self) -> None:
-        interval_s = self._node.cfg.sync.status_interval_ms / 1000
+        interval_s = self._cfg.status_interval_ms / 1000
         while True:
-            self._node.broadcast_status()
+            self._ports.announce()
             # asyncio.timeout, not wait_for: Python 3.11's wait_for can swallow a cancellation
             # that lands as its timeout fires, and this loop then ran on after SIGTERM forever.
             with contextlib.suppress(TimeoutError):
@@ -77,32 +97,32 @@ class BlockSync:
                     await self._wake.wait()
             self._wake.clear()
             peer, best = self.best_peer()
-            mine = self._node.store.height
+            mine = self._ports.committed_height()
             lag = best - mine
             if peer is None or lag <= 0:
                 self._behind_checks = 0
                 continue
             self._behind_checks += 1
-            if lag < self._node.cfg.sync.lag_heights_min and self._behind_checks < 2:
+            if lag < self._cfg.lag_heights_min and self._behind_checks < 2:
                 continue
             await self._catch_up()
 
     async def _catch_up(self) -> None:
         self.syncing = True
-        self._node.metrics.syncing.set(1)
-        start_height = self._node.store.height
+        self._ports.set_syncing(True)
+        start_height = self._ports.committed_height()
         log_event(log, "blocksync_started", height=start_height, target=self.best_peer()[1])
         failures = 0
         try:
             while failures < 5:
                 peer, best = self.best_peer()
-                mine = self._node.store.height
+                mine = self._ports.committed_height()
                 if peer is None or best <= mine:
                     break
-                count = min(self._node.cfg.sync.batch_blocks_max, best - mine)
+                count = min(self._cfg.batch_blocks_max, best - mine)
                 try:
                     answer = await self._network.request(
-                        peer, GetBlocks(mine + 1, count), self._node.cfg.p2p.request_timeout_ms
+                        peer, GetBlocks(mine + 1, count), self._request_timeout_ms
                     )
                 except P2PError as exc:
                     failures += 1
@@ -121,22 +141,21 @@ class BlockSync:
                     continue
                 try:
                     for block, commit in answer.blocks:
-                        if self._node.store.height >= mine + len(answer.blocks):
+                        if self._ports.committed_height() >= mine + len(answer.blocks):
                             break
-                        await self._node.shell.apply_synced_block(block, commit)
+                        await self._ports.apply_block(block, commit)
                         self.synced_blocks += 1
                 except SyncError as exc:
                     failures += 1
-                    self._node.penalize(peer, f"block sync: {exc}", severe=True)
+                    self._ports.penalize(peer, f"block sync: {exc}")
                     self._peer_heights.pop(peer, None)
         finally:
             self.syncing = False
-            self._node.metrics.syncing.set(0)
+            self._ports.set_syncing(False)
             self._behind_checks = 0
         log_event(
             log,
             "blocksync_finished",
-            height=self._node.store.height,
-            blocks=self._node.store.height - start_height,
+            height=self._ports.committed_height(),
+            blocks=self._ports.committed_height() - start_height,
         )
-        self._node.shell.resume_after_sync()
