@@ -106,9 +106,9 @@ class Checker:
             self.violations.append(Violation(kind, detail))
 
     def on_wire(self, msg: Proposal | Vote | DuplicateVoteEvidence) -> None:
-        """Every signed message some node sends (the honest ones' own, relays, and whatever a
-        byzantine node made up): prevotes for the locking diagnostic, honest keys' signatures
-        for double_sign."""
+        """Every message a node sends (its own, relays, whatever a byzantine node made up),
+        once per send: prevotes for the locking diagnostic, honest keys' signatures for
+        double_sign.  A signature that never left a node (it died first) is no double sign."""
         if isinstance(msg, DuplicateVoteEvidence):
             return
         if isinstance(msg, Vote):
@@ -156,8 +156,8 @@ class Checker:
         )
 
     def on_signed(self, node: "SimNode", msg: Proposal | Vote) -> None:
-        """A node's engine signed `msg` and the node is sending it."""
-        self.on_wire(msg)
+        """A node's engine signed `msg` (it may still die before sending it: double_sign is
+        judged on the wire, the locking diagnostic in signing order)."""
         if node.index not in self.honest:
             return
         if isinstance(msg, Vote):

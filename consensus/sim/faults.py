@@ -80,6 +80,8 @@ def random_plan(
     lossy: list[int] = []
     if rng.random() < 0.5:
         lossy = sorted(rng.sample(range(1, 80), rng.randint(5, 30)))
+    if stall_rounds:
+        lossy = []  # lossy rounds stall without timeouts; a long height needs its timeouts
     return FaultPlan(
         drop_permille=rng.choice([0, 10, 50, 100, 200, 300]),
         duplicate_permille=rng.choice([0, 10, 50]),

@@ -70,6 +70,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="one height loses its proposals for R rounds before the heal (long heights)",
     )
     parser.add_argument(
+        "--isolate-deciders",
+        action="store_true",
+        help="before the heal, cut off the first node to decide a height for a while",
+    )
+    parser.add_argument(
+        "--no-block-sync", action="store_true", help="catch up through consensus gossip only"
+    )
+    parser.add_argument(
         "--after-heal-delay-ms",
         type=int,
         default=20,
@@ -109,6 +117,8 @@ def config_for(args: argparse.Namespace, seed: int) -> SimConfig:
         crash_points=args.crash_points,
         stall_rounds=args.stall_rounds,
         after_heal_delay_ms_max=args.after_heal_delay_ms,
+        isolate_deciders=args.isolate_deciders,
+        block_sync=not args.no_block_sync,
     )
 
 
@@ -152,6 +162,8 @@ def run(args: argparse.Namespace) -> int:
                     "byzantine": args.byzantine,
                     "twins": args.twins,
                     "mutant": args.mutant or "",
+                    "powers": list(args.powers),
+                    "crash_points": args.crash_points,
                     "duration_ms": args.duration_ms,
                     "violations": sum(len(r.violations) for r in results),
                     "failed_seeds": failed,
@@ -191,6 +203,10 @@ def _replay_flags(args: argparse.Namespace) -> str:
         flags.append("--crash-points")
     if args.stall_rounds:
         flags.append(f"--stall-rounds {args.stall_rounds}")
+    if args.isolate_deciders:
+        flags.append("--isolate-deciders")
+    if args.no_block_sync:
+        flags.append("--no-block-sync")
     if args.after_heal_delay_ms != 20:
         flags.append(f"--after-heal-delay-ms {args.after_heal_delay_ms}")
     if args.liveness_ms != 60_000:

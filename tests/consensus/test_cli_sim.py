@@ -1,11 +1,15 @@
-"""`fedchain sim`: summary line, JSON fields, non-zero exit with the seed on a violation, and
-`--seed` replaying that run exactly."""
+"""`fedchain sim`: summary line, JSON fields, non-zero exit with the seed on a violation,
+`--seed` replaying that run exactly, the mutant list and the shape flags."""
 
+import argparse
 import json
 
 import pytest
 
+from consensus.engine.config import MUTANT_DESCRIPTIONS
+from consensus.sim.byzantine import BEHAVIOURS
 from node.cli import main
+from node.commands.sim import add_arguments, config_for
 
 
 def test_sim_json_has_the_promised_fields(capsys: pytest.CaptureFixture[str]) -> None:
@@ -60,3 +64,60 @@ def test_violation_exits_non_zero_names_the_seed_and_replays(
     assert main([*args[:5], "--duration-ms", "20000", "--mutant", "quorum2f", "--seed", "5"]) == 1
     again = [line for line in capsys.readouterr().out.splitlines() if line.startswith("seed 5: ")]
     assert again == first
+
+
+def test_list_mutants_one_per_line_with_its_description(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["sim", "--list-mutants"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split()[0] for line in lines] == list(MUTANT_DESCRIPTIONS)
+    for line, description in zip(lines, MUTANT_DESCRIPTIONS.values(), strict=True):
+        assert line.endswith(description)
+
+
+def _args(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return parser.parse_args(list(argv))
+
+
+@pytest.mark.parametrize("mutant", list(MUTANT_DESCRIPTIONS))
+def test_every_mutant_is_selectable(mutant: str) -> None:
+    assert config_for(_args("--mutant", mutant), 0).mutant == mutant
+
+
+def test_byzantine_rotates_over_every_behaviour() -> None:
+    args = _args("--byzantine", "2", "--validators", "7")
+    seen = {b for seed in range(len(BEHAVIOURS)) for b in config_for(args, seed).byzantine}
+    assert seen == set(BEHAVIOURS)
+
+
+def test_shape_flags_reach_the_config() -> None:
+    config = config_for(
+        _args(
+            "--crash-points",
+            "--validators",
+            "4",
+            "--powers",
+            "3,3,3,4",
+            "--validator-changes",
+            "--stall-rounds",
+            "12",
+            "--after-heal-delay-ms",
+            "1500",
+            "--isolate-deciders",
+        ),
+        0,
+    )
+    assert config.crash_points
+    assert config.powers == (3, 3, 3, 4)
+    assert config.validator_changes
+    assert config.stall_rounds == 12
+    assert config.after_heal_delay_ms_max == 1500
+    assert config.isolate_deciders
+
+
+def test_bad_powers_are_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["sim", "--seeds", "1", "--powers", "1,2"]) == 2
+    assert "powers" in capsys.readouterr().err

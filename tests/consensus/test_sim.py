@@ -8,36 +8,46 @@ from dataclasses import replace
 import pytest
 
 from consensus.crypto import PrivateKey, verify
+from consensus.engine.config import MUTANT_DESCRIPTIONS
+from consensus.sim.byzantine import ByzantineContext, ByzantineMemory, sign_vote
+from consensus.sim.checker import SAFETY
 from consensus.sim.config import BEHAVIOURS, SimConfig
-from consensus.sim.runner import CachingVerifier, RunResult, Simulation, run_seed
+from consensus.sim.runner import (
+    CHAIN_ID,
+    CachingVerifier,
+    RunResult,
+    Simulation,
+    node_keys,
+    run_seed,
+)
+from consensus.sim.shapes import HUNTS, campaign_config, hunt_config
 from consensus.sim.twins import canonical_scenarios, run_scenario, two_twins_config
-from consensus.types import CommitSig
+from consensus.types import NIL, PREVOTE, CommitSig
 
 CI_SEEDS = 200
-CI_DURATION_MS = 300_000
-
-
-def _ci_config(seed: int) -> SimConfig:
-    """4 validators with faults; four seeds in five also run one byzantine validator, the
-    behaviour rotating with the seed."""
-    byzantine = (BEHAVIOURS[seed % 5],) if seed % 5 < len(BEHAVIOURS) else ()
-    return SimConfig(validators=4, byzantine=byzantine, duration_ms=CI_DURATION_MS)
+CI_DURATION_MS = 30_000
+MUTANT_SEEDS_MAX = 200
+# Mutants no run shape catches yet (see docs/ARCHITECTURE.md "Simulator" for why): the guard is
+# redundant while replay is exact, and the other two only delay a decision.
+NOT_CAUGHT = ("noguard", "decide_current_round_only", "valid_only_on_lock")
 
 
 def _describe(result: RunResult, config: SimConfig) -> str:
-    return f"seed {result.seed} ({config.byzantine or 'no byzantine'}): " + "; ".join(
-        map(str, result.violations)
-    )
+    return f"seed {result.seed} ({config}): " + "; ".join(map(str, result.violations))
 
 
 @pytest.mark.slow
-def test_campaign_200_seeds_300_virtual_seconds_with_faults() -> None:
+def test_campaign_200_seeds_over_every_shape() -> None:
+    """Every campaign shape (n in {4, 7, 10}, every behaviour, unequal powers, validator
+    changes, crash points, twins, a 12-round height, slow messages after the heal)."""
     failures = []
     heights = 0
     evidence = 0
     rounds_max = 0
+    behaviours: set[str] = set()
     for seed in range(CI_SEEDS):
-        config = _ci_config(seed)
+        config = campaign_config(seed, CI_DURATION_MS)
+        behaviours.update(config.byzantine)
         result = run_seed(config, seed)
         heights += result.heights_committed
         evidence += result.evidence_committed
@@ -45,10 +55,12 @@ def test_campaign_200_seeds_300_virtual_seconds_with_faults() -> None:
         if result.violations:
             failures.append(_describe(result, config))
     assert failures == []
-    # Not vacuous: the runs made progress, went through failed rounds and punished equivocation.
-    assert heights > CI_SEEDS * 50
-    assert rounds_max >= 2
+    # Not vacuous: the runs made progress, went through long heights, punished equivocation
+    # and met every behaviour.
+    assert heights > CI_SEEDS * 15
+    assert rounds_max >= 10
     assert evidence > 0
+    assert behaviours == set(BEHAVIOURS)
 
 
 def test_seed_replays_exactly() -> None:
@@ -64,18 +76,74 @@ def test_seed_replays_exactly() -> None:
     assert run_seed(config, 8).events != a.events
 
 
-def _first_caught(config: SimConfig, seeds: int = 200) -> RunResult | None:
-    for seed in range(seeds):
-        result = run_seed(config, seed)
-        if result.violations:
-            return result
+def _hunt(mutant: str) -> tuple[str, int] | None:
+    """(property, seed) of the first run of the mutant's shape that its property catches."""
+    expected = HUNTS[mutant][1]
+    wanted = set(SAFETY) if expected in SAFETY else {expected}
+    for seed in range(MUTANT_SEEDS_MAX):
+        result = run_seed(hunt_config(mutant, seed), seed)
+        kinds = [v.kind for v in result.violations if v.kind in wanted]
+        if kinds:
+            return kinds[0], seed
     return None
 
 
-@pytest.mark.parametrize("mutant", ["quorum2f", "nolock"])
-def test_mutant_is_caught_within_200_seeds(mutant: str) -> None:
-    caught = _first_caught(SimConfig(mutant=mutant, duration_ms=CI_DURATION_MS))
-    assert caught is not None, f"mutant {mutant} survived 200 seeds"
+def test_every_mutant_has_a_hunt() -> None:
+    assert set(HUNTS) == set(MUTANT_DESCRIPTIONS)
+    assert set(NOT_CAUGHT) <= set(MUTANT_DESCRIPTIONS)
+
+
+@pytest.mark.parametrize("mutant", [m for m in MUTANT_DESCRIPTIONS if m not in NOT_CAUGHT])
+def test_mutant_is_caught_within_200_seeds_by_its_property(mutant: str) -> None:
+    """A safety mutant must break agreement, validity or double-sign (not only a rule-shaped
+    diagnostic such as locking or the commit certificate); the others liveness or pace."""
+    caught = _hunt(mutant)
+    assert caught is not None, f"mutant {mutant} survived {MUTANT_SEEDS_MAX} seeds"
+    kind, _ = caught
+    expected = HUNTS[mutant][1]
+    assert kind in SAFETY if expected in SAFETY else kind == expected
+
+
+@pytest.mark.parametrize("mutant", ["nolock", "trust_pol_round", "quorum2f"])
+def test_safety_hunts_are_safe_with_the_correct_engine(mutant: str) -> None:
+    """The shapes that break agreement with a mutant stay safe and live without it."""
+    for seed in range(12):
+        config = replace(hunt_config(mutant, seed), mutant="")
+        result = run_seed(config, seed)
+        assert result.violations == [], _describe(result, config)
+
+
+def test_resending_the_same_signed_bytes_is_not_a_double_sign() -> None:
+    sim = Simulation(SimConfig(duration_ms=20_000, liveness_ms=10_000, faults=False), 0)
+    key = node_keys(4)[0]
+    ctx = ByzantineContext(key, CHAIN_ID, 4, 0, sim.rng, 1, 0, ByzantineMemory())
+    vote = sign_vote(ctx, PREVOTE, 1, 0, b"\x01" * 32)
+    sim.checker.on_wire(vote)
+    sim.checker.on_wire(vote)
+    assert sim.checker.violations == []
+    sim.checker.on_wire(sign_vote(ctx, PREVOTE, 1, 0, NIL))
+    assert [v.kind for v in sim.checker.violations] == ["double_sign"]
+
+
+def test_validator_changes_go_through_the_app() -> None:
+    """Powers change (and an honest validator may leave and come back) at H+2 through `val:`
+    txs, keeping the faulty keys under 1/3; the run stays safe and live."""
+    config = SimConfig(
+        validators=7,
+        byzantine=("equivocate", "silent"),
+        powers=(3, 3, 2, 2, 2, 1, 1),
+        validator_changes=True,
+        duration_ms=60_000,
+        liveness_ms=20_000,
+    )
+    schedule = config.validator_schedule()
+    assert len(schedule) > 20
+    sim = Simulation(config, 1)
+    result = sim.run()
+    assert result.violations == []
+    powers = {v.public_key: v.power for v in sim.nodes[0].state.chain.validators.validators}
+    genesis = {k.public_key: config.power_of(i) for i, k in enumerate(node_keys(7))}
+    assert powers != genesis
 
 
 def test_two_twins_among_four_validators_are_reported() -> None:
