@@ -67,11 +67,11 @@ def test_genesis_round_trips_and_rejects_duplicates(tmp_path: Path) -> None:
     genesis = Genesis(
         chain_id="test-chain",
         validators=(GenesisValidator(a, 10, "v0"), GenesisValidator(b, 5, "v1")),
-        app_state=b"\x90",
+        app_state=b"\x90",  # opaque bytes: the kv app's (an FL genesis is checked field by field)
         consensus_params=(("block_bytes_max", 1000),),
     )
     path = tmp_path / "genesis.json"
-    write_genesis(path, genesis)
+    write_genesis(path, genesis, "kv")
     assert read_genesis(path) == genesis
     text = path.read_text().replace(b.hex(), a.hex())
     path.write_text(text)
