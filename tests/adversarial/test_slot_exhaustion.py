@@ -204,17 +204,19 @@ async def height(net: LocalNet, i: int) -> int:
 
 
 async def wait_height(net: LocalNet, nodes: tuple[int, ...], target: int) -> None:
-    async with asyncio.timeout(WAIT_S):
-        while True:
-            heights = []
-            for i in nodes:
-                try:
-                    heights.append(await height(net, i))
-                except (RpcError, OSError):
-                    heights.append(-1)
-            if min(heights) >= target:
-                return
-            await asyncio.sleep(0.2)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + WAIT_S
+    while True:
+        heights = []
+        for i in nodes:
+            try:
+                heights.append(await height(net, i))
+            except (RpcError, OSError, TimeoutError):
+                heights.append(-1)
+        if min(heights) >= target:
+            return
+        assert loop.time() < deadline, f"nodes {nodes} at heights {heights}, not {target}"
+        await asyncio.sleep(0.2)
 
 
 async def blocks_in_window(net: LocalNet) -> int:
