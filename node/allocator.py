@@ -9,13 +9,28 @@ of which 4 us was the copy.  With the thresholds below the freed memory stays in
 is reused: the same call takes 4 us, and the node's system time falls with it
 (docs/benchmarks.md, "allocator").
 
-The price is resident memory that is not handed back right away: at most `TRIM_BYTES` of free
-heap is kept, far below a validator's working set at scale.  On a C library without `mallopt`
-(musl, macOS) this is a no-op.
+The price is resident memory that is not handed back right away.  glibc returns heap memory
+to the OS only from the top of the heap, and only when more than `TRIM_BYTES` is free there;
+free chunks below a live allocation stay resident.  Measured after a peer made a node buffer
+~1 GB and left (tests/adversarial/test_memory_attacks.py): no Python object survived
+(tracemalloc: 30 MiB traced, no streams, sessions or buffers left), yet RSS stayed at 1,088 MB,
+and the next such peer added most of it again (67 -> 569 -> 1,009 -> 1,450 MiB over three
+rounds in issue 13): the freed chunks were fragmented between small long-lived objects the
+node allocated meanwhile.  `malloc_trim(0)` hands such free pages back (madvise) wherever they
+are: 1,088 -> 78 MB in 37-80 ms.  `FreeMemoryReleaser` does that, in a worker thread (ctypes
+drops the GIL) and at most once per interval, after a connection that held a lot of memory
+closes (node/p2p/session.py).  On a C library without `mallopt` (musl, macOS) all of this is
+a no-op.
 """
 
+import asyncio
 import ctypes
 import ctypes.util
+import logging
+
+from node.logging import log_event
+
+log = logging.getLogger(__name__)
 
 # mallopt parameter numbers from glibc's malloc.h.
 _M_TRIM_THRESHOLD = -1
@@ -41,3 +56,54 @@ def keep_large_buffers_in_heap() -> bool:
         and mallopt(_M_TRIM_THRESHOLD, TRIM_BYTES)
         and mallopt(_M_TOP_PAD, TOP_PAD_BYTES)
     )
+
+
+def release_free_memory() -> bool:
+    """Return free heap pages to the OS (glibc `malloc_trim(0)`); False if not glibc."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or None)
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim.argtypes = (ctypes.c_size_t,)
+    trim.restype = ctypes.c_int
+    trim(0)
+    return True
+
+
+class FreeMemoryReleaser:
+    """Runs `release_free_memory` in a worker thread after large frees, rate-limited.
+
+    The trim runs `delay_s` after the call: the buffers of a closed connection are dropped
+    only once the tasks reading them have seen the error, a few loop turns later."""
+
+    __slots__ = ("_last_s", "delay_s", "interval_s", "pending", "releases", "threshold_bytes")
+
+    def __init__(
+        self,
+        threshold_bytes: int = 32 * 1024 * 1024,
+        interval_s: float = 5.0,
+        delay_s: float = 0.5,
+    ) -> None:
+        self.threshold_bytes = threshold_bytes
+        self.interval_s = interval_s
+        self.delay_s = delay_s
+        self._last_s = float("-inf")
+        self.pending: asyncio.TimerHandle | asyncio.Future[bool] | None = None
+        self.releases = 0
+
+    def freed(self, n_bytes: int) -> None:
+        """`n_bytes` of buffers were just let go (call from the event loop)."""
+        if n_bytes < self.threshold_bytes:
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if now - self._last_s < self.interval_s:
+            return
+        self._last_s = now
+        self.releases += 1
+        log_event(log, "memory_release", logging.DEBUG, freed_bytes=n_bytes)
+        self.pending = loop.call_later(self.delay_s, self._start, loop)
+
+    def _start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.pending = loop.run_in_executor(None, release_free_memory)

@@ -53,6 +53,17 @@ class P2PConfig:
     push_tx_bytes_max: int = 64 * KIB
     request_bytes_max: int = 64 * MIB
     request_timeout_ms: int = 10_000
+    # Memory budget for what peers can make this node hold (node/p2p/budget.py): yamux credit
+    # granted plus received bytes not yet read.  All peers; strangers together (the rest is
+    # reserved for validators and persistent peers); one connection of each class.
+    memory_bytes_max: int = 1024 * MIB
+    strangers_memory_bytes_max: int = 256 * MIB
+    protected_connection_memory_bytes_max: int = 160 * MIB
+    stranger_connection_memory_bytes_max: int = 40 * MIB
+    # Pushed messages (node/network.py): the largest a stranger may send (validators and
+    # persistent peers: request_bytes_max), and how long a message may take to arrive in full.
+    stranger_message_bytes_max: int = 2 * MIB
+    message_timeout_ms: int = 20_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -267,6 +278,20 @@ def _validate(cfg: NodeConfig) -> None:
             )
     if cfg.p2p.peers_per_ip_max > cfg.p2p.peers_per_subnet_max:
         raise ConfigError("p2p.peers_per_ip_max: must not exceed p2p.peers_per_subnet_max")
+    p2p = cfg.p2p
+    if not (
+        p2p.stranger_connection_memory_bytes_max
+        <= p2p.strangers_memory_bytes_max
+        <= p2p.memory_bytes_max
+    ):
+        raise ConfigError(
+            "p2p.strangers_memory_bytes_max: must lie between "
+            "p2p.stranger_connection_memory_bytes_max and p2p.memory_bytes_max"
+        )
+    if p2p.protected_connection_memory_bytes_max > p2p.memory_bytes_max:
+        raise ConfigError(
+            "p2p.protected_connection_memory_bytes_max: must not exceed p2p.memory_bytes_max"
+        )
     for section in (cfg.p2p, cfg.rpc, cfg.mempool, cfg.sync):
         name = type(section).__name__.removesuffix("Config").lower()
         for f in dataclasses.fields(section):

@@ -9,6 +9,13 @@ class's queue.  Consensus traffic uses the Host's high-priority class; transacti
 bulk class, so a 10 MB update never delays a vote.  Each queue is bounded in bytes; a message
 that does not fit is dropped, counted (`dropped`) and logged, never silently lost.
 
+Memory: a message's declared length is checked before its bytes are read, against a cap
+per peer class: validators and persistent peers may push up to `frame_bytes_max`, strangers
+only `stranger_frame_bytes_max` (far below: their large txs are announced and pulled);
+requests are small (`REQUEST_BYTES_MAX`).  A message whose length is declared but whose bytes
+do not all arrive within `frame_timeout_ms` is given up.  Both cost the peer (`on_invalid`),
+and its yamux credit is bounded by the Host's memory budget meanwhile (node/p2p/budget.py).
+
 Requests (`get_txs`, `get_blocks`, `get_status`) use the Host's request/response helper on
 `/fedchain/<chain>/req/1.0.0` (answers in the bulk class), or on `.../req-urgent/1.0.0` when
 consensus waits for the answer (answers in the high class: a proposal's missing txs).  A peer
@@ -24,17 +31,21 @@ from dataclasses import dataclass, field
 
 from consensus.errors import CodecError
 from node.logging import log_event
-from node.p2p.errors import P2PError, RemoteError
+from node.p2p.errors import LimitError, P2PError, RemoteError
 from node.p2p.host import Host
 from node.p2p.peer_id import PeerId
 from node.p2p.session import Stream
-from node.wire import Message, decode_message, encode_message
+from node.wire import HASH_BYTES, HASHES_MAX, Message, decode_message, encode_message
 
 log = logging.getLogger(__name__)
 
 MessageHandler = Callable[[PeerId, Message], None]
 RequestHandler = Callable[[PeerId, Message], Awaitable[Message]]
 InvalidHandler = Callable[[PeerId, str], None]
+# The largest request is a GetTxs of HASHES_MAX hashes (~640 KB); the rest is msgpack framing.
+REQUEST_BYTES_MAX = HASHES_MAX * (HASH_BYTES + 2) + 64 * 1024
+STRANGER_FRAME_BYTES_MAX = 2 * 1024 * 1024
+FRAME_TIMEOUT_MS = 20_000
 
 
 class InvalidPeerMessage(RemoteError):
@@ -65,6 +76,8 @@ class Network:
         on_invalid: InvalidHandler,
         frame_bytes_max: int,
         queue_bytes_max: int,
+        stranger_frame_bytes_max: int = STRANGER_FRAME_BYTES_MAX,
+        frame_timeout_ms: int = FRAME_TIMEOUT_MS,
     ) -> None:
         self.host = host
         self.msg_protocol = f"/fedchain/{chain_id}/msg/1.0.0"
@@ -76,6 +89,9 @@ class Network:
         self._on_request = on_request
         self._on_invalid = on_invalid
         self._frame_bytes_max = frame_bytes_max
+        self._stranger_frame_bytes_max = min(stranger_frame_bytes_max, frame_bytes_max)
+        self._frame_timeout_s = frame_timeout_ms / 1000
+        self._request_bytes_max = min(REQUEST_BYTES_MAX, frame_bytes_max)
         self._queue_bytes_max = queue_bytes_max
         self._links: dict[PeerId, _Link] = {}
         self.dropped: Counter[str] = Counter()
@@ -84,10 +100,10 @@ class Network:
     def start(self) -> None:
         self.host.set_stream_handler(self.msg_protocol, self._serve_messages)
         self.host.set_request_handler(
-            self.req_protocol, self._serve_request, self._frame_bytes_max, bulk_response=True
+            self.req_protocol, self._serve_request, self._request_bytes_max, bulk_response=True
         )
         self.host.set_request_handler(
-            self.urgent_req_protocol, self._serve_request, self._frame_bytes_max
+            self.urgent_req_protocol, self._serve_request, self._request_bytes_max
         )
         self.host.on_peer_connected(self._connected)
         self.host.on_peer_disconnected(self._disconnected)
@@ -185,12 +201,31 @@ class Network:
             backoff_s = min(backoff_s * 2, 1.0)
 
     # -- receiving ------------------------------------------------------------------------------
+    def frame_bytes_max(self, peer: PeerId) -> int:
+        """The largest message `peer` may push to us."""
+        if self.host.peer_class(peer).protected:
+            return self._frame_bytes_max
+        return self._stranger_frame_bytes_max
+
     async def _serve_messages(self, stream: Stream) -> None:
         peer = stream.remote_peer
+        limit = self.frame_bytes_max(peer)
+        inbox = stream.inbox
         while True:
-            frame = await stream.read_frame(self._frame_bytes_max)
-            if frame is None:
+            try:
+                length = await inbox.read_length_prefix(limit)
+            except LimitError as exc:
+                self._on_invalid(peer, f"oversized message: {exc}")
+                raise InvalidPeerMessage(str(exc)) from None
+            if length is None:
                 return
+            try:
+                async with asyncio.timeout(self._frame_timeout_s):
+                    frame = await inbox.read_exact(length)
+            except TimeoutError:
+                reason = f"message of {length} bytes incomplete after {self._frame_timeout_s} s"
+                self._on_invalid(peer, reason)
+                raise InvalidPeerMessage(reason) from None
             try:
                 msg = decode_message(frame, self._frame_bytes_max)
             except CodecError as exc:

@@ -26,6 +26,10 @@ def host_config(p2p: P2PConfig) -> HostConfig:
         request_bytes_max=p2p.request_bytes_max,
         response_bytes_max=p2p.request_bytes_max,
         request_timeout_ms=p2p.request_timeout_ms,
+        memory_node_bytes_max=p2p.memory_bytes_max,
+        memory_strangers_bytes_max=p2p.strangers_memory_bytes_max,
+        memory_protected_connection_bytes_max=p2p.protected_connection_memory_bytes_max,
+        memory_stranger_connection_bytes_max=p2p.stranger_connection_memory_bytes_max,
     )
 
 

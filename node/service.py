@@ -221,6 +221,8 @@ class Node:
                 on_invalid=self._on_invalid,
                 frame_bytes_max=cfg.p2p.request_bytes_max,
                 queue_bytes_max=PEER_QUEUE_BYTES_MAX,
+                stranger_frame_bytes_max=cfg.p2p.stranger_message_bytes_max,
+                frame_timeout_ms=cfg.p2p.message_timeout_ms,
             )
             self._network.on_peer_change(self._on_peer_change)
             self._network.start()

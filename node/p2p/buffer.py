@@ -7,8 +7,12 @@ bytearray instead costs a reallocation and copy of everything buffered every few
 
 `on_consume(n)` reports bytes taken out, which yamux turns into window credit and the TCP
 layer into resume_reading, so every buffer is bounded by its producer's flow control.  A
-reader waiting for a message larger than the window credits buffered bytes ahead of time so
-the sender keeps going (the message size itself was already checked against a limit).
+reader waiting for a message longer than what is buffered reports how many more bytes it needs
+(`on_demand`), so yamux can credit them ahead, within the connection's memory budget (the
+message size itself was already checked against a limit).
+
+Small chunks are copied into a shared tail chunk instead of being kept one object each: a
+peer sending 1-byte frames would otherwise cost ~50 bytes of object overhead per byte.
 """
 
 import asyncio
@@ -20,24 +24,30 @@ from node.p2p.errors import LimitError, StreamClosed
 from node.p2p.varint import decode_uvarint
 
 T = TypeVar("T")
-Chunk = bytes | memoryview
+Chunk = bytes | bytearray | memoryview
 Parser = Callable[[bytes], tuple[T, int] | None]
 VARINT_PEEK_BYTES = 10
 OFFLOAD_JOIN_BYTES = 1024 * 1024
+# Chunks shorter than this are appended to a bytearray tail of at most COALESCE_BYTES_MAX.
+SMALL_CHUNK_BYTES = 1024
+COALESCE_BYTES_MAX = 16 * 1024
 
 
 class ReadBuffer:
-    __slots__ = ("_chunks", "_credited", "_eof", "_exc", "_on_consume", "_size", "_waiter")
+    __slots__ = ("_chunks", "_eof", "_exc", "_on_consume", "_on_demand", "_size", "_waiter")
 
-    def __init__(self, on_consume: Callable[[int], None] | None = None) -> None:
+    def __init__(
+        self,
+        on_consume: Callable[[int], None] | None = None,
+        on_demand: Callable[[int], None] | None = None,
+    ) -> None:
         self._chunks: deque[Chunk] = deque()
         self._size = 0
         self._eof = False
         self._exc: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._on_consume = on_consume
-        # Bytes still in the buffer that were already reported as consumed (see read_exact).
-        self._credited = 0
+        self._on_demand = on_demand
 
     def __len__(self) -> int:
         return self._size
@@ -49,10 +59,19 @@ class ReadBuffer:
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         if not len(data):
             return
-        if isinstance(data, bytearray):
-            data = bytes(data)  # the producer may mutate it later
-        self._chunks.append(data)
-        self._size += len(data)
+        chunks = self._chunks
+        n = len(data)
+        if n < SMALL_CHUNK_BYTES:
+            tail = chunks[-1] if chunks else None
+            if isinstance(tail, bytearray) and len(tail) + n <= COALESCE_BYTES_MAX:
+                tail += data
+            else:
+                chunks.append(bytearray(data))
+        else:
+            if isinstance(data, bytearray):
+                data = bytes(data)  # the producer may mutate it later
+            chunks.append(data)
+        self._size += n
         self._wake()
 
     def feed_eof(self) -> None:
@@ -60,8 +79,18 @@ class ReadBuffer:
         self._wake()
 
     def fail(self, exc: BaseException) -> None:
+        """End the buffer with an error; what it still holds is dropped at once.
+
+        Nobody reads a failed buffer's bytes, and the consumer's callbacks usually point back
+        at the object that owns this buffer: a reference cycle that only the cyclic garbage
+        collector would free, seconds or minutes later (a closed connection's megabytes
+        stayed resident that long)."""
         if self._exc is None:
             self._exc = exc
+        self._chunks.clear()
+        self._size = 0
+        self._on_consume = None
+        self._on_demand = None
         self._wake()
 
     def take_all(self) -> bytes:
@@ -69,7 +98,6 @@ class ReadBuffer:
         data = b"".join(self._chunks)
         self._chunks.clear()
         self._size = 0
-        self._credited = 0
         return data
 
     def _wake(self) -> None:
@@ -90,22 +118,13 @@ class ReadBuffer:
             self._waiter = None
 
     def _consumed(self, n: int) -> None:
-        credited = self._credited
-        if credited:
-            if n <= credited:
-                self._credited = credited - n
-                return
-            n -= credited
-            self._credited = 0
         if self._on_consume is not None and n:
             self._on_consume(n)
 
-    def _credit_buffered(self) -> None:
-        extra = self._size - self._credited
-        if extra > 0:
-            self._credited += extra
-            if self._on_consume is not None:
-                self._on_consume(extra)
+    def _demand(self, n: int) -> None:
+        """The reader needs n bytes in all: ask the producer for what is missing."""
+        if self._on_demand is not None and n > self._size:
+            self._on_demand(n - self._size)
 
     def _take(self, n: int) -> bytes:
         chunks = self._chunks
@@ -114,6 +133,8 @@ class ReadBuffer:
             data = bytes(first[:n]) if len(first) > n or not isinstance(first, bytes) else first
             if len(first) == n:
                 chunks.popleft()
+            elif isinstance(first, bytearray):
+                del first[:n]  # a small tail: never exported, so it may be resized
             else:
                 chunks[0] = memoryview(first)[n:]
             self._size -= n
@@ -131,6 +152,10 @@ class ReadBuffer:
             if len(chunk) <= need:
                 parts.append(chunks.popleft())
                 need -= len(chunk)
+            elif isinstance(chunk, bytearray):
+                parts.append(bytes(chunk[:need]))
+                del chunk[:need]
+                need = 0
             else:
                 view = memoryview(chunk)
                 parts.append(view[:need])
@@ -157,7 +182,7 @@ class ReadBuffer:
 
     async def read_exact(self, n: int) -> bytes:
         while self._size < n:
-            self._credit_buffered()
+            self._demand(n)
             await self._wait()
         if n == 0:
             return b""
@@ -196,7 +221,7 @@ class ReadBuffer:
         if n < OFFLOAD_JOIN_BYTES:
             return await self.read_exact(n)
         while self._size < n:
-            self._credit_buffered()
+            self._demand(n)
             await self._wait()
         parts = self._take_parts(n)
         # bytes.join drops the GIL only if every part is an exact bytes object: copy the (few,
@@ -221,7 +246,7 @@ class ReadBuffer:
     async def wait_buffered(self, n: int) -> None:
         """Wait until n bytes are buffered (crediting them to the sender meanwhile)."""
         while self._size < n:
-            self._credit_buffered()
+            self._demand(n)
             await self._wait()
 
     def peek(self, n: int) -> bytes:

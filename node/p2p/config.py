@@ -60,6 +60,16 @@ class HostConfig:
     identify_bytes_max: int = 64 * 1024
     agent_version: str = "fedchain/0.1.0"
     negotiation_attempts_max: int = 16
+    # Memory budget (budget.py): what peers can make us hold, counted as yamux credit granted
+    # plus bytes received and not yet read.  All peers together; strangers together (the rest
+    # is reserved for validators and persistent peers); one connection of each class.
+    memory_node_bytes_max: int = 1024 * MiB
+    memory_strangers_bytes_max: int = 256 * MiB
+    memory_protected_connection_bytes_max: int = 160 * MiB
+    memory_stranger_connection_bytes_max: int = 40 * MiB
+    # yamux control frames (ping replies, window updates, ...) owed to a peer and not yet
+    # written because it does not read: beyond this the connection is closed.
+    control_frames_max: int = 4096
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -74,6 +84,19 @@ class HostConfig:
             raise InvariantError("HostConfig.subnet_ipv6_prefix_bits must be at most 128")
         if self.inbound_per_ip_max > self.inbound_per_subnet_max:
             raise InvariantError("HostConfig.inbound_per_ip_max exceeds inbound_per_subnet_max")
+        if not (
+            self.memory_stranger_connection_bytes_max
+            <= self.memory_strangers_bytes_max
+            <= self.memory_node_bytes_max
+        ):
+            raise InvariantError(
+                "HostConfig.memory_stranger_connection_bytes_max <= memory_strangers_bytes_max"
+                " <= memory_node_bytes_max must hold"
+            )
+        if self.memory_protected_connection_bytes_max > self.memory_node_bytes_max:
+            raise InvariantError(
+                "HostConfig.memory_protected_connection_bytes_max exceeds memory_node_bytes_max"
+            )
         if self.stream_window_bytes_max < 256 * 1024:
             raise InvariantError("HostConfig.stream_window_bytes_max below yamux's 256 KiB")
 

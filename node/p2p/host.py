@@ -27,7 +27,9 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from node.allocator import FreeMemoryReleaser
 from node.logging import log_event
+from node.p2p.budget import BudgetLimits, MemoryBudget
 from node.p2p.config import HostConfig
 from node.p2p.connmgr import Admit, ConnPolicy, PeerClass, Refuse
 from node.p2p.counters import Counters
@@ -55,6 +57,9 @@ from node.p2p.upgrade import secure_inbound, secure_outbound
 log = logging.getLogger(__name__)
 
 SERVER_CLOSE_GRACE_S = 1.0
+# A yamux violation (credit overrun, unread control replies): the session is already closed;
+# this makes a stranger that comes back the first to be evicted.
+MUXER_VIOLATION_POINTS = 10
 
 StreamHandler = Callable[[Stream], Awaitable[None]]
 RequestHandler = Callable[[PeerId, bytes], Awaitable[bytes]]
@@ -98,6 +103,15 @@ class Host:
         self._noise_static = os.urandom(32)
         self._conns: dict[PeerId, Connection] = {}
         self._policy = ConnPolicy(self.config)
+        self.memory_releaser = FreeMemoryReleaser()
+        self.memory = MemoryBudget(
+            BudgetLimits(
+                node_bytes_max=self.config.memory_node_bytes_max,
+                strangers_bytes_max=self.config.memory_strangers_bytes_max,
+                protected_connection_bytes_max=self.config.memory_protected_connection_bytes_max,
+                stranger_connection_bytes_max=self.config.memory_stranger_connection_bytes_max,
+            )
+        )
         self._next_conn_id = 0
         # Inbound TCP connections in their handshake, and every registered connection, by id:
         # what the policy's evictions name.
@@ -484,6 +498,10 @@ class Host:
             self.counters,
             on_stream,
             lambda s: self._closed(holder[0]),
+            ledger=self.memory.connection(self.peer_class(peer).protected, peer.short()),
+            on_violation=lambda reason: self.penalize(peer, MUXER_VIOLATION_POINTS),
+            control_frames_max=self.config.control_frames_max,
+            releaser=self.memory_releaser,
         )
         conn = Connection(peer, session, initiator, remote_addr, conn_id, ip)
         holder.append(conn)

@@ -3,9 +3,12 @@
 Inbound: raw TCP chunks are split into 2-byte-length frames, decrypted in order and handed to
 the muxer (push mode) or to `inbox` while the muxer is being negotiated (pull mode).
 
-Outbound: callers enqueue whole yamux frames as high priority (control frames, consensus
-streams) or bulk.  A flush scheduled with call_soon packs queued frames into Noise messages of
-at most 65519 plaintext bytes, high priority first, and writes while the socket is writable.
+Outbound: callers enqueue whole yamux frames as control (the muxer's own small frames: window
+updates, ping replies, SYN/ACK/RST, written before anything else and reported back as written
+through `on_control_written`, so the muxer can bound what a non-reading peer makes it owe),
+high priority (consensus streams) or bulk.  A flush scheduled with call_soon packs queued
+frames into Noise messages of at most 65519 plaintext bytes, control and high priority first,
+and writes while the socket is writable.
 So a vote queued behind megabytes of bulk data waits for at most one Noise frame plus the
 socket buffer, and many small messages queued in one loop turn share one frame and one syscall.
 Bulk producers wait (`wait_bulk_room`) while more than `bulk_queue_bytes_max` is queued.
@@ -49,6 +52,8 @@ class SecureChannel:
         self._sink: Sink | None = None
         self._on_eof: Callable[[], None] | None = None
         self.error: RemoteError | None = None
+        self._ctl: deque[bytes] = deque()
+        self.on_control_written: Callable[[int], None] | None = None
         self._hi: deque[Item] = deque()
         self._lo: deque[Item] = deque()
         self._lo_bytes = 0
@@ -147,6 +152,19 @@ class SecureChannel:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
 
+    def send_control(self, frame: bytes) -> None:
+        """Queue a small muxer control frame ahead of all data."""
+        if self.closed:
+            return
+        self._ctl.append(frame)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+
+    @property
+    def control_queued(self) -> int:
+        return len(self._ctl)
+
     def send_pair(self, header: bytes, payload: memoryview, high: bool) -> None:
         """Queue a header and its payload (<= one Noise message) as one indivisible item."""
         if len(payload) > PLAINTEXT_BYTES_MAX:
@@ -188,7 +206,23 @@ class SecureChannel:
         encrypt_framed = self._send.encrypt_framed
         limit = PLAINTEXT_BYTES_MAX
         bulk_budget = BULK_BYTES_PER_TURN
-        while tcp.writable and (hi or lo) and not self.closed:
+        ctl = self._ctl
+        control_written = 0
+        while ctl and tcp.writable and not self.closed:
+            # Control frames first, packed into as few Noise messages as fit.
+            parts_ctl: list[bytes] = []
+            size = 0
+            while ctl and size + len(ctl[0]) <= PLAINTEXT_BYTES_MAX:
+                frame = ctl.popleft()
+                parts_ctl.append(frame)
+                size += len(frame)
+            framed = encrypt_framed(b"".join(parts_ctl))
+            tcp.write(framed)
+            self.bytes_sent += len(framed)
+            control_written += len(parts_ctl)
+        if control_written and self.on_control_written is not None:
+            self.on_control_written(control_written)
+        while tcp.writable and (hi or lo) and not self.closed and not ctl:
             if not hi and bulk_budget <= 0:
                 # Give the loop back so new high-priority frames (votes) are produced and
                 # written before the next slice of bulk data.

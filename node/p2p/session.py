@@ -1,51 +1,54 @@
-"""A yamux session over a SecureChannel, and its streams.
+"""The asyncio shell around the yamux state machine (yamux.py): a session and its streams.
 
-Theory of operation.  Frames arrive in the channel's data callback and are applied at once:
-Data goes to the stream's ReadBuffer (refused if it exceeds the window we granted),
-WindowUpdate adds send credit and wakes writers, SYN opens an inbound stream (refused with RST
-over `streams_max`), FIN half-closes, RST resets, Ping is echoed, GoAway closes.  A stream
-grants its peer credit as the application consumes bytes: once half the current window has
-been read, it sends a WindowUpdate, doubling the window up to `window_bytes_max` so long
-transfers are not limited by the 256 KiB initial window.
+Theory of operation.  Decrypted bytes from the SecureChannel go to `Yamux.receive` in the
+channel's data callback; the events it returns are performed at once: data goes to the
+stream's ReadBuffer, credit wakes the stream's writer, a new inbound stream is handed to the
+host, FIN/RST end the reader.  Whatever the machine wants to send (window updates, ping
+replies, SYN/ACK/RST) goes to the channel's control queue, and the channel reports back what
+it wrote, so the machine can bound what a peer that does not read makes us owe.
 
-Writers split payloads into frames of at most one Noise message.  Each stream is either high
-priority (consensus, control, small messages) or bulk; see secure.py for how the two classes
-share the connection.  A protocol violation closes the whole session (GoAway + close).
+Readers report what they consume (`consumed`: the machine frees it from the connection's
+memory budget and tops the peer's credit up, doubling the window up to
+`window_bytes_max`) and what a long message still lacks (`demand`: credited ahead, within
+the budget).  Writers split payloads into frames of at most one Noise message and respect
+the peer's credit; each stream is high priority (consensus, control, small messages) or bulk
+(see secure.py).  A protocol violation closes the whole session (GoAway + close) and is
+reported through `on_violation`, so the host can make the peer pay for it.
 """
 
 import asyncio
-import logging
 from collections.abc import Callable, Sequence
 
+from node.allocator import FreeMemoryReleaser
+from node.p2p.budget import Ledger
 from node.p2p.buffer import ReadBuffer
+from node.p2p.config import MiB
 from node.p2p.counters import Counters
-from node.p2p.errors import MuxerError, RemoteError, StreamClosed, StreamReset
+from node.p2p.errors import LimitError, RemoteError, StreamClosed, StreamReset
 from node.p2p.noise import PLAINTEXT_BYTES_MAX
 from node.p2p.peer_id import PeerId
 from node.p2p.secure import BULK_BYTES_PER_TURN, SecureChannel
 from node.p2p.varint import encode_uvarint
 from node.p2p.yamux import (
-    FLAG_ACK,
-    FLAG_FIN,
-    FLAG_RST,
-    FLAG_SYN,
-    GO_AWAY_NORMAL,
-    GO_AWAY_PROTOCOL_ERROR,
     HEADER_BYTES,
-    INITIAL_WINDOW_BYTES,
-    TYPE_DATA,
-    TYPE_GO_AWAY,
-    TYPE_PING,
-    TYPE_WINDOW_UPDATE,
-    Frame,
-    FrameParser,
+    DataReceived,
+    FrameType,
+    GoAwayCode,
+    GoneAway,
+    Limits,
+    PingAcked,
+    StreamEnded,
+    StreamOpened,
+    WindowGrew,
+    Yamux,
     encode_header,
 )
+from node.p2p.yamux import StreamReset as StreamResetEvent
 
-log = logging.getLogger(__name__)
 DATA_CHUNK_BYTES = PLAINTEXT_BYTES_MAX - HEADER_BYTES
-# Chunks at least this large are sent as a header/payload pair (see SecureChannel.send_pair).
-PAIR_BYTES_MIN = 16 * 1024
+CONTROL_FRAMES_MAX = 4096
+
+ViolationCallback = Callable[[str], None]
 
 
 class Stream:
@@ -56,11 +59,9 @@ class Stream:
         self.stream_id = stream_id
         self.high = high
         self.protocol = ""
-        self.inbox = ReadBuffer(on_consume=self._on_consume)
-        self.send_window = INITIAL_WINDOW_BYTES
-        self.recv_window = INITIAL_WINDOW_BYTES
-        self._window_target = INITIAL_WINDOW_BYTES
-        self._consumed = 0
+        self.inbox = ReadBuffer(on_consume=self._on_consume, on_demand=self._on_demand)
+        # The machine's record of this stream (kept here: the machine forgets closed streams).
+        self._status = session.mux.streams[stream_id]
         self._window_waiter: asyncio.Future[None] | None = None
         self.local_closed = False
         self.remote_closed = False
@@ -69,6 +70,15 @@ class Stream:
     @property
     def remote_peer(self) -> PeerId:
         return self.session.channel.remote_peer
+
+    @property
+    def send_window(self) -> int:
+        return self._status.send_window
+
+    @property
+    def window_target(self) -> int:
+        """The receive window this stream tops the peer's credit up to (grows as it reads)."""
+        return self._status.window_target
 
     # -- reading ------------------------------------------------------------------------------
     async def read_exact(self, n: int) -> bytes:
@@ -81,15 +91,12 @@ class Stream:
         return await self.inbox.read_uvarint_frame(bytes_max)
 
     def _on_consume(self, n: int) -> None:
-        self._consumed += n
-        if self._consumed >= self._window_target // 2 and not self.reset_flag:
-            delta = self._consumed
-            new_target = min(self._window_target * 2, self.session.window_bytes_max)
-            delta += new_target - self._window_target
-            self._window_target = new_target
-            self._consumed = 0
-            self.recv_window += delta
-            self.session.send_frame(TYPE_WINDOW_UPDATE, 0, self.stream_id, delta)
+        self.session.mux.consumed(self.stream_id, n)
+        self.session.flush_control()
+
+    def _on_demand(self, n: int) -> None:
+        self.session.mux.demand(self.stream_id, n)
+        self.session.flush_control()
 
     # -- writing ------------------------------------------------------------------------------
     async def write(self, data: bytes | bytearray | memoryview) -> None:
@@ -100,6 +107,7 @@ class Stream:
         if self.local_closed or self.reset_flag:
             raise StreamClosed("stream closed for writing")
         session = self.session
+        mux = session.mux
         # Payload slices are queued by reference, so the buffers must be immutable: copy any
         # mutable one (bytearray, or a view of one) first.
         views = [
@@ -112,11 +120,11 @@ class Stream:
         remaining = sum(len(v) for v in views)
         index = offset = since_yield = 0
         if remaining == 0:
-            header = encode_header(TYPE_DATA, 0, self.stream_id, 0)
+            header = encode_header(FrameType.DATA, 0, self.stream_id, 0)
             session.channel.send(header, self.high)
             return
         while remaining:
-            while self.send_window <= 0:
+            while self._status.send_window <= 0:
                 if self.reset_flag or session.closed:
                     raise StreamReset("stream reset while waiting for window")
                 waiter = asyncio.get_running_loop().create_future()
@@ -129,8 +137,8 @@ class Stream:
                 await session.channel.wait_bulk_room()
             if self.reset_flag or session.closed:
                 raise StreamReset("stream reset")
-            n = min(remaining, self.send_window, DATA_CHUNK_BYTES)
-            pieces: list[bytes | memoryview] = [encode_header(TYPE_DATA, 0, self.stream_id, n)]
+            n = min(remaining, self._status.send_window, DATA_CHUNK_BYTES)
+            pieces: list[bytes | memoryview] = [encode_header(FrameType.DATA, 0, self.stream_id, n)]
             got = 0
             while got < n:
                 view = views[index]
@@ -142,7 +150,7 @@ class Stream:
                     index += 1
                     offset = 0
             session.channel.send(b"".join(pieces), self.high)
-            self.send_window -= n
+            mux.data_sent(self.stream_id, n)
             remaining -= n
             if not self.high:
                 since_yield += n
@@ -155,8 +163,7 @@ class Stream:
         """Write a uvarint-length-prefixed message."""
         await self.writev((encode_uvarint(len(payload)), payload))
 
-    def _window_grew(self, delta: int) -> None:
-        self.send_window += delta
+    def _wake_writer(self) -> None:
         waiter = self._window_waiter
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
@@ -166,9 +173,10 @@ class Stream:
         if self.local_closed or self.reset_flag:
             return
         self.local_closed = True
-        header = encode_header(TYPE_DATA, FLAG_FIN, self.stream_id, 0)
-        self.session.channel.send(header, self.high)
-        self.session.maybe_forget(self)
+        fin = self.session.mux.close_stream(self.stream_id)
+        if fin is not None:
+            self.session.channel.send(fin, self.high)
+        self.session.forget_if_done(self)
 
     async def close(self) -> None:
         self.close_write()
@@ -177,22 +185,24 @@ class Stream:
         if self.reset_flag:
             return
         self.reset_flag = True
+        session = self.session
         if not (self.local_closed and self.remote_closed):
-            self.session.send_frame(TYPE_WINDOW_UPDATE, FLAG_RST, self.stream_id, 0)
+            session.mux.reset_stream(self.stream_id)
+            session.flush_control()
         self.inbox.fail(StreamReset("stream reset locally"))
-        self._window_grew(0)
-        self.session.forget(self)
+        self._wake_writer()
+        session.streams.pop(self.stream_id, None)
 
     # -- session callbacks --------------------------------------------------------------------
     def _remote_reset(self) -> None:
         self.reset_flag = True
         self.inbox.fail(StreamReset("stream reset by peer"))
-        self._window_grew(0)
+        self._wake_writer()
 
     def _session_closed(self) -> None:
         self.reset_flag = True
         self.inbox.fail(StreamClosed("connection closed"))
-        self._window_grew(0)
+        self._wake_writer()
 
 
 class Session:
@@ -205,52 +215,65 @@ class Session:
         counters: Counters,
         on_stream: Callable[[Stream], None],
         on_close: Callable[["Session"], None],
+        ledger: Ledger | None = None,
+        on_violation: ViolationCallback | None = None,
+        control_frames_max: int = CONTROL_FRAMES_MAX,
+        releaser: FreeMemoryReleaser | None = None,
     ) -> None:
         self.channel = channel
         self.initiator = initiator
-        self.streams_max = streams_max
-        self.window_bytes_max = window_bytes_max
         self.counters = counters
         self._on_stream = on_stream
         self._on_close = on_close
-        self._next_id = 1 if initiator else 2
+        self._on_violation = on_violation
+        self._releaser = releaser
+        if ledger is None:
+            # A session outside a Host (tests, tools): a budget of its own, as large as the
+            # windows it may grant.
+            ledger = Ledger("session", streams_max * max(window_bytes_max, MiB))
+        limits = Limits(streams_max, window_bytes_max, control_frames_max)
+        self.mux = Yamux(initiator, ledger, limits)
         self.streams: dict[int, Stream] = {}
-        self._parser = FrameParser(window_bytes_max)
         self.closed = False
         self._pings: dict[int, asyncio.Future[None]] = {}
+        self._exported = (0, 0, 0)
+        channel.on_control_written = self.mux.control_written
+
+    @property
+    def window_bytes_max(self) -> int:
+        return self.mux.limits.window_bytes_max
 
     def start(self) -> None:
         """Begin consuming the channel (bytes that arrived during negotiation come first)."""
         self.channel.set_sink(self._on_plaintext, self._on_channel_eof)
 
     # -- outbound -----------------------------------------------------------------------------
-    def send_frame(self, frame_type: int, flags: int, stream_id: int, length: int) -> None:
-        self.channel.send(encode_header(frame_type, flags, stream_id, length), True)
+    def flush_control(self) -> None:
+        for frame in self.mux.take_output():
+            self.channel.send_control(frame)
 
     def open_stream(self, high: bool = True) -> Stream:
         if self.closed:
             raise StreamClosed("session closed")
-        if len(self.streams) >= self.streams_max:
-            raise StreamClosed("too many streams on this connection")
-        stream_id = self._next_id
-        self._next_id += 2
+        try:
+            stream_id = self.mux.open_stream()
+        except LimitError as exc:
+            self.counters.drop("yamux_open_refused", str(exc), peer=self._peer())
+            raise StreamClosed(str(exc)) from None
         stream = Stream(self, stream_id, high)
         self.streams[stream_id] = stream
-        # SYN travels on the first frame we send; send it now so the peer sees the stream open.
-        self.send_frame(TYPE_WINDOW_UPDATE, FLAG_SYN, stream_id, 0)
+        self.flush_control()  # the SYN, so the peer sees the stream open
         return stream
 
-    def forget(self, stream: Stream) -> None:
-        self.streams.pop(stream.stream_id, None)
-
-    def maybe_forget(self, stream: Stream) -> None:
+    def forget_if_done(self, stream: Stream) -> None:
         if stream.local_closed and stream.remote_closed:
-            self.forget(stream)
+            self.streams.pop(stream.stream_id, None)
 
-    def close(self, code: int = GO_AWAY_NORMAL) -> None:
+    def close(self, code: GoAwayCode = GoAwayCode.NORMAL) -> None:
         if self.closed:
             return
-        self.send_frame(TYPE_GO_AWAY, 0, 0, code)
+        self.mux.go_away(code)
+        self.flush_control()
         self._shutdown()
         self.channel.close()
 
@@ -258,6 +281,11 @@ class Session:
         if self.closed:
             return
         self.closed = True
+        self.mux.close()
+        self._export_counters()
+        if self._releaser is not None:
+            # What this connection held is free now, but glibc keeps it resident.
+            self._releaser.freed(self.mux.ledger.peak_bytes)
         for stream in list(self.streams.values()):
             stream._session_closed()
         self.streams.clear()
@@ -267,6 +295,22 @@ class Session:
         self._pings.clear()
         self._on_close(self)
 
+    def _export_counters(self) -> None:
+        """Count (and log at debug) what the machine refused or discarded since last time."""
+        mux = self.mux
+        now = (mux.refused_streams, mux.late_data_bytes, mux.credit_withheld)
+        if now == self._exported:
+            return
+        refused, late, withheld = (a - b for a, b in zip(now, self._exported, strict=True))
+        self._exported = now
+        peer = self._peer()
+        if refused:
+            self.counters.drop("yamux_stream_refused", "streams_max or budget", refused, peer)
+        if late:
+            self.counters.drop("yamux_data_unknown_stream", "late frame bytes", late, peer)
+        if withheld:
+            self.counters.drop("yamux_credit_withheld", "memory budget full", withheld, peer)
+
     # -- inbound ------------------------------------------------------------------------------
     def _on_channel_eof(self) -> None:
         self._shutdown()
@@ -275,72 +319,50 @@ class Session:
         if self.closed:
             return
         try:
-            frames = self._parser.feed(data)
-            for frame in frames:
-                self._apply(frame)
+            events = self.mux.receive(data)
         except RemoteError as exc:
-            peer = self.channel.remote_peer.short()
-            self.counters.drop("yamux_protocol_error", str(exc), peer=peer)
-            self.close(GO_AWAY_PROTOCOL_ERROR)
+            reason = str(exc)
+            self.counters.drop("yamux_protocol_error", reason, peer=self._peer())
+            if self._on_violation is not None:
+                self._on_violation(reason)  # while the peer still counts as connected
+            self.close(GoAwayCode.PROTOCOL_ERROR)
+            return
+        for event in events:
+            self._perform(event)
+        self.flush_control()
+        self._export_counters()
 
-    def _apply(self, frame: Frame) -> None:
-        match frame.type:
-            case 0 | 1:
-                self._apply_stream_frame(frame)
-            case 2:
-                if frame.flags & FLAG_SYN:
-                    self.send_frame(TYPE_PING, FLAG_ACK, 0, frame.length)
-                elif frame.flags & FLAG_ACK:
-                    waiter = self._pings.pop(frame.length, None)
-                    if waiter is not None and not waiter.done():
-                        waiter.set_result(None)
-            case 3:
+    def _perform(self, event: object) -> None:
+        match event:
+            case DataReceived(stream_id, data):
+                stream = self.streams.get(stream_id)
+                if stream is not None:
+                    stream.inbox.feed(data)
+            case WindowGrew(stream_id):
+                stream = self.streams.get(stream_id)
+                if stream is not None:
+                    stream._wake_writer()
+            case StreamOpened(stream_id):
+                stream = Stream(self, stream_id, True)
+                self.streams[stream_id] = stream
+                self._on_stream(stream)
+            case StreamEnded(stream_id):
+                stream = self.streams.get(stream_id)
+                if stream is not None:
+                    stream.remote_closed = True
+                    stream.inbox.feed_eof()
+                    self.forget_if_done(stream)
+            case StreamResetEvent(stream_id):
+                stream = self.streams.pop(stream_id, None)
+                if stream is not None:
+                    stream._remote_reset()
+            case PingAcked(value):
+                waiter = self._pings.pop(value, None)
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(None)
+            case GoneAway():
                 self._shutdown()
                 self.channel.close()
-            case _:
-                raise MuxerError(f"unknown frame type {frame.type}")
-
-    def _apply_stream_frame(self, frame: Frame) -> None:
-        flags = frame.flags
-        stream_id = frame.stream_id
-        stream = self.streams.get(stream_id)
-        if flags & FLAG_SYN:
-            if stream is not None:
-                raise MuxerError(f"SYN for open stream {stream_id}")
-            if stream_id == 0 or (stream_id % 2 == 1) == self.initiator:
-                raise MuxerError(f"peer opened stream {stream_id} with our parity")
-            if len(self.streams) >= self.streams_max:
-                self.counters.drop("yamux_stream_refused", "streams_max", peer=self._peer())
-                self.send_frame(TYPE_WINDOW_UPDATE, FLAG_RST, stream_id, 0)
-                return
-            stream = Stream(self, stream_id, True)
-            self.streams[stream_id] = stream
-            self.send_frame(TYPE_WINDOW_UPDATE, FLAG_ACK, stream_id, 0)
-            self._on_stream(stream)
-        if stream is None:
-            # Frames for a stream we already forgot (reset or closed): harmless, count them.
-            if frame.type == TYPE_DATA and frame.length:
-                self.counters.drop("yamux_data_unknown_stream", "late frame", peer=self._peer())
-            return
-        if frame.type == TYPE_WINDOW_UPDATE:
-            stream._window_grew(frame.length)
-        elif frame.length:
-            if stream.remote_closed:
-                raise MuxerError("data after FIN")
-            if frame.length > stream.recv_window:
-                raise MuxerError(
-                    f"stream {stream_id}: {frame.length} bytes over window {stream.recv_window}"
-                )
-            stream.recv_window -= frame.length
-            stream.inbox.feed(frame.data)
-        if flags & FLAG_RST:
-            stream._remote_reset()
-            self.forget(stream)
-            return
-        if flags & FLAG_FIN and not stream.remote_closed:
-            stream.remote_closed = True
-            stream.inbox.feed_eof()
-            self.maybe_forget(stream)
 
     def _peer(self) -> str:
         return self.channel.remote_peer.short()
@@ -348,5 +370,6 @@ class Session:
     async def ping(self, value: int) -> None:
         waiter = asyncio.get_running_loop().create_future()
         self._pings[value] = waiter
-        self.send_frame(TYPE_PING, FLAG_SYN, 0, value)
+        self.mux.ping(value)
+        self.flush_control()
         await waiter

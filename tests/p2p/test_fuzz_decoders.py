@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from node.p2p.budget import Ledger
 from node.p2p.buffer import ReadBuffer
 from node.p2p.errors import DecodeError, HandshakeError, LimitError, MuxerError, RemoteError
 from node.p2p.gossipsub.largerpc import HEAD_BYTES, assemble, locate_payload
@@ -20,7 +21,8 @@ from node.p2p.noise import CipherState, Handshake, HandshakePayload, split_frame
 from node.p2p.peer_id import PeerId, b58decode, b58encode, unmarshal_public_key
 from node.p2p.protobuf import iter_fields
 from node.p2p.varint import decode_uvarint, encode_uvarint
-from node.p2p.yamux import FrameParser, encode_header
+from node.p2p.yamux import FrameParser, Yamux, encode_header
+from node.p2p.yamux import Limits as YamuxLimits
 
 FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 blobs = st.binary(max_size=512)
@@ -283,3 +285,42 @@ def test_large_rpc_locator_garbage(head: bytes, frame_length: int) -> None:
         return
     if layout is not None:
         assert layout.data_end <= layout.message_end <= frame_length
+
+
+# -- the yamux state machine -------------------------------------------------------------------
+# Plausible frames (any type, flags, a few stream ids, small lengths, payload of the declared
+# length or not), mixed with raw garbage, cut into arbitrary chunks.
+def _yamux_frame(t: tuple[int, int, int, int, bytes]) -> bytes:
+    frame_type, flags, stream_id, length, payload = t
+    return encode_header(frame_type, flags, stream_id, length) + payload
+
+
+yamux_frames = st.tuples(
+    st.integers(0, 3),
+    st.integers(0, 15),
+    st.sampled_from([0, 1, 2, 3, 4, 6, 2**32 - 1]),
+    st.one_of(st.integers(0, 64), st.integers(0, 2**32 - 1)),
+    st.binary(max_size=64),
+).map(_yamux_frame)
+yamux_session_input = st.lists(st.one_of(yamux_frames, blobs), max_size=24)
+
+
+@FUZZ
+@given(yamux_session_input, st.integers(1, 97), st.booleans())
+def test_yamux_machine_garbage(parts: list[bytes], cut: int, initiator: bool) -> None:
+    """Whatever a peer sends, the machine returns events or raises MuxerError, and its budget
+    always holds exactly what its streams hold; closing returns all of it."""
+    ledger = Ledger("fuzz", 4 * 1024 * 1024)
+    mux = Yamux(initiator, ledger, YamuxLimits(streams_max=4, control_frames_max=64))
+    data = b"".join(parts)
+    try:
+        for i in range(0, len(data), cut):
+            mux.receive(data[i : i + cut])
+            assert ledger.used_bytes == sum(s.held for s in mux.streams.values())
+            assert ledger.used_bytes <= ledger.limit_bytes
+            assert len(mux.streams) <= 4
+            mux.control_written(len(mux.take_output()))
+    except MuxerError:
+        pass
+    mux.close()
+    assert ledger.used_bytes == 0

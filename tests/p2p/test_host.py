@@ -259,7 +259,7 @@ async def test_stream_window_grows_to_its_maximum() -> None:
             if received and received[0].remote_closed:
                 break
             await asyncio.sleep(0.02)
-        assert received[0]._window_target == 16 * 1024 * 1024
+        assert received[0].window_target == 16 * 1024 * 1024
         assert stream.send_window > 256 * 1024
 
 
