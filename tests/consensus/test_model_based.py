@@ -7,11 +7,12 @@ prevotes and precommits from the other validators for a few values or nil in any
 (earlier, current, later: L55's skips), byzantine validators' equivocations, the timeouts the
 algorithm scheduled (in any order, also late) and timeouts of other rounds, and the app's
 valid/invalid answers.  The validator under test is one of 4 or 7, with equal or unequal power;
-signatures are real ed25519.
+signatures are real ed25519.  A decided block is executed at once and the run goes on at the
+next height (L52-L54), whose blocks carry the engine's commit of the previous one.
 
-After every input the two must agree on: the messages p sent (type, round, value, POL round),
-the timeouts it scheduled (step, round, duration), the decision (value and the round of its
-precommits), and, until it decides, round, step, lockedValue/lockedRound and
+After every input the two must agree on: the messages p sent (type, height, round, value, POL
+round), the timeouts it scheduled (step, height, round, duration), the decisions (value and the
+round of its precommits, per height), and height, round, step, lockedValue/lockedRound and
 validValue/validRound.  A difference raises `Divergence` with both sides and a trace.
 
 Inputs stay inside the engine's contract: the app answers at once (ValidateBlock ->
@@ -28,7 +29,7 @@ strength: every engine mutant but `noguard` must be caught by the same search.
 """
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import pytest
@@ -43,13 +44,14 @@ from hypothesis.stateful import (
 
 from consensus.app import Genesis, GenesisValidator
 from consensus.commit_verify import MemoVerifier
-from consensus.crypto import PrivateKey
+from consensus.crypto import PrivateKey, sha256
 from consensus.engine import (
     MUTANTS,
     STEP_COMMIT,
     STEP_PRECOMMIT,
     STEP_PREVOTE,
     STEP_PROPOSE,
+    BlockExecuted,
     BlockValidated,
     Broadcast,
     ChainState,
@@ -88,9 +90,7 @@ from consensus.types import (
 from tests.consensus import reference as ref
 
 CHAIN_ID = "mbt-chain"
-HEIGHT = 1
 GENESIS_TIME_MS = 1_000_000_000
-NOW_MS = GENESIS_TIME_MS + 1_000  # every honest clock reads this; blocks carry it
 # An untimely proposal arrives this long before its block's time: its proposer's clock is 10 s
 # ahead.  Untimely for any round (PBTS's lower bound, time - PRECISION, does not grow).
 EARLY_MS = 10_000
@@ -128,8 +128,8 @@ UNOBSERVABLE = {
     "noguard": "the LastSigned guard only refuses after a restart; this test never restarts p",
 }
 
-# (step kind, round, value label, POL round or None): what p sent, comparable across the two.
-Sent = tuple[str, int, str, int | None]
+# (step kind, height, round, value label, POL round or None): what p sent, comparable.
+Sent = tuple[str, int, int, str, int | None]
 
 
 class Divergence(AssertionError):
@@ -138,13 +138,17 @@ class Divergence(AssertionError):
 
 @dataclass(frozen=True)
 class World:
-    """One validator-set shape: keys in validator-set order, powers, and the values."""
+    """One height: its validator set (keys in set order, powers) and the values proposable."""
 
-    name: str
     chain: ChainState
     keys: tuple[PrivateKey, ...]
     powers: tuple[int, ...]
     blocks: dict[str, Block]
+
+    @property
+    def now_ms(self) -> int:
+        """Every honest clock's reading during this height; the blocks carry it."""
+        return self.chain.last_time_ms + 1_000
 
     def proposer(self, round_: int) -> int:
         index = self.chain.validators.index(self.chain.validators.proposer(round_))
@@ -157,7 +161,7 @@ def _block(chain: ChainState, proposer: bytes, txs: tuple[bytes, ...], app_hash:
     header = Header(
         chain_id=chain.chain_id,
         height=chain.height,
-        time_ms=NOW_MS,
+        time_ms=chain.last_time_ms + 1_000,
         last_block_id=chain.last_block_id,
         last_commit_hash=commit_hash(chain.last_commit),
         data_hash=txs_hash(txs),
@@ -170,29 +174,33 @@ def _block(chain: ChainState, proposer: bytes, txs: tuple[bytes, ...], app_hash:
     return Block(header, txs, (), chain.last_commit)
 
 
-def _world(name: str) -> World:
-    by_label = [PrivateKey.from_label(f"mbt-{i}") for i in range(len(SHAPES[name]))]
+def _world(chain: ChainState, keys: Iterable[PrivateKey]) -> World:
+    """The world of `chain`'s height (at a later height, chain is the engine's after the
+    block: it carries the previous commit, time and app hash that valid blocks must name)."""
+    by_key = {k.public_key: k for k in keys}
+    ordered = tuple(by_key[v.public_key] for v in chain.validators.validators)
+    powers = tuple(v.power for v in chain.validators.validators)
+    author = ordered[0].public_key
+    h = chain.height
+    blocks = {
+        x: _block(chain, author, (f"{x}{h}=1".encode(),), chain.app_hash) for x in (*FIXED, UNKNOWN)
+    }
+    blocks[BAD] = _block(chain, author, (f"X{h}=1".encode(),), b"\x07" * 32)
+    return World(chain, ordered, powers, blocks)
+
+
+def _genesis_world(name: str) -> World:
+    keys = [PrivateKey.from_label(f"mbt-{i}") for i in range(len(SHAPES[name]))]
     genesis = Genesis(
         CHAIN_ID,
-        tuple(
-            GenesisValidator(k.public_key, p) for k, p in zip(by_label, SHAPES[name], strict=True)
-        ),
+        tuple(GenesisValidator(k.public_key, p) for k, p in zip(keys, SHAPES[name], strict=True)),
         genesis_time_ms=GENESIS_TIME_MS,
     )
     app_hash, _ = KVApp().init_chain(genesis)
-    chain = ChainState.from_genesis(genesis, app_hash)
-    keys = tuple(
-        next(k for k in by_label if k.public_key == v.public_key)
-        for v in chain.validators.validators
-    )
-    powers = tuple(v.power for v in chain.validators.validators)
-    author = keys[0].public_key
-    blocks = {x: _block(chain, author, (f"{x}=1".encode(),), app_hash) for x in (*FIXED, UNKNOWN)}
-    blocks[BAD] = _block(chain, author, (b"X=1",), b"\x07" * 32)
-    return World(name, chain, keys, powers, blocks)
+    return _world(ChainState.from_genesis(genesis, app_hash), keys)
 
 
-WORLDS = {name: _world(name) for name in SHAPES}
+WORLDS = {name: _genesis_world(name) for name in SHAPES}
 _SIGNATURES: dict[tuple[bytes, bytes], bytes] = {}
 _VERIFIER = MemoVerifier()
 
@@ -204,8 +212,8 @@ def _sign(key: PrivateKey, message: bytes) -> bytes:
     return signature
 
 
-def _fresh_txs(round_: int) -> tuple[bytes, ...]:
-    return (f"fresh{round_}=1".encode(),)
+def _fresh_txs(height: int, round_: int) -> tuple[bytes, ...]:
+    return (f"fresh{height}.{round_}=1".encode(),)
 
 
 def _received(proposal: Proposal, timely: bool) -> ProposalReceived:
@@ -221,6 +229,7 @@ REQUIRED = (
     *(f"L{line}" for line in (16, 18, 24, 26, 30, 35, 38, 45, 48, 51, 56, 59, 63, 67)),
     "prevoted nil on an untimely proposal",
     "equivocation received",
+    "decided at a later height",
 )
 # The random search reaches these only now and then; each of SCENARIOS below reaches one.
 RARELY = (
@@ -242,6 +251,7 @@ class EngineVersusReference(RuleBasedStateMachine):
         super().__init__()
         self.trace: list[str] = []
         self.seen: set[str] = set()
+        self.steps = 0
 
     # ---- setup ---------------------------------------------------------------------------------
 
@@ -252,7 +262,7 @@ class EngineVersusReference(RuleBasedStateMachine):
         byzantine=st.sets(st.integers(0, 6), max_size=3),
     )
     def setup(self, shape: str, me: int, app_valid: tuple[bool, ...], byzantine: set[int]) -> None:
-        w = self.world = WORLDS[shape]
+        w = WORLDS[shape]
         n = len(w.keys)
         self.me = me % n
         self.others = [i for i in range(n) if i != self.me]
@@ -262,16 +272,20 @@ class EngineVersusReference(RuleBasedStateMachine):
             power = sum(w.powers[j] for j in self.equivocators) + w.powers[i]
             if i != self.me and 3 * power < sum(w.powers):
                 self.equivocators.add(i)
-        self.label_of = {b.id(): x for x, b in w.blocks.items()}
-        self.label_of[NIL] = "nil"
-        self.id_of = {x: b.id() for x, b in w.blocks.items()} | {"nil": NIL}
-        self.app_valid = {w.blocks[x].id(): ok for x, ok in zip(FIXED, app_valid, strict=True)}
-        self.proposable = [*FIXED, BAD]
-        self.votable = ["nil", *FIXED, BAD, UNKNOWN]
-        self.timely_of: dict[tuple[int, bytes, int], bool] = {}
-        self.fresh: dict[int, bytes] = {}  # round -> the block id of p's fresh proposal
-        self.sent_by: dict[tuple[str, int, int], bytes] = {}  # honest senders vote once
-        self.fired: set[tuple[str, int]] = set()
+        self.letter_valid = dict(zip(FIXED, app_valid, strict=True))  # the app, at any height
+        self.label_of: dict[bytes, str] = {NIL: "nil"}
+        self.app_valid: dict[bytes, bool] = {}
+        self.worlds: dict[int, World] = {}
+        self.trace.append(
+            f"setup {shape}: p = v{self.me} (power {w.powers[self.me]}), powers {w.powers}, "
+            f"equivocators {sorted(self.equivocators)}, app valid {self.letter_valid}"
+        )
+        self._enter(w)
+        self.timely_of: dict[tuple[int, int, bytes, int], bool] = {}
+        self.fresh: dict[tuple[int, int], bytes] = {}  # (h, r) -> p's fresh block there
+        self.sent_by: dict[tuple[str, int, int, int], bytes] = {}  # honest senders vote once
+        self.fired: set[tuple[str, int, int]] = set()
+        self.app_events: list[tuple[bytes, bool] | None] = []  # None: a block was executed
 
         config = EngineConfig(mutant=self.mutant)
         if config.timestamp_precision_ms >= EARLY_MS:
@@ -279,17 +293,17 @@ class EngineVersusReference(RuleBasedStateMachine):
         self.engine = Engine(config, KeySigner(w.keys[self.me]), _VERIFIER)
         self.state = EngineState.for_height(w.chain)
         self.e_sent: list[Sent] = []
-        self.e_timers: Counter[tuple[str, int, int]] = Counter()
-        self.e_decision: tuple[str, int] | None = None
+        self.e_timers: Counter[tuple[str, int, int, int]] = Counter()
+        self.e_decisions: dict[int, tuple[str, int]] = {}
         self.e_problems: list[str] = []
 
         def timely(p: ref.Proposal) -> bool:
-            return self.timely_of.get((p.round, p.value, p.valid_round), True)
+            return self.timely_of.get((p.height, p.round, p.value, p.valid_round), True)
 
         self.ref = ref.Process(
             p=self.me,
             powers=dict(enumerate(w.powers)),
-            proposer=lambda h, r: w.proposer(r),
+            proposer=lambda h, r: self.worlds[h].proposer(r),
             timely=timely,
             get_value=self._get_value,
             timeouts=ref.Timeouts(
@@ -300,21 +314,28 @@ class EngineVersusReference(RuleBasedStateMachine):
                 config.precommit_timeout_ms,
                 config.precommit_timeout_delta_ms,
             ),
-            height=HEIGHT,
-        )
-        self.trace.append(
-            f"setup {shape}: p = v{self.me} (power {w.powers[self.me]}), powers {w.powers}, "
-            f"equivocators {sorted(self.equivocators)}, app valid "
-            f"{dict(zip(FIXED, app_valid, strict=True))}, proposers r0-7 "
-            f"{[w.proposer(r) for r in range(8)]}"
+            height=w.chain.height,
         )
         self._step("start", lambda: self._engine(Start()), self.ref.start)
 
+    def _enter(self, w: World) -> None:
+        """Height w.chain.height begins: its values, their labels and the app's verdicts."""
+        self.h = w.chain.height
+        self.worlds[self.h] = w
+        self.world = w
+        self.id_of = {x: b.id() for x, b in w.blocks.items()} | {"nil": NIL}
+        self.label_of |= {b.id(): x for x, b in w.blocks.items()}
+        self.app_valid |= {w.blocks[x].id(): ok for x, ok in self.letter_valid.items()}
+        self.proposable = [*FIXED, BAD]
+        self.votable = ["nil", *FIXED, BAD, UNKNOWN]
+        proposers = [w.proposer(r) for r in range(8)]
+        self.trace.append(f"height {self.h}: proposers of rounds 0-7 {proposers}")
+
     def _get_value(self, height: int, round_: int) -> bytes:
         """getValue() (L18): the block the app and p's clock produced in the engine.  If the
-        engine proposed no fresh block this round, a value it cannot have, so the reference's
+        engine proposed no fresh block there, a value it cannot have, so the reference's
         PROPOSAL shows up as the difference."""
-        return self.fresh.get(round_, b"getValue: the engine proposed nothing fresh")
+        return self.fresh.get((height, round_), b"getValue: the engine proposed nothing fresh")
 
     # ---- the engine side: apply, answer the app at once, record what p did ---------------------
 
@@ -322,29 +343,37 @@ class EngineVersusReference(RuleBasedStateMachine):
         pending = [first]
         while pending:
             inp = pending.pop(0)
+            match inp:  # the reference learns the app's answers in the order the engine does
+                case BlockValidated(_, block_id, valid):
+                    self.app_events.append((block_id, valid))
+                case BlockExecuted():
+                    self.app_events.append(None)
             try:
                 self.state, effects = self.engine.apply(self.state, inp)
             except Exception as exc:  # the reference never raises: report it as a divergence
                 raise Divergence(self._report(f"the engine raised {exc!r} on {inp!r}")) from exc
+            if self.state.chain.height != self.h:
+                self._enter(_world(self.state.chain, self.world.keys))
             answers: list[Input] = []
             for effect in effects:
                 match effect:
                     case ValidateBlock(height, block, _):
                         ok = self.app_valid.get(block.id(), True)
                         answers.append(BlockValidated(height, block.id(), ok))
-                        self.app_answers.append((block.id(), ok))
                     case RequestProposal(height, round_, _):
-                        answers.append(ProposalContent(height, round_, NOW_MS, _fresh_txs(round_)))
+                        txs = _fresh_txs(height, round_)
+                        answers.append(ProposalContent(height, round_, self.world.now_ms, txs))
+                    case Decide(height, block, commit, _):
+                        self.e_decisions[height] = (self._label(block.id()), commit.round)
+                        app_hash = sha256(b"app hash after " + block.id())
+                        answers.append(BlockExecuted(height, block.id(), app_hash, ()))
                     case Broadcast(Proposal() as p):
                         self._own_proposal(p)
                     case Broadcast(Vote() as v):
-                        self.e_sent.append(
-                            (VOTE_KIND[v.type], v.round, self._label(v.block_id), None)
-                        )
-                    case ScheduleTimeout(_, round_, step, duration_ms):
-                        self.e_timers[(STEP_NAMES[step], round_, duration_ms)] += 1
-                    case Decide(_, block, commit, _):
-                        self.e_decision = (self._label(block.id()), commit.round)
+                        label = self._label(v.block_id)
+                        self.e_sent.append((VOTE_KIND[v.type], v.height, v.round, label, None))
+                    case ScheduleTimeout(height, round_, step, duration_ms):
+                        self.e_timers[(STEP_NAMES[step], height, round_, duration_ms)] += 1
                     case SignRefused() | PeerMisbehaved():
                         self.e_problems.append(repr(effect))
             pending[:0] = answers
@@ -354,18 +383,18 @@ class EngineVersusReference(RuleBasedStateMachine):
         fresh = (
             p.pol_round == -1
             and block_id not in self.label_of
-            and p.block.txs == _fresh_txs(p.round)
+            and p.block.txs == _fresh_txs(p.height, p.round)
             and p.block.header.proposer == self.world.keys[self.me].public_key
         )
         if fresh:
             label = f"F{p.round}"
-            self.fresh[p.round] = block_id
+            self.fresh[(p.height, p.round)] = block_id
             self.label_of[block_id] = label
             self.id_of[label] = block_id
             self.proposable.append(label)
             self.votable.append(label)
             self.app_valid[block_id] = True
-        self.e_sent.append((ref.PROPOSE, p.round, self._label(block_id), p.pol_round))
+        self.e_sent.append((ref.PROPOSE, p.height, p.round, self._label(block_id), p.pol_round))
 
     def _label(self, block_id: bytes | None) -> str:
         if block_id is None:
@@ -378,39 +407,34 @@ class EngineVersusReference(RuleBasedStateMachine):
         out: list[Sent] = []
         for m in self.ref.broadcasts:
             match m:
-                case ref.Proposal(_, round_, value, vr, _):
-                    out.append((ref.PROPOSE, round_, self._label(value), vr))
-                case ref.Vote(kind, _, round_, value, _):
-                    out.append((kind, round_, self._label(NIL if value is None else value), None))
+                case ref.Proposal(h, round_, value, vr, _):
+                    out.append((ref.PROPOSE, h, round_, self._label(value), vr))
+                case ref.Vote(kind, h, round_, value, _):
+                    label = self._label(NIL if value is None else value)
+                    out.append((kind, h, round_, label, None))
         return out
 
-    def _r_timers(self) -> Counter[tuple[str, int, int]]:
-        return Counter((t.kind, t.round, t.duration_ms) for t in self.ref.timers)
-
-    def _r_decision(self) -> tuple[str, int] | None:
-        decided = self.ref.decisions.get(HEIGHT)
-        return None if decided is None else (self._label(decided[0]), decided[1])
+    def _r_timers(self) -> Counter[tuple[str, int, int, int]]:
+        return Counter((t.kind, t.height, t.round, t.duration_ms) for t in self.ref.timers)
 
     def _views(self) -> tuple[dict[str, object], dict[str, object]]:
         s, r = self.state, self.ref
-        engine: dict[str, object] = {"decision": self.e_decision}
-        reference: dict[str, object] = {"decision": self._r_decision()}
-        if self.e_decision is None or reference["decision"] is None:
-            engine |= {
-                "round": s.round,
-                "step": STEP_NAMES[s.step],
-                "locked": (self._label(s.locked_value), s.locked_round),
-                "valid": (self._label(s.valid_value), s.valid_round),
-            }
-            reference |= {
-                "round": r.round,
-                "step": r.step,
-                "locked": (self._label(r.locked_value), r.locked_round),
-                "valid": (self._label(r.valid_value), r.valid_round),
-            }
-        else:
-            engine["step"] = STEP_NAMES[s.step]
-            reference["step"] = "commit"
+        engine: dict[str, object] = {
+            "decisions": self.e_decisions,
+            "height": s.chain.height,
+            "round": s.round,
+            "step": STEP_NAMES[s.step],
+            "locked": (self._label(s.locked_value), s.locked_round),
+            "valid": (self._label(s.valid_value), s.valid_round),
+        }
+        reference: dict[str, object] = {
+            "decisions": {h: (self._label(v), rd) for h, (v, rd) in r.decisions.items()},
+            "height": r.h,
+            "round": r.round,
+            "step": r.step if r.started else "commit",
+            "locked": (self._label(r.locked_value), r.locked_round),
+            "valid": (self._label(r.valid_value), r.valid_round),
+        }
         return engine, reference
 
     def _compare(self) -> None:
@@ -455,16 +479,27 @@ class EngineVersusReference(RuleBasedStateMachine):
     ) -> list[int]:
         """Apply one input to both sides, trace it, compare; the reference's action lines."""
         before = (len(self.ref.broadcasts), len(self.ref.lines))
+        h, round_before = self.ref.h, self.ref.round
         locked_before = (self.ref.locked_value, self.ref.locked_round)
-        self.app_answers: list[tuple[bytes, bool]] = []
+        self.app_events.clear()
         on_engine()
         on_ref()
-        for value, ok in self.app_answers:  # valid(v) reaches the reference as the app answers
-            self.ref.validated(value, ok)
+        for event in self.app_events:  # the app's answers reach the reference as the engine's
+            if event is None:
+                self.ref.next_height()
+            else:
+                self.ref.validated(*event)
         sent = self._r_sent()[before[0] :]
         lines = self.ref.lines[before[1] :]
-        self.trace.append(f"{len(self.trace):3}. {what} -> {sent or '-'}  (L{lines})")
+        self.steps += 1
+        self.trace.append(f"{self.steps:3}. h{h} {what} -> {sent or '-'}  (L{lines})")
         self._cover(lines, locked_before)
+        decided = self.ref.decisions.get(h)
+        if 51 in lines and decided is not None:
+            if decided[1] < round_before:
+                self._note("decided a round below the current one")
+            if h > 1:
+                self._note("decided at a later height")
         if 26 in lines:
             self._cover_nil_prevote()
         self._compare()
@@ -473,7 +508,7 @@ class EngineVersusReference(RuleBasedStateMachine):
     def _cover_nil_prevote(self) -> None:
         """Why L26 (a nil prevote on a fresh proposal) fired, when the value itself was valid."""
         r = self.ref.round
-        proposal = self.ref.proposals.get((HEIGHT, r))
+        proposal = self.ref.proposals.get((self.h, r))
         if proposal is None or not self.ref.validity.get(proposal.value, False):
             return
         if not self.ref.timely(proposal):
@@ -488,9 +523,6 @@ class EngineVersusReference(RuleBasedStateMachine):
     def _cover(self, lines: list[int], locked_before: tuple[bytes | None, int]) -> None:
         for line in lines:
             self._note(f"L{line}")
-        decided = self.ref.decisions.get(HEIGHT)
-        if 51 in lines and decided is not None and decided[1] < self.ref.round:
-            self._note("decided a round below the current one")
         if 30 in lines and locked_before[0] is not None:
             last = self.ref.broadcasts[-1]
             if isinstance(last, ref.Vote) and last.value != locked_before[0]:
@@ -500,7 +532,7 @@ class EngineVersusReference(RuleBasedStateMachine):
 
     def _pick(self, value: int, round_: int, labels: list[str]) -> str:
         """The value of `round_`'s proposal if `value` asks for it and there is one."""
-        proposal = self.ref.proposals.get((HEIGHT, round_))
+        proposal = self.ref.proposals.get((self.h, round_))
         if value < COHERENT and proposal is not None:
             return self._label(proposal.value)
         return labels[value % len(labels)]
@@ -524,18 +556,18 @@ class EngineVersusReference(RuleBasedStateMachine):
         r = self._round(ahead)
         # Both keep only a round's first proposal (D1): a repeat, or an equivocating
         # proposer's second one, is sent only when `again` asks for it.
-        while w.proposer(r) == self.me or (not again and (HEIGHT, r) in self.ref.proposals):
+        while w.proposer(r) == self.me or (not again and (self.h, r) in self.ref.proposals):
             r += 1
         vr = r - back if 0 < back <= r else -1
         label = self._pick(value, vr, self.proposable)
         block = w.blocks[label] if label in w.blocks else self._own_block(label)
         key = w.keys[w.proposer(r)]
-        sig = _sign(key, proposal_sign_bytes(CHAIN_ID, HEIGHT, r, vr, block.id()))
-        message = Proposal(HEIGHT, r, vr, block, key.public_key, sig)
-        self.timely_of.setdefault((r, block.id(), vr), timely)
+        sig = _sign(key, proposal_sign_bytes(CHAIN_ID, self.h, r, vr, block.id()))
+        message = Proposal(self.h, r, vr, block, key.public_key, sig)
+        self.timely_of.setdefault((self.h, r, block.id(), vr), timely)
         untimely = "" if timely else " (untimely)"
         sender = w.proposer(r)
-        abstract = ref.Proposal(HEIGHT, r, block.id(), vr, sender)
+        abstract = ref.Proposal(self.h, r, block.id(), vr, sender)
 
         def on_ref() -> None:
             if label == BAD:  # the engine's structural check needs no app: known at once
@@ -569,8 +601,10 @@ class EngineVersusReference(RuleBasedStateMachine):
         r = self._round(ahead)
         label = self._pick(value, r, self.votable)
         start = sender % len(self.others)
+        h = self.h
         for i in range(min(count, len(self.others))):
-            self._vote(kind, self.others[(start + i) % len(self.others)], r, label)
+            if self.h == h:  # p may decide on the way: the rest belongs to the old height
+                self._vote(kind, self.others[(start + i) % len(self.others)], r, label)
 
     @rule(
         kind=st.sampled_from([ref.PREVOTE, ref.PRECOMMIT]),
@@ -582,32 +616,36 @@ class EngineVersusReference(RuleBasedStateMachine):
         proposal, or nil (`nil_voters`), one by one; after `cut` votes, the timer of p's step fires
         if it is pending (the later votes arrive just too late)."""
         r = self.ref.round
-        proposal = self.ref.proposals.get((HEIGHT, r))
+        proposal = self.ref.proposals.get((self.h, r))
         value = "nil" if proposal is None else self._label(proposal.value)
+        h = self.h
         for i, sender in enumerate(self.others):
-            if i == cut:
+            if i == cut and self.h == h:
                 self.fire_pending(self.ref.step)
-            self._vote(kind, sender, r, "nil" if i in nil_voters else value)
+            if self.h == h:
+                self._vote(kind, sender, r, "nil" if i in nil_voters else value)
 
     @rule(kind=st.sampled_from([ref.PREVOTE, ref.PRECOMMIT]))
     def round_fails(self, kind: str) -> None:
         """Every other validator votes nil in p's round (they saw no good proposal in time), so
         the round ends by L44 or the precommit timeout and p moves on."""
+        h, r = self.h, self.ref.round
         for sender in self.others:
-            self._vote(kind, sender, self.ref.round, "nil")
+            if self.h == h:
+                self._vote(kind, sender, r, "nil")
 
     def _vote(self, kind: str, sender: int, r: int, label: str) -> None:
         block_id = self.id_of[label]
-        previous = self.sent_by.setdefault((kind, r, sender), block_id)
+        previous = self.sent_by.setdefault((kind, self.h, r, sender), block_id)
         if previous != block_id:
             if sender in self.equivocators:
                 self._note("equivocation received")
             else:
                 block_id, label = previous, self._label(previous)
         key = self.world.keys[sender]
-        sig = _sign(key, vote_sign_bytes(CHAIN_ID, VOTE_TYPE[kind], HEIGHT, r, block_id))
-        message = Vote(VOTE_TYPE[kind], HEIGHT, r, block_id, key.public_key, sig)
-        abstract = ref.Vote(kind, HEIGHT, r, None if block_id == NIL else block_id, sender)
+        sig = _sign(key, vote_sign_bytes(CHAIN_ID, VOTE_TYPE[kind], self.h, r, block_id))
+        message = Vote(VOTE_TYPE[kind], self.h, r, block_id, key.public_key, sig)
+        abstract = ref.Vote(kind, self.h, r, None if block_id == NIL else block_id, sender)
         self._step(
             f"{kind.upper()} r{r} {label} from v{sender}",
             lambda: self._engine(VoteReceived(message)),
@@ -616,13 +654,14 @@ class EngineVersusReference(RuleBasedStateMachine):
 
     def fire_pending(self, kind: str) -> None:
         """p's timer of `kind` for its current round fires, if it is scheduled and pending."""
-        key = (kind, self.ref.round)
-        if key in {(t.kind, t.round) for t in self._pending_timers()}:
+        key = (kind, self.h, self.ref.round)
+        if key in {(t.kind, t.height, t.round) for t in self._pending_timers()}:
             self.fired.add(key)
-            self._fire(kind, self.ref.round, "")
+            self._fire(kind, self.h, self.ref.round, "")
 
     def _pending_timers(self) -> list[ref.Timer]:
-        timers = {(t.kind, t.round): t for t in self.ref.timers}
+        """Scheduled timers that have not fired, of this height and earlier ones."""
+        timers = {(t.kind, t.height, t.round): t for t in self.ref.timers}
         return [t for key, t in sorted(timers.items()) if key not in self.fired]
 
     @rule(pick=st.integers(0, 15), kind=st.sampled_from(TIMER_KINDS), ahead=AHEAD)
@@ -633,15 +672,15 @@ class EngineVersusReference(RuleBasedStateMachine):
         timers = self._pending_timers()
         if pick < 13 and timers:
             t = timers[pick % len(timers)]
-            self.fired.add((t.kind, t.round))
-            self._fire(t.kind, t.round, "")
+            self.fired.add((t.kind, t.height, t.round))
+            self._fire(t.kind, t.height, t.round, "" if t.height == self.h else " (late)")
             return
         r = self._round(ahead)
         if r == self.ref.round:
             r += 1
-        self._fire(kind, r, " (not p's round)")
+        self._fire(kind, self.h, r, " (not p's round)")
 
-    def _fire(self, kind: str, r: int, note: str) -> None:
+    def _fire(self, kind: str, h: int, r: int, note: str) -> None:
         handler = {
             ref.PROPOSE: self.ref.on_timeout_propose,
             ref.PREVOTE: self.ref.on_timeout_prevote,
@@ -649,8 +688,8 @@ class EngineVersusReference(RuleBasedStateMachine):
         }[kind]
         self._step(
             f"timeout {kind} r{r}{note}",
-            lambda: self._engine(TimeoutFired(HEIGHT, r, STEP_OF_KIND[kind])),
-            lambda: handler(HEIGHT, r),
+            lambda: self._engine(TimeoutFired(h, r, STEP_OF_KIND[kind])),
+            lambda: handler(h, r),
         )
 
 
