@@ -120,3 +120,31 @@ async def test_publish_never_waits_for_a_peer_that_does_not_read() -> None:
         assert a.counters.get("gossip_peer_slow") >= 1
         assert a.counters.get("gossip_peer_graylisted") == 1
         assert a.queued_bytes() < config.peer_queue_bytes_max
+
+
+async def test_a_peer_that_opens_a_new_stream_hears_our_subscriptions_again() -> None:
+    # py-libp2p forgets a peer's subscriptions when either of their streams fails, then opens
+    # a new stream to it; we answer a new stream from a known peer by subscribing again.
+    async with AsyncExitStack() as stack:
+        a, _ = await stack.enter_async_context(gossip_node(stack, "subscriber", FAST))
+        b = await stack.enter_async_context(Host(identity("forgetful")))
+        await b.listen()
+        heard: list[Rpc] = []
+
+        async def record(stream: Stream) -> None:
+            while (frame := await stream.read_frame(MiB)) is not None:
+                heard.append(Rpc.decode(frame, LIMITED.rpc_limits))
+
+        b.set_stream_handler(MESHSUB_V11, record)
+        await b.dial(a.host.addrs()[0])
+
+        def announcements() -> int:
+            return sum(1 for rpc in heard if (True, T) in rpc.subscriptions)
+
+        first = await b.new_stream(a.host.peer_id, [MESHSUB_V11])
+        await first.write_frame(Rpc(subscriptions=((True, T),)).encode())
+        await wait_for(lambda: announcements() == 1)
+        first.reset()
+        second = await b.new_stream(a.host.peer_id, [MESHSUB_V11])
+        await second.write_frame(Rpc(subscriptions=((True, T),)).encode())
+        await wait_for(lambda: announcements() == 2)

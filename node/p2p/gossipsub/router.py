@@ -266,8 +266,9 @@ class Router:
         self.counters.inc("gossip_stream_failed")
 
     def stream_reopened(self, peer: PeerId) -> None:
-        """A new stream to `peer` replaces a failed one: it may have forgotten us (py-libp2p
-        drops a peer whose stream it reset), so say again what we subscribe to."""
+        """A new stream replaces a failed one (ours, or the peer's to us): the peer may have
+        forgotten us (py-libp2p drops all it knew of a peer when either of their streams
+        fails), so say again what we subscribe to."""
         if peer not in self.peers:
             return
         out = self._outgoing(peer)

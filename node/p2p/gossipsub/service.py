@@ -614,7 +614,13 @@ class GossipSub:
     async def _read_loop(self, stream: Stream) -> None:
         peer = stream.remote_peer
         protocol = stream.protocol if stream.protocol != BULK_PROTOCOL else MESHSUB_V12
+        returning = peer in self.router.peers
         self._ensure_peer(peer, protocol)
+        if returning and stream.protocol != BULK_PROTOCOL:
+            # A second gossipsub stream from a known peer: it lost its previous one and, like
+            # py-libp2p, may have forgotten what we subscribe to along with it.
+            self.router.stream_reopened(peer)
+            self._drain()
         limits = self.config.rpc_limits
         threshold = self.config.offload_message_bytes_min
         while True:
