@@ -417,6 +417,12 @@ class Driver:
         self._block_txs = {}
         self._wal_txs.clear()
         pending = self._pending_store
+        if self._replaying:
+            # Records of this height are still ahead in the log being replayed: mark, but a
+            # rotation now would drop them from the file.
+            if pending is not None and self.ports.store.durable_height() >= pending:
+                self._mark_stored(may_rotate=False)
+            return
         if pending is not None and (
             self.ports.store.durable_height() >= pending or self.ports.wal.rotation_due()
         ):

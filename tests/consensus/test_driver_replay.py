@@ -429,3 +429,27 @@ def test_replay_after_any_crash_point_restores_the_durable_state(
     else:
         assert got == expected
     restarted.resume()  # and it goes on from there
+
+
+def test_replay_never_rotates_away_the_records_it_is_replaying() -> None:
+    # Height 1's block died in the writer; the log (over its budget) holds heights 1 and 2.
+    me = _me_not_proposing()
+    rig = Rig(me)
+    driver = rig.start()
+    block = make_block(proposer(0))
+    others = [k for i, k in enumerate(KEYS) if i != me]
+    driver.receive(_proposal(0, block), None)
+    for k in others[:2]:
+        driver.receive(vote(k, PREVOTE, 0, block.id()), None)
+    for k in others[:2]:
+        driver.receive(vote(k, PRECOMMIT, 0, block.id()), None)
+    driver.feed(TimeoutFired(2, 0, STEP_PROPOSE))  # our prevote at height 2
+    rig.store.crash(completed=False)
+    assert rig.store.durable == []
+    rig.wal.rotate_bytes = 1  # from now on always over budget
+    first = comparable(rig.start().state)
+    rig.store.crash(completed=True)  # the re-decided block 1 is durable this time
+    second = rig.start()  # a second crash right after the first replay
+    assert comparable(second.state) == first
+    assert second.state.chain.height == 2
+    assert rig.refused == []
