@@ -205,3 +205,51 @@ async def test_sparse_ring_delivers_900kb_messages_through_ihave_iwant_under_chu
     # large RPCs on one stream): we reset that stream, py-libp2p drops what it had queued for
     # us, and on links that are all mesh no IHAVE brings it back.
     assert outcome.delivery >= 0.9, outcome
+
+
+async def test_iwant_answers_reach_py_libp2p_outside_the_mesh_under_its_1mib_limit() -> None:
+    """The recovery path of attack 8 pinned down: py-libp2p is outside our (full) mesh, so our
+    three 900 KB messages reach it only as one IHAVE and the answers to its one IWANT."""
+    full = GossipsubConfig(
+        d=1,
+        d_lo=1,
+        d_hi=1,
+        d_score=1,
+        d_out=0,
+        flood_publish=False,
+        heartbeat_interval_ms=500,
+        prune_backoff_ms=60_000,
+    )
+    async with AsyncExitStack() as stack:
+        nodes = []
+        for name in ("answerer", "mesh-mate"):
+            host = await stack.enter_async_context(Host(identity(name)))
+            await host.listen()
+            gossip = GossipSub(host, full)
+            gossip.start()
+            gossip.subscribe(TOPIC)
+            nodes.append(gossip)
+        ours, mate = nodes
+        await ours.host.dial(mate.host.addrs()[0])
+        async with asyncio.timeout(30):
+            while mate.host.peer_id not in ours.mesh_peers(TOPIC):  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        py = await start_py(0x60)
+        try:
+            # py-libp2p dials us and GRAFTs; our mesh is full (D_hi=1), so we PRUNE it.
+            py.send("dial", addr=str(ours.host.addrs()[0]))
+            await py.expect("dialed")
+            py_peer = PeerId.from_base58(py.peer)
+            async with asyncio.timeout(30):
+                while py_peer not in ours.topic_peers(TOPIC):  # noqa: ASYNC110
+                    await asyncio.sleep(0.05)
+            await heartbeats(ours, 2)
+            assert ours.mesh_peers(TOPIC) == [mate.host.peer_id]
+            ids = [await ours.publish(TOPIC, bytes([i]) * MESSAGE_BYTES) for i in range(3)]
+            got = [await py.expect("message", timeout_s=60) for _ in ids]
+            assert sorted(e["msg_id"] for e in got) == sorted(i.hex() for i in ids if i)
+            assert ours.counters.get("gossip_iwant_served") >= 3
+            assert ours.counters.get("gossip_send_stream_closed") == 0
+            assert py_peer not in ours.mesh_peers(TOPIC)
+        finally:
+            await py.stop()
