@@ -215,11 +215,9 @@ async def _accuracy(
 def _outcome(body: dict[str, object], closed: int, attackers: set[str]) -> str:
     """ " (2 of 2 attackers)" from GET /round, if its last outcome is still round `closed`."""
     value = body.get("value")
-    if not isinstance(value, list) or len(value) < 8 or not isinstance(value[7], list):
+    last = value.get("last_outcome") if isinstance(value, dict) else None
+    if not isinstance(last, dict) or last.get("round") != closed:
         return ""
-    last = value[7]
-    if len(last) < 8 or last[0] != closed or not isinstance(last[7], list):
-        return ""
-    flagged = [f[0] for f in last[7] if isinstance(f, list) and f]
-    caught = sum(1 for key in flagged if key in attackers)
+    flagged = [f.get("client") for f in last.get("flagged", []) if isinstance(f, dict)]
+    caught = sum(1 for client in flagged if client in attackers)
     return f" ({caught} of {len(attackers)} attackers)"

@@ -25,12 +25,13 @@ from typing import Any, Protocol
 from aiohttp import WSMsgType, web
 
 from consensus.app import QueryResult
-from consensus.codec import DecodeLimits, Value, decode
+from consensus.codec import DecodeLimits, decode
 from consensus.errors import CodecError
 from node.config import RpcConfig
 from node.errors import CorruptBlockError, MempoolError
 from node.events import EventBus, Subscription
 from node.logging import log_event
+from node.rpc.keyed import ShapeError, keyed
 from node.rpc.limits import (
     BodyBudget,
     BodyTooLarge,
@@ -54,15 +55,6 @@ QUERY_DATA_CHARS_MAX = 4096
 BLOCKS_PAGE_MAX = 100
 BATCH_TXS_MAX = 10_000
 MODEL_LIMITS = DecodeLimits(array_items_max=10_000_000)
-
-
-def to_json(value: Value) -> object:
-    """Canonical msgpack value -> JSON value (bytes as hex strings)."""
-    if isinstance(value, bytes):
-        return value.hex()
-    if isinstance(value, list | tuple):
-        return [to_json(v) for v in value]
-    return value
 
 
 # HTTP status per mempool refusal code.
@@ -378,7 +370,8 @@ class RpcServer:
     async def app_query_json(self, request: web.Request) -> web.Response:
         """`/round`, `/params`, `/accounts/{key}`, `/updates/{key}`, `/gov/...` as JSON.
 
-        The app answers in canonical msgpack; arrays become JSON arrays, bytes become hex.
+        The app answers in canonical msgpack arrays; node/rpc/keyed.py names their fields (bytes
+        become hex); paths without a table stay positional.
         """
         path = request.path.strip("/")
         if path.startswith("accounts/"):
@@ -391,10 +384,12 @@ class RpcServer:
         if not result.ok:
             return error(404 if "unknown" in result.reason else 400, "query_failed", result.reason)
         try:
-            value = decode(result.value, MODEL_LIMITS)
+            value = keyed(path, decode(result.value, MODEL_LIMITS))
         except CodecError:
             return error(502, "bad_app_answer", "the application answered with non-canonical bytes")
-        return web.json_response({"height": result.height, "value": to_json(value)}, dumps=_dumps)
+        except ShapeError as exc:
+            return error(502, "bad_app_answer", str(exc))
+        return web.json_response({"height": result.height, "value": value}, dumps=_dumps)
 
     async def query(self, request: web.Request) -> web.Response:
         """`GET /query/{path}?data=HEX`: any app query path, answered as the app's raw bytes."""
