@@ -38,6 +38,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import (
     RuleBasedStateMachine,
     initialize,
+    precondition,
     rule,
     run_state_machine_as_test,
 )
@@ -613,15 +614,19 @@ class EngineVersusReference(RuleBasedStateMachine):
     )
     def others_vote_in_round(self, kind: str, nil_voters: set[int], cut: int) -> None:
         """The other validators vote in p's round as honest ones might: for the round's
-        proposal, or nil (`nil_voters`), one by one; after `cut` votes, the timer of p's step fires
-        if it is pending (the later votes arrive just too late)."""
+        proposal, or nil (`nil_voters`), one by one; from the `cut`-th vote on, the first timer
+        of p's step to be pending fires at once (the later votes arrive just too late: after a
+        prevote timeout, a polka only updates validValue, L42)."""
         r = self.ref.round
         proposal = self.ref.proposals.get((self.h, r))
         value = "nil" if proposal is None else self._label(proposal.value)
         h = self.h
+        timed_out = False
         for i, sender in enumerate(self.others):
-            if i == cut and self.h == h:
-                self.fire_pending(self.ref.step)
+            if self.h != h:
+                return  # p decided on the way: the rest belongs to the old height
+            if i >= cut and not timed_out:
+                timed_out = self.fire_pending(self.ref.step)
             if self.h == h:
                 self._vote(kind, sender, r, "nil" if i in nil_voters else value)
 
@@ -633,6 +638,28 @@ class EngineVersusReference(RuleBasedStateMachine):
         for sender in self.others:
             if self.h == h:
                 self._vote(kind, sender, r, "nil")
+
+    @precondition(lambda self: self.h > 1)
+    @rule(
+        kind=st.sampled_from([ref.PREVOTE, ref.PRECOMMIT]),
+        sender=st.integers(0, 6),
+        round_=st.integers(0, 3),
+        value=st.sampled_from(("nil", *FIXED)),
+    )
+    def vote_of_previous_height(self, kind: str, sender: int, round_: int, value: str) -> None:
+        """A late vote of the previous height: no rule of this height may count it."""
+        h = self.h - 1
+        who = self.others[sender % len(self.others)]
+        block_id = self.worlds[h].blocks[value].id() if value != "nil" else NIL
+        key = self.world.keys[who]
+        sig = _sign(key, vote_sign_bytes(CHAIN_ID, VOTE_TYPE[kind], h, round_, block_id))
+        message = Vote(VOTE_TYPE[kind], h, round_, block_id, key.public_key, sig)
+        abstract = ref.Vote(kind, h, round_, None if block_id == NIL else block_id, who)
+        self._step(
+            f"{kind.upper()} h{h} r{round_} {value} from v{who} (late)",
+            lambda: self._engine(VoteReceived(message)),
+            lambda: self.ref.receive(abstract),
+        )
 
     def _vote(self, kind: str, sender: int, r: int, label: str) -> None:
         block_id = self.id_of[label]
@@ -652,12 +679,14 @@ class EngineVersusReference(RuleBasedStateMachine):
             lambda: self.ref.receive(abstract),
         )
 
-    def fire_pending(self, kind: str) -> None:
+    def fire_pending(self, kind: str) -> bool:
         """p's timer of `kind` for its current round fires, if it is scheduled and pending."""
         key = (kind, self.h, self.ref.round)
-        if key in {(t.kind, t.height, t.round) for t in self._pending_timers()}:
-            self.fired.add(key)
-            self._fire(kind, self.h, self.ref.round, "")
+        if key not in {(t.kind, t.height, t.round) for t in self._pending_timers()}:
+            return False
+        self.fired.add(key)
+        self._fire(kind, self.h, self.ref.round, "")
+        return True
 
     def _pending_timers(self) -> list[ref.Timer]:
         """Scheduled timers that have not fired, of this height and earlier ones."""
