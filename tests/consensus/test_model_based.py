@@ -19,9 +19,10 @@ Inputs stay inside the engine's contract: the app answers at once (ValidateBlock
 BlockValidated, RequestProposal -> ProposalContent), a timeout of p's current round fires only
 if it was scheduled, p's own key never signs anything the driver makes up, at most f of the
 power equivocates (so two values never both reach 2f+1 in one round), and no message is more
-than `ROUNDS_AHEAD` rounds ahead (far below rounds_ahead_max, which the reference does not
-model).  Everything else the engine does differently from the paper is modelled in the
-reference (its D1-D6 and PBTS's timely predicate, which the driver decides per proposal).
+than `ROUNDS_AHEAD` (+ `PROPOSAL_SHIFT_MAX` for a proposal) rounds ahead: far below
+rounds_ahead_max (checked), which the reference does not model.  Everything else the engine
+does differently from the paper is modelled in the reference (its D1-D6 and PBTS's timely
+predicate, which the driver decides per proposal).
 
 The random search (`MAIN`) must reach every rule line and a few situations (REQUIRED); the
 rarest lock paths are also driven by hand (SCENARIOS) through the same machine.  Checker
@@ -96,6 +97,7 @@ GENESIS_TIME_MS = 1_000_000_000
 # ahead.  Untimely for any round (PBTS's lower bound, time - PRECISION, does not grow).
 EARLY_MS = 10_000
 ROUNDS_AHEAD = 3
+PROPOSAL_SHIFT_MAX = 8  # a proposal moves at most this many rounds on to find a free round
 # Rounds relative to p's: mostly its own, where the rules act; also earlier and later ones.
 AHEAD = st.sampled_from((0, 0, 0, 0, 0, 0, 1, -1, 2, ROUNDS_AHEAD, -2))
 # A value index: below COHERENT means "the value already in play there" (the round's proposal
@@ -291,6 +293,8 @@ class EngineVersusReference(RuleBasedStateMachine):
         config = EngineConfig(mutant=self.mutant)
         if config.timestamp_precision_ms >= EARLY_MS:
             raise AssertionError("EARLY_MS must exceed the timestamp precision")
+        if config.rounds_ahead_max <= ROUNDS_AHEAD + PROPOSAL_SHIFT_MAX:
+            raise AssertionError("inputs must stay below rounds_ahead_max (not modelled)")
         self.engine = Engine(config, KeySigner(w.keys[self.me]), _VERIFIER)
         self.state = EngineState.for_height(w.chain)
         self.e_sent: list[Sent] = []
@@ -557,8 +561,12 @@ class EngineVersusReference(RuleBasedStateMachine):
         r = self._round(ahead)
         # Both keep only a round's first proposal (D1): a repeat, or an equivocating
         # proposer's second one, is sent only when `again` asks for it.
-        while w.proposer(r) == self.me or (not again and (self.h, r) in self.ref.proposals):
+        for _ in range(PROPOSAL_SHIFT_MAX):
+            if w.proposer(r) != self.me and (again or (self.h, r) not in self.ref.proposals):
+                break
             r += 1
+        else:
+            return  # the next rounds are p's or proposed already: nothing to send
         vr = r - back if 0 < back <= r else -1
         label = self._pick(value, vr, self.proposable)
         block = w.blocks[label] if label in w.blocks else self._own_block(label)
