@@ -21,9 +21,10 @@ exactly 2f+1 and f+1.  For "*" (L34, L47) and for f+1 (L55) a sender counts once
 counts if it sent that value, so an equivocator counts for each of its values, as the paper
 counts messages.
 
-Deviations from the paper.  Each is a documented choice of the engine under test
-(docs/ARCHITECTURE.md, consensus/engine/engine.py); modelling it here keeps the comparison exact
-instead of silently looser:
+Deviations from the paper.  Each is a deliberate choice of the engine under test, stated in
+docs/ARCHITECTURE.md or in consensus/engine/engine.py's comments (D3 only in its code; the
+ARCHITECTURE paragraph on this test now names it); modelling each here, by name, keeps the
+comparison exact instead of silently looser:
   D1  The log keeps the first PROPOSAL of a (h, r) from proposer(h, r) and drops later ones and
       proposals from anyone else.  The paper would keep an equivocating proposer's two
       proposals and let L22 pick either; the engine keeps the first ("the first one stands"),
