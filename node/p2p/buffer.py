@@ -11,8 +11,9 @@ reader waiting for a message longer than what is buffered reports how many more 
 (`on_demand`), so yamux can credit them ahead, within the connection's memory budget (the
 message size itself was already checked against a limit).
 
-Small chunks are copied into a shared tail chunk instead of being kept one object each: a
-peer sending 1-byte frames would otherwise cost ~50 bytes of object overhead per byte.
+Small chunks that pile up (the reader is behind) are copied into a shared tail chunk instead
+of being kept one object each: a peer sending 1-byte frames would otherwise cost ~50 bytes of
+object overhead per byte.  While the reader keeps up, chunks are kept as they come (no copy).
 """
 
 import asyncio
@@ -28,7 +29,9 @@ Chunk = bytes | bytearray | memoryview
 Parser = Callable[[bytes], tuple[T, int] | None]
 VARINT_PEEK_BYTES = 10
 OFFLOAD_JOIN_BYTES = 1024 * 1024
-# Chunks shorter than this are appended to a bytearray tail of at most COALESCE_BYTES_MAX.
+# Once this many chunks are buffered (the reader is behind), chunks shorter than
+# SMALL_CHUNK_BYTES are appended to a bytearray tail of at most COALESCE_BYTES_MAX.
+COALESCE_AFTER_CHUNKS = 16
 SMALL_CHUNK_BYTES = 1024
 COALESCE_BYTES_MAX = 16 * 1024
 
@@ -61,7 +64,7 @@ class ReadBuffer:
             return
         chunks = self._chunks
         n = len(data)
-        if n < SMALL_CHUNK_BYTES:
+        if n < SMALL_CHUNK_BYTES and len(chunks) >= COALESCE_AFTER_CHUNKS:
             tail = chunks[-1] if chunks else None
             if isinstance(tail, bytearray) and len(tail) + n <= COALESCE_BYTES_MAX:
                 tail += data

@@ -249,8 +249,9 @@ class Session:
 
     # -- outbound -----------------------------------------------------------------------------
     def flush_control(self) -> None:
-        for frame in self.mux.take_output():
-            self.channel.send_control(frame)
+        if self.mux.has_output:
+            for frame in self.mux.take_output():
+                self.channel.send_control(frame)
 
     def open_stream(self, high: bool = True) -> Stream:
         if self.closed:

@@ -75,6 +75,11 @@ class StreamState(enum.Enum):
     RESET = "reset"  # RST either way: forgotten
 
 
+# Plain ints for the decoder's hot path.
+_WINDOW_UPDATE = int(FrameType.WINDOW_UPDATE)
+_PING = int(FrameType.PING)
+_SYN, _ACK, _FIN, _RST = (int(f) for f in (Flag.SYN, Flag.ACK, Flag.FIN, Flag.RST))
+
 # Kept for callers that predate the enums.
 TYPE_DATA = FrameType.DATA
 TYPE_WINDOW_UPDATE = FrameType.WINDOW_UPDATE
@@ -292,12 +297,12 @@ class Yamux:
         self.limits = limits or Limits()
         self.streams: dict[int, StreamStatus] = {}
         self._next_id = 1 if initiator else 2
-        self._decoder = FrameDecoder(self.limits.window_bytes_max)
         # The Data frame whose payload is arriving: its stream (None: a forgotten one), the
         # bytes still to come, and its flags (applied once the payload is in).
         self._data_stream: StreamStatus | None = None
         self._payload_left = 0
-        self._data_flags = Flag.NONE
+        self._data_flags = 0
+        self._head = bytearray()
         self._output: list[bytes] = []
         # For each frame handed to the shell and not yet written: did the peer make us owe it?
         self._unwritten: deque[bool] = deque()
@@ -323,6 +328,10 @@ class Yamux:
         for _ in range(min(n, len(unwritten))):
             if unwritten.popleft():
                 self._control_owed -= 1
+
+    @property
+    def has_output(self) -> bool:
+        return bool(self._output)
 
     @property
     def control_owed(self) -> int:
@@ -383,7 +392,8 @@ class Yamux:
             status.window_target = min(status.window_target * 2, self.limits.window_bytes_max)
             status.consumed = 0
             self._grant(status)
-        self._feed_starved()
+        if self._starved:
+            self._feed_starved()
 
     def demand(self, stream_id: int, n: int) -> None:
         """The reader waits for n bytes beyond those unread (a long message): credit them
@@ -431,41 +441,54 @@ class Yamux:
 
     # -- input --------------------------------------------------------------------------------
     def receive(self, data: bytes) -> list[Event]:
-        """Apply decrypted bytes from the peer; raises MuxerError on a protocol violation."""
+        """Apply decrypted bytes from the peer; raises MuxerError on a protocol violation.
+
+        The hot path of every connection: frames are decoded inline (no header objects), and
+        flags are tested as plain ints (IntFlag arithmetic costs microseconds per frame)."""
         if self.closed:
             return []
         events: list[Event] = []
-        size = len(data)
-        try:
-            items = self._decoder.feed(data)
-        except LimitError as exc:  # one error type for everything the peer gets wrong
-            raise MuxerError(str(exc)) from None
-        for item in items:
-            if isinstance(item, Header):
-                self._on_header(item, events)
+        pos = 0
+        end = len(data)
+        head = self._head
+        while pos < end:
+            left = self._payload_left
+            if left:
+                take = left if left < end - pos else end - pos
+                piece = data if take == end else memoryview(data)[pos : pos + take]
+                pos += take
+                self._on_payload(piece, end, events)
+                continue
+            if head or end - pos < HEADER_BYTES:
+                take = min(HEADER_BYTES - len(head), end - pos)
+                head += data[pos : pos + take]
+                pos += take
+                if len(head) < HEADER_BYTES:
+                    break
+                frame_type, flags, stream_id, length = decode_header(head, 0)
+                head.clear()
             else:
-                self._on_payload(item, size, events)
+                frame_type, flags, stream_id, length = decode_header(data, pos)
+                pos += HEADER_BYTES
+            if frame_type <= _WINDOW_UPDATE:
+                self._on_stream_frame(frame_type, flags, stream_id, length, events)
+            elif frame_type == _PING:
+                if flags & _SYN:
+                    self._reply(FrameType.PING, Flag.ACK, 0, length)
+                elif flags & _ACK:
+                    events.append(PingAcked(length))
+            else:
+                self.went_away = True
+                events.append(GoneAway(length))
         return events
 
-    def _on_header(self, h: Header, events: list[Event]) -> None:
-        match h.type:
-            case FrameType.DATA | FrameType.WINDOW_UPDATE:
-                self._on_stream_frame(h, events)
-            case FrameType.PING:
-                if h.flags & Flag.SYN:
-                    self._reply(FrameType.PING, Flag.ACK, 0, h.length)
-                elif h.flags & Flag.ACK:
-                    events.append(PingAcked(h.length))
-            case FrameType.GO_AWAY:
-                self.went_away = True
-                events.append(GoneAway(h.length))
-
-    def _on_stream_frame(self, h: Header, events: list[Event]) -> None:
-        stream_id = h.stream_id
+    def _on_stream_frame(
+        self, frame_type: int, flags: int, stream_id: int, length: int, events: list[Event]
+    ) -> None:
         if stream_id == 0:
             raise MuxerError("stream frame on stream 0")
         status = self.streams.get(stream_id)
-        if h.flags & Flag.SYN:
+        if flags & _SYN:
             if status is not None:
                 raise MuxerError(f"SYN for open stream {stream_id}")
             if (stream_id % 2 == 1) == self.initiator:
@@ -480,33 +503,35 @@ class Yamux:
                 self.streams[stream_id] = status
                 self._reply(FrameType.WINDOW_UPDATE, Flag.ACK, stream_id, 0)
                 events.append(StreamOpened(stream_id))
-        if h.type == FrameType.WINDOW_UPDATE:
-            if status is not None and h.length:
-                if status.send_window + h.length > WINDOW_BYTES_MAX:
+        if frame_type == _WINDOW_UPDATE:
+            if status is not None and length:
+                if status.send_window + length > WINDOW_BYTES_MAX:
                     raise MuxerError(f"stream {stream_id}: send window overflow")
-                status.send_window += h.length
+                status.send_window += length
                 events.append(WindowGrew(stream_id))
-            self._after_flags(status, h.flags, events, stream_id)
+            if flags & (_FIN | _RST):
+                self._after_flags(status, flags, events, stream_id)
             return
         # Data: the payload follows; the flags apply once it is in.
-        if h.length:
+        if length:
             if status is not None:
-                if status.state in (StreamState.REMOTE_CLOSED,):
+                if status.state is StreamState.REMOTE_CLOSED:
                     raise MuxerError(f"stream {stream_id}: data after FIN")
-                if h.length > status.recv_window:
+                if length > status.recv_window:
                     raise MuxerError(
-                        f"stream {stream_id}: {h.length} bytes over window {status.recv_window}"
+                        f"stream {stream_id}: {length} bytes over window {status.recv_window}"
                     )
-                status.recv_window -= h.length
-                status.unread += h.length
+                status.recv_window -= length
+                status.unread += length
             else:
                 # A stream we reset or refused: the peer may have sent before it knew.
-                self.late_data_bytes += h.length
+                self.late_data_bytes += length
             self._data_stream = status
-            self._payload_left = h.length
-            self._data_flags = h.flags
+            self._payload_left = length
+            self._data_flags = flags
             return
-        self._after_flags(status, h.flags, events, stream_id)
+        if flags & (_FIN | _RST):
+            self._after_flags(status, flags, events, stream_id)
 
     def _on_payload(self, piece: bytes | memoryview, chunk_bytes: int, events: list[Event]) -> None:
         self._payload_left -= len(piece)
@@ -518,18 +543,19 @@ class Yamux:
         events.append(DataReceived(status.stream_id, piece))
         if self._payload_left == 0:
             self._data_stream = None
-            self._after_flags(status, self._data_flags, events, status.stream_id)
+            if self._data_flags & (_FIN | _RST):
+                self._after_flags(status, self._data_flags, events, status.stream_id)
 
     def _after_flags(
-        self, status: StreamStatus | None, flags: Flag, events: list[Event], stream_id: int
+        self, status: StreamStatus | None, flags: int, events: list[Event], stream_id: int
     ) -> None:
         if status is None or stream_id not in self.streams:
             return
-        if flags & Flag.RST:
+        if flags & _RST:
             self._forget(status, StreamState.RESET)
             events.append(StreamReset(stream_id))
             return
-        if flags & Flag.FIN:
+        if flags & _FIN:
             match status.state:
                 case StreamState.OPEN:
                     status.state = StreamState.REMOTE_CLOSED
@@ -556,7 +582,9 @@ class Yamux:
         the budget; whatever the budget refuses is retried when memory is freed."""
         if status.state in (StreamState.REMOTE_CLOSED, StreamState.CLOSED, StreamState.RESET):
             return
-        want = max(status.window_target, status.demand) - status.recv_window
+        # A window is a u32 on the wire: never promise beyond it, whatever the demand.
+        want = min(max(status.window_target, status.demand), WINDOW_BYTES_MAX)
+        want -= status.recv_window
         if want <= 0:
             self._starved.discard(status.stream_id)
             return
