@@ -110,6 +110,8 @@ def engine_config(cfg: ConsensusConfig) -> EngineConfig:
         precommit_timeout_delta_ms=cfg.precommit_timeout_delta_ms,
         block_bytes_max=cfg.block_bytes_max,
         block_txs_max=cfg.block_txs_max,
+        timestamp_precision_ms=cfg.timestamp_precision_ms,
+        message_delay_ms=cfg.message_delay_ms,
     )
 
 

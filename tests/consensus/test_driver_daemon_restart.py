@@ -180,3 +180,19 @@ async def test_a_crash_while_the_decided_block_is_written_loses_nothing(tmp_path
 @pytest.fixture(autouse=True)
 def _reset_failing_store() -> None:
     _FailingStore.fail_height = 0
+
+
+def test_every_consensus_setting_of_the_node_config_reaches_the_engine() -> None:
+    from dataclasses import fields as dataclass_fields
+
+    from node.config import ConsensusConfig
+    from node.consensus_shell import engine_config
+
+    # Distinct values per field, so a setting mapped to the wrong engine field shows too.
+    node_only = {"commit_timeout_ms"}  # the driver's, not the engine's
+    names = [f.name for f in dataclass_fields(ConsensusConfig) if f.name not in node_only]
+    cfg = ConsensusConfig(**{name: 1_000 + 7 * i for i, name in enumerate(names)})
+    engine = engine_config(cfg)
+    assert {name: getattr(engine, name) for name in names} == {
+        name: getattr(cfg, name) for name in names
+    }
