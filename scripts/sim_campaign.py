@@ -20,8 +20,9 @@ import resource
 import sys
 import time
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -116,79 +117,121 @@ def main() -> int:
     args = parser.parse_args()
 
     started = time.perf_counter()
-    failures: list[str] = []
-    shapes: Counter[str] = Counter()
-    heights = 0
-    rounds_max = (0, -1)
-    evidence = 0
-    mutants: list[dict[str, object]] = []
-    twins_failures: list[str] = []
-    scenarios = 0
-    work = [(s, args.duration_ms) for s in range(args.first_seed, args.first_seed + args.seeds)]
+    state = Campaign(args)
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
-        for i, (seed, shape, h, rmax, ev, violations) in enumerate(
-            pool.map(one_seed, work, chunksize=8)
-        ):
-            shapes[shape] += 1
-            heights += h
-            rounds_max = max(rounds_max, (rmax, seed))
-            evidence += ev
-            if violations:
-                failures.append(f"seed {seed} ({shape}): {'; '.join(violations[:3])}")
-                print(failures[-1], flush=True)
-            if (i + 1) % 500 == 0:
-                print(f"... {i + 1} seeds, {len(failures)} failures", flush=True)
-        seeds_s = time.perf_counter() - started
-        if not args.no_mutants:
-            jobs = [(m, args.mutant_seeds) for m in MUTANT_DESCRIPTIONS]
-            for row in pool.map(hunt, jobs):
-                mutants.append(row)
+        # Hunts first (few, some long), then the seeds in chunks; results as they come, and the
+        # summary rewritten every PARTIAL_EVERY seeds so an interrupted campaign still reports.
+        hunts = (
+            []
+            if args.no_mutants
+            else [pool.submit(hunt, (m, args.mutant_seeds)) for m in MUTANT_DESCRIPTIONS]
+        )
+        seeds = range(args.first_seed, args.first_seed + args.seeds)
+        chunks = [
+            pool.submit(seed_chunk, (list(seeds[i : i + CHUNK]), args.duration_ms))
+            for i in range(0, len(seeds), CHUNK)
+        ]
+        hunt_rows: set[Future[dict[str, object]]] = set(hunts)
+        pending: list[Future[Any]] = [*hunts, *chunks]
+        for future in as_completed(pending):
+            if future in hunt_rows:
+                row = future.result()
+                state.mutants.append(row)
                 print(
-                    f"mutant {row['mutant']}: caught by {row['caught_by']} "
-                    f"after {row['seeds_needed']} seeds ({row['first_seed_by_property']})",
+                    f"mutant {row['mutant']}: caught by {row['caught_by']} after "
+                    f"{row['seeds_needed']} seeds ({row['first_seed_by_property']})",
                     flush=True,
                 )
+                continue
+            rows = future.result()
+            for one in rows:
+                state.add(*one)
+            if state.done // PARTIAL_EVERY != (state.done - len(rows)) // PARTIAL_EVERY:
+                print(f"... {state.done} seeds, {len(state.failures)} failures", flush=True)
+                state.write(args, started, complete=False)
+        state.seeds_s = time.perf_counter() - started
         if not args.no_twins:
             jobs2 = [(s, o) for o in range(4) for s in canonical_scenarios(args.twins_rounds)]
             for scenario, offset, violations in pool.map(one_scenario, jobs2, chunksize=50):
-                scenarios += 1
+                state.scenarios += 1
                 if violations:
-                    twins_failures.append(f"twin of {offset}, {scenario}: {'; '.join(violations)}")
-                    print(twins_failures[-1], flush=True)
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    summary = {
-        "seeds": args.seeds,
-        "first_seed": args.first_seed,
-        "duration_ms": args.duration_ms,
-        "violations": len(failures),
-        "failed": failures[:50],
-        "heights_committed": heights,
-        "rounds_max": rounds_max[0],
-        "rounds_max_seed": rounds_max[1],
-        "evidence_committed": evidence,
-        "shapes": dict(sorted(shapes.items())),
-        "seeds_wall_s": round(seeds_s, 1),
-        "mutants": mutants,
-        "mutants_not_caught": [m["mutant"] for m in mutants if m["caught_by"] is None],
-        "twins_rounds": args.twins_rounds if not args.no_twins else 0,
-        "twins_scenarios": scenarios,
-        "twins_violations": len(twins_failures),
-        "twins_failed": twins_failures[:50],
-        "jobs": args.jobs,
-        "wall_s": round(time.perf_counter() - started, 1),
-        "cpu_s": round(children.ru_utime + children.ru_stime, 1),
-        "date": time.strftime("%Y-%m-%d", time.gmtime()),
-    }
+                    state.twins_failures.append(
+                        f"twin of {offset}, {scenario}: {'; '.join(violations)}"
+                    )
+                    print(state.twins_failures[-1], flush=True)
+    summary = state.write(args, started, complete=True)
     print(
-        f"campaign: {args.seeds} seeds, {len(failures)} with violations, {heights} heights, "
-        f"max round {rounds_max[0]} (seed {rounds_max[1]}); mutants not caught: "
-        f"{summary['mutants_not_caught']}; twins: {scenarios} scenarios, "
-        f"{len(twins_failures)} with violations; {summary['wall_s']} s"
+        f"campaign: {state.done} seeds, {len(state.failures)} with violations, {state.heights} "
+        f"heights, max round {state.rounds_max[0]} (seed {state.rounds_max[1]}); mutants not "
+        f"caught: {summary['mutants_not_caught']}; twins: {state.scenarios} scenarios, "
+        f"{len(state.twins_failures)} with violations; {summary['wall_s']} s"
     )
-    if args.out:
-        args.out.write_text(json.dumps(summary, indent=1) + "\n")
-    bad = failures or twins_failures or summary["mutants_not_caught"]
+    bad = state.failures or state.twins_failures or summary["mutants_not_caught"]
     return 1 if bad else 0
+
+
+CHUNK = 10
+PARTIAL_EVERY = 250
+
+
+def seed_chunk(args: tuple[list[int], int]) -> list[tuple[int, str, int, int, int, list[str]]]:
+    seeds, duration_ms = args
+    return [one_seed((seed, duration_ms)) for seed in seeds]
+
+
+class Campaign:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.failures: list[str] = []
+        self.shapes: Counter[str] = Counter()
+        self.heights = 0
+        self.rounds_max = (0, -1)
+        self.evidence = 0
+        self.done = 0
+        self.mutants: list[dict[str, object]] = []
+        self.twins_failures: list[str] = []
+        self.scenarios = 0
+        self.seeds_s = 0.0
+
+    def add(self, seed: int, shape: str, h: int, rmax: int, ev: int, violations: list[str]) -> None:
+        self.done += 1
+        self.shapes[shape] += 1
+        self.heights += h
+        self.rounds_max = max(self.rounds_max, (rmax, seed))
+        self.evidence += ev
+        if violations:
+            self.failures.append(f"seed {seed} ({shape}): {'; '.join(violations[:3])}")
+            print(self.failures[-1], flush=True)
+
+    def write(self, args: argparse.Namespace, started: float, complete: bool) -> dict[str, object]:
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        order = list(MUTANT_DESCRIPTIONS)
+        mutants = sorted(self.mutants, key=lambda m: order.index(str(m["mutant"])))
+        summary: dict[str, object] = {
+            "complete": complete,
+            "seeds": self.done,
+            "first_seed": args.first_seed,
+            "duration_ms": args.duration_ms,
+            "violations": len(self.failures),
+            "failed": self.failures[:50],
+            "heights_committed": self.heights,
+            "rounds_max": self.rounds_max[0],
+            "rounds_max_seed": self.rounds_max[1],
+            "evidence_committed": self.evidence,
+            "shapes": dict(sorted(self.shapes.items())),
+            "mutants": mutants,
+            "mutants_not_caught": [m["mutant"] for m in mutants if m["caught_by"] is None],
+            "twins_rounds": 0 if args.no_twins else args.twins_rounds,
+            "twins_scenarios": self.scenarios,
+            "twins_violations": len(self.twins_failures),
+            "twins_failed": self.twins_failures[:50],
+            "jobs": args.jobs,
+            "wall_s": round(time.perf_counter() - started, 1),
+            "cpu_s": round(children.ru_utime + children.ru_stime, 1),
+            "date": time.strftime("%Y-%m-%d", time.gmtime()),
+        }
+        if args.out:
+            args.out.write_text(json.dumps(summary, indent=1) + "\n")
+        return summary
 
 
 if __name__ == "__main__":

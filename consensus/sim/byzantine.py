@@ -292,7 +292,7 @@ def _flood(ctx: ByzantineContext, vote: Vote) -> list[Vote]:
 
 
 @dataclass(frozen=True, slots=True)
-class _Split:
+class _LockSplit:
     audience: tuple[int, ...]  # nodes the proposal and prevotes reach: S and the coalition
     decider: int  # the one honest node the coalition's precommits reach
 
@@ -316,7 +316,7 @@ def _first_member_round(ctx: ByzantineContext, round_: int) -> int | None:
     return None
 
 
-def _plan(ctx: ByzantineContext, height: int, round_: int) -> _Split | None:
+def _plan(ctx: ByzantineContext, height: int, round_: int) -> _LockSplit | None:
     """The coalition's plan for (height, round_) if it is the height's first member round:
     the same for every member (seeded by the height and round, not by ctx.rng)."""
     validators = ctx.validators
@@ -340,7 +340,7 @@ def _plan(ctx: ByzantineContext, height: int, round_: int) -> _Split | None:
         power += validators.power_of(ctx.keys[i])
     if not chosen or len(chosen) == len(honest) or not validators.has_quorum(power):
         return None  # no honest validator can be left out: nothing to split
-    return _Split(tuple(sorted({*chosen, *coalition} - {ctx.index})), chosen[0])
+    return _LockSplit(tuple(sorted({*chosen, *coalition} - {ctx.index})), chosen[0])
 
 
 def _lock_breaker(ctx: ByzantineContext, message: Message) -> Outgoing:

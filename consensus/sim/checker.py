@@ -69,7 +69,6 @@ class Checker:
         self.honest = dict.fromkeys(honest)
         self.faulty_keys = faulty_keys
         self.violations: list[Violation] = []
-        self.kinds: dict[str, None] = {}  # every kind seen, even past VIOLATIONS_KEPT
         self.committed: dict[int, tuple[bytes, bytes, int]] = {}  # height -> (id, app_hash, node)
         self.node_tip: dict[int, tuple[bytes, bytes]] = {}  # node -> (last id, last app hash)
         self.signed: dict[tuple[bytes, int, int, int], tuple[bytes, int]] = {}
@@ -101,7 +100,6 @@ class Checker:
         self._kv = KVApp()
 
     def fail(self, kind: str, detail: str) -> None:
-        self.kinds[kind] = None
         if len(self.violations) < VIOLATIONS_KEPT:
             self.violations.append(Violation(kind, detail))
 
