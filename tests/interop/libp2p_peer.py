@@ -15,7 +15,8 @@ Configuration (so the tests measure our stack, not py-libp2p's defaults):
   max_pending_messages_per_peer raised from 100 to 100_000;
 - the per-peer outbound RpcQueue raised from 32 RPCs / 1 MiB to 100_000 RPCs / 64 MiB
   (py-libp2p constructs it with defaults, so `pubsub.RpcQueue` is replaced by a partial);
-- the subscription channel is drained by a reader task as fast as messages arrive.
+- the subscription channel is drained by a reader task as fast as messages arrive;
+- writes of RPCs to one stream are serialised (py-libp2p 0.8.1 interleaves them; see main()).
 """
 
 import argparse
@@ -65,6 +66,19 @@ async def main(args: argparse.Namespace) -> None:
     pubsub_module.RpcQueue = functools.partial(  # type: ignore[misc]
         RpcQueue, max_size=args.queue_rpcs, max_message_size=args.max_rpc_bytes
     )
+    # py-libp2p 0.8.1 writes RPCs to a peer's stream from its queue task and, on (re)connect,
+    # directly (pending and recent messages), concurrently; a large RPC's yamux write yields
+    # mid-way, so two RPCs interleave and the receiver reads garbage.  One lock per stream
+    # serialises those writes, so churn scenarios measure our stack, not that bug.
+    write_locks: dict[int, trio.Lock] = {}
+    unlocked_write = Pubsub.write_msg
+
+    async def write_msg(self: Pubsub, stream: Any, rpc_msg: Any) -> bool:
+        lock = write_locks.setdefault(id(stream), trio.Lock())
+        async with lock:
+            return await unlocked_write(self, stream, rpc_msg)
+
+    Pubsub.write_msg = write_msg  # type: ignore[method-assign]
     key_pair = create_new_key_pair(bytes.fromhex(args.seed))
     host = new_host(key_pair=key_pair)
     protocols = [TProtocol("/meshsub/1.1.0")]

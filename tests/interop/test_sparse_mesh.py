@@ -2,8 +2,9 @@
 no flood publishing, 900 KB messages, py-libp2p's real 1 MiB inbound RPC limit, and churn (links
 drop and come back).  With D=1 some ring links are outside every mesh, and a message crosses them
 only through IHAVE/IWANT: several IWANT answers at once are several 900 KB messages, which must
-reach py-libp2p as RPCs under 1 MiB each or it resets the stream (issue 13, attack 8: delivery
-here was 72-85% in four of seven runs before the fix, as py-libp2p reset our streams).
+reach py-libp2p as RPCs under 1 MiB each or it resets the stream (issue 13, attack 8).  The
+py-libp2p peers serialise their own stream writes (libp2p_peer.py): unpatched, py-libp2p 0.8.1
+garbles its streams to us on every reconnect, which says nothing about our stack.
 
 Time is counted in our heartbeats (router.ticks); wall-clock timeouts only detect a hang.
 """
@@ -200,11 +201,8 @@ async def test_sparse_ring_delivers_900kb_messages_through_ihave_iwant_under_chu
     # Whether IWANT was needed depends on which links ended up outside every mesh (py-libp2p
     # also GRAFTs, and often every link ends up meshed); the split of IWANT answers itself is
     # pinned down in tests/p2p/test_gossip_recovery.py.  The figure is printed for the record.
-    # 100% in 8 of 9 runs after the fix, 92% once; 72-85% in 4 of 7 runs before it.  The
-    # residual loss follows a garbled RPC from py-libp2p (it interleaves concurrent writes of
-    # large RPCs on one stream): we reset that stream, py-libp2p drops what it had queued for
-    # us, and on links that are all mesh no IHAVE brings it back.
-    assert outcome.delivery >= 0.9, outcome
+    # 100% in 8 of 8 runs after the fix; 63-88% in 3 of 4 runs before it (98% once).
+    assert outcome.delivery >= 0.95, outcome
 
 
 async def test_iwant_answers_reach_py_libp2p_outside_the_mesh_under_its_1mib_limit() -> None:
