@@ -1,4 +1,9 @@
-"""Datasets: scikit-learn's bundled ones (offline) and CSV/NPZ files a user brings.
+"""Datasets: scikit-learn's bundled ones (offline), MNIST-1D and CSV/NPZ files a user brings.
+
+MNIST-1D (Greydanus 2020) is generated locally by the optional `mnist1d` package
+(`pip install fedchain[mnist1d]`) with the package's standard arguments (5,000 signals of
+length 40, generator seed 42): an image-like task, harder than digits for a linear model, with
+no download.
 
 Features are scaled to [0, 1] per column with the training split's range, labels become
 0..C-1.  The split is stratified and seeded, so one seed names one experiment.
@@ -15,7 +20,7 @@ from fl.client.errors import ClientError
 FloatArray = npt.NDArray[np.float64]
 LabelArray = npt.NDArray[np.int64]
 
-BUILTIN = ("digits", "breast_cancer")
+BUILTIN = ("digits", "breast_cancer", "mnist1d")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +50,8 @@ def load(name: str, seed: int = 0, test_fraction: float = 0.2) -> Dataset:
 
             bunch = load_breast_cancer()
             x, y = np.asarray(bunch.data, dtype=np.float64), np.asarray(bunch.target)
+        case "mnist1d":
+            x, y = _mnist1d()
         case path if path.endswith(".csv"):
             x, y = _load_csv(Path(path))
         case path if path.endswith(".npz"):
@@ -78,6 +85,27 @@ def split(
         labels[test_mask].astype(np.int64),
         len(classes),
     )
+
+
+def _mnist1d() -> tuple[FloatArray, npt.NDArray[np.generic]]:
+    try:
+        from mnist1d.data import get_dataset_args, make_dataset  # type: ignore[import-untyped]
+    except ImportError:
+        raise ClientError(
+            "dataset mnist1d needs the optional package: pip install mnist1d"
+        ) from None
+    import random
+
+    # make_dataset seeds the global generators; leave them as they were
+    saved_np, saved_py = np.random.get_state(), random.getstate()
+    try:
+        data = make_dataset(get_dataset_args())
+    finally:
+        np.random.set_state(saved_np)
+        random.setstate(saved_py)
+    x = np.concatenate([data["x"], data["x_test"]]).astype(np.float64)
+    y = np.concatenate([data["y"], data["y_test"]]).astype(np.int64)
+    return x, y
 
 
 def _load_csv(path: Path) -> tuple[FloatArray, npt.NDArray[np.generic]]:

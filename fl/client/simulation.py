@@ -4,17 +4,35 @@ Everything goes through the chain's code path: each client's delta is clipped, q
 signed, admitted by check_tx, included by prepare/process_proposal and aggregated by
 finalize_block with the chosen rule; accuracy is measured on the chain's model.  Only the
 network and the consensus engine are left out (InProcessTransport makes the blocks).
+
+A round: every client trains on its shard (attackers on poisoned data where the attack says so);
+the honest updates are built and decoded as the chain will see them; then the attackers craft
+theirs.  Per-client attacks (fl/client/attacks/basic.py) keep their original order of random
+draws, so their figures reproduce the earlier tables exactly.  Coordinated attacks
+(fl/client/attacks/adversary.py) see the honest updates in model units -- this round's
+("current": updates are public before the round closes) or the last round's ("past": what is
+left to them when updates are committed before they are revealed) -- and can run the chain's
+rule on candidate sets.
+
+The economics layer decides slashes; the harness reads them from the "client_slashed" events
+of finalize_block.  `economics="open"` is the chain without an economics section (nobody holds
+stake, so nobody is jailed and the slash amount is zero, but the decisions are the same);
+`"staked"` bonds stake for every client, and jailed clients sit out their rounds.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
+import numpy.typing as npt
 
-from consensus.app import Genesis, GenesisValidator
-from consensus.codec import decode, expect_bytes, expect_list, expect_seq
+from consensus.app import BlockInfo, FinalizeResult, Genesis, GenesisValidator
+from consensus.codec import Value, decode, expect_bytes, expect_list, expect_seq
 from consensus.crypto import PrivateKey
+from fl.aggregate import ClientUpdate
+from fl.app import FLApp
 from fl.client import attacks
+from fl.client.attacks.view import Oracle, RoundView
 from fl.client.datasets import Dataset, load
 from fl.client.errors import ClientError
 from fl.client.partition import dirichlet
@@ -22,10 +40,19 @@ from fl.client.quantize import float_to_units
 from fl.client.sdk import build_update, fetch_model
 from fl.client.trainers import Trainer, accuracy, make_trainer
 from fl.client.transport import InProcessTransport
+from fl.economics.genesis import SECTION, Allocation, EconGenesis
+from fl.economics.params import EconParams
+from fl.fixed import ONE, IntArray, delta_from_wire
 from fl.genesis import build_app_state
 from fl.params import Params, with_value
+from fl.txs import SubmitUpdate, decode_tx
 
 CHAIN_ID = "fedchain-eval"
+KNOWLEDGE = ("current", "past")
+ECONOMICS = ("open", "staked")
+STAKE_INITIAL = 1_000
+
+FloatArray = npt.NDArray[np.float64]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +67,8 @@ class EvalConfig:
     bits: int = 16
     # Governable parameters to set besides the rule, e.g. (("clip_drop_permille", 3000),).
     overrides: tuple[tuple[str, int | str], ...] = ()
+    knowledge: str = "current"  # which honest updates coordinated attackers see
+    economics: str = "open"
 
     @property
     def attackers(self) -> int:
@@ -56,6 +85,40 @@ class EvalResult:
     flagged_attackers: int  # attacker updates the rule flagged, summed over rounds
     flagged_honest: int
     model_hash: str
+    worst_class_accuracy: float = 0.0
+    # The worst honest client's accuracy on its own label mix: per-class held-out accuracy
+    # weighted by the client's training label shares.
+    worst_client_accuracy: float = 0.0
+    attackers: int = 0
+    slashed_attackers: int = 0  # distinct clients the economics layer slashed over the run
+    slashed_honest: int = 0
+    refused_attackers: int = 0  # attacker updates check_tx refused (jailed, out of bounds)
+
+    @property
+    def slash_precision(self) -> float:
+        slashed = self.slashed_attackers + self.slashed_honest
+        return self.slashed_attackers / slashed if slashed else 1.0
+
+    @property
+    def slash_recall(self) -> float:
+        return self.slashed_attackers / self.attackers if self.attackers else 1.0
+
+
+class _RecordingApp(FLApp):
+    """The FL app, keeping the events of every finalized block for the slashing report."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.slashed: set[bytes] = set()
+
+    def finalize_block(self, txs: Sequence[bytes], block: BlockInfo) -> FinalizeResult:
+        result = super().finalize_block(txs, block)
+        for event in result.events:
+            if event.kind == "client_slashed":
+                attrs = dict(event.attributes)
+                if "client" in attrs:
+                    self.slashed.add(bytes.fromhex(attrs["client"]))
+        return result
 
 
 def run(
@@ -65,22 +128,30 @@ def run(
     data: Dataset | None = None,
     progress: Callable[[int, float], None] | None = None,
 ) -> EvalResult:
-    attacks.check(attack)
+    attacks.check_eval(attack)
+    if config.knowledge not in KNOWLEDGE or config.economics not in ECONOMICS:
+        raise ClientError(f"knowledge one of {KNOWLEDGE}, economics one of {ECONOMICS}")
     ds = data if data is not None else load(config.dataset, config.seed)
     trainer = make_trainer(config.trainer, ds.n_features, ds.n_classes)
     rng = np.random.default_rng(config.seed)
+    attack_rng = np.random.default_rng([config.seed, 0xA77AC])
     parts = dirichlet(ds.y_train, config.clients, config.alpha, config.seed)
     keys = [PrivateKey.from_label(f"eval-client-{i}") for i in range(config.clients)]
     n_attackers = 0 if attack == "none" else config.attackers
     attacker = set(rng.permutation(config.clients)[:n_attackers].tolist())
+    attacker_ids = sorted(attacker)
     collusion = attacks.Collusion(config.clients, n_attackers)
+    coordinated = attack in attacks.COORDINATED
+    adversary = attacks.Adversary(attack, collusion) if coordinated else None
     params = replace(Params(), rule=rule, updates_per_round=config.clients, round_deadline_blocks=4)
     for name, value in config.overrides:
         params = with_value(params, name, value)
-    transport = _transport(trainer, rng, params)
+    app = _RecordingApp()
+    transport = _transport(trainer, rng, params, keys, config.economics, app)
     nonces = [0] * config.clients
     history: list[float] = []
-    flagged_attackers = flagged_honest = 0
+    flagged_attackers = flagged_honest = refused = 0
+    known_past: tuple[ClientUpdate, ...] = ()
     for rnd in range(config.rounds):
         model = fetch_model(transport)
         if model.round != rnd:
@@ -92,7 +163,10 @@ def run(
             for i in range(config.clients)
         ]
         honest = [deltas[i] for i in range(config.clients) if i not in attacker]
+        honest_updates: list[ClientUpdate] = []
         for i in range(config.clients):
+            if coordinated and i in attacker:
+                continue  # crafted below, once every honest update is known
             delta = deltas[i]
             if i in attacker:
                 delta = attacks.craft(attack, delta, honest, collusion, rng)
@@ -101,8 +175,38 @@ def run(
             )
             result = transport.submit(tx)
             if not result.accepted:
-                raise ClientError(f"client {i} update refused: {result.reason}")
+                if i not in attacker and config.economics == "open":
+                    raise ClientError(f"honest client {i} update refused: {result.reason}")
+                refused += i in attacker
+                continue
             nonces[i] += 1
+            if i not in attacker:
+                honest_updates.append(_decoded(tx))
+        if adversary is not None:
+            known = tuple(honest_updates)
+            if config.knowledge == "past":
+                known = known_past or _proxies(keys, attacker, [deltas[i] for i in attacker_ids])
+            view = RoundView(
+                round=rnd,
+                honest=np.stack([u.delta.astype(np.float64) / ONE for u in known]),
+                own=np.stack([deltas[i] for i in attacker_ids]),
+                oracle=Oracle(
+                    params,
+                    known,
+                    tuple(keys[i].public_key for i in attacker_ids),
+                    tuple(max(1, len(parts[i])) for i in attacker_ids),
+                ),
+                norm_max_units=params.update_norm_max,
+            )
+            for i, delta in zip(attacker_ids, adversary.craft(view, attack_rng), strict=True):
+                tx = build_update(
+                    keys[i], CHAIN_ID, nonces[i], model, delta, len(parts[i]), params, 16, None
+                )
+                if transport.submit(tx).accepted:
+                    nonces[i] += 1
+                else:
+                    refused += 1
+            known_past = tuple(honest_updates)
         transport.wait_for_round(rnd + 1, blocks_max=8)
         flagged = _flagged_clients(transport)
         attacker_keys = {keys[i].public_key for i in attacker}
@@ -113,6 +217,13 @@ def run(
         if progress is not None:
             progress(rnd, history[-1])
     final = fetch_model(transport)
+    per_class = _class_accuracy(trainer, final.weights, ds)
+    attacker_keys = {keys[i].public_key for i in attacker}
+    honest_mix = [
+        _label_mix(ds.y_train[parts[i]], ds.n_classes)
+        for i in range(config.clients)
+        if i not in attacker
+    ]
     return EvalResult(
         rule=rule,
         attack=attack,
@@ -122,17 +233,57 @@ def run(
         flagged_attackers=flagged_attackers,
         flagged_honest=flagged_honest,
         model_hash=final.hash.hex(),
+        worst_class_accuracy=float(per_class.min()),
+        worst_client_accuracy=float(min(float(mix @ per_class) for mix in honest_mix)),
+        attackers=n_attackers,
+        slashed_attackers=len(app.slashed & attacker_keys),
+        slashed_honest=len(app.slashed - attacker_keys),
+        refused_attackers=refused,
     )
 
 
-def _transport(trainer: Trainer, rng: np.random.Generator, params: Params) -> InProcessTransport:
+def _transport(
+    trainer: Trainer,
+    rng: np.random.Generator,
+    params: Params,
+    keys: list[PrivateKey],
+    economics: str,
+    app: FLApp,
+) -> InProcessTransport:
     weights = float_to_units(trainer.init(rng))
+    sections: tuple[tuple[str, Value], ...] = ()
+    if economics == "staked":
+        econ = EconGenesis(
+            allocations=tuple(Allocation(k.public_key, 0, STAKE_INITIAL) for k in keys),
+            reserve=10_000_000,
+            params=EconParams(client_stake_min=100),
+        )
+        sections = ((SECTION, econ.encode()),)
     genesis = Genesis(
         chain_id=CHAIN_ID,
         validators=(GenesisValidator(PrivateKey.from_label("eval-validator").public_key, 1),),
-        app_state=build_app_state(trainer.shapes(), weights, params),
+        app_state=build_app_state(trainer.shapes(), weights, params, sections),
     )
-    return InProcessTransport(genesis)
+    return InProcessTransport(genesis, app)
+
+
+def _decoded(tx: bytes) -> ClientUpdate:
+    """An update exactly as the chain holds it (model units), from its transaction."""
+    signed = decode_tx(tx)
+    update = SubmitUpdate.decode(signed.body)
+    delta: IntArray = delta_from_wire(update.delta, update.bits, update.scale_exp, update.count)
+    return ClientUpdate(signed.sender, update.samples, delta)
+
+
+def _proxies(
+    keys: list[PrivateKey], attacker: set[int], own: list[FloatArray]
+) -> tuple[ClientUpdate, ...]:
+    """Before any round has been revealed, attackers stand in their own clean-ish deltas for
+    the honest ones (the usual partial-knowledge estimate)."""
+    honest_keys = [k.public_key for i, k in enumerate(keys) if i not in attacker]
+    return tuple(
+        ClientUpdate(key, 1, float_to_units(own[j % len(own)])) for j, key in enumerate(honest_keys)
+    )
 
 
 def _local_delta(
@@ -156,6 +307,21 @@ def _flagged_clients(transport: InProcessTransport) -> set[bytes]:
         return set()
     flagged = expect_seq(expect_list(outcome, 8, "round outcome")[7], "flagged", 1 << 12)
     return {expect_bytes(expect_list(item, 3, "flag")[0], "client") for item in flagged}
+
+
+def _class_accuracy(trainer: Trainer, weights: FloatArray, ds: Dataset) -> FloatArray:
+    predicted = trainer.predict(weights, ds.x_test)
+    out = np.zeros(ds.n_classes)
+    for c in range(ds.n_classes):
+        mask = ds.y_test == c
+        out[c] = float(np.mean(predicted[mask] == c)) if mask.any() else 1.0
+    return out
+
+
+def _label_mix(labels: npt.NDArray[np.int64], n_classes: int) -> FloatArray:
+    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
+    out: FloatArray = counts / max(1.0, counts.sum())
+    return out
 
 
 def _backdoor_success(trainer: Trainer, weights: np.ndarray, ds: Dataset) -> float:

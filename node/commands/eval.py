@@ -4,11 +4,17 @@ Runs R rounds with N clients (a share of them colluding attackers) for every cho
 attack, each run through check_tx / prepare / process / finalize_block of the FL app with no
 network, and prints the final accuracy of the chain's model as a table (rules x attacks) with
 the mean and worst over the attacks; `--json` prints the same data as JSON.
+
+Besides accuracy it reports, per attack: backdoor success (for the backdoor attacks), fairness
+(worst class, and the worst honest client on its own label mix) and what the economics layer
+slashed (honest clients slashed, precision and recall against the attackers).  `--jobs` runs
+the (rule, attack, seed) cells in that many processes; the figures do not depend on it.
 """
 
 import argparse
 import json
 import sys
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
 
 from fl.client import attacks, simulation
@@ -19,12 +25,24 @@ from fl.errors import FLError
 from fl.params import DEFAULT_RULE, RULES, spec_of
 
 HELP = "measure aggregation rules against attacks (accuracy table, rules x attacks)"
+FRACTION_MAX = 0.45
+GROUPS = {
+    "all": attacks.EVAL_ATTACKS,
+    "basic": attacks.ATTACKS,
+    "coordinated": ("none", *attacks.COORDINATED),
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rules", default=DEFAULT_RULE, help=f"comma list or 'all' ({RULES})")
-    parser.add_argument("--attacks", default="all", help=f"comma list or 'all' ({attacks.ATTACKS})")
-    parser.add_argument("--fraction", type=float, default=0.3, help="attacker share of clients")
+    parser.add_argument(
+        "--attacks",
+        default="all",
+        help=f"comma list, 'all', 'basic' or 'coordinated' ({', '.join(attacks.EVAL_ATTACKS)})",
+    )
+    parser.add_argument(
+        "--fraction", type=float, default=0.3, help=f"attacker share of clients, <= {FRACTION_MAX}"
+    )
     parser.add_argument("--clients", type=int, default=30)
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--alpha", type=float, default=0.5, help="Dirichlet non-IID alpha")
@@ -38,11 +56,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME=VALUE",
         help="set a governable parameter, e.g. --set clip_drop_permille=2000",
     )
+    parser.add_argument(
+        "--knowledge",
+        default="current",
+        choices=simulation.KNOWLEDGE,
+        help="honest updates coordinated attackers see: this round's, or only the last round's",
+    )
+    parser.add_argument(
+        "--economics",
+        default="open",
+        choices=simulation.ECONOMICS,
+        help="open: no stake, slashes only reported; staked: clients bond, jailed ones sit out",
+    )
+    parser.add_argument("--jobs", type=int, default=1, help="processes to run cells in")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
-def _choices(text: str, allowed: tuple[str, ...], what: str) -> list[str]:
-    chosen = list(allowed) if text == "all" else [t.strip() for t in text.split(",") if t.strip()]
+def _choices(
+    text: str, allowed: tuple[str, ...], what: str, groups: dict[str, tuple[str, ...]] | None = None
+) -> list[str]:
+    named = groups or {"all": allowed}
+    if text in named:
+        return list(named[text])
+    chosen = [t.strip() for t in text.split(",") if t.strip()]
     unknown = [c for c in chosen if c not in allowed]
     if unknown or not chosen:
         raise ClientError(f"unknown {what}: {', '.join(unknown) or '(none)'}; one of {allowed}")
@@ -67,6 +103,41 @@ class Cell:
     flagged_attackers: int
     flagged_honest: int
     model_hashes: tuple[str, ...]
+    worst_class_accuracy: float = 0.0  # means over seeds
+    worst_client_accuracy: float = 0.0
+    slashed_honest: int = 0  # summed over seeds (distinct clients per run)
+    slashed_attackers: int = 0
+    slash_precision: float = 1.0  # means over seeds
+    slash_recall: float = 1.0
+    refused_attackers: int = 0
+    worst_seed_accuracy: float = 0.0
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+def _cell(results: list[EvalResult]) -> Cell:
+    return Cell(
+        accuracy=_mean([r.accuracy for r in results]),
+        backdoor_success=_mean([r.backdoor_success for r in results]),
+        flagged_attackers=sum(r.flagged_attackers for r in results),
+        flagged_honest=sum(r.flagged_honest for r in results),
+        model_hashes=tuple(r.model_hash for r in results),
+        worst_class_accuracy=_mean([r.worst_class_accuracy for r in results]),
+        worst_client_accuracy=_mean([r.worst_client_accuracy for r in results]),
+        slashed_honest=sum(r.slashed_honest for r in results),
+        slashed_attackers=sum(r.slashed_attackers for r in results),
+        slash_precision=_mean([r.slash_precision for r in results]),
+        slash_recall=_mean([r.slash_recall for r in results]),
+        refused_attackers=sum(r.refused_attackers for r in results),
+        worst_seed_accuracy=min(r.accuracy for r in results),
+    )
+
+
+def _run_cell(job: tuple[EvalConfig, str, str]) -> EvalResult:
+    config, rule, attack = job
+    return simulation.run(config, rule, attack, load(config.dataset, config.seed))
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,25 +149,33 @@ class Row:
 
 
 def run_table(
-    config: EvalConfig, rules: list[str], attack_names: list[str], seeds: list[int]
+    config: EvalConfig,
+    rules: list[str],
+    attack_names: list[str],
+    seeds: list[int],
+    jobs: int = 1,
 ) -> list[Row]:
-    datasets = {seed: load(config.dataset, seed) for seed in seeds}
+    work = [
+        (replace(config, seed=seed), rule, attack)
+        for rule in rules
+        for attack in attack_names
+        for seed in seeds
+    ]
+    if jobs > 1:
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            done = list(pool.map(_run_cell, work))
+    else:
+        datasets = {seed: load(config.dataset, seed) for seed in seeds}
+        done = [simulation.run(c, rule, a, datasets[c.seed]) for c, rule, a in work]
+    by_cell: dict[tuple[str, str], list[EvalResult]] = {}
+    for (_, rule, attack), result in zip(work, done, strict=True):
+        by_cell.setdefault((rule, attack), []).append(result)
     rows: list[Row] = []
     for rule in rules:
         cells: dict[str, Cell] = {}
         for attack in attack_names:
-            results: list[EvalResult] = [
-                simulation.run(replace(config, seed=seed), rule, attack, datasets[seed])
-                for seed in seeds
-            ]
-            cells[attack] = Cell(
-                accuracy=sum(r.accuracy for r in results) / len(results),
-                backdoor_success=sum(r.backdoor_success for r in results) / len(results),
-                flagged_attackers=sum(r.flagged_attackers for r in results),
-                flagged_honest=sum(r.flagged_honest for r in results),
-                model_hashes=tuple(r.model_hash for r in results),
-            )
-            print(f"  {rule:14s} {attack:14s} {cells[attack].accuracy:.4f}", file=sys.stderr)
+            cells[attack] = _cell(by_cell[(rule, attack)])
+            print(f"  {rule:14s} {attack:18s} {cells[attack].accuracy:.4f}", file=sys.stderr)
         under_attack = [cells[a].accuracy for a in attack_names if a != "none"]
         rows.append(
             Row(
@@ -123,11 +202,40 @@ def format_table(rows: list[Row], attack_names: list[str]) -> str:
     return "\n".join(lines)
 
 
+def format_reports(rows: list[Row], attack_names: list[str]) -> str:
+    """Backdoor success, fairness and slashing quality, one table per rule."""
+    out: list[str] = []
+    for row in rows:
+        backdoors = [a for a in attack_names if a in attacks.BACKDOORS]
+        if backdoors:
+            shown = ", ".join(f"{a} {_pct(row.cells[a].backdoor_success)}%" for a in backdoors)
+            out.append(f"backdoor success under {row.rule}: {shown} of triggered test inputs")
+        out.append(f"\n{row.rule}: fairness and slashing per attack")
+        out.append(
+            "| attack | accuracy | worst seed | worst class | worst honest client "
+            "| honest slashed | attackers slashed | precision | recall | flagged (att/hon) |"
+        )
+        out.append("|" + " --- |" * 10)
+        for a in attack_names:
+            c = row.cells[a]
+            out.append(
+                f"| {a} | {_pct(c.accuracy)} | {_pct(c.worst_seed_accuracy)} "
+                f"| {_pct(c.worst_class_accuracy)} | {_pct(c.worst_client_accuracy)} "
+                f"| {c.slashed_honest} | {c.slashed_attackers} | {c.slash_precision:.2f} "
+                f"| {c.slash_recall:.2f} | {c.flagged_attackers} / {c.flagged_honest} |"
+            )
+    return "\n".join(out)
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         rules = _choices(args.rules, RULES, "rule")
-        attack_names = _choices(args.attacks, attacks.ATTACKS, "attack")
+        attack_names = _choices(args.attacks, attacks.EVAL_ATTACKS, "attack", GROUPS)
         seeds = [int(s) for s in args.seeds.split(",")]
+        if not 0.0 <= args.fraction <= FRACTION_MAX:
+            raise ClientError(f"--fraction must be in [0, {FRACTION_MAX}]")
+        if args.jobs < 1:
+            raise ClientError("--jobs must be at least 1")
         config = EvalConfig(
             dataset=args.dataset,
             trainer=args.trainer,
@@ -136,8 +244,10 @@ def run(args: argparse.Namespace) -> int:
             alpha=args.alpha,
             attacker_fraction=args.fraction,
             overrides=_overrides(args.set),
+            knowledge=args.knowledge,
+            economics=args.economics,
         )
-        rows = run_table(config, rules, attack_names, seeds)
+        rows = run_table(config, rules, attack_names, seeds, args.jobs)
     except (FLError, ValueError) as exc:
         print(f"fedchain eval: {exc}", file=sys.stderr)
         return 2
@@ -149,10 +259,8 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"\naccuracy % of the chain's model on the held-out split: {config.dataset}, "
             f"{config.trainer}, {config.clients} clients ({config.attackers} attackers under "
-            f"attack), Dirichlet alpha {config.alpha}, {config.rounds} rounds, seeds {seeds}"
+            f"attack), Dirichlet alpha {config.alpha}, {config.rounds} rounds, seeds {seeds}, "
+            f"knowledge {config.knowledge}, economics {config.economics}\n"
         )
-        for row in rows:
-            if "backdoor" in row.cells:
-                bd = _pct(row.cells["backdoor"].backdoor_success)
-                print(f"backdoor success under {row.rule}: {bd}% of triggered test inputs")
+        print(format_reports(rows, attack_names))
     return 0

@@ -65,3 +65,52 @@ def test_eval_json_has_every_cell(capsys: pytest.CaptureFixture[str]) -> None:
 def test_eval_refuses_bad_arguments(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert main(argv) == 2
     assert "fedchain eval:" in capsys.readouterr().err
+
+
+def test_eval_reports_fairness_and_slashing_for_coordinated_attacks(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code = main(
+        [
+            "eval",
+            "--attacks",
+            "none,adaptive_unflagged,backdoor_slow",
+            "--clients",
+            "10",
+            "--rounds",
+            "2",
+            "--fraction",
+            "0.4",
+            "--alpha",
+            "0.1",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "| rule | none | adaptive_unflagged | backdoor_slow | mean | worst |" in out
+    assert "backdoor success under centered_clip: backdoor_slow" in out
+    assert "| attack | accuracy | worst seed | worst class | worst honest client" in out
+    assert "(4 attackers under attack)" in out
+
+
+def test_eval_jobs_give_the_same_figures(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["eval", "--attacks", "fang", "--clients", "10", "--rounds", "2", "--seeds", "0,1"]
+    assert main([*argv, "--json"]) == 0
+    serial = json.loads(capsys.readouterr().out)
+    assert main([*argv, "--json", "--jobs", "2"]) == 0
+    parallel = json.loads(capsys.readouterr().out)
+    assert serial["rows"] == parallel["rows"]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["eval", "--fraction", "0.5"],
+        ["eval", "--jobs", "0"],
+    ],
+)
+def test_eval_refuses_out_of_range_settings(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 2
+    assert "fedchain eval:" in capsys.readouterr().err

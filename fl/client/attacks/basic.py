@@ -1,4 +1,4 @@
-"""Attacks that colluding clients mount, used by `fedchain eval` to measure the rules.
+"""Per-client attacks: what one colluding client does with its own data and delta.
 
 Data poisoning changes what an attacker trains on; model poisoning changes the delta it sends.
 Omniscient attacks (ALIE, IPM) see this round's honest deltas, the usual worst-case assumption.
@@ -62,12 +62,14 @@ def poison_data(
     match attack:
         case "label_flip":
             return x, (n_classes - 1 - y).astype(np.int64)
-        case "backdoor":
+        case "backdoor" | "backdoor_slow" | "backdoor_pgd":
             triggered = add_trigger(x)
             return (
                 np.concatenate([x, triggered]),
                 np.concatenate([y, np.full(len(y), BACKDOOR_TARGET, dtype=np.int64)]),
             )
+        case "drift":  # the direction a drift attacker pushes: every input -> the target
+            return x, np.full(len(y), BACKDOOR_TARGET, dtype=np.int64)
         case _:
             return x, y
 

@@ -1,0 +1,97 @@
+"""The colluding attackers of `fedchain eval` for the attacks that need the whole round.
+
+  min_max_{uv,std,sgn}  Shejwalkar & Houmansadr's min-max, one perturbation direction each
+  min_sum_{uv,std,sgn}  ... and min-sum (fl/client/attacks/literature.py)
+  fang                  Fang et al.'s full-knowledge attack on trimmed mean / median
+  adaptive              search through the chain's rule for the update that moves the aggregate
+                        farthest from the honest mean (directions uv/std/sgn, identical or
+                        camouflaged colluders), flagged or not (fl/client/attacks/adaptive.py)
+  adaptive_unflagged    the same, keeping only candidates the rule flags none of
+  backdoor_slow         train with the trigger, then push the backdoor direction every round as
+                        far as the rule lets an unflagged update go (no boosting past it)
+  backdoor_pgd          train with the trigger and send mu + r * unit(own - mu): projected onto
+                        the honest radius r, without asking the rule (Wang et al.'s PGD idea)
+  drift                 one direction fixed in the first round (towards predicting the target
+                        class for everything), pushed every round as far as stays unflagged
+
+An `Adversary` lives for a whole run: drift remembers its direction.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from fl.client.attacks import adaptive, literature
+from fl.client.attacks.basic import ATTACKS, Collusion
+from fl.client.attacks.view import RoundView, realize
+from fl.client.errors import ClientError
+
+FloatArray = npt.NDArray[np.float64]
+
+COORDINATED = (
+    "min_max_uv",
+    "min_max_std",
+    "min_max_sgn",
+    "min_sum_uv",
+    "min_sum_std",
+    "min_sum_sgn",
+    "fang",
+    "adaptive",
+    "adaptive_unflagged",
+    "backdoor_slow",
+    "backdoor_pgd",
+    "drift",
+)
+EVAL_ATTACKS = ATTACKS + COORDINATED
+BACKDOORS = ("backdoor", "backdoor_slow", "backdoor_pgd")
+
+
+def check_eval(attack: str) -> None:
+    if attack not in EVAL_ATTACKS:
+        raise ClientError(f"unknown attack {attack!r}: one of {', '.join(EVAL_ATTACKS)}")
+
+
+@dataclass(slots=True)
+class Adversary:
+    attack: str
+    collusion: Collusion
+    drift_direction: FloatArray | None = field(default=None)
+
+    def craft(self, view: RoundView, rng: np.random.Generator) -> list[FloatArray]:
+        """One delta per attacker, each already as the chain will decode it."""
+        norm_max = view.norm_max_units
+        m = view.n_attackers
+        honest = view.honest
+        mu = honest.mean(axis=0)
+        match self.attack.split("_", 2):
+            case ["min", kind, direction] if direction in literature.DIRECTIONS:
+                one = realize(literature.shejwalkar(honest, direction, f"min_{kind}"), norm_max)
+                return [one for _ in range(m)]
+            case ["fang"]:
+                return [realize(v, norm_max) for v in literature.fang(honest, m, rng)]
+            case ["adaptive", *rest]:
+                unflagged = rest == ["unflagged"]
+                noise = adaptive.camouflage_noise(honest, m, rng)
+                found: list[adaptive.Candidate | None] = []
+                for direction in literature.DIRECTIONS:
+                    u = literature.perturbation(honest, direction)
+                    found.append(adaptive.along(view, u, None, unflagged))
+                    found.append(adaptive.along(view, u, noise, unflagged))
+                best = adaptive.best_of(found)
+                return list(best.deltas) if best is not None else adaptive.fallback(view)
+            case ["backdoor", "slow"]:
+                best = adaptive.along(view, view.own.mean(axis=0) - mu, None, unflagged=True)
+                return list(best.deltas) if best is not None else adaptive.fallback(view)
+            case ["backdoor", "pgd"]:
+                radius = adaptive.honest_spread(honest)
+                return [
+                    realize(mu + radius * adaptive.unit(own - mu), norm_max) for own in view.own
+                ]
+            case ["drift"]:
+                if self.drift_direction is None:
+                    self.drift_direction = adaptive.unit(view.own.mean(axis=0) - mu)
+                best = adaptive.along(view, self.drift_direction, None, unflagged=True)
+                return list(best.deltas) if best is not None else adaptive.fallback(view)
+            case _:
+                raise ClientError(f"{self.attack!r} is not a coordinated attack")

@@ -1,0 +1,93 @@
+"""What a coordinated attacker sees of a round, and the chain's own rule as an oracle.
+
+On this chain every update and the rule are public, so the attackers of `fedchain eval` know
+the honest updates exactly as the chain decoded them (model units) and can run the real integer
+aggregation on any candidate set before they sign.  `realize` turns a float delta into exactly
+the units the chain will decode from it (the client's clip, a deterministic int16 quantization,
+the chain's decoding), so what the oracle judged is what the chain will aggregate.
+"""
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from fl.aggregate import ClientUpdate, aggregate
+from fl.client.quantize import clip_delta, quantize
+from fl.fixed import ONE, IntArray, delta_from_wire
+from fl.params import Params
+
+FloatArray = npt.NDArray[np.float64]
+BITS = 16  # the honest clients' width: an attacker sending another would stand out
+
+
+def realize(delta: FloatArray, norm_max_units: int) -> FloatArray:
+    """The real-valued delta the chain will see when this one is sent with `BITS` and no
+    stochastic rounding (sending the result again gives the same units)."""
+    q = quantize(clip_delta(delta, norm_max_units), BITS, None)
+    units = delta_from_wire(q.data, q.bits, q.scale_exp, q.count)
+    out: FloatArray = units.astype(np.float64) / ONE
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    delta: FloatArray  # the aggregate, real units
+    attackers_flagged: tuple[bool, ...]
+    honest_flagged: int
+
+
+# The default aggregation as finalize_block runs it; a rule that needs chain history gets an
+# oracle built with its own `aggregator` by the harness.
+Aggregator = Callable[[Sequence[ClientUpdate], Params], tuple[IntArray, dict[bytes, str]]]
+
+
+def stateless_aggregator(
+    updates: Sequence[ClientUpdate], params: Params
+) -> tuple[IntArray, dict[bytes, str]]:
+    result = aggregate(params.rule, updates, params)
+    return result.delta, {v.client: v.flag for v in result.verdicts}
+
+
+@dataclass(frozen=True, slots=True)
+class Oracle:
+    """Runs the chain's rule on the honest updates plus candidate attacker deltas."""
+
+    params: Params
+    honest: tuple[ClientUpdate, ...]
+    attacker_keys: tuple[bytes, ...]
+    attacker_samples: tuple[int, ...]
+    aggregator: Aggregator = stateless_aggregator
+
+    def evaluate(self, deltas: Sequence[FloatArray]) -> Outcome:
+        """`deltas` (one per attacker, already `realize`d) as the chain would aggregate them."""
+        updates = list(self.honest)
+        for key, samples, delta in zip(
+            self.attacker_keys, self.attacker_samples, deltas, strict=True
+        ):
+            updates.append(ClientUpdate(key, samples, np.round(delta * ONE).astype(np.int64)))
+        agg, flags = self.aggregator(updates, self.params)
+        honest_flagged = sum(1 for u in self.honest if flags.get(u.client))
+        return Outcome(
+            agg.astype(np.float64) / ONE,
+            tuple(bool(flags.get(k)) for k in self.attacker_keys),
+            honest_flagged,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RoundView:
+    """One round as the colluding attackers see it."""
+
+    round: int
+    honest: FloatArray  # (h, d): the honest updates the attackers know, real units
+    own: FloatArray  # (m, d): each attacker's trained delta (after its data poisoning)
+    # The rule run on the honest updates the attackers know (this round's, or the last round's
+    # when updates are committed before they are revealed).
+    oracle: Oracle
+    norm_max_units: int
+
+    @property
+    def n_attackers(self) -> int:
+        return int(self.own.shape[0])

@@ -1,0 +1,157 @@
+"""The literature's and the adaptive attacks of `fedchain eval`, as specifications.
+
+Min-max / min-sum meet their distance bounds and sit on them (the gamma search found the largest
+gamma, not a timid one); Fang's values lie beyond the honest extremes; the adaptive attacker's
+unflagged variant is not flagged by the very rule it searched through; every coordinated attack
+yields updates the chain admits; one seed gives one run.
+"""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from consensus.crypto import PrivateKey
+from fl.aggregate import ClientUpdate
+from fl.client import attacks
+from fl.client.attacks import adaptive, literature
+from fl.client.attacks.view import Oracle, RoundView, realize
+from fl.client.simulation import EvalConfig, run
+from fl.fixed import DELTA_ABS_MAX, ONE
+from fl.params import Params
+
+
+def _honest(h: int = 12, d: int = 40, seed: int = 1) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    trend = rng.normal(0.0, 0.05, d)
+    return trend + rng.normal(0.0, 0.02, (h, d))
+
+
+def _sq(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.sum((a - b) ** 2))
+
+
+@pytest.mark.parametrize("direction", literature.DIRECTIONS)
+def test_min_max_stays_within_the_largest_honest_distance_and_reaches_it(direction: str) -> None:
+    honest = _honest()
+    m = literature.shejwalkar(honest, direction, "min_max")
+    widest = max(_sq(a, b) for a in honest for b in honest)
+    farthest = max(_sq(m, g) for g in honest)
+    assert farthest <= widest
+    assert farthest >= 0.99 * widest  # the search pushed gamma to the bound
+
+
+@pytest.mark.parametrize("direction", literature.DIRECTIONS)
+def test_min_sum_stays_within_the_largest_honest_sum_and_reaches_it(direction: str) -> None:
+    honest = _honest()
+    m = literature.shejwalkar(honest, direction, "min_sum")
+    bound = max(sum(_sq(a, b) for b in honest) for a in honest)
+    total = sum(_sq(m, g) for g in honest)
+    assert total <= bound
+    assert total >= 0.99 * bound
+
+
+def test_min_max_moves_against_the_honest_mean() -> None:
+    honest = _honest()
+    mu = honest.mean(axis=0)
+    m = literature.shejwalkar(honest, "uv", "min_max")
+    assert float(np.dot(m - mu, mu)) < 0
+
+
+def test_gamma_search_ends_when_no_gamma_holds() -> None:
+    # one honest update: the widest honest distance is 0, so only gamma = 0 meets min-max
+    honest = _honest(h=2)
+    honest[1] = honest[0]
+    assert literature.gamma_search(honest, -honest[0], "min_max") < 1e-9
+
+
+def test_fang_sends_values_beyond_the_honest_extreme_against_the_honest_direction() -> None:
+    honest = _honest()
+    out = literature.fang(honest, 3, np.random.default_rng(0))
+    s = np.sign(honest.mean(axis=0))
+    for v in out:
+        assert np.all(np.where(s > 0, v <= honest.min(axis=0), v >= honest.max(axis=0)))
+    assert not np.array_equal(out[0], out[1])  # each attacker draws its own values
+
+
+def _view(honest: np.ndarray, m: int, params: Params) -> RoundView:
+    keys = [PrivateKey.from_label(f"t-{i}").public_key for i in range(len(honest) + m)]
+    known = tuple(
+        ClientUpdate(keys[i], 10, np.round(realize(h, params.update_norm_max) * ONE).astype(int))
+        for i, h in enumerate(honest)
+    )
+    oracle = Oracle(params, known, tuple(keys[len(honest) :]), (10,) * m)
+    return RoundView(0, honest, honest[:m].copy(), oracle, params.update_norm_max)
+
+
+@pytest.mark.parametrize("rule", ["centered_clip", "multi_krum", "trimmed_mean"])
+def test_adaptive_unflagged_is_not_flagged_by_the_rule_it_searched(rule: str) -> None:
+    params = replace(Params(), rule=rule)
+    view = _view(_honest(h=21), 9, params)
+    adversary = attacks.Adversary("adaptive_unflagged", attacks.Collusion(30, 9))
+    deltas = adversary.craft(view, np.random.default_rng(0))
+    outcome = view.oracle.evaluate(deltas)
+    assert not any(outcome.attackers_flagged)
+    # ... and it still moves the aggregate away from the honest mean
+    mu = view.honest.mean(axis=0)
+    assert np.linalg.norm(outcome.delta - mu) > 0.1 * adaptive.honest_spread(view.honest)
+
+
+def test_adaptive_moves_the_aggregate_at_least_as_far_as_min_max_along_its_direction() -> None:
+    params = Params()
+    view = _view(_honest(h=21), 9, params)
+    mu = view.honest.mean(axis=0)
+    u = adaptive.unit(literature.perturbation(view.honest, "uv"))
+    best = adaptive.along(view, u)
+    min_max = realize(literature.shejwalkar(view.honest, "uv", "min_max"), params.update_norm_max)
+    moved = float(np.dot(view.oracle.evaluate([min_max] * 9).delta - mu, u))
+    assert best is not None
+    assert best.value >= moved
+
+
+def test_backdoor_pgd_sits_on_the_honest_radius() -> None:
+    params = Params()
+    view = _view(_honest(h=21), 9, params)
+    out = attacks.Adversary("backdoor_pgd", attacks.Collusion(30, 9)).craft(
+        view, np.random.default_rng(0)
+    )
+    mu = view.honest.mean(axis=0)
+    radius = adaptive.honest_spread(view.honest)
+    for v in out:
+        assert abs(float(np.linalg.norm(v - mu)) - radius) < 0.01 * radius
+
+
+def test_drift_keeps_the_direction_of_its_first_round() -> None:
+    params = Params()
+    adversary = attacks.Adversary("drift", attacks.Collusion(30, 9))
+    adversary.craft(_view(_honest(h=21, seed=1), 9, params), np.random.default_rng(0))
+    first = adversary.drift_direction
+    adversary.craft(_view(_honest(h=21, seed=2), 9, params), np.random.default_rng(0))
+    assert first is not None
+    assert adversary.drift_direction is first
+
+
+SMALL = EvalConfig(clients=10, rounds=2, attacker_fraction=0.3)
+
+
+@pytest.mark.parametrize("attack", attacks.COORDINATED)
+def test_every_coordinated_attack_is_admitted_by_check_tx(attack: str) -> None:
+    result = run(SMALL, "centered_clip", attack)
+    assert result.attackers == 3
+    assert result.refused_attackers == 0
+
+
+def test_realized_deltas_respect_the_chain_bounds() -> None:
+    huge = np.full(50, 1e6)
+    out = realize(huge, Params().update_norm_max)
+    assert np.abs(out * ONE).max() <= DELTA_ABS_MAX
+    assert np.linalg.norm(out) * ONE <= Params().update_norm_max
+
+
+@pytest.mark.parametrize("attack", ["adaptive", "fang"])
+def test_one_seed_gives_one_run(attack: str) -> None:
+    a = run(SMALL, "centered_clip", attack)
+    b = run(SMALL, "centered_clip", attack)
+    c = run(replace(SMALL, seed=1), "centered_clip", attack)
+    assert a.model_hash == b.model_hash
+    assert a.model_hash != c.model_hash
