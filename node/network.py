@@ -30,6 +30,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from consensus.errors import CodecError
+from node.chaincheck import ChainGate
 from node.logging import log_event
 from node.p2p.errors import LimitError, P2PError, RemoteError
 from node.p2p.host import Host
@@ -96,6 +97,9 @@ class Network:
         self._links: dict[PeerId, _Link] = {}
         self.dropped: Counter[str] = Counter()
         self._peer_callbacks: list[Callable[[PeerId, bool], None]] = []
+        # The chain handshake (node/chaincheck.py): when set, links open and chain protocols
+        # answer only for peers whose chain id, genesis and version match ours.
+        self.gate: ChainGate | None = None
 
     def start(self) -> None:
         self.host.set_stream_handler(self.msg_protocol, self._serve_messages)
@@ -107,6 +111,8 @@ class Network:
         )
         self.host.on_peer_connected(self._connected)
         self.host.on_peer_disconnected(self._disconnected)
+        if self.gate is not None:
+            self.gate.on_admitted(self._connected)
         for peer in self.host.connected_peers():
             self._connected(peer)
 
@@ -118,7 +124,7 @@ class Network:
 
     # -- peers ----------------------------------------------------------------------------------
     def _connected(self, peer: PeerId) -> None:
-        if peer in self._links:
+        if peer in self._links or (self.gate is not None and not self.gate.admits(peer)):
             return
         link = _Link(peer)
         self._links[peer] = link
@@ -209,6 +215,8 @@ class Network:
 
     async def _serve_messages(self, stream: Stream) -> None:
         peer = stream.remote_peer
+        if self.gate is not None and not await self.gate.wait_admitted(peer):
+            return
         limit = self.frame_bytes_max(peer)
         inbox = stream.inbox
         while True:
@@ -245,6 +253,8 @@ class Network:
                 )
 
     async def _serve_request(self, peer: PeerId, request: bytes) -> bytes:
+        if self.gate is not None and not await self.gate.wait_admitted(peer):
+            raise P2PError(f"{peer.short()} has not passed the chain handshake")
         try:
             msg = decode_message(request, self._frame_bytes_max)
         except CodecError as exc:

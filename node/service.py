@@ -30,6 +30,7 @@ from aiohttp import web
 
 from consensus.app import Application, CheckTxResult, QueryResult
 from node.apps import build_app
+from node.chaincheck import open_gate
 from node.config import NodeConfig
 from node.consensus_shell import ConsensusShell
 from node.errors import MempoolError, NodeError
@@ -225,6 +226,7 @@ class Node:
                 frame_timeout_ms=cfg.p2p.message_timeout_ms,
             )
             self._network.on_peer_change(self._on_peer_change)
+            self._network.gate = open_gate(host, self.genesis)  # chain id + genesis handshake
             self._network.start()
             pubsub = GossipSub(host, GossipsubConfig(heartbeat_interval_ms=700))
             tx_topic = f"/fedchain/{self.genesis.chain_id}/txs/1"

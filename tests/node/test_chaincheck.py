@@ -1,0 +1,124 @@
+"""The chain handshake (node/chaincheck.py): what a hello says, how two hellos are judged, and
+two real Hosts on loopback: equal hellos open the chain links, different ones refuse and ban on
+both sides, and a peer that does not speak it (a plain libp2p host) keeps its connection but
+never gets a chain link."""
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+
+from consensus.errors import CodecError
+from node.chaincheck import ChainGate, Hello, Mismatch, judge
+from node.network import Network
+from node.p2p.errors import P2PError
+from node.p2p.host import Host
+from node.p2p.peer_id import Identity, PeerId
+from node.wire import ConsensusMsg, GetStatus, Message, Status
+
+OURS = Hello(1, "chain-a", b"\x11" * 32)
+
+
+def test_hello_round_trips_and_bounds_its_fields() -> None:
+    assert Hello.decode(OURS.encode()) == OURS
+    with pytest.raises(CodecError):
+        Hello.decode(Hello(1, "chain-a", b"\x11" * 31).encode())
+    with pytest.raises(CodecError):
+        Hello.decode(Hello(1, "c" * 65, b"\x11" * 32).encode())
+    with pytest.raises(CodecError):
+        Hello.decode(b"\x93\x01")
+
+
+@pytest.mark.parametrize(
+    ("theirs", "expected"),
+    [
+        (OURS, None),
+        (Hello(1, "chain-b", b"\x22" * 32), Mismatch("chain_id", "chain-b", "chain-a")),
+        (Hello(1, "chain-a", b"\x22" * 32), Mismatch("genesis_hash", "22" * 8, "11" * 8)),
+        (Hello(2, "chain-a", b"\x11" * 32), Mismatch("version", "2", "1")),
+    ],
+)
+def test_judge_names_the_first_difference(theirs: Hello, expected: Mismatch | None) -> None:
+    assert judge(OURS, theirs) == expected
+
+
+async def eventually(condition: Callable[[], bool]) -> None:
+    for _ in range(1000):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("condition never became true")
+
+
+class ChainNode:
+    def __init__(self, host: Host, hello: Hello) -> None:
+        self.gate = ChainGate(host, hello, ban_ms=60_000)
+        self.gate.start()
+        self.received: list[Message] = []
+        self.net = Network(
+            host,
+            hello.chain_id,
+            on_message=lambda _p, m: self.received.append(m),
+            on_request=self.answer,
+            on_invalid=lambda _p, _r: None,
+            frame_bytes_max=1 << 20,
+            queue_bytes_max=1 << 20,
+        )
+        self.net.gate = self.gate
+        self.net.start()
+
+    async def answer(self, _peer: PeerId, _msg: Message) -> Message:
+        return Status(7, 1)
+
+
+async def test_matching_peers_link_and_exchange_chain_messages() -> None:
+    async with (
+        Host(Identity.from_seed(b"a" * 32)) as host_a,
+        Host(Identity.from_seed(b"b" * 32)) as host_b,
+    ):
+        a, b = ChainNode(host_a, OURS), ChainNode(host_b, OURS)
+        await host_a.dial(await host_b.listen("127.0.0.1", 0))
+        async with asyncio.timeout(10):
+            await eventually(lambda: bool(a.net.peers() and b.net.peers()))
+            assert a.net.send(host_b.peer_id, ConsensusMsg(b"vote"))
+            await eventually(lambda: b.received == [ConsensusMsg(b"vote")])
+            assert await a.net.request(host_b.peer_id, GetStatus(), 5000) == Status(7, 1)
+
+
+async def test_other_genesis_is_refused_and_banned_on_both_sides() -> None:
+    async with (
+        Host(Identity.from_seed(b"a" * 32)) as host_a,
+        Host(Identity.from_seed(b"b" * 32)) as host_b,
+    ):
+        a = ChainNode(host_a, OURS)
+        b = ChainNode(host_b, Hello(1, "chain-a", b"\x22" * 32))
+        await host_a.dial(await host_b.listen("127.0.0.1", 0))
+        async with asyncio.timeout(10):
+            await eventually(lambda: a.gate.refused == 1 and b.gate.refused == 1)
+            await eventually(lambda: not host_a.connected_peers())
+        assert host_a.is_banned(host_b.peer_id)
+        assert host_b.is_banned(host_a.peer_id)
+        assert a.net.peers() == []
+        assert b.net.peers() == []
+        # Its chain protocols never answered, whatever it tried before the ban.
+        assert a.received == []
+        assert b.received == []
+
+
+async def test_a_plain_libp2p_peer_keeps_ping_but_gets_no_chain_link() -> None:
+    async with (
+        Host(Identity.from_seed(b"a" * 32)) as host_a,
+        Host(Identity.from_seed(b"p" * 32)) as plain,
+    ):
+        a = ChainNode(host_a, OURS)
+        await plain.dial(await host_a.listen("127.0.0.1", 0))
+        async with asyncio.timeout(10):
+            await eventually(lambda: host_a.is_connected(plain.peer_id))
+            assert await a.gate.wait_admitted(plain.peer_id) is False
+            assert await plain.ping(host_a.peer_id) >= 0
+            assert a.net.peers() == []
+            assert host_a.is_connected(plain.peer_id)
+            assert not host_a.is_banned(plain.peer_id)
+            # Asking for chain data without a hello gets nothing.
+            with pytest.raises(P2PError):
+                await plain.request(host_a.peer_id, a.net.req_protocol, b"\x91\x00", 2000)
