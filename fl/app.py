@@ -41,10 +41,12 @@ from fl.genesis import parse_app_state
 from fl.model import ModelVersion
 from fl.params import encode_params
 from fl.state import FLState, restore_state
-from fl.txs import KIND_SUBMIT_UPDATE, SignedTx
+from fl.txs import KIND_COMMIT_UPDATE, KIND_REVEAL_UPDATE, KIND_SUBMIT_UPDATE, SignedTx
+from fl.updates import FaultError
 
 CODE_REJECTED = 1
 CODE_NONCE = 2
+CODE_FAULT = 3  # refused, and executed as evidence against the sender (fl/updates.FaultError)
 BLOCK_TXS_MAX = 10_000
 # check_tx admits nonces up to this far ahead, so a client may queue a few transactions.
 NONCE_WINDOW = 16
@@ -107,6 +109,8 @@ class FLApp:
             )
         try:
             self._execute(tx, signed, apply=False)
+        except FaultError:
+            pass  # evidence against its sender: admitted so a block can judge it
         except RejectedError as exc:
             return CheckTxResult(CODE_REJECTED, str(exc), signed.sender, signed.nonce)
         return CheckTxResult(
@@ -158,7 +162,12 @@ class FLApp:
         results = tuple(self._deliver(tx) for tx in txs)
         self._memo().forget(txs)
         cause = rounds.due(state, block.height)
+        if cause == "reveal":
+            events.append(rounds.open_reveal(state, block.height))
+            cause = ""
         if cause:
+            fl_round = state.round
+            broken = rounds.unrevealed(state)
             pending = [(p.client, p.delta) for p in state.pending]  # close_round clears them
             norms = {p.client: p.squared_norm for p in state.pending}
             outcome = rounds.close_round(state, block.height, cause)
@@ -171,6 +180,8 @@ class FLApp:
             events += state.incentives.settle_round(
                 outcome.round, block.height, pending, verdicts, norms
             )
+            for client in broken:  # committed and never revealed: withheld, or lost
+                events += state.incentives.note_fault(client, fl_round, "unrevealed", False)
         state.params, power, gov_events = state.incentives.end_block(state.params, block.height)
         events += gov_events
         self._finalized = (block.height, state.app_hash())
@@ -194,11 +205,22 @@ class FLApp:
             if signed.nonce != next_nonce:
                 return TxResult(CODE_NONCE, f"nonce {signed.nonce}, expected {next_nonce}")
             events = self._execute(tx, signed, apply=True)
+        except FaultError as exc:
+            events = tuple(
+                self.state.incentives.note_fault(
+                    signed.sender, self.state.round, str(exc), exc.objective
+                )
+            )
+            self._bump_nonce(signed.sender)
+            return TxResult(CODE_FAULT, str(exc), events)
         except RejectedError as exc:
             return TxResult(CODE_REJECTED, str(exc))
-        account = self.state.accounts.setdefault(signed.sender, self.state.account(signed.sender))
-        account.nonce += 1
+        self._bump_nonce(signed.sender)
         return TxResult(CODE_OK, "", events)
+
+    def _bump_nonce(self, sender: bytes) -> None:
+        account = self.state.accounts.setdefault(sender, self.state.account(sender))
+        account.nonce += 1
 
     def _authenticate(self, tx: bytes) -> SignedTx:
         return self._memo().authenticate(tx)
@@ -219,13 +241,24 @@ class FLApp:
     def _dispatch(self, wire: bytes, tx: SignedTx, apply: bool) -> tuple[Event, ...]:
         state = self.state
         match tx.kind:
-            case "submit_update":
+            case "submit_update" | "reveal_update":
                 state.incentives.check_submit(tx.sender, state.round)
-                memo = self._memo()
-                measured = updates.check(state, tx, memo.measure_update(wire, tx))
+                try:
+                    measured_bytes = self._memo().measure_update(wire, tx)
+                except RejectedError as exc:
+                    # The mempool refuses it as before; in a block, the signed bytes alone
+                    # prove the fault (no state of ours made them invalid).
+                    if apply:
+                        raise FaultError(str(exc), True) from None
+                    raise
+                measured = updates.check(state, tx, measured_bytes)
                 if not apply:
                     return ()
                 return updates.apply(state, updates.pending(tx, tx_id(wire), measured))
+            case "commit_update":
+                state.incentives.check_submit(tx.sender, state.round)
+                commit = updates.check_commit(state, tx)
+                return updates.apply_commit(state, tx.sender, commit) if apply else ()
             case kind if kind in incentives.KINDS:
                 # In check_tx the transaction would run in the next block.
                 height = state.height if apply else state.height + 1
@@ -267,6 +300,18 @@ class FLApp:
                     state.model.hash,
                     state.last_outcome,
                 ]
+            case ["round", "phase"]:
+                commit_blocks = state.incentives.econ.params.commit_blocks
+                phase = "single"
+                if commit_blocks:
+                    phase = "reveal" if state.reveal_opened_height >= 0 else "commit"
+                return [
+                    state.round,
+                    phase,
+                    state.round_opened_height + commit_blocks,
+                    state.reveal_opened_height,
+                    len(state.commits),
+                ]
             case ["account", key_hex]:
                 key = _hex(key_hex, PUBLIC_KEY_BYTES, "public key")
                 return state.account(key).encode()
@@ -307,4 +352,4 @@ def _hex(text: str, size: int, what: str) -> bytes:
     return raw
 
 
-__all__ = ["KIND_SUBMIT_UPDATE", "FLApp"]
+__all__ = ["KIND_COMMIT_UPDATE", "KIND_REVEAL_UPDATE", "KIND_SUBMIT_UPDATE", "FLApp"]

@@ -8,6 +8,18 @@ rule, applies the aggregate to the model (saturating), bumps the model version, 
 update's verdict, and opens r + 1.  A round that reaches its deadline with fewer than
 `updates_min` updates keeps the model and just reopens, so a stalled round never blocks the chain.
 
+With commit-reveal (`commit_blocks` = C > 0, an incentives parameter) a round has two phases.
+The commit phase takes commit_update transactions in blocks h0+1 ... and ends at the end of the
+block where the round holds `updates_per_round` commitments or whose height is h0 + C; the
+reveal phase opens there (at height hr) and takes reveal_update transactions that match a
+commitment; the round closes at the end of the block where every commitment has been revealed,
+or at hr + `round_deadline_blocks` (with the usual `updates_min` rule).  Nobody sees an update
+of the round before every update of the round is fixed.  A round whose commit phase ends with
+no commitment reopens at once, as a stalled single-phase round does.
+
+Aggregation weight is bounded by bond when `bond_per_weight` > 0 (fl/economics/clients.py
+`weight_cap`): the samples a client claims count up to stake // bond_per_weight.
+
 `close_round` returns a `RoundOutcome`: the accepted contributions and the flagged updates, the
 hook the incentives layer settles rewards and penalties from.
 """
@@ -16,7 +28,9 @@ from dataclasses import dataclass
 
 from consensus.app import Event
 from consensus.codec import Value
-from fl.aggregate import ClientUpdate, aggregate
+from fl.aggregate import ClientUpdate, RuleHistory, aggregate
+from fl.economics.clients import weight_cap
+from fl.economics.state import EconState
 from fl.fixed import apply_delta
 from fl.model import ModelVersion
 from fl.state import MODEL_HISTORY_MAX, RECORD_ROUNDS, FLState, UpdateRecord
@@ -76,12 +90,42 @@ class RoundOutcome:
 
 
 def due(state: FLState, height: int) -> str:
-    """Why the open round must close at the end of block `height`, or "" if it stays open."""
+    """Why the open round must close at the end of block `height` ("reveal": its commit phase
+    ends instead), or "" if it stays open."""
+    commit_blocks = state.incentives.econ.params.commit_blocks
+    if commit_blocks > 0 and state.reveal_opened_height < 0:
+        if len(state.commits) >= state.params.updates_per_round:
+            return "reveal"
+        if height >= state.round_opened_height + commit_blocks:
+            return "reveal" if state.commits else "deadline_too_few"
+        return ""
+    if commit_blocks > 0 and state.commits and len(state.pending) >= len(state.commits):
+        return "quorum"  # every commitment is revealed: nothing more can join this round
     if len(state.pending) >= state.params.updates_per_round:
         return "quorum"
-    if height >= state.round_deadline_height():
+    deadline = state.round_deadline_height()
+    if commit_blocks > 0:
+        deadline = state.reveal_opened_height + state.params.round_deadline_blocks
+    if height >= deadline:
         return "deadline" if len(state.pending) >= state.params.updates_min else "deadline_too_few"
     return ""
+
+
+def open_reveal(state: FLState, height: int) -> Event:
+    state.reveal_opened_height = height
+    return Event(
+        "fl_reveal_opened",
+        (
+            ("round", str(state.round)),
+            ("commitments", str(len(state.commits))),
+            ("deadline_height", str(height + state.params.round_deadline_blocks)),
+        ),
+    )
+
+
+def unrevealed(state: FLState) -> list[bytes]:
+    """Clients that committed in the open round but have not revealed, in key order."""
+    return sorted(c for c in state.commits if c not in state.pending_by_client)
 
 
 def close_round(state: FLState, height: int, cause: str) -> RoundOutcome:
@@ -95,11 +139,18 @@ def close_round(state: FLState, height: int, cause: str) -> RoundOutcome:
                 state.round, p.client, p.samples, "unused", 0, "round closed with too few updates"
             )
     else:
+        econ = state.incentives.econ
         result = aggregate(
             params.rule,
-            [ClientUpdate(p.client, p.samples, p.delta, p.squared_norm) for p in state.pending],
+            [
+                ClientUpdate(p.client, _weight(econ, p.client, p.samples), p.delta, p.squared_norm)
+                for p in state.pending
+            ],
             params,
+            state.rule_history,
         )
+        if isinstance(result.history, RuleHistory):  # only the history rule returns one
+            state.rule_history = result.history
         weights = apply_delta(state.model.weights, result.delta)
         state.model = ModelVersion.build(state.model.version + 1, state.shapes, weights)
         state.history = [*state.history, state.model][-MODEL_HISTORY_MAX:]
@@ -128,6 +179,15 @@ def close_round(state: FLState, height: int, cause: str) -> RoundOutcome:
     state.round_opened_height = height
     state.pending = []
     state.pending_by_client = {}
+    state.commits = {}
+    state.reveal_opened_height = -1
     oldest_kept = state.round - RECORD_ROUNDS
     state.records = {h: r for h, r in state.records.items() if r.round >= oldest_kept}
     return outcome
+
+
+def _weight(econ: EconState, client: bytes, samples: int) -> int:
+    """The samples the aggregation counts: at most what the client's bond buys, and at least 1
+    (admission already charged `client_stake_min` for the key)."""
+    cap = weight_cap(econ, client)
+    return samples if cap is None else max(1, min(samples, cap))

@@ -28,6 +28,7 @@ from consensus.codec import (
 )
 from consensus.crypto import HASH_BYTES, PUBLIC_KEY_BYTES, sha256
 from consensus.errors import CodecError
+from fl.aggregate.history import RuleHistory
 from fl.economics.layer import Incentives
 from fl.fixed import DELTA_ABS_MAX, model_from_bytes, model_to_bytes, squared_norm
 from fl.model import ModelVersion, Shapes, decode_shapes, encode_shapes, parameter_count
@@ -104,6 +105,12 @@ class FLState:
     last_outcome: Value = None
     # Stake, rewards, slashing and governance (fl/economics, fl/governance).
     incentives: Incentives = field(default_factory=Incentives)
+    # Commit-reveal rounds (fl/rounds.py): client -> commitment for the open round, and the
+    # height whose end opened the reveal phase (-1 while commitments are taken, or single phase).
+    commits: dict[bytes, bytes] = field(default_factory=dict)
+    reveal_opened_height: int = -1
+    # What the history aggregation rule carries between rounds (fl/aggregate/history.py).
+    rule_history: RuleHistory = field(default_factory=RuleHistory)
     # Hashing memo, not state: key -> (nonce, encode([key, [nonce]])); see `_accounts_bytes`.
     _account_items: dict[bytes, tuple[int, bytes]] = field(
         default_factory=dict, init=False, repr=False, compare=False
@@ -127,6 +134,7 @@ class FLState:
             ("params", encode_params(self.params)),
             ("accounts", [[k, self.accounts[k].encode()] for k in sorted(self.accounts)]),
             *self.incentives.sections(),
+            ("rule_history", self.rule_history.encode()),
         ]
 
     def section_bytes(self) -> list[tuple[str, bytes]]:
@@ -136,6 +144,7 @@ class FLState:
             ("params", encode(encode_params(self.params))),
             ("accounts", self._accounts_bytes()),
             *((name, encode(value)) for name, value in self.incentives.sections()),
+            ("rule_history", encode(self.rule_history.encode())),
         ]
 
     def _accounts_bytes(self) -> bytes:
@@ -167,6 +176,8 @@ class FLState:
             [[p.client, p.tx_hash, p.samples] for p in self.pending],
             [[h, self.records[h].encode()] for h in sorted(self.records)],
             self.last_outcome,
+            [[k, self.commits[k]] for k in sorted(self.commits)],
+            self.reveal_opened_height,
         ]
 
     def app_hash(self) -> bytes:
@@ -194,6 +205,9 @@ class FLState:
                 [[h, self.records[h].encode()] for h in sorted(self.records)],
                 self.last_outcome,
                 self.incentives.encode(),
+                [[k, self.commits[k]] for k in sorted(self.commits)],
+                self.reveal_opened_height,
+                self.rule_history.encode(),
             ]
         )
 
@@ -223,7 +237,10 @@ def restore_state(value: Value) -> FLState:
         records_v,
         last_outcome,
         incentives_v,
-    ) = expect_list(value, 13, "snapshot")
+        commits_v,
+        reveal_opened,
+        rule_history_v,
+    ) = expect_list(value, 16, "snapshot")
     if domain != SNAPSHOT_DOMAIN:
         raise CodecError("not an FL snapshot")
     shapes = decode_shapes(shapes_v)
@@ -245,7 +262,14 @@ def restore_state(value: Value) -> FLState:
         history=history,
         last_outcome=last_outcome,
         incentives=Incentives.decode(incentives_v),
+        reveal_opened_height=expect_int(reveal_opened, "reveal opened height", -1),
+        rule_history=RuleHistory.decode(rule_history_v),
     )
+    for item in expect_seq(commits_v, "commits", ITEMS_MAX):
+        client, digest = expect_list(item, 2, "commit")
+        state.commits[expect_bytes(client, "commit client", PUBLIC_KEY_BYTES)] = expect_bytes(
+            digest, "commitment", HASH_BYTES
+        )
     for item in expect_seq(pending_v, "pending", ITEMS_MAX):
         client, tx_hash, samples, delta_v = expect_list(item, 4, "pending update")
         delta = np.frombuffer(expect_bytes(delta_v, "pending delta", size * 4), dtype="<i4")

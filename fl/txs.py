@@ -140,3 +140,49 @@ class SubmitUpdate:
     def __post_init__(self) -> None:
         if self.bits not in DTYPES:
             raise RejectedError(f"element width {self.bits} bits is not one of 8, 16, 32")
+
+
+# -- commit-reveal ---------------------------------------------------------------------------
+
+KIND_COMMIT_UPDATE = "commit_update"
+KIND_REVEAL_UPDATE = "reveal_update"
+COMMIT_DOMAIN = "fedchain/commit/v1"
+SALT_BYTES = 32
+
+
+def commitment(sender: bytes, fl_round: int, update_body: Value, salt: bytes) -> bytes:
+    """sha256 over the update (its canonical body's digest) and a secret salt.  The sender and
+    round are inside, so a commitment copied from another client, or from an earlier round,
+    matches no reveal its copier can make."""
+    return sha256(encode([COMMIT_DOMAIN, sender, fl_round, sha256(encode(update_body)), salt]))
+
+
+@dataclass(frozen=True, slots=True)
+class CommitUpdate:
+    """commit_update body: [round, commitment]."""
+
+    round: int
+    digest: bytes
+
+    def encode(self) -> Value:
+        return [self.round, self.digest]
+
+    @classmethod
+    def decode(cls, body: Value) -> "CommitUpdate":
+        try:
+            rnd, digest = expect_list(body, 2, "commit_update")
+            return cls(
+                expect_int(rnd, "round", 0, NONCE_MAX),
+                expect_bytes(digest, "commitment", HASH_BYTES),
+            )
+        except CodecError as exc:
+            raise RejectedError(f"malformed commit_update: {exc}") from None
+
+
+def reveal_parts(body: Value) -> tuple[Value, bytes]:
+    """reveal_update body: [submit_update body, salt]; the update body is decoded by the caller."""
+    try:
+        update_body, salt = expect_list(body, 2, "reveal_update")
+        return update_body, expect_bytes(salt, "salt", SALT_BYTES)
+    except CodecError as exc:
+        raise RejectedError(f"malformed reveal_update: {exc}") from None

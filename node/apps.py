@@ -8,13 +8,22 @@ from dataclasses import replace
 
 import numpy as np
 
-from consensus.app import Application
+from consensus.app import Application, GenesisValidator
+from consensus.codec import Value
 from node.errors import ConfigError
 
 # The testnet's FL task: softmax regression on sklearn's digits, the model every client trains.
 FL_DATASET = "digits"
 FL_TRAINER = "softmax"
 FL_MODEL_SEED = 0
+# Bond mode for generated testnets (issue 14): each generated client is bonded this much at
+# genesis; a key needs CLIENT_STAKE_MIN bonded to submit, and each BOND_PER_WEIGHT bonded tokens
+# buy one unit of aggregation weight (1000 > any digits shard, so honest weights are unchanged).
+CLIENT_BOND = 1_000
+CLIENT_STAKE_MIN = 100
+BOND_PER_WEIGHT = 1
+GENESIS_RESERVE = 1_000_000_000
+VALIDATOR_LIQUID = 10_000  # per unit of genesis power, for governance deposits and fees
 
 
 def build_app(name: str) -> Application:
@@ -32,9 +41,18 @@ def build_app(name: str) -> Application:
             raise ConfigError(f"app: unknown application {name!r}")
 
 
-def genesis_app_state(name: str, clients: int, round_deadline_blocks: int = 40) -> bytes:
+def genesis_app_state(
+    name: str,
+    clients: int,
+    round_deadline_blocks: int = 40,
+    client_keys: tuple[bytes, ...] | None = None,
+    validators: tuple[GenesisValidator, ...] = (),
+) -> bytes:
     """Canonical genesis app state.  For "fl": the initial digits model, and rounds that close
-    once every client has submitted (or after `round_deadline_blocks`)."""
+    once every client has submitted (or after `round_deadline_blocks`).  With `client_keys`
+    (bond mode, what `fedchain testnet` writes) an economics section bonds CLIENT_BOND for each
+    client key and gives each of `validators` liquid tokens; without, the chain is open
+    (fl/economics/genesis.py OPEN_GENESIS)."""
     match name:
         case "fl":
             from fl.client.datasets import load
@@ -51,8 +69,31 @@ def genesis_app_state(name: str, clients: int, round_deadline_blocks: int = 40) 
                 updates_per_round=max(1, clients),
                 round_deadline_blocks=round_deadline_blocks,
             )
-            return build_app_state(trainer.shapes(), weights, params)
+            other = () if client_keys is None else (bonded_economics(client_keys, validators),)
+            return build_app_state(trainer.shapes(), weights, params, other)
         case "kv":
             return b""
         case _:
             raise ConfigError(f"app: unknown application {name!r}")
+
+
+def bonded_economics(
+    client_keys: tuple[bytes, ...], validators: tuple[GenesisValidator, ...]
+) -> tuple[str, Value]:
+    """The economics genesis section of a bond-mode testnet."""
+    from fl.economics.genesis import SECTION, Allocation, EconGenesis
+    from fl.economics.params import EconParams
+
+    allocations = [Allocation(k, 0, CLIENT_BOND) for k in client_keys]
+    allocations += [Allocation(v.public_key, v.power * VALIDATOR_LIQUID, 0) for v in validators]
+    genesis = EconGenesis(
+        allocations=tuple(allocations),
+        reserve=GENESIS_RESERVE,
+        params=EconParams(
+            client_stake_min=CLIENT_STAKE_MIN,
+            bond_per_weight=BOND_PER_WEIGHT,
+            # As on an open chain: a dev testnet's validators are stopped and restarted at will.
+            downtime_min_signed_permille=0,
+        ),
+    )
+    return SECTION, genesis.encode()

@@ -1,26 +1,40 @@
-"""Client incentives: who may submit, and settling a closed FL round.
+"""Client incentives: who may submit, settling a closed FL round, and objective faults.
 
-Admission: a client needs `client_stake_min` bonded, must not be banned (governance) and must
-not be jailed (its jail lasts until round `jailed_until_round`).
+Admission (`check_can_submit`): a client must not be banned (governance) or jailed (until
+round `jailed_until_round`), must hold `client_stake_min` bonded and, in registry mode
+(`client_registry` = 1), must have been admitted by a `client_admit` proposal.
 
-Settlement of round r gets one `RoundVerdict` per aggregated update: the rule's integer
-contribution score and flag, and the agreement score (fl/economics/scoring.py: cosine with the
-round's coordinate-wise median, permille).
-- malicious: agreement * 1000 < `malicious_below_median_permille` * M, M the round's lower median
-  agreement.  It loses `reputation_penalty`, earns nothing and gains a strike.  From
-  `slash_strikes` strikes on, each malicious verdict burns `client_slash_permille` of its stake
-  (bonded and unbonding); from `jail_strikes` strikes on, it is also jailed for
-  `client_jail_rounds` rounds.  One low round is not enough by default (slash_strikes = 2): an
-  honest client with a very skewed shard can fall below the bar once late in training, while
-  colluding attackers stay below it round after round.
-- rejected: flagged by the rule but not malicious.  It loses `reputation_penalty`, earns nothing,
-  and keeps its stake: distance filters reject honest outliers too (Multi-Krum keeps half the
-  updates by default), so a filter's verdict alone is not evidence enough to burn stake.
-- accepted: the pool is min(`round_reward_pool`, reserve); each accepted client's weight is
-  score * reputation and its reward is pool * weight // total weight (floors; the remainder stays
-  in the reserve).  Rewards are bonded when `reward_to_stake` is 1, so honest stake grows.  An
-  accepted client gains `reputation_gain` (capped at 1000) and loses one strike.
-Clients are visited in key order, so the result does not depend on how the list was built.
+Settlement never punishes one round's disagreement.  Non-IID data makes honest updates
+disagree with the round's centre all the time (digits, 30 clients, Dirichlet 0.5: the median
+honest update has cosine 0.07 with the coordinate median, and sign flippers -0.05), so neither a
+distance nor a single verdict is evidence.  Each round gives every judged update a suspicion in
+permille, the largest of
+  - `evidence_flag_permille` (1000) if the rule flagged it, or if it is a near-copy of another
+    update of the round (cosine >= `collusion_permille`, scoring.near_copies);
+  - when `evidence_low_permille` = L > 0 (meant for committee scores, which measure held-out
+    accuracy): (bar - 1000 a) * 1000 // bar for an agreement a below bar = L * M, M the round's
+    lower median agreement;
+and a client's evidence is the integer EWMA  e <- (e * (1000 - d) + s * d) // 1000,
+d = `evidence_decay_permille`.  Only a client judged in at least `evidence_rounds_min` rounds
+whose evidence reached `evidence_slash_permille` is slashed (`client_slash_permille` of its
+stake) and jailed; its evidence and round count then start again, so a second slash needs as
+much fresh evidence as the first.  Measured through `fedchain eval` (50 rounds, 30 clients): the
+most flagged honest client's evidence peaked at 383 (Dirichlet 0.5) and 321 (0.1) with d = 50;
+persistent attackers sit near 900.  With the defaults (d = 60, bound 750, 10 rounds) a client
+flagged every round is slashed after 23 rounds; one flagged in fewer than about half of its
+rounds never is.
+
+Rewards: the pool is min(`round_reward_pool`, reserve), split over the unflagged updates (of
+clients not slashed in this settlement, at the reputation they brought into it) by
+score * (1000 - s) * reputation (* bonded stake when `bond_per_weight` > 0, so reward is linear
+in stake and splitting stake over keys earns nothing more).  Floors leave the remainder in the
+reserve.  Reputation only scales rewards: +`reputation_gain` for an unsuspected accepted update,
+-`reputation_penalty` otherwise; disagreement never costs stake.
+
+Objective faults (`punish_fault`: two different updates or commitments for one round, an
+update whose bytes do not decode, a reveal that does not match its commitment) are signed
+evidence by themselves and are slashed at once, at most once per client per round.
+Clients are visited in key order, so nothing depends on how a list was built.
 """
 
 from collections.abc import Sequence
@@ -31,6 +45,7 @@ from fl.economics.state import EconState
 from fl.errors import RejectedError
 
 REPUTATION_MAX = 1000
+PERMILLE = 1000
 
 
 def check_can_submit(econ: EconState, client: bytes, fl_round: int) -> None:
@@ -39,11 +54,24 @@ def check_can_submit(econ: EconState, client: bytes, fl_round: int) -> None:
         raise RejectedError("client is banned by governance")
     if record is not None and fl_round < record.jailed_until_round:
         raise RejectedError(f"client is jailed until round {record.jailed_until_round}")
+    if econ.params.client_registry and (record is None or not record.admitted):
+        raise RejectedError("client is not in the client registry (admitted by governance)")
     stake = econ.ledger.stake(client)
     if stake < econ.params.client_stake_min:
         raise RejectedError(
             f"bonded stake {stake} is below the client minimum {econ.params.client_stake_min}"
         )
+
+
+def weight_cap(econ: EconState, client: bytes) -> int | None:
+    """The most aggregation weight (samples) the client's bond buys, or None if unbounded.
+
+    A floor of a linear function: for stakes s_1..s_k, sum(s_j // b) <= (sum s_j) // b, so a
+    stake split over many keys never weighs more than it does on one key."""
+    per_weight = econ.params.bond_per_weight
+    if per_weight == 0:
+        return None
+    return econ.ledger.stake(client) // per_weight
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,79 +83,145 @@ class RoundVerdict:
     tx_hash: bytes = b""  # the update's transaction, so off-chain scorers can fetch it
 
 
-def malicious_below(econ: EconState, agreements: Sequence[int]) -> int:
-    """Agreement scores with agreement * 1000 below this value are malicious this round."""
+def low_bar(econ: EconState, agreements: Sequence[int]) -> int:
+    """1000 * agreement below this value makes an update suspect this round."""
     if not agreements:
         return 0
     ordered = sorted(agreements)
-    return econ.params.malicious_below_median_permille * ordered[(len(ordered) - 1) // 2]
+    return econ.params.evidence_low_permille * ordered[(len(ordered) - 1) // 2]
+
+
+def suspicion(econ: EconState, bar: int, agreement: int, flagged: bool) -> int:
+    """One round's suspicion of one update, permille (see the module docstring)."""
+    below = 0
+    if bar > 0 and agreement * PERMILLE < bar:
+        below = (bar - agreement * PERMILLE) * PERMILLE // bar
+    if flagged:
+        below = max(below, econ.params.evidence_flag_permille)
+    return min(PERMILLE, below)
+
+
+def _accumulate(econ: EconState, client: bytes, fl_round: int, s: int) -> list[Event]:
+    """Add one round's suspicion to the client's evidence; slash if the evidence holds."""
+    params = econ.params
+    record = econ.client(client)
+    decay = params.evidence_decay_permille
+    record.evidence = (record.evidence * (PERMILLE - decay) + s * decay) // PERMILLE
+    record.judged += 1
+    if (
+        record.judged < params.evidence_rounds_min
+        or record.evidence < params.evidence_slash_permille
+    ):
+        return []
+    evidence = record.evidence
+    record.evidence = 0
+    record.judged = 0
+    return [_slash(econ, client, fl_round, "evidence", (("evidence", str(evidence)),))]
+
+
+def _slash(
+    econ: EconState, client: bytes, fl_round: int, reason: str, extra: tuple[tuple[str, str], ...]
+) -> Event:
+    params = econ.params
+    record = econ.client(client)
+    burned = econ.ledger.slash(client, params.client_slash_permille)
+    record.slashed += burned
+    record.jailings += 1
+    record.jailed_until_round = max(
+        record.jailed_until_round, fl_round + 1 + params.client_jail_rounds
+    )
+    return Event(
+        "client_slashed",
+        (
+            ("client", client.hex()),
+            ("round", str(fl_round)),
+            ("reason", reason),
+            *extra,
+            ("amount", str(burned)),
+            ("jailed_until_round", str(record.jailed_until_round)),
+        ),
+    )
 
 
 def settle_round(econ: EconState, fl_round: int, verdicts: Sequence[RoundVerdict]) -> list[Event]:
     params = econ.params
     ledger = econ.ledger
     events: list[Event] = []
-    bar = malicious_below(econ, [v.agreement for v in verdicts])
+    bar = low_bar(econ, [v.agreement for v in verdicts])
     ordered = sorted(verdicts, key=lambda v: v.client)
-    accepted = {
-        v.client: max(v.score, 0) * econ.client(v.client).reputation
+    suspected = {v.client: suspicion(econ, bar, v.agreement, bool(v.flag)) for v in ordered}
+    # Rewards weigh the reputation the client brought into this round.
+    reputation = {v.client: econ.client(v.client).reputation for v in ordered}
+    slashed: set[bytes] = set()
+    suspects = 0
+    for v in ordered:
+        record = econ.client(v.client)
+        s = suspected[v.client]
+        if v.flag:
+            record.flagged += 1
+        if s == 0 and not v.flag:
+            record.reputation = min(REPUTATION_MAX, record.reputation + params.reputation_gain)
+        else:
+            suspects += 1
+            record.reputation = max(0, record.reputation - params.reputation_penalty)
+        judged = _accumulate(econ, v.client, fl_round, s)
+        if judged:
+            slashed.add(v.client)
+        events += judged
+    bonded = params.bond_per_weight > 0
+    weights = {
+        v.client: max(v.score, 0)
+        * (PERMILLE - suspected[v.client])
+        * reputation[v.client]
+        * (ledger.stake(v.client) if bonded else 1)
         for v in ordered
-        if not v.flag and v.agreement * 1000 >= bar
+        if not v.flag and v.client not in slashed
     }
     pool = min(params.round_reward_pool, ledger.reserve)
-    total = sum(accepted.values())
+    total = sum(weights.values())
     paid_total = 0
-    for client in sorted(accepted):
+    for client in sorted(weights):
         record = econ.client(client)
-        reward = pool * accepted[client] // total if total else 0
+        reward = pool * weights[client] // total if total else 0
         paid = ledger.pay_reward(client, reward, to_stake=params.reward_to_stake == 1)
         paid_total += paid
         record.rewarded += paid
         record.accepted += 1
-        record.reputation = min(REPUTATION_MAX, record.reputation + params.reputation_gain)
-        record.strikes = max(0, record.strikes - 1)
-    slashed = malicious = 0
-    for v in ordered:
-        if v.client in accepted:
-            continue
-        record = econ.client(v.client)
-        record.flagged += 1
-        record.reputation = max(0, record.reputation - params.reputation_penalty)
-        if v.agreement * 1000 >= bar:
-            continue  # rejected by the rule, not malicious: no reward, no slash
-        malicious += 1
-        record.strikes += 1
-        attrs: list[tuple[str, str]] = [
-            ("client", v.client.hex()),
-            ("round", str(fl_round)),
-            ("agreement", str(v.agreement)),
-            ("strikes", str(record.strikes)),
-        ]
-        if record.strikes >= params.slash_strikes:
-            slashed += 1
-            burned = ledger.slash(v.client, params.client_slash_permille)
-            record.slashed += burned
-            attrs.append(("amount", str(burned)))
-        if record.strikes >= params.jail_strikes:
-            record.jailings += 1
-            record.jailed_until_round = fl_round + 1 + params.client_jail_rounds
-            attrs.append(("jailed_until_round", str(record.jailed_until_round)))
-        events.append(Event("client_slashed" if len(attrs) > 4 else "client_struck", tuple(attrs)))
     events.append(
         Event(
             "round_settled",
             (
                 ("round", str(fl_round)),
-                ("rewarded", str(len(accepted))),
+                ("rewarded", str(len(weights))),
                 ("paid", str(paid_total)),
-                ("rejected", str(len(ordered) - len(accepted) - malicious)),
-                ("malicious", str(malicious)),
-                ("slashed", str(slashed)),
+                ("suspect", str(suspects)),
+                ("slashed", str(len(slashed))),
             ),
         )
     )
     return events
 
 
+def note_unmatched_reveal(econ: EconState, client: bytes, fl_round: int) -> list[Event]:
+    """A reveal without a commitment counts as one fully suspect round (it may be an honest
+    client whose commitment was lost, so it is evidence, not an objective fault)."""
+    return _accumulate(econ, client, fl_round, PERMILLE)
+
+
+def punish_fault(econ: EconState, client: bytes, fl_round: int, reason: str) -> list[Event]:
+    """Slash an objective fault at once; a second fault in the same round costs nothing more
+    (one piece of evidence, one punishment, as for a validator's double sign)."""
+    record = econ.client(client)
+    if record.fault_round == fl_round:
+        return []
+    record.fault_round = fl_round
+    record.faults += 1
+    return [_slash(econ, client, fl_round, reason, ())]
+
+
 def set_banned(econ: EconState, client: bytes, banned: bool) -> None:
     econ.client(client).banned = banned
+
+
+def set_admitted(econ: EconState, client: bytes, admitted: bool) -> None:
+    econ.client(client).admitted = admitted

@@ -14,8 +14,8 @@ of the validators' scores weighted by their bonded stake at that moment (lower w
 the smallest score at which the cumulative weight reaches half the total, ties by validator key),
 so validators holding less than half the scoring stake cannot move it; clients nobody scored
 keep their on-chain agreement score.  The committee score then takes the agreement score's
-place in clients.settle_round (malicious below `malicious_below_median_permille` of the round
-median, strikes, slashes, jail; rewards by rule score).
+place in clients.settle_round (one round's suspicion feeding the cross-round evidence that
+alone may slash; rewards by rule score).
 
 Validators are paid for scoring in consensus, as Yuma's validator dividends are: the round's
 `committee_reward_pool` (from the reserve, liquid) is split by stake * consensus, where a

@@ -24,7 +24,7 @@ from fl.economics import txs as econ_txs
 from fl.economics.clients import RoundVerdict
 from fl.economics.genesis import OPEN_GENESIS, SECTION, initial_state, parse_section
 from fl.economics.params import encode_params
-from fl.economics.scoring import DeltaArray, agreement_permille
+from fl.economics.scoring import DeltaArray, agreement_permille, near_copies
 from fl.economics.state import EconState
 from fl.errors import RejectedError
 from fl.governance import engine as gov_engine
@@ -84,6 +84,13 @@ class Incentives:
     def check_submit(self, client: bytes, fl_round: int) -> None:
         clients.check_can_submit(self.econ, client, fl_round)
 
+    def note_fault(self, client: bytes, fl_round: int, reason: str, objective: bool) -> list[Event]:
+        """Evidence from a client's own signed transaction: slashed at once when `objective`,
+        else one fully suspect round of cross-round evidence (clients.py)."""
+        if objective:
+            return clients.punish_fault(self.econ, client, fl_round, reason)
+        return clients.note_unmatched_reveal(self.econ, client, fl_round)
+
     @contextmanager
     def fee(self, tx: SignedTx, apply: bool) -> Iterator[None]:
         """Charge the per-byte fee around a transaction's execution; refund it if it fails.
@@ -118,8 +125,13 @@ class Incentives:
         "", tx hash) and the round's deltas (for the agreement scores), now or, with an evaluation
         committee, `committee_blocks` later."""
         agreement = agreement_permille(pending, known_norms_sq)
+        # A near-copy of another update is flagged as the rule's flags are: no reward, and one
+        # round's suspicion (evidence only across rounds, clients.py).
+        copies = near_copies(pending, self.econ.params.collusion_permille)
         judged = [
-            RoundVerdict(c, score, agreement.get(c, 0), flag, tx_hash)
+            RoundVerdict(
+                c, score, agreement.get(c, 0), flag or ("near-copy" if c in copies else ""), tx_hash
+            )
             for c, score, flag, tx_hash in verdicts
         ]
         if self.econ.params.committee_blocks and judged:

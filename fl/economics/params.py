@@ -23,6 +23,12 @@ class EconParams:
     # -- staking --------------------------------------------------------------------------------
     unbonding_blocks: int = 20
     client_stake_min: int = 100  # bonded stake a client needs to submit an update
+    # Client admission: 0 = bond (any key holding `client_stake_min` bonded), 1 = registry (only
+    # keys admitted by a `client_admit` proposal, and holding `client_stake_min`).
+    client_registry: int = 0
+    # Bonded tokens per unit of aggregation weight (samples) and of reward weight; 0 = unbounded.
+    # Linear in stake, so splitting one stake over many keys never adds weight.
+    bond_per_weight: int = 0
     validator_stake_min: int = 1_000
     power_unit: int = 1_000  # voting power = bonded // power_unit
     # -- client incentives ----------------------------------------------------------------------
@@ -30,16 +36,29 @@ class EconParams:
     reward_to_stake: int = 1  # 1: client rewards are bonded (stake grows), 0: paid liquid
     reputation_initial: int = 500
     reputation_gain: int = 20
-    reputation_penalty: int = 100
-    # An update whose agreement score is below this permille of the round's median is malicious.
-    malicious_below_median_permille: int = 400
-    client_slash_permille: int = 100  # of bonded stake, per malicious update
-    slash_strikes: int = 2  # malicious verdicts (net of accepted rounds) before slashing starts
-    jail_strikes: int = 2  # malicious verdicts (net of accepted rounds) that jail a client
+    reputation_penalty: int = 100  # of reputation only (reward share): never of stake
+    # Cross-round evidence (clients.py).  One round's suspicion of an update (0..1000) is the
+    # largest of: `evidence_flag_permille` if the rule flagged it; 1000 if its cosine with
+    # another update of the round reaches `collusion_permille` (0: not computed); and, when
+    # `evidence_low_permille` > 0, how far its agreement falls below that permille of the round
+    # median.  A client's evidence is the integer EWMA of its suspicions with weight
+    # `evidence_decay_permille`; slashing needs at least `evidence_rounds_min` judged rounds
+    # and evidence >= `evidence_slash_permille`.
+    evidence_flag_permille: int = 1000
+    collusion_permille: int = 990
+    evidence_low_permille: int = 0
+    evidence_decay_permille: int = 60
+    evidence_slash_permille: int = 750
+    evidence_rounds_min: int = 10
+    client_slash_permille: int = 100  # of bonded stake, per slash (evidence or objective fault)
     client_jail_rounds: int = 3
     # Blocks after a round closes in which validators may score its updates (0: no committee).
     committee_blocks: int = 0
     committee_reward_pool: int = 100  # per settled round, to validators by stake * consensus
+    # Commit-reveal rounds (fl/rounds.py): 0 = single phase (updates sent in the clear); N > 0 =
+    # the round's first phase (at most N blocks, or until `updates_per_round` commitments) takes
+    # only commitments sha256(update || salt), the second only reveals matching them.
+    commit_blocks: int = 0
     # -- validator incentives -------------------------------------------------------------------
     block_reward: int = 10
     proposer_bonus_permille: int = 200
@@ -62,6 +81,8 @@ GOVERNABLE: tuple[ParamSpec, ...] = (
     ParamSpec("fee_per_byte", 0, 1_000_000),
     ParamSpec("unbonding_blocks", 1, 1_000_000),
     ParamSpec("client_stake_min", 0, TOKENS_MAX),
+    ParamSpec("client_registry", 0, 1),
+    ParamSpec("bond_per_weight", 0, TOKENS_MAX),
     ParamSpec("validator_stake_min", 1, TOKENS_MAX),
     ParamSpec("power_unit", 1, TOKENS_MAX),
     ParamSpec("round_reward_pool", 0, TOKENS_MAX),
@@ -69,13 +90,17 @@ GOVERNABLE: tuple[ParamSpec, ...] = (
     ParamSpec("reputation_initial", 0, 1000),
     ParamSpec("reputation_gain", 0, 1000),
     ParamSpec("reputation_penalty", 0, 1000),
-    ParamSpec("malicious_below_median_permille", 0, 1000),
+    ParamSpec("evidence_flag_permille", 0, 1000),
+    ParamSpec("collusion_permille", 0, 1000),
+    ParamSpec("evidence_low_permille", 0, 1000),
+    ParamSpec("evidence_decay_permille", 1, 1000),
+    ParamSpec("evidence_slash_permille", 1, 1001),
+    ParamSpec("evidence_rounds_min", 1, 1_000_000),
     ParamSpec("client_slash_permille", 0, 1000),
-    ParamSpec("slash_strikes", 1, 1000),
-    ParamSpec("jail_strikes", 1, 1000),
     ParamSpec("client_jail_rounds", 0, 1_000_000),
     ParamSpec("committee_blocks", 0, 10_000),
     ParamSpec("committee_reward_pool", 0, TOKENS_MAX),
+    ParamSpec("commit_blocks", 0, 10_000),
     ParamSpec("block_reward", 0, TOKENS_MAX),
     ParamSpec("proposer_bonus_permille", 0, 1000),
     ParamSpec("double_sign_slash_permille", 0, 1000),

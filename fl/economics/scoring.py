@@ -24,6 +24,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from fl.aggregate.gram import exact_gram
+
 # Pending deltas are int32, aggregation matrices int64: both are welcome.
 DeltaArray = npt.NDArray[np.signedinteger[Any]]
 
@@ -66,3 +68,31 @@ def agreement_permille(
         denominator = math.isqrt(norm_sq * centre_sq)
         scores[client] = 0 if dot <= 0 or denominator == 0 else min(1000, 1000 * dot // denominator)
     return scores
+
+
+def near_copies(updates: Sequence[tuple[bytes, DeltaArray]], permille: int) -> set[bytes]:
+    """Clients whose update has cosine >= `permille` / 1000 with another update of the round.
+
+    Honest updates never come this close to each other (measured on digits, 30 clients, 50
+    rounds: the largest pairwise cosine was 0.94 at Dirichlet 0.1, 0.79 at 0.5 and 0.82 IID),
+    while colluding attackers who optimise one vector against the public rule (ALIE, min-max,
+    min-sum) send the same vector, or nearly.  Exact: the Gram matrix is the limb-exact integer
+    one Multi-Krum uses (fl/aggregate/gram.py), and the test  g_ij * 10**6 >= p**2 g_ii g_jj
+    (g_ij > 0) compares Python integers.  O(n**2 d), as Multi-Krum."""
+    ordered = sorted(updates, key=lambda u: u[0])
+    n = len(ordered)
+    if n < 2 or permille <= 0:
+        return set()
+    matrix = np.empty((n, ordered[0][1].size), dtype=np.int64)
+    for target, (_, delta) in zip(matrix, ordered, strict=True):
+        target[...] = delta
+    gram = exact_gram(matrix).tolist()
+    found: set[bytes] = set()
+    limit = permille * permille
+    for i in range(n):
+        for j in range(i + 1, n):
+            g = int(gram[i][j])
+            if g > 0 and g * g * 1_000_000 >= limit * int(gram[i][i]) * int(gram[j][j]):
+                found.add(ordered[i][0])
+                found.add(ordered[j][0])
+    return found

@@ -122,6 +122,12 @@ def _check_content(econ: EconState, current: ParamSet, content: Content) -> None
         case "client_unban":
             if not econ.client_view(content.key).banned:
                 raise RejectedError("client is not banned")
+        case "client_admit":
+            if econ.client_view(content.key).admitted:
+                raise RejectedError("client is already admitted")
+        case "client_remove":
+            if not econ.client_view(content.key).admitted:
+                raise RejectedError("client is not admitted")
         case "text":
             pass
         case _:
@@ -232,6 +238,10 @@ def _execute(econ: EconState, fl_params: Params, content: Content, height: int) 
             clients.set_banned(econ, content.key, True)
         case "client_unban":
             clients.set_banned(econ, content.key, False)
+        case "client_admit":
+            clients.set_admitted(econ, content.key, True)
+        case "client_remove":
+            clients.set_admitted(econ, content.key, False)
         case _:
             pass  # text: the record is the effect
     return fl_params

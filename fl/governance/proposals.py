@@ -4,6 +4,7 @@ Content (the first element names the kind):
     ["param", name, value]                 change one governable parameter (FL or incentives)
     ["validator_admit", key] / ["validator_remove", key]
     ["client_ban", key] / ["client_unban", key]
+    ["client_admit", key] / ["client_remove", key]   the client registry (`client_registry` = 1)
     ["text", title, description]           no effect beyond the record
 A proposal's status is "voting" until the end of its end-height block, then one of
 "passed", "rejected", "vetoed", "no_quorum", or "failed" (passed, but its change could no longer
@@ -31,6 +32,8 @@ CONTENT_KINDS = (
     "client_ban",
     "client_unban",
     "text",
+    "client_admit",
+    "client_remove",
 )
 OPTIONS = ("yes", "no", "abstain", "veto")
 STATUSES = ("voting", "passed", "rejected", "vetoed", "no_quorum", "failed")
@@ -88,7 +91,14 @@ def decode_content(value: Value) -> Content:
                     name=expect_str(title, "title", TITLE_CHARS_MAX),
                     value=expect_str(desc, "description", DESCRIPTION_CHARS_MAX),
                 )
-            case "validator_admit" | "validator_remove" | "client_ban" | "client_unban":
+            case (
+                "validator_admit"
+                | "validator_remove"
+                | "client_ban"
+                | "client_unban"
+                | "client_admit"
+                | "client_remove"
+            ):
                 _, key = expect_list(items, 2, f"{kind} proposal")
                 return Content(kind, key=expect_bytes(key, "key", PUBLIC_KEY_BYTES))
             case _:

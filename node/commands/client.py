@@ -3,7 +3,8 @@
 The client home (written by `fedchain testnet`) holds `client_key.json` and `client.toml`:
 rpc URL, shard `index` of `clients`, `dataset`, `seed` and `attack` ("" for honest).  Every
 client splits the dataset with the same Dirichlet(0.5) seed, so shards are disjoint.  Each round
-it fetches the chain's model, trains, signs and POSTs an update, prints one progress line
+it fetches the chain's model, trains, signs and POSTs an update (on a commit-reveal chain: a
+commitment, then the reveal when the reveal phase opens), prints one progress line
 (round, model version, accuracy of the chain's model on the held-out split) and waits for the
 next round.  An attacker trains normally (or on poisoned data) and then sends the crafted
 delta; omniscient attacks (alie, ipm) use its own clean delta as the estimate of honest ones.
@@ -23,7 +24,7 @@ from fl.client import attacks
 from fl.client.datasets import load
 from fl.client.errors import ClientError, TransportError
 from fl.client.partition import dirichlet
-from fl.client.sdk import build_update, fetch_model, fetch_params, next_nonce
+from fl.client.sdk import fetch_model, fetch_params, submit_update
 from fl.client.trainers import accuracy, make_trainer
 from node.apps import FL_TRAINER
 from node.commands.args import rpc_url
@@ -34,6 +35,7 @@ from node.rpc.transport import RpcTransport
 HELP = "run an FL client: train on a local shard and submit updates over a node's RPC"
 PARTITION_SEED = 0
 PARTITION_ALPHA = 0.5
+BLOCK_POLL_S = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,18 +121,18 @@ def _run(args: argparse.Namespace) -> int:
             trainer.train(model.weights, px, py, rng) - model.weights if attack != "none" else clean
         )
         delta = attacks.craft(attack, own, [clean], collusion, rng)
-        tx = build_update(
+        # One submit_update, or on a commit-reveal chain a commitment, then the reveal once
+        # the reveal phase opens (polling about once per block).
+        result = submit_update(
+            transport,
             key,
-            transport.chain_id(),
-            next_nonce(transport, key),
             model,
             delta,
             len(y),
             fetch_params(transport),
-            16,
-            rng,
+            lambda: time.sleep(BLOCK_POLL_S),
+            rng=rng,
         )
-        result = transport.submit(tx)
         acc = accuracy(trainer, model.weights, ds.x_test, ds.y_test)
         verdict = "submitted" if result.accepted else f"refused ({result.reason})"
         print(

@@ -48,6 +48,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     content.add_argument("--remove-validator", metavar="HEX", help="remove a validator key")
     content.add_argument("--ban", metavar="HEX", help="ban an FL client key")
     content.add_argument("--unban", metavar="HEX", help="lift a client ban")
+    content.add_argument(
+        "--admit-client", metavar="HEX", help="add a client key to the registry (registry mode)"
+    )
+    content.add_argument("--remove-client", metavar="HEX", help="remove a client from the registry")
     content.add_argument("--text", metavar="TITLE", help="a text proposal")
     parser.add_argument("--description", default="", help="text proposal body")
     parser.add_argument("--deposit", type=int, default=1_000, help="deposit, locked until tally")
@@ -98,6 +102,8 @@ def proposal_content(args: argparse.Namespace) -> Value:
         ("remove_validator", "validator_remove"),
         ("ban", "client_ban"),
         ("unban", "client_unban"),
+        ("admit_client", "client_admit"),
+        ("remove_client", "client_remove"),
     ):
         raw_key = getattr(args, flag)
         if raw_key:
@@ -109,7 +115,7 @@ def proposal_content(args: argparse.Namespace) -> Value:
         return ["text", args.text, args.description]
     raise GovCommandError(
         "propose needs one of --param, --admit-validator, --remove-validator, --ban, --unban, "
-        "--text"
+        "--admit-client, --remove-client, --text"
     )
 
 

@@ -98,7 +98,8 @@ def format_account(key_hex: str, value: Value) -> str:
         c = ClientRecord.decode(client_v)
         lines.append(
             f"  client    reputation {c.reputation}, accepted {c.accepted}, flagged {c.flagged}, "
-            f"strikes {c.strikes}, jailed until round {c.jailed_until_round}, "
+            f"evidence {c.evidence} over {c.judged} rounds, faults {c.faults}, "
+            f"jailed until round {c.jailed_until_round}, admitted {c.admitted}, "
             f"banned {c.banned}, rewarded {c.rewarded}, slashed {c.slashed}"
         )
     if validator_v is not None:

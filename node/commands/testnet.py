@@ -88,13 +88,19 @@ def generate(args: argparse.Namespace) -> None:
         proto = "dns4" if args.docker else "ip4"
         return f"/{proto}/{host}/tcp/{port}/p2p/{PeerId.from_public_key(node_keys[i].public_key)}"
 
+    genesis_validators = tuple(
+        GenesisValidator(k.public_key, 10, f"validator{i}") for i, k in enumerate(validator_keys)
+    )
     genesis = Genesis(
         chain_id=args.chain_id,
-        validators=tuple(
-            GenesisValidator(k.public_key, 10, f"validator{i}")
-            for i, k in enumerate(validator_keys)
+        validators=genesis_validators,
+        # Bond mode: every generated client is bonded at genesis (node/apps.py CLIENT_BOND).
+        app_state=genesis_app_state(
+            args.app,
+            m,
+            client_keys=tuple(k.public_key for k in client_keys),
+            validators=genesis_validators,
         ),
-        app_state=genesis_app_state(args.app, m),
     )
     rpc_urls = []
     for i in range(n):

@@ -7,7 +7,7 @@ import pytest
 
 from consensus.codec import decode, encode
 from consensus.crypto import PrivateKey
-from fl.app import FLApp
+from fl.app import CODE_FAULT, FLApp
 from fl.errors import RejectedError
 from fl.fixed import DELTA_ABS_MAX, FRAC_BITS, ONE
 from fl.params import Params
@@ -125,8 +125,6 @@ def _bad_inputs(app: FLApp) -> dict[str, tuple[bytes, str]]:
     "case",
     [
         "wrong shape",
-        "length mismatch",
-        "out of range",
         "wrong round",
         "wrong base hash",
         "second update",
@@ -135,7 +133,6 @@ def _bad_inputs(app: FLApp) -> dict[str, tuple[bytes, str]]:
         "replayed nonce",
         "unknown kind",
         "malformed",
-        "bad body",
         "norm",
     ],
 )
@@ -153,6 +150,25 @@ def test_bad_input_is_rejected_with_a_reason_and_changes_nothing(case: str) -> N
     assert with_bad.tx_results[0].code != 0
     assert with_bad.tx_results[0].reason
     assert with_bad.app_hash == without.app_hash
+
+
+@pytest.mark.parametrize("case", ["length mismatch", "out of range", "bad body"])
+def test_signed_undecodable_update_in_a_block_is_an_objective_fault(case: str) -> None:
+    """The mempool refuses it; if a proposer includes it anyway, its signed bytes alone prove
+    the fault: the sender is slashed and jailed at once, its nonce advances (no replay)."""
+    app = new_app()
+    tx, why = _bad_inputs(app)[case]
+    checked = app.check_tx(tx)
+    assert not checked.ok
+    assert why in checked.reason
+    sender = decode_tx(tx).sender
+    result = run_block(app, [tx])
+    assert result.tx_results[0].code == CODE_FAULT
+    assert why in result.tx_results[0].reason
+    assert [e.kind for e in result.tx_results[0].events] == ["client_slashed"]
+    assert app.state.account(sender).nonce == 1
+    record = app.state.incentives.econ.clients[sender]
+    assert (record.faults, record.jailed_until_round) == (1, 1)
 
 
 def test_a_scale_finer_than_the_model_is_floored_not_rejected() -> None:
