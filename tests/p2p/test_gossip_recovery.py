@@ -148,3 +148,22 @@ async def test_a_peer_that_opens_a_new_stream_hears_our_subscriptions_again() ->
         second = await b.new_stream(a.host.peer_id, [MESHSUB_V11])
         await second.write_frame(Rpc(subscriptions=((True, T),)).encode())
         await wait_for(lambda: announcements() == 2)
+
+
+async def test_a_garbled_stream_costs_one_penalty_and_is_reset() -> None:
+    # After a frame that does not decode, the framing itself is suspect: every later "frame"
+    # of a desynchronised stream would otherwise cost the peer a penalty until graylisted.
+    async with AsyncExitStack() as stack:
+        a, _ = await stack.enter_async_context(gossip_node(stack, "reader", FAST))
+        b = await stack.enter_async_context(Host(identity("garbler")))
+        await b.listen()
+        await b.dial(a.host.addrs()[0])
+        stream = await b.new_stream(a.host.peer_id, [MESHSUB_V11])
+        await stream.write_frame(Rpc(subscriptions=((True, T),)).encode())
+        garbage = bytes([0x1F]) * 50  # wire type 7: no protobuf decodes this
+        for _ in range(20):
+            await stream.write_frame(garbage)
+        await wait_for(lambda: a.counters.get("stream_handler_remote_error") >= 1)
+        assert a.counters.get("gossip_rpc_invalid") == 1
+        assert a.score(b.peer_id) > FAST.thresholds.gossip_threshold
+        assert a.host.is_connected(b.peer_id)
