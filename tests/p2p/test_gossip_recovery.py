@@ -113,7 +113,9 @@ async def test_publish_never_waits_for_a_peer_that_does_not_read() -> None:
             before = a.router.ticks
             await asyncio.wait_for(a.publish(T, bytes([i]) * 900_000), 60)
             spans.append(a.router.ticks - before)
-        assert max(spans) <= 2, spans
+        # Waiting for B to be cut off would take slow_peer_stall_heartbeats plus ten slow
+        # heartbeats; a publish must not come near that (the slack is for a loaded machine).
+        assert max(spans) <= 5, spans
         await wait_for(lambda: len(got) == 30)
         assert a.counters.get("gossip_send_queue_full") >= 1
         await wait_for(lambda: not a.host.is_connected(b.peer_id))
