@@ -213,6 +213,15 @@ class Network:
             return self._frame_bytes_max
         return self._stranger_frame_bytes_max
 
+    def _offence(self, peer: PeerId, reason: str) -> None:
+        """Report a peer's offence, unless it is gone already: many of its streams can fail
+        in the same loop turn (their timeouts fire together), and the first offences have
+        banned it; the rest would only repeat the penalty."""
+        if self.host.is_connected(peer):
+            self._on_invalid(peer, reason)
+        else:
+            self.dropped["offence_after_disconnect"] += 1
+
     async def _serve_messages(self, stream: Stream) -> None:
         peer = stream.remote_peer
         if self.gate is not None and not await self.gate.wait_admitted(peer):
@@ -223,7 +232,7 @@ class Network:
             try:
                 length = await inbox.read_length_prefix(limit)
             except LimitError as exc:
-                self._on_invalid(peer, f"oversized message: {exc}")
+                self._offence(peer, f"oversized message: {exc}")
                 raise InvalidPeerMessage(str(exc)) from None
             if length is None:
                 return
@@ -232,7 +241,7 @@ class Network:
                     frame = await inbox.read_exact(length)
             except TimeoutError:
                 reason = f"message of {length} bytes incomplete after {self._frame_timeout_s} s"
-                self._on_invalid(peer, reason)
+                self._offence(peer, reason)
                 raise InvalidPeerMessage(reason) from None
             try:
                 msg = decode_message(frame, self._frame_bytes_max)

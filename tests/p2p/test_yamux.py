@@ -338,3 +338,12 @@ def test_the_shell_misusing_a_stream_is_our_bug() -> None:
         mux.data_sent(sid, INITIAL_WINDOW_BYTES + 1)
     with pytest.raises(InvariantError):
         Ledger("x", MiB).release(1)
+
+
+def test_credit_ahead_never_overflows_the_u32_window() -> None:
+    link = Link(ledger_bytes=2**33)
+    sid = link.a.mux.open_stream()
+    link.pump()
+    link.b.mux.demand(sid, 2**33)
+    link.pump()
+    assert link.a.mux.send_window(sid) == 2**32 - 1
