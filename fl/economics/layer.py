@@ -125,12 +125,12 @@ class Incentives:
         "", tx hash) and the round's deltas (for the agreement scores), now or, with an evaluation
         committee, `committee_blocks` later."""
         agreement = agreement_permille(pending, known_norms_sq)
-        # A near-copy of another update is flagged as the rule's flags are: no reward, and one
-        # round's suspicion (evidence only across rounds, clients.py).
+        # A near-copy of another update is flagged (no reward, and one fully suspect round:
+        # evidence only across rounds, clients.py), whatever the rule said of it.
         copies = near_copies(pending, self.econ.params.collusion_permille)
         judged = [
             RoundVerdict(
-                c, score, agreement.get(c, 0), flag or ("near-copy" if c in copies else ""), tx_hash
+                c, score, agreement.get(c, 0), clients.NEAR_COPY if c in copies else flag, tx_hash
             )
             for c, score, flag, tx_hash in verdicts
         ]

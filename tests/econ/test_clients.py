@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from fl.economics.clients import (
+    NEAR_COPY,
     RoundVerdict,
     punish_fault,
     set_admitted,
@@ -107,16 +108,30 @@ def test_the_slash_needs_the_minimum_number_of_rounds() -> None:
 
 def test_suspicion_from_agreement_only_when_configured() -> None:
     off = make()
-    assert suspicion(off.econ, 0, 0, False) == 0  # evidence_low_permille = 0: no bar at all
+    assert suspicion(off.econ, 0, 0, "", True) == 0  # evidence_low_permille = 0: no bar at all
     inc = make(EconParams(evidence_low_permille=400))
     bar = 400 * 800  # round median 800
-    assert suspicion(inc.econ, bar, 320, False) == 0  # at the bar: not suspect
-    assert suspicion(inc.econ, bar, 160, False) == 500
-    assert suspicion(inc.econ, bar, 0, False) == 1000
-    assert suspicion(inc.econ, bar, 900, True) == 1000  # flagged
+    assert suspicion(inc.econ, bar, 320, "", True) == 0  # at the bar: not suspect
+    assert suspicion(inc.econ, bar, 160, "", True) == 500
+    assert suspicion(inc.econ, bar, 0, "", True) == 1000
+    assert suspicion(inc.econ, bar, 900, "outlier", True) == 1000  # flagged
     low_flag = make(EconParams(evidence_low_permille=400, evidence_flag_permille=250))
-    assert suspicion(low_flag.econ, bar, 900, True) == 250
-    assert suspicion(low_flag.econ, bar, 160, True) == 500  # the larger of the two
+    assert suspicion(low_flag.econ, bar, 900, "outlier", True) == 250
+    assert suspicion(low_flag.econ, bar, 160, "outlier", True) == 500  # the larger of the two
+    assert suspicion(low_flag.econ, bar, 900, "outlier", False) == 0  # flags not trusted
+    assert suspicion(low_flag.econ, bar, 900, NEAR_COPY, False) == 1000
+
+
+def test_in_a_round_with_near_copies_the_rules_flags_are_no_evidence() -> None:
+    inc = make()
+    # Colluders (ALICE, CAROL copy one vector) steer the rule into flagging honest BOB.
+    rows = [(ALICE, 900, 900, NEAR_COPY), (CAROL, 900, 900, NEAR_COPY), (BOB, 0, 300, "far")]
+    for fl_round in range(50):
+        settle(inc, fl_round, rows)
+    assert inc.econ.clients[BOB].evidence == 0
+    assert inc.econ.clients[BOB].slashed == 0
+    assert inc.econ.clients[ALICE].slashed > 0
+    assert inc.econ.clients[CAROL].slashed > 0
 
 
 def test_low_agreement_alone_never_slashes_by_default() -> None:

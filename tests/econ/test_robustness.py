@@ -1,10 +1,10 @@
 """Stake under attack: 30 clients on digits, 30% label flippers, through the real application.
 
 The figures (all rules, seeds 0-3) are in docs/robustness.md; `python -m tests.econ.robustness`
-prints the seed-0 tables.  These tests pin what the incentives layer achieves in five rounds: nobody is slashed yet
-(slashing needs evidence over at least `evidence_rounds_min` = 10 rounds; the 50-round figures
-are in docs/robustness.md, "Slashing"), and the stake already moves the honest clients' way,
-because flagged updates earn nothing.
+prints the seed-0 tables.  These tests pin what the incentives layer achieves in five rounds:
+nobody is slashed yet (slashing needs evidence over at least `evidence_rounds_min` = 10
+rounds; the 50-round figures are in docs/robustness.md, "Slashing"), and the stake already
+moves the honest clients' way, because flagged updates earn nothing.
 """
 
 import pytest
