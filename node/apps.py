@@ -24,6 +24,10 @@ CLIENT_STAKE_MIN = 100
 BOND_PER_WEIGHT = 1
 GENESIS_RESERVE = 1_000_000_000
 VALIDATOR_LIQUID = 10_000  # per unit of genesis power, for governance deposits and fees
+# Commit-reveal rounds on generated testnets: the commit phase ends as soon as every client has
+# committed (or after this many blocks), so it costs about one block and one transaction per
+# round; what it removes is every client's sight of the others' updates before it commits.
+COMMIT_BLOCKS = 20
 
 
 def build_app(name: str) -> Application:
@@ -92,6 +96,7 @@ def bonded_economics(
         params=EconParams(
             client_stake_min=CLIENT_STAKE_MIN,
             bond_per_weight=BOND_PER_WEIGHT,
+            commit_blocks=COMMIT_BLOCKS,
             # As on an open chain: a dev testnet's validators are stopped and restarted at will.
             downtime_min_signed_permille=0,
         ),
