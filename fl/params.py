@@ -13,7 +13,7 @@ from consensus.errors import CodecError
 from fl.errors import RejectedError
 from fl.fixed import NORM_MAX, ONE, ROUND_UPDATES_MAX, SAMPLES_MAX
 
-RULES = ("fedavg", "median", "trimmed_mean", "multi_krum", "centered_clip")
+RULES = ("fedavg", "median", "trimmed_mean", "multi_krum", "centered_clip", "history_clip")
 DEFAULT_RULE = "centered_clip"
 
 
@@ -39,6 +39,22 @@ class Params:
     clip_radius_permille: int = 1000
     # ... and updates farther than this (permille of the radius) are dropped; 0 never drops.
     clip_drop_permille: int = 3000
+    # history_clip (fl/aggregate/history.py; it shares clip_iterations/_radius/_drop above):
+    # the radius may grow by this factor per round, and its EMA takes this share of a round ...
+    hist_growth_permille: int = 1250
+    hist_ema_permille: int = 250
+    # ... a client whose trace has a cosine above sim_low with another's loses weight, all of it
+    # at sim_high; traces decay by trace_keep per round ...
+    hist_sim_low_permille: int = 300
+    hist_sim_high_permille: int = 600
+    hist_trace_keep_permille: int = 800
+    # ... and at most this many clients are tracked, each forgotten after this many rounds unseen.
+    hist_clients_max: int = 4096
+    hist_stale_rounds: int = 64
+    # The similarity a client is judged by is its k-th largest cosine with another client (k =
+    # this): a pair of honest clients with the same label mix resembles one another, a coalition
+    # that pushes together has many partners.
+    hist_sim_rank: int = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +88,14 @@ GOVERNABLE: tuple[ParamSpec, ...] = (
     ParamSpec("clip_iterations", 1, 10),
     ParamSpec("clip_radius_permille", 1, 100_000),
     ParamSpec("clip_drop_permille", 0, 1_000_000),
+    ParamSpec("hist_growth_permille", 1000, 10_000),
+    ParamSpec("hist_ema_permille", 1, 1000),
+    ParamSpec("hist_sim_low_permille", 0, 1000),
+    ParamSpec("hist_sim_high_permille", 1, 1001),
+    ParamSpec("hist_trace_keep_permille", 0, 900),
+    ParamSpec("hist_clients_max", 1, 1 << 16),
+    ParamSpec("hist_stale_rounds", 1, 1_000_000),
+    ParamSpec("hist_sim_rank", 1, 64),
 )
 
 _SPECS = {spec.name: spec for spec in GOVERNABLE}
@@ -98,6 +122,8 @@ def validate(params: Params) -> None:
         spec.check(getattr(params, spec.name))
     if 0 < params.clip_drop_permille < 1000:
         raise RejectedError("clip_drop_permille must be 0 (never drop) or at least 1000")
+    if params.hist_sim_low_permille >= params.hist_sim_high_permille:
+        raise RejectedError("hist_sim_low_permille must be below hist_sim_high_permille")
     if params.updates_min > params.updates_per_round:
         raise RejectedError("updates_min must not exceed updates_per_round")
 

@@ -22,6 +22,7 @@ from fl.aggregate.common import (
     alignment_permille,
 )
 from fl.aggregate.fedavg import fedavg
+from fl.aggregate.history import HistoryParams, RuleHistory, history_clip
 from fl.aggregate.krum import multi_krum
 from fl.aggregate.median import coordinate_median
 from fl.aggregate.trimmed import trimmed_mean
@@ -29,7 +30,15 @@ from fl.errors import FLInvariantError
 from fl.fixed import IntArray
 from fl.params import Params
 
-__all__ = ["Aggregate", "ClientUpdate", "Verdict", "aggregate", "canonical_order"]
+__all__ = [
+    "Aggregate",
+    "ClientUpdate",
+    "RuleHistory",
+    "Verdict",
+    "aggregate",
+    "canonical_order",
+    "history_params",
+]
 
 
 def canonical_order(updates: Sequence[ClientUpdate]) -> list[ClientUpdate]:
@@ -40,8 +49,17 @@ def canonical_order(updates: Sequence[ClientUpdate]) -> list[ClientUpdate]:
     return ordered
 
 
-def aggregate(rule: str, updates: Sequence[ClientUpdate], params: Params) -> Aggregate:
-    """Aggregate `updates` (any order, at least one, equal lengths) with the named rule."""
+def aggregate(
+    rule: str,
+    updates: Sequence[ClientUpdate],
+    params: Params,
+    history: RuleHistory | None = None,
+) -> Aggregate:
+    """Aggregate `updates` (any order, at least one, equal lengths) with the named rule.
+
+    `history` is what the history rule carried from the rounds before (the app state's
+    `rule_history`; empty when omitted); `Aggregate.history` is its successor, or None when the
+    rule keeps no history (the caller then keeps the old one unchanged)."""
     if not updates:
         raise FLInvariantError("aggregate called with no updates")
     ordered = canonical_order(updates)
@@ -51,7 +69,13 @@ def aggregate(rule: str, updates: Sequence[ClientUpdate], params: Params) -> Agg
     rows = [u.delta for u in ordered]
     weights = np.array([min(u.samples, params.sample_weight_max) for u in ordered], dtype=np.int64)
     keys = tuple(u.client for u in ordered)
+    next_history: RuleHistory | None = None
+    scores: list[int] | None
     match rule:
+        case "history_clip":
+            delta, scores, flags, next_history = history_clip(
+                _matrix(rows), keys, history or RuleHistory(), history_params(params)
+            )
         case "fedavg":
             delta, scores, flags = fedavg(rows, weights)
         case _ if rule in MATRIX_RULES:
@@ -66,7 +90,23 @@ def aggregate(rule: str, updates: Sequence[ClientUpdate], params: Params) -> Agg
             keys, (u.samples for u in ordered), scores, flags, strict=True
         )
     )
-    return Aggregate(delta=delta, verdicts=verdicts)
+    return Aggregate(delta=delta, verdicts=verdicts, history=next_history)
+
+
+def history_params(params: Params) -> HistoryParams:
+    return HistoryParams(
+        iterations=params.clip_iterations,
+        radius_permille=params.clip_radius_permille,
+        drop_permille=params.clip_drop_permille,
+        growth_permille=params.hist_growth_permille,
+        ema_permille=params.hist_ema_permille,
+        sim_low_permille=params.hist_sim_low_permille,
+        sim_high_permille=params.hist_sim_high_permille,
+        trace_keep_permille=params.hist_trace_keep_permille,
+        clients_max=params.hist_clients_max,
+        stale_rounds=params.hist_stale_rounds,
+        sim_rank=params.hist_sim_rank,
+    )
 
 
 MATRIX_RULES = ("median", "trimmed_mean", "multi_krum", "centered_clip")

@@ -38,6 +38,9 @@ class Verdict:
 class Aggregate:
     delta: IntArray
     verdicts: tuple[Verdict, ...]  # sorted by client key
+    # The history rule's state for the next round (fl.aggregate.history.RuleHistory); None for
+    # the rules that keep none.  Typed loosely here so this module does not import the rule.
+    history: object = None
 
 
 # (delta, per-row scores or None for the generic score, per-row flags)

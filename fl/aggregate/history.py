@@ -1,0 +1,268 @@
+"""History-aware centred clipping: a radius colluders cannot inflate, and colluders who push one
+direction together (in one round or across rounds) lose their weight.
+
+Theory of operation (one round, n updates sorted by client key, H = the rule's history):
+
+    v_0   = coordinate median of the updates
+    e_i   = u_i - v_0;  r = lower median |e_i|
+    trace_i <- trace_i * keep + unit_sketch(e_i)        (per-client memory across rounds)
+    t_i   = (trace_i - coordinate median of the traces) >> 1
+    c_i   = k-th largest over j != i of cos(t_i, t_j)        (exact integers, permille)
+    lo    = max(sim_low, median_i c_i + (sim_high - sim_low) / 2);  hi = lo + sim_high - sim_low
+    w_i   = 1000 below lo, 0 above hi, linear between                (FoolsGold-like)
+    cap   = H.radius * growth  (no cap in the first round)
+    repeat L times:  tau = radius_permille/1000 * min(median_i |u_i - v|, cap)
+                     K   = { i : |u_i - v| <= drop/1000 * tau }
+                     v  += floor( sum_{i in K} w_i * clip_tau(u_i - v) / sum_{i in K} w_i )
+    H.radius <- EMA(H.radius, min(r, cap))
+
+Why each piece is there (every update and this rule are public, so the attackers are omniscient):
+- The radius comes from history and may grow by at most `growth` per round, so identical vectors
+  that move the median-based radius in one round cannot widen the acceptance region with it.
+- Clipping bounds what one update can do (tau / sum of weights); to move the aggregate far the
+  attackers must push the same direction together.  Pushing together is what the similarity
+  weights see: honest non-IID deviations from the centre point in their own label mix's
+  direction, colluders' in a shared one.  The traces decay geometrically, so a shared direction
+  hidden under independent per-round noise still accumulates (signal grows like 1/(1 - keep),
+  noise like 1/sqrt(1 - keep**2)) and drift across rounds is seen even when one round is not.
+- The sketch is a fixed signed bucket sum to SKETCH_DIM coordinates (identity when the model
+  is no larger), normalised to UNIT each round so every round counts the same whatever its size.
+
+Integers only; the bounds (with fl.fixed's: |u| <= 2**20, d <= 2**20, n <= 2**12):
+  sketch coordinate <= d * 2**21 = 2**41 (any bucket imbalance); its norm in Python ints;
+  scaling it to UNIT multiplies by 2**16 first: <= 2**57
+  unit sketch coordinate <= UNIT = 2**16; trace coordinate <= UNIT / (1 - keep) <= 10 * UNIT < 2**20
+  trace dot products: exact_gram (|x| <= 2**20, k <= 2**20) -> <= 2**50; cos * 1000 <= 2**60
+  weighted sum of clipped deviations <= 2**12 * 1000 * 2**21 < 2**43
+  clip product |dev| * tau <= 2**21 * 2**31 = 2**52 (as in centered_clip)
+"""
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from consensus.codec import Value, expect_bytes, expect_int, expect_list, expect_seq
+from consensus.crypto import PUBLIC_KEY_BYTES
+from consensus.errors import CodecError
+from fl.aggregate.common import lower_median
+from fl.aggregate.gram import exact_gram
+from fl.aggregate.median import coordinate_median
+from fl.errors import FLInvariantError
+from fl.fixed import IntArray
+
+SKETCH_DIM = 1024
+UNIT = 1 << 16
+TRACE_ABS_MAX = 10 * UNIT  # keep <= 900 permille: UNIT * 1000 / (1000 - 900)
+FLAG_BELOW_PERMILLE = 500
+_HASH_MULT = np.uint64(0x9E3779B97F4A7C15)
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryParams:
+    iterations: int
+    radius_permille: int
+    drop_permille: int
+    growth_permille: int  # the radius may grow by this factor per round (>= 1000)
+    ema_permille: int  # weight of this round's median deviation in the radius EMA
+    sim_low_permille: int  # similarity at or below which a client keeps its full weight
+    sim_high_permille: int  # ... at or above which it has none
+    trace_keep_permille: int  # geometric decay of the per-client traces (<= 900)
+    clients_max: int  # traces kept
+    stale_rounds: int  # a trace not refreshed for this many rounds is forgotten
+    sim_rank: int = 1  # a client is judged by its k-th largest cosine with another
+
+
+@dataclass(frozen=True, slots=True)
+class Trace:
+    client: bytes
+    last_round: int
+    vector: IntArray  # SKETCH_DIM int64, |x| <= TRACE_ABS_MAX; never mutated
+
+
+@dataclass(frozen=True, slots=True)
+class RuleHistory:
+    """What the history rule carries from round to round (part of the app state)."""
+
+    rounds: int = 0  # rounds this rule has aggregated
+    radius: int = 0  # EMA of the median deviation norm, model units; 0 before the first round
+    traces: tuple[Trace, ...] = ()  # sorted by client key
+
+    def encode(self) -> Value:
+        return [
+            self.rounds,
+            self.radius,
+            [[t.client, t.last_round, t.vector.astype("<i4").tobytes()] for t in self.traces],
+        ]
+
+    @classmethod
+    def decode(cls, value: Value, clients_max: int = 1 << 16) -> "RuleHistory":
+        rounds_v, radius_v, traces_v = expect_list(value, 3, "rule history")
+        rounds = expect_int(rounds_v, "rule history rounds", 0)
+        traces: list[Trace] = []
+        for item in expect_seq(traces_v, "rule history traces", clients_max):
+            client_v, last_v, vector_v = expect_list(item, 3, "trace")
+            vector = np.frombuffer(
+                expect_bytes(vector_v, "trace vector", SKETCH_DIM * 4), dtype="<i4"
+            ).astype(np.int64)
+            if vector.size != SKETCH_DIM or int(np.abs(vector).max()) > TRACE_ABS_MAX:
+                raise CodecError("trace vector has the wrong size or is out of range")
+            client = expect_bytes(client_v, "trace client", PUBLIC_KEY_BYTES)
+            if traces and traces[-1].client >= client:
+                raise CodecError("traces not sorted by client key")
+            traces.append(Trace(client, expect_int(last_v, "trace round", 0, rounds), vector))
+        return cls(rounds, expect_int(radius_v, "rule history radius", 0, 1 << 32), tuple(traces))
+
+
+def sketch_map(size: int) -> tuple[IntArray, IntArray]:
+    """(bucket, sign) of every coordinate: identity for small models, else a fixed hash."""
+    index = np.arange(size, dtype=np.uint64)
+    if size <= SKETCH_DIM:
+        return index.astype(np.int64), np.ones(size, dtype=np.int64)
+    mixed = index * _HASH_MULT  # wraps mod 2**64: the same on every machine
+    bucket = (mixed >> np.uint64(54)).astype(np.int64)  # top 10 bits: SKETCH_DIM buckets
+    sign = 1 - 2 * ((mixed >> np.uint64(31)) & np.uint64(1)).astype(np.int64)
+    return bucket, sign
+
+
+def unit_sketch(deviation: IntArray, bucket: IntArray, sign: IntArray) -> IntArray:
+    """The signed bucket sum of `deviation`, scaled to norm UNIT (floor), or zeros."""
+    raw = np.zeros(SKETCH_DIM, dtype=np.int64)
+    np.add.at(raw, bucket, deviation * sign)  # |raw| <= 2**41, exact
+    norm = math.isqrt(sum(x * x for x in raw.tolist()))
+    if norm == 0:
+        return raw
+    out: IntArray = np.floor_divide(raw * UNIT, norm)  # |raw * UNIT| <= 2**57
+    return out
+
+
+def similarity_weights(
+    vectors: IntArray, low: int, high: int, rank: int = 1
+) -> tuple[list[int], list[int]]:
+    """(weight permille, k-th largest cosine permille to another row) per row, exact integers
+    (k = `rank`, or the smallest when there are fewer other rows)."""
+    n = vectors.shape[0]
+    if n < 2:
+        return [1000] * n, [0] * n
+    # Centred on the coordinate median of the traces: what every honest trace shares (the
+    # opposite of a coalition's pull on the median, say) is not resemblance.  Halved so that
+    # |x| <= 2**20 holds for exact_gram.
+    centred, _, _ = coordinate_median(vectors)
+    gram = exact_gram((vectors - centred) >> 1)
+    norms = np.array([math.isqrt(max(0, int(g))) for g in np.diagonal(gram).tolist()], np.int64)
+    denominators = np.maximum(1, norms[:, None] * norms[None, :])  # <= 2**50
+    cos = np.floor_divide(gram * 1000, denominators)  # |gram * 1000| <= 2**60
+    np.fill_diagonal(cos, -1000)
+    cos[norms == 0, :] = 0  # a zero trace resembles nothing
+    cos[:, norms == 0] = 0
+    np.fill_diagonal(cos, -1000)
+    k = min(rank, n - 1)
+    top = [min(1000, int(x)) for x in np.sort(cos, axis=1)[:, n - k].tolist()]
+    # Judged against the crowd as well: a coalition that shifts the median makes the honest
+    # deviations share its opposite direction, so they resemble one another too; but the
+    # coalition is a minority, so the median client's similarity is an honest one.
+    width = high - low
+    low = max(low, lower_median(top) + width // 2)
+    high = low + width
+    weights = []
+    for c in top:
+        if c <= low:
+            weights.append(1000)
+        elif c >= high:
+            weights.append(0)
+        else:
+            weights.append(1000 * (high - c) // (high - low))
+    return weights, top
+
+
+def history_clip(
+    matrix: IntArray, keys: tuple[bytes, ...], history: RuleHistory, p: HistoryParams
+) -> tuple[IntArray, list[int], list[str], RuleHistory]:
+    """Aggregate `matrix` (rows in `keys` order, sorted) and return the next history."""
+    n, size = matrix.shape
+    if n != len(keys) or list(keys) != sorted(keys):
+        raise FLInvariantError("history_clip needs rows sorted by client key")
+    centre, _, _ = coordinate_median(matrix)
+    deviations = matrix - centre
+    norms = [math.isqrt(int(x)) for x in np.einsum("ij,ij->i", deviations, deviations)]
+    measured = lower_median(norms)
+    cap = history.radius * p.growth_permille // 1000 if history.radius > 0 else None
+
+    # Traces: decay the old, add this round's unit sketch of the deviation from the median.
+    bucket, sign = sketch_map(size)
+    old = {t.client: t for t in history.traces}
+    vectors = np.zeros((n, SKETCH_DIM), dtype=np.int64)
+    for i, key in enumerate(keys):
+        previous = old.get(key)
+        fresh = unit_sketch(deviations[i], bucket, sign)
+        if previous is not None:
+            fresh = fresh + np.floor_divide(previous.vector * p.trace_keep_permille, 1000)
+        vectors[i] = np.clip(fresh, -TRACE_ABS_MAX, TRACE_ABS_MAX)  # the bound holds anyway
+    weights, similarity = similarity_weights(
+        vectors, p.sim_low_permille, p.sim_high_permille, p.sim_rank
+    )
+    if sum(weights) == 0:  # everyone resembles someone: nothing to tell apart, weigh equally
+        weights = [1000] * n
+
+    kept_permille = [1000] * n
+    dropped = [False] * n
+    for iteration in range(p.iterations):
+        if iteration:
+            deviations = matrix - centre
+            norms = [math.isqrt(int(x)) for x in np.einsum("ij,ij->i", deviations, deviations)]
+        base = lower_median(norms) if cap is None else min(lower_median(norms), cap)
+        tau = max(1, base * p.radius_permille // 1000)
+        for i, norm in enumerate(norms):
+            kept_permille[i] = 1000 if norm <= tau else tau * 1000 // norm
+            dropped[i] = p.drop_permille > 0 and norm * 1000 > p.drop_permille * tau
+        if all(dropped[i] or weights[i] == 0 for i in range(n)):
+            dropped = [False] * n  # nothing would be left: keep everyone, as centered_clip does
+        total = 0
+        for i, norm in enumerate(norms):
+            if dropped[i] or weights[i] == 0:
+                deviations[i] = 0
+                continue
+            total += weights[i]
+            if norm > tau:
+                deviations[i] = np.floor_divide(deviations[i] * tau, norm)
+            deviations[i] *= weights[i]
+        if total == 0:  # every kept weight is 0 (guarded above): leave the centre
+            break
+        centre = centre + np.floor_divide(deviations.sum(axis=0), total)
+
+    radius_sample = measured if cap is None else min(measured, cap)
+    radius = (
+        radius_sample
+        if history.radius == 0
+        else (history.radius * (1000 - p.ema_permille) + radius_sample * p.ema_permille) // 1000
+    )
+    flags, scores = [], []
+    for i in range(n):
+        if dropped[i]:
+            flags.append("history_clip: dropped, deviation beyond the drop radius")
+            scores.append(0)
+            continue
+        score = kept_permille[i] * weights[i] // 1000
+        scores.append(score)
+        if weights[i] < FLAG_BELOW_PERMILLE:
+            flags.append(f"history_clip: moves with others (similarity {similarity[i]} permille)")
+        elif kept_permille[i] < FLAG_BELOW_PERMILLE:
+            flags.append(f"history_clip: clipped to {kept_permille[i]} permille")
+        else:
+            flags.append("")
+    return centre, scores, flags, _next_history(history, keys, vectors, radius, p)
+
+
+def _next_history(
+    history: RuleHistory, keys: tuple[bytes, ...], vectors: IntArray, radius: int, p: HistoryParams
+) -> RuleHistory:
+    now = history.rounds  # this round's index
+    merged = {t.client: t for t in history.traces}
+    for i, key in enumerate(keys):
+        merged[key] = Trace(key, now, vectors[i].copy())
+    live = [t for t in merged.values() if now - t.last_round < p.stale_rounds]
+    if len(live) > p.clients_max:  # keep the most recently seen; ties by client key
+        live.sort(key=lambda t: (-t.last_round, t.client))
+        live = live[: p.clients_max]
+    live.sort(key=lambda t: t.client)
+    return RuleHistory(now + 1, radius, tuple(live))

@@ -1,0 +1,338 @@
+"""history_clip: exact against a big-int reference, order-invariant, carried in the app state,
+bounded in memory, and its radius cannot be inflated by colluders."""
+
+import math
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from consensus.codec import decode, encode
+from consensus.errors import CodecError
+from fl.aggregate import ClientUpdate, RuleHistory, aggregate, history_params
+from fl.aggregate.history import (
+    _HASH_MULT,
+    SKETCH_DIM,
+    TRACE_ABS_MAX,
+    UNIT,
+    HistoryParams,
+    Trace,
+)
+from fl.app import FLApp
+from fl.errors import RejectedError
+from fl.fixed import DELTA_ABS_MAX, IntArray
+from fl.params import Params, validate, with_value
+from tests.fl.helpers import DEFAULT_PARAMS, key, new_app, random_delta, run_block, update_tx
+
+RULE = "history_clip"
+PARAMS = replace(Params(), rule=RULE)
+
+
+# -- a plain big-int reference of the rule, written from the module docstring ------------------
+
+
+def _ref_median(column: list[int]) -> int:
+    s = sorted(column)
+    n = len(s)
+    return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) // 2
+
+
+def _ref_sketch_map(d: int) -> list[tuple[int, int]]:
+    if d <= SKETCH_DIM:
+        return [(j, 1) for j in range(d)]
+    mult = int(_HASH_MULT)
+    out = []
+    for j in range(d):
+        mixed = (j * mult) % (1 << 64)
+        out.append((mixed >> 54, 1 - 2 * ((mixed >> 31) & 1)))
+    return out
+
+
+def _ref_rule(
+    rows: list[list[int]], keys: list[bytes], history: RuleHistory, p: HistoryParams
+) -> tuple[list[int], list[int], int, list[list[int]]]:
+    """(aggregate, scores, next radius, next trace vectors of the participants)."""
+    n, d = len(rows), len(rows[0])
+    centre = [_ref_median([r[j] for r in rows]) for j in range(d)]
+
+    def norms_of(c: list[int]) -> list[int]:
+        return [math.isqrt(sum((r[j] - c[j]) ** 2 for j in range(d))) for r in rows]
+
+    norms = norms_of(centre)
+    measured = sorted(norms)[(n - 1) // 2]
+    cap = history.radius * p.growth_permille // 1000 if history.radius else None
+    mapping = _ref_sketch_map(d)
+    old = {t.client: [int(x) for x in t.vector.tolist()] for t in history.traces}
+    vectors = []
+    for i in range(n):
+        raw = [0] * SKETCH_DIM
+        for j, (b, s) in enumerate(mapping):
+            raw[b] += (rows[i][j] - centre[j]) * s
+        norm = math.isqrt(sum(x * x for x in raw))
+        unit = [x * UNIT // norm for x in raw] if norm else raw
+        prev = old.get(keys[i])
+        if prev is not None:
+            unit = [u + v * p.trace_keep_permille // 1000 for u, v in zip(unit, prev, strict=True)]
+        vectors.append([max(-TRACE_ABS_MAX, min(TRACE_ABS_MAX, x)) for x in unit])
+    middle = [_ref_median([v[j] for v in vectors]) for j in range(SKETCH_DIM)]
+    centred = [[(x - m) >> 1 for x, m in zip(v, middle, strict=True)] for v in vectors]
+    tnorms = [math.isqrt(sum(x * x for x in v)) for v in centred]
+    tops = []
+    for i in range(n):
+        others = []
+        for j in range(n):
+            if i == j:
+                continue
+            if tnorms[i] == 0 or tnorms[j] == 0:
+                others.append(0)
+            else:
+                dot = sum(a * b for a, b in zip(centred[i], centred[j], strict=True))
+                others.append(dot * 1000 // (tnorms[i] * tnorms[j]))
+        others.sort(reverse=True)
+        tops.append(min(1000, others[min(p.sim_rank, n - 1) - 1]) if n > 1 else 0)
+    width = p.sim_high_permille - p.sim_low_permille
+    lo = max(p.sim_low_permille, sorted(tops)[(n - 1) // 2] + width // 2)
+    hi = lo + width
+    weights = [1000 if c <= lo else 0 if c >= hi else 1000 * (hi - c) // (hi - lo) for c in tops]
+    if sum(weights) == 0:
+        weights = [1000] * n
+    kept = [1000] * n
+    dropped = [False] * n
+    for _ in range(p.iterations):
+        norms = norms_of(centre)
+        base = sorted(norms)[(n - 1) // 2]
+        if cap is not None:
+            base = min(base, cap)
+        tau = max(1, base * p.radius_permille // 1000)
+        kept = [1000 if x <= tau else tau * 1000 // x for x in norms]
+        dropped = [p.drop_permille > 0 and x * 1000 > p.drop_permille * tau for x in norms]
+        if all(dropped[i] or weights[i] == 0 for i in range(n)):
+            dropped = [False] * n
+        total = sum(weights[i] for i in range(n) if not dropped[i])
+        if total == 0:
+            break
+        acc = [0] * d
+        for i in range(n):
+            if dropped[i] or weights[i] == 0:
+                continue
+            for j in range(d):
+                dev = rows[i][j] - centre[j]
+                if norms[i] > tau:
+                    dev = dev * tau // norms[i]
+                acc[j] += dev * weights[i]
+        centre = [c + a // total for c, a in zip(centre, acc, strict=True)]
+    sample = measured if cap is None else min(measured, cap)
+    radius = (
+        sample
+        if not history.radius
+        else (history.radius * (1000 - p.ema_permille) + sample * p.ema_permille) // 1000
+    )
+    scores = [0 if dropped[i] else kept[i] * weights[i] // 1000 for i in range(n)]
+    return centre, scores, radius, vectors
+
+
+def _keys(n: int) -> list[bytes]:
+    return [bytes([i + 1]) * 32 for i in range(n)]
+
+
+def _run_both(rows: IntArray, history: RuleHistory, params: Params) -> RuleHistory:
+    keys = _keys(rows.shape[0])
+    updates = [ClientUpdate(k, 1, rows[i]) for i, k in enumerate(keys)]
+    result = aggregate(RULE, updates, params, history)
+    ref_delta, ref_scores, ref_radius, ref_vectors = _ref_rule(
+        [[int(x) for x in r] for r in rows.tolist()], keys, history, history_params(params)
+    )
+    assert [int(x) for x in result.delta.tolist()] == ref_delta
+    assert [v.score for v in result.verdicts] == ref_scores
+    assert isinstance(result.history, RuleHistory)
+    assert result.history.radius == ref_radius
+    traces = {t.client: t.vector.tolist() for t in result.history.traces}
+    assert [traces[k] for k in keys] == ref_vectors
+    return result.history
+
+
+@pytest.mark.parametrize(("d", "extreme"), [(7, True), (7, False), (40, True), (1500, True)])
+def test_equals_the_big_int_reference_over_rounds_at_the_bounds(d: int, extreme: bool) -> None:
+    rng = np.random.default_rng(d)
+    params = replace(PARAMS, hist_trace_keep_permille=900)  # the largest traces allowed
+    history = RuleHistory()
+    for rnd in range(3):
+        n = 7
+        if extreme:  # every coordinate at +-DELTA_ABS_MAX: the largest deviations and norms
+            rows = rng.choice([-DELTA_ABS_MAX, DELTA_ABS_MAX], size=(n, d)).astype(np.int64)
+            rows[:3] = DELTA_ABS_MAX * (1 - 2 * (rnd % 2))  # a colluding identical block
+        else:
+            rows = rng.integers(-DELTA_ABS_MAX, DELTA_ABS_MAX + 1, size=(n, d), dtype=np.int64)
+        history = _run_both(rows, history, params)
+    assert history.rounds == 3
+
+
+def test_equals_the_reference_when_the_similarity_weights_bite() -> None:
+    rng = np.random.default_rng(5)
+    history = RuleHistory()
+    for _ in range(4):
+        honest = rng.integers(-5000, 5001, size=(7, 30), dtype=np.int64)
+        push = rng.integers(-300, 301, size=30, dtype=np.int64) + 4000
+        colluders = push + rng.integers(-200, 201, size=(5, 30), dtype=np.int64)
+        history = _run_both(np.vstack([honest, colluders]), history, PARAMS)
+        weights = [t.last_round for t in history.traces]  # every client took part
+        assert len(set(weights)) == 1
+    keys = _keys(12)
+    rows = np.vstack([honest, colluders])
+    result = aggregate(
+        RULE, [ClientUpdate(k, 1, r) for k, r in zip(keys, rows, strict=True)], PARAMS, history
+    )
+    assert all(v.score < 500 for v in result.verdicts[7:])  # the weights did bite
+
+
+def _shuffled_results(seed: int) -> list[tuple[bytes, tuple[object, ...], bytes]]:
+    rng = np.random.default_rng(seed)
+    keys = [key(i).public_key for i in range(9)]
+    rounds = [rng.integers(-3000, 3001, size=(9, 50), dtype=np.int64) for _ in range(4)]
+    outcomes = []
+    for order_seed in range(5):
+        order = np.random.default_rng(order_seed).permutation(9)
+        history = RuleHistory()
+        for rows in rounds:
+            ups = [ClientUpdate(keys[i], 1, rows[i]) for i in order]
+            result = aggregate(RULE, ups, PARAMS, history)
+            assert isinstance(result.history, RuleHistory)
+            history = result.history
+        outcomes.append((result.delta.tobytes(), result.verdicts, encode(history.encode())))
+    return outcomes
+
+
+def test_arrival_order_changes_nothing_across_rounds() -> None:
+    outcomes = _shuffled_results(3)
+    assert all(o == outcomes[0] for o in outcomes)
+
+
+# -- what the rule guarantees -----------------------------------------------------------------
+
+
+def test_identical_colluders_lose_their_weight_and_are_flagged() -> None:
+    rng = np.random.default_rng(8)
+    honest = rng.integers(-5000, 5001, size=(21, 64), dtype=np.int64)
+    colluder = honest.mean(axis=0).astype(np.int64) + 2500  # just inside any radius
+    rows = np.vstack([honest, np.tile(colluder, (9, 1))])
+    keys = _keys(30)
+    result = aggregate(
+        RULE, [ClientUpdate(k, 1, r) for k, r in zip(keys, rows, strict=True)], PARAMS
+    )
+    assert all(v.score == 0 and "moves with others" in v.flag for v in result.verdicts[21:])
+    assert all(v.score > 0 for v in result.verdicts[:21])
+    honest_only = aggregate(
+        RULE, [ClientUpdate(k, 1, r) for k, r in zip(keys[:21], honest, strict=True)], PARAMS
+    )
+    # Without the colluders' weight the aggregate is the honest one up to the median start.
+    shift = np.abs(result.delta - honest_only.delta).max()
+    assert shift < np.abs(result.delta - colluder).max() // 4
+
+
+def test_colluders_cannot_inflate_the_radius_beyond_its_growth_per_round() -> None:
+    """||aggregate - median|| <= iterations * tau_cap (+ floor rounding), however far and however
+    many the outliers: tau_cap = radius * growth, and the next radius grows by at most growth."""
+    rng = np.random.default_rng(9)
+    keys = _keys(30)
+    history = RuleHistory()
+    for _ in range(5):  # clean rounds set the radius
+        rows = rng.integers(-2000, 2001, size=(30, 64), dtype=np.int64)
+        result = aggregate(
+            RULE, [ClientUpdate(k, 1, r) for k, r in zip(keys, rows, strict=True)], PARAMS, history
+        )
+        assert isinstance(result.history, RuleHistory)
+        history = result.history
+    radius = history.radius
+    cap = radius * PARAMS.hist_growth_permille // 1000
+    for scale in (2, 10, 100):  # 14 of 30 far away in one direction, each a little apart
+        rows = rng.integers(-2000, 2001, size=(30, 64), dtype=np.int64)
+        rows[:14] += scale * 2000 + rng.integers(0, 50, size=(14, 64))
+        med = np.sort(rows, axis=0)
+        median = (med[14] + med[15]) // 2
+        result = aggregate(
+            RULE, [ClientUpdate(k, 1, r) for k, r in zip(keys, rows, strict=True)], PARAMS, history
+        )
+        assert isinstance(result.history, RuleHistory)
+        moved = math.isqrt(int(((result.delta - median) ** 2).sum()))
+        assert moved <= PARAMS.clip_iterations * (cap * PARAMS.clip_radius_permille // 1000 + 8)
+        assert result.history.radius <= cap
+
+
+def test_memory_is_bounded_and_stale_clients_are_forgotten() -> None:
+    params = replace(PARAMS, hist_clients_max=10, hist_stale_rounds=3)
+    rng = np.random.default_rng(10)
+    history = RuleHistory()
+    for rnd in range(6):
+        keys = [bytes([rnd * 8 + i + 1]) * 32 for i in range(8)]  # 8 new clients every round
+        rows = rng.integers(-2000, 2001, size=(8, 20), dtype=np.int64)
+        result = aggregate(
+            RULE, [ClientUpdate(k, 1, r) for k, r in zip(keys, rows, strict=True)], params, history
+        )
+        assert isinstance(result.history, RuleHistory)
+        history = result.history
+        assert len(history.traces) <= 10
+        seen = {t.client for t in history.traces}
+        assert set(keys) <= seen  # this round's clients are the most recent: always kept
+        assert all(rnd - t.last_round < 3 for t in history.traces)
+        assert [t.client for t in history.traces] == sorted(seen)
+
+
+# -- history in the app state -------------------------------------------------------------------
+
+
+def test_history_round_trips_and_rejects_malformed_encodings() -> None:
+    vector = np.arange(SKETCH_DIM, dtype=np.int64) - 512
+    history = RuleHistory(
+        5, 1234, (Trace(b"\x01" * 32, 4, vector), Trace(b"\x02" * 32, 2, -vector))
+    )
+    again = RuleHistory.decode(decode(encode(history.encode())))
+    assert encode(again.encode()) == encode(history.encode())
+    unsorted = history.encode()
+    assert isinstance(unsorted, list)
+    assert isinstance(unsorted[2], list)
+    unsorted[2].reverse()
+    with pytest.raises(CodecError):
+        RuleHistory.decode(unsorted)
+    big = RuleHistory(5, 1, (Trace(b"\x01" * 32, 4, vector * 0 + TRACE_ABS_MAX + 1),))
+    with pytest.raises(CodecError):
+        RuleHistory.decode(big.encode())
+    future = RuleHistory(5, 1, (Trace(b"\x01" * 32, 6, vector),))
+    with pytest.raises(CodecError):
+        RuleHistory.decode(future.encode())
+
+
+def test_app_carries_the_history_through_rounds_snapshots_and_the_app_hash() -> None:
+    app = new_app(replace(DEFAULT_PARAMS, rule=RULE))
+    rng = np.random.default_rng(12)
+    for i in range(4):
+        txs = [update_tx(app, key(c), random_delta(rng)) for c in range(3)]
+        result = run_block(app, txs)
+        assert all(r.code == 0 for r in result.tx_results)
+        assert app.state.rule_history.rounds == i + 1
+        restored = FLApp()
+        restored.restore(app.snapshot())
+        assert encode(restored.state.rule_history.encode()) == encode(
+            app.state.rule_history.encode()
+        )
+        assert restored.state.app_hash() == app.state.app_hash() == result.app_hash
+    before = app.state.app_hash()
+    h = app.state.rule_history
+    app.state.rule_history = RuleHistory(h.rounds, h.radius + 1, h.traces)
+    assert app.state.app_hash() != before  # the history is hashed
+
+
+def test_other_rules_leave_the_history_alone() -> None:
+    app = new_app(DEFAULT_PARAMS)  # centered_clip
+    rng = np.random.default_rng(13)
+    run_block(app, [update_tx(app, key(c), random_delta(rng)) for c in range(3)])
+    assert app.state.rule_history == RuleHistory()
+
+
+def test_history_rule_is_selectable_and_its_parameters_are_checked() -> None:
+    params = with_value(Params(), "rule", RULE)
+    assert params.rule == RULE
+    validate(with_value(params, "hist_sim_high_permille", 1001))
+    with pytest.raises(RejectedError):
+        with_value(params, "hist_sim_low_permille", params.hist_sim_high_permille)
+    with pytest.raises(RejectedError):
+        with_value(params, "hist_trace_keep_permille", 901)  # the trace bound needs <= 900
