@@ -22,6 +22,7 @@ stake, so nobody is jailed and the slash amount is zero, but the decisions are t
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 
 import numpy as np
 import numpy.typing as npt
@@ -38,7 +39,7 @@ from fl.client.errors import ClientError
 from fl.client.partition import dirichlet
 from fl.client.quantize import float_to_units
 from fl.client.sdk import build_update, fetch_model
-from fl.client.trainers import Trainer, accuracy, make_trainer
+from fl.client.trainers import Trainer, accuracy, log_loss, make_trainer
 from fl.client.transport import InProcessTransport
 from fl.economics.genesis import SECTION, Allocation, EconGenesis
 from fl.economics.params import EconParams
@@ -49,6 +50,7 @@ from fl.txs import SubmitUpdate, decode_tx
 
 CHAIN_ID = "fedchain-eval"
 KNOWLEDGE = ("current", "past")
+OBJECTIVES = ("progress", "loss")
 ECONOMICS = ("open", "staked")
 STAKE_INITIAL = 1_000
 
@@ -68,6 +70,9 @@ class EvalConfig:
     # Governable parameters to set besides the rule, e.g. (("clip_drop_permille", 3000),).
     overrides: tuple[tuple[str, int | str], ...] = ()
     knowledge: str = "current"  # which honest updates coordinated attackers see
+    # What the adaptive attack maximises: "progress" (how far the aggregate is pulled back from
+    # the honest mean's direction) or "loss" (the attackers' loss on their own clean data).
+    objective: str = "progress"
     economics: str = "open"
 
     @property
@@ -129,8 +134,15 @@ def run(
     progress: Callable[[int, float], None] | None = None,
 ) -> EvalResult:
     attacks.check_eval(attack)
-    if config.knowledge not in KNOWLEDGE or config.economics not in ECONOMICS:
-        raise ClientError(f"knowledge one of {KNOWLEDGE}, economics one of {ECONOMICS}")
+    if (
+        config.knowledge not in KNOWLEDGE
+        or config.economics not in ECONOMICS
+        or config.objective not in OBJECTIVES
+    ):
+        raise ClientError(
+            f"knowledge one of {KNOWLEDGE}, economics one of {ECONOMICS}, "
+            f"objective one of {OBJECTIVES}"
+        )
     ds = data if data is not None else load(config.dataset, config.seed)
     trainer = make_trainer(config.trainer, ds.n_features, ds.n_classes)
     rng = np.random.default_rng(config.seed)
@@ -143,6 +155,7 @@ def run(
     collusion = attacks.Collusion(config.clients, n_attackers)
     coordinated = attack in attacks.COORDINATED
     adversary = attacks.Adversary(attack, collusion) if coordinated else None
+    attacker_part = np.concatenate([parts[i] for i in attacker_ids]) if attacker_ids else None
     params = replace(Params(), rule=rule, updates_per_round=config.clients, round_deadline_blocks=4)
     for name, value in config.overrides:
         params = with_value(params, name, value)
@@ -197,6 +210,11 @@ def run(
                     tuple(max(1, len(parts[i])) for i in attacker_ids),
                 ),
                 norm_max_units=params.update_norm_max,
+                harm=(
+                    partial(_harm, trainer, model.weights, ds, attacker_part)
+                    if config.objective == "loss"
+                    else None
+                ),
             )
             for i, delta in zip(attacker_ids, adversary.craft(view, attack_rng), strict=True):
                 tx = build_update(
@@ -265,6 +283,19 @@ def _transport(
         app_state=build_app_state(trainer.shapes(), weights, params, sections),
     )
     return InProcessTransport(genesis, app)
+
+
+def _harm(
+    trainer: Trainer,
+    weights: FloatArray,
+    ds: Dataset,
+    part: npt.NDArray[np.int64] | None,
+    aggregate: FloatArray,
+) -> float:
+    """The attackers' loss, on their own clean data, of the model moved by `aggregate`."""
+    if part is None:
+        return 0.0
+    return log_loss(trainer, weights + aggregate, ds.x_train[part], ds.y_train[part])
 
 
 def _decoded(tx: bytes) -> ClientUpdate:

@@ -158,3 +158,20 @@ def make_trainer(kind: str, n_features: int, n_classes: int) -> Trainer:
             from fl.client.errors import ClientError
 
             raise ClientError(f"unknown trainer {kind!r}: softmax, mlp or torch")
+
+
+def log_loss(trainer: Trainer, weights: FloatArray, x: FloatArray, y: LabelArray) -> float:
+    """Mean cross-entropy of the numpy trainers' softmax outputs; other trainers get the 0-1
+    error, which ranks models the same way, only more coarsely (used by adaptive attackers to
+    score candidate aggregates on their own data)."""
+    match trainer:
+        case SoftmaxRegression():
+            matrix, bias = trainer._unpack(weights)
+            logits = x @ matrix.T + bias
+        case MLP():
+            w1, b1, w2, b2 = trainer._unpack(weights)
+            logits = np.maximum(x @ w1.T + b1, 0.0) @ w2.T + b2
+        case _:
+            return float(np.mean(trainer.predict(weights, x) != y))
+    probs = _softmax(logits)
+    return float(-np.mean(np.log(np.maximum(probs[np.arange(len(y)), y], 1e-12))))

@@ -68,6 +68,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=simulation.ECONOMICS,
         help="open: no stake, slashes only reported; staked: clients bond, jailed ones sit out",
     )
+    parser.add_argument(
+        "--objective",
+        default="progress",
+        choices=simulation.OBJECTIVES,
+        help="what the adaptive attacks maximise: progress taken back, or loss on their data",
+    )
     parser.add_argument("--jobs", type=int, default=1, help="processes to run cells in")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
@@ -246,6 +252,7 @@ def run(args: argparse.Namespace) -> int:
             overrides=_overrides(args.set),
             knowledge=args.knowledge,
             economics=args.economics,
+            objective=args.objective,
         )
         rows = run_table(config, rules, attack_names, seeds, args.jobs)
     except (FLError, ValueError) as exc:

@@ -155,3 +155,23 @@ def test_one_seed_gives_one_run(attack: str) -> None:
     c = run(replace(SMALL, seed=1), "centered_clip", attack)
     assert a.model_hash == b.model_hash
     assert a.model_hash != c.model_hash
+
+
+def test_the_harm_objective_is_what_the_search_maximises() -> None:
+    params = Params()
+    view = _view(_honest(h=21), 9, params)
+    u = literature.perturbation(view.honest, "uv")
+    target = np.random.default_rng(3).normal(0.0, 1.0, u.size)
+
+    def harm(agg: np.ndarray) -> float:  # an attacker that wants the model moved to `target`
+        return float(np.dot(agg, target))
+
+    best = adaptive.along(replace(view, harm=harm), u)
+    assert best is not None
+    assert best.value == harm(view.oracle.evaluate(best.deltas).delta)
+    for g in adaptive.GRID:  # nothing on the grid does better for this attacker
+        one = realize(
+            view.honest.mean(axis=0) + g * adaptive.honest_spread(view.honest) * u,
+            params.update_norm_max,
+        )
+        assert harm(view.oracle.evaluate([one] * 9).delta) <= best.value

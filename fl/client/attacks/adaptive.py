@@ -4,7 +4,10 @@ The colluding attackers send mu + lambda * u (+ camouflage), mu the mean of the 
 they know and u a unit direction, and choose lambda by running the chain's integer rule on the
 honest updates plus their candidates (`Oracle`): a geometric grid of lambda in units of the honest
 spread (the median distance of an honest update from mu), then a finer pass around the best grid
-point.  The objective is how far the aggregate moved along u away from mu: <agg - mu, u>.
+point.  The objective is the attackers' loss on their own clean data after the model takes
+the candidate aggregate (`RoundView.harm`), or without data how far the aggregate was pulled
+back from the honest progress: <mu - agg, unit(mu)>.  The min-max and min-sum vectors are
+candidates too, so the search is never weaker than those attacks in a round.
 Identical vectors also inflate a median-based radius (they are many equal deviations), so the
 search finds "just inside the drop radius" by itself instead of being told where it is.
 With `unflagged`, a candidate counts only if the rule flags none of the attackers.
@@ -25,7 +28,7 @@ REFINE_POINTS = 6
 
 @dataclass(frozen=True, slots=True)
 class Candidate:
-    value: float  # the objective: movement of the aggregate along u
+    value: float  # the objective (larger is worse for the honest clients)
     scale: float  # lambda
     deltas: tuple[FloatArray, ...]  # one realized delta per attacker
 
@@ -46,11 +49,16 @@ def along(
     direction: FloatArray,
     camouflage: FloatArray | None = None,
     unflagged: bool = False,
+    objective: FloatArray | None = None,
 ) -> Candidate | None:
     """The best lambda for mu + lambda * direction (+ camouflage[k] for attacker k), or None
-    when no candidate passes (only possible with `unflagged`)."""
+    when no candidate passes (only possible with `unflagged`).  The value of a candidate is its
+    `score` (harm), or with `objective` (a direction the attackers want to move the model
+    against) how far it moved the aggregate that way: <mu - agg, unit(objective)>."""
     mu = view.honest.mean(axis=0)
     u = unit(direction)
+    progress = unit(mu) if objective is None else unit(objective)
+    use_harm = objective is None
     m = view.n_attackers
     norm_max = view.norm_max_units
 
@@ -63,7 +71,7 @@ def along(
         outcome = view.oracle.evaluate(deltas)
         if unflagged and any(outcome.attackers_flagged):
             return None
-        return Candidate(float(np.dot(outcome.delta - mu, u)), scale, deltas)
+        return Candidate(score(view, outcome.delta, mu, progress, use_harm), scale, deltas)
 
     spread = honest_spread(view.honest)
     scales = [spread * g for g in GRID]
@@ -83,6 +91,34 @@ def along(
         if c is not None and best is not None and c.value > best.value:
             best = c
     return best
+
+
+def score(
+    view: RoundView, agg: FloatArray, mu: FloatArray, progress: FloatArray, use_harm: bool = True
+) -> float:
+    """Harm on the attackers' own data when they have it, else the progress taken back."""
+    if use_harm and view.harm is not None:
+        return view.harm(agg)
+    return float(np.dot(mu - agg, progress))
+
+
+def literature_candidates(view: RoundView, unflagged: bool) -> list[Candidate | None]:
+    """The min-max and min-sum vectors of every direction, scored like the search's own."""
+    from fl.client.attacks import literature
+
+    mu = view.honest.mean(axis=0)
+    out: list[Candidate | None] = []
+    for direction in literature.DIRECTIONS:
+        for kind in ("min_max", "min_sum"):
+            one = realize(literature.shejwalkar(view.honest, direction, kind), view.norm_max_units)
+            deltas = tuple(one for _ in range(view.n_attackers))
+            outcome = view.oracle.evaluate(deltas)
+            if unflagged and any(outcome.attackers_flagged):
+                out.append(None)
+                continue
+            value = score(view, outcome.delta, mu, unit(mu))
+            out.append(Candidate(value, float(np.linalg.norm(one - mu)), deltas))
+    return out
 
 
 def camouflage_noise(honest: FloatArray, m: int, rng: np.random.Generator) -> FloatArray:

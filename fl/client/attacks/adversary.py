@@ -78,10 +78,12 @@ class Adversary:
                     u = literature.perturbation(honest, direction)
                     found.append(adaptive.along(view, u, None, unflagged))
                     found.append(adaptive.along(view, u, noise, unflagged))
+                found += adaptive.literature_candidates(view, unflagged)
                 best = adaptive.best_of(found)
                 return list(best.deltas) if best is not None else adaptive.fallback(view)
             case ["backdoor", "slow"]:
-                best = adaptive.along(view, view.own.mean(axis=0) - mu, None, unflagged=True)
+                u = view.own.mean(axis=0) - mu
+                best = adaptive.along(view, u, None, unflagged=True, objective=-u)
                 return list(best.deltas) if best is not None else adaptive.fallback(view)
             case ["backdoor", "pgd"]:
                 radius = adaptive.honest_spread(honest)
@@ -91,7 +93,8 @@ class Adversary:
             case ["drift"]:
                 if self.drift_direction is None:
                     self.drift_direction = adaptive.unit(view.own.mean(axis=0) - mu)
-                best = adaptive.along(view, self.drift_direction, None, unflagged=True)
+                u = self.drift_direction
+                best = adaptive.along(view, u, None, unflagged=True, objective=-u)
                 return list(best.deltas) if best is not None else adaptive.fallback(view)
             case _:
                 raise ClientError(f"{self.attack!r} is not a coordinated attack")

@@ -87,6 +87,9 @@ class RoundView:
     # when updates are committed before they are revealed).
     oracle: Oracle
     norm_max_units: int
+    # The attackers' loss of the current model moved by a candidate aggregate, on their own
+    # clean data: what "harm to accuracy" means to an attacker without the test set.
+    harm: Callable[[FloatArray], float] | None = None
 
     @property
     def n_attackers(self) -> int:
