@@ -27,7 +27,7 @@ VALIDATOR_LIQUID = 10_000  # per unit of genesis power, for governance deposits 
 # Commit-reveal rounds on generated testnets: the commit phase ends as soon as every client has
 # committed (or after this many blocks), so it costs about one block and one transaction per
 # round; what it removes is every client's sight of the others' updates before it commits.
-COMMIT_BLOCKS = 20
+COMMIT_BLOCKS = 40  # as long as a single-phase round: clients still starting must not miss it
 
 
 def build_app(name: str) -> Application:

@@ -38,13 +38,14 @@ class EconParams:
     reputation_gain: int = 20
     reputation_penalty: int = 100  # of reputation only (reward share): never of stake
     # Cross-round evidence (clients.py).  One round's suspicion of an update (0..1000) is the
-    # largest of: `evidence_flag_permille` if the rule flagged it; 1000 if its cosine with
-    # another update of the round reaches `collusion_permille` (0: not computed); and, when
+    # largest of: `evidence_flag_permille` if the rule flagged it (in a round without
+    # near-copies); 1000 if its cosine with another update of the round reaches
+    # `collusion_permille` (0: not computed); and, when
     # `evidence_low_permille` > 0, how far its agreement falls below that permille of the round
     # median.  A client's evidence is the integer EWMA of its suspicions with weight
     # `evidence_decay_permille`; slashing needs at least `evidence_rounds_min` judged rounds
     # and evidence >= `evidence_slash_permille`.
-    evidence_flag_permille: int = 1000
+    evidence_flag_permille: int = 500  # < the bound: the rule's flags alone never slash
     collusion_permille: int = 990
     evidence_low_permille: int = 0
     evidence_decay_permille: int = 60

@@ -54,13 +54,14 @@ def test_rewards_paid_liquid_when_configured() -> None:
 
 LOW = [(ALICE, 900, 900, ""), (CAROL, 800, 800, ""), (BOB, 0, 900, "far outlier")]  # flagged
 GOOD = [(ALICE, 900, 900, ""), (CAROL, 800, 800, ""), (BOB, 900, 850, "")]
+COPY = [(ALICE, 900, 900, ""), (CAROL, 800, 800, ""), (BOB, 900, 900, NEAR_COPY)]
 
 
 def test_one_flagged_round_never_slashes() -> None:
     inc = make(EconParams(client_slash_permille=100, client_jail_rounds=3))
     settle(inc, 0, LOW)
     assert inc.econ.ledger.stake(BOB) == 1_000
-    assert inc.econ.clients[BOB].evidence == 60  # suspicion 1000 at weight 60 permille
+    assert inc.econ.clients[BOB].evidence == 30  # suspicion 500 at weight 60 permille
     assert inc.econ.clients[BOB].rewarded == 0  # a flagged update earns nothing this round
     inc.check_submit(BOB, 1)
 
@@ -69,7 +70,7 @@ def test_evidence_held_across_rounds_slashes_and_jails_then_starts_again() -> No
     inc = make(EconParams(client_slash_permille=100, client_jail_rounds=3))
     slashed_at = None
     for fl_round in range(40):
-        settle(inc, fl_round, LOW)
+        settle(inc, fl_round, COPY)
         if inc.econ.ledger.stake(BOB) < 1_000:
             slashed_at = fl_round
             break
@@ -81,14 +82,23 @@ def test_evidence_held_across_rounds_slashes_and_jails_then_starts_again() -> No
     with pytest.raises(RejectedError, match="jailed until round 26"):
         inc.check_submit(BOB, 25)
     inc.check_submit(BOB, 26)
-    settle(inc, 26, LOW)  # a returning offender needs fresh evidence: no slash at once
+    settle(inc, 26, COPY)  # a returning offender needs fresh evidence: no slash at once
     assert inc.econ.ledger.stake(BOB) == 900
 
 
+def test_the_rules_flags_alone_never_slash() -> None:
+    # Centered clipping flags some honest clients in 43-45 of 50 rounds at Dirichlet 0.1 with no
+    # attacker at all: a flag costs the round's reward, never stake.
+    inc = make()
+    for fl_round in range(300):
+        settle(inc, fl_round, LOW)
+    assert inc.econ.clients[BOB].slashed == 0
+    assert inc.econ.clients[BOB].evidence < 750
+    assert inc.econ.clients[BOB].rewarded == 0
+
+
 def test_a_client_flagged_every_other_round_is_never_slashed() -> None:
-    # Honest clients are flagged in at most about a third of their rounds (measured: 36% for
-    # the most flagged of 30 over 50 rounds); flagged every other round, for 300 rounds, the
-    # evidence peaks near 515, below the 750 bound.
+    # Flagged every other round, for 300 rounds: the evidence stays far below the bound.
     inc = make()
     for fl_round in range(300):
         settle(inc, fl_round, GOOD if fl_round % 2 == 0 else LOW)
@@ -100,9 +110,9 @@ def test_the_slash_needs_the_minimum_number_of_rounds() -> None:
     # Even with evidence at once (decay 1000), fewer than evidence_rounds_min rounds never slash.
     inc = make(EconParams(evidence_decay_permille=1000, evidence_rounds_min=5))
     for fl_round in range(4):
-        settle(inc, fl_round, LOW)
+        settle(inc, fl_round, COPY)
     assert inc.econ.ledger.stake(BOB) == 1_000
-    settle(inc, 4, LOW)
+    settle(inc, 4, COPY)
     assert inc.econ.ledger.stake(BOB) == 900
 
 
@@ -114,7 +124,7 @@ def test_suspicion_from_agreement_only_when_configured() -> None:
     assert suspicion(inc.econ, bar, 320, "", True) == 0  # at the bar: not suspect
     assert suspicion(inc.econ, bar, 160, "", True) == 500
     assert suspicion(inc.econ, bar, 0, "", True) == 1000
-    assert suspicion(inc.econ, bar, 900, "outlier", True) == 1000  # flagged
+    assert suspicion(inc.econ, bar, 900, "outlier", True) == 500  # flagged
     low_flag = make(EconParams(evidence_low_permille=400, evidence_flag_permille=250))
     assert suspicion(low_flag.econ, bar, 900, "outlier", True) == 250
     assert suspicion(low_flag.econ, bar, 160, "outlier", True) == 500  # the larger of the two
@@ -186,7 +196,7 @@ def test_settlement_does_not_depend_on_list_order() -> None:
 
 def test_empty_reserve_pays_nothing_and_keeps_the_invariant() -> None:
     inc = make(EconParams(evidence_rounds_min=1, evidence_decay_permille=1000), reserve=0)
-    settle(inc, 0, [(ALICE, 900, 900, ""), (CAROL, 900, 900, ""), (BOB, 0, 0, "x")])
+    settle(inc, 0, [(ALICE, 900, 900, ""), (CAROL, 900, 900, ""), (BOB, 0, 0, NEAR_COPY)])
     assert inc.econ.ledger.stake(ALICE) == 1_000
     assert inc.econ.ledger.stake(BOB) == 900
     inc.econ.ledger.check_invariants()
