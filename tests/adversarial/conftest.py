@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from consensus.app import Genesis
 from node.config import load_config, render_config
 from node.genesis import read_genesis_file
 from node.keys import read_key
@@ -42,6 +43,7 @@ class SoloNode:
     peer_id: PeerId
     chain_id: str
     rpc_url: str
+    genesis: Genesis
 
     @property
     def rss(self) -> int:
@@ -82,7 +84,7 @@ def start_solo_node(root: Path, **p2p: object) -> SoloNode:
     )
     (home / "config.toml").write_text(render_config(cfg))
     peer = Identity.from_seed(read_key(home / "node_key.json").seed).peer_id
-    chain_id = read_genesis_file(home / "genesis.json").genesis.chain_id
+    genesis = read_genesis_file(home / "genesis.json").genesis
     with (home / "node.log").open("ab") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "node.cli", "start", "--home", str(home)],
@@ -95,8 +97,9 @@ def start_solo_node(root: Path, **p2p: object) -> SoloNode:
         proc,
         f"/ip4/127.0.0.1/tcp/{base}/p2p/{peer}",
         peer,
-        chain_id,
+        genesis.chain_id,
         f"http://127.0.0.1:{base + 1}",
+        genesis,
     )
     for _ in range(600):
         if node.height() >= 2:

@@ -15,15 +15,18 @@ import os
 import re
 import sys
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from node.chaincheck import open_gate
 from node.p2p.config import HostConfig
 from node.p2p.errors import P2PError
 from node.p2p.host import Host
-from node.p2p.peer_id import Identity
+from node.p2p.peer_id import Identity, PeerId
 from node.p2p.varint import encode_uvarint
 from node.p2p.yamux import Flag, FrameType, encode_header
 from tests.adversarial.conftest import MiB, SoloNode, start_solo_node, stop_node
@@ -49,8 +52,15 @@ class Outcome:
     height_after: int
 
 
-def _stranger() -> Host:
-    return Host(Identity.from_seed(os.urandom(32)), HostConfig())
+@asynccontextmanager
+async def stranger(node: SoloNode, source: str) -> AsyncIterator[tuple[Host, PeerId]]:
+    """A fresh identity from `source`, connected and through the chain handshake (the genesis
+    is public: an attacker knows it), so it reaches the node's chain protocols."""
+    async with Host(Identity.from_seed(os.urandom(32)), HostConfig()) as host:
+        gate = open_gate(host, node.genesis)
+        peer = await host.dial(node.p2p_addr, local_host=source)
+        assert await gate.wait_admitted(peer), "the node must admit a peer of its chain"
+        yield host, peer
 
 
 async def _watch(
@@ -62,7 +72,7 @@ async def _watch(
     while time.monotonic() - start < seconds:
         await asyncio.sleep(0.05)
         peak = max(peak, node.rss)
-        if not host.is_connected(peer):  # type: ignore[arg-type]
+        if not host.is_connected(peer):
             return peak, time.monotonic() - start
     return peak, None
 
@@ -71,8 +81,7 @@ async def big_frames(node: SoloNode, source: str, streams: int = 16) -> tuple[in
     """Attack 1: streams on the msg protocol, each declaring a 64 MiB message and sending
     60 MiB of it."""
     blob = bytes(60 * MiB)
-    async with _stranger() as host:
-        peer = await host.dial(node.p2p_addr, local_host=source)
+    async with stranger(node, source) as (host, peer):
         protocol = f"/fedchain/{node.chain_id}/msg/1.0.0"
 
         async def one() -> None:
@@ -95,8 +104,7 @@ async def stalled_frames(
     """Attack 1 under the cap: many streams each declaring a 2 MiB message (the stranger cap)
     and never finishing it.  Only the memory budget bounds this one."""
     part = bytes(2 * MiB - 1)
-    async with _stranger() as host:
-        peer = await host.dial(node.p2p_addr, local_host=source)
+    async with stranger(node, source) as (host, peer):
         protocol = f"/fedchain/{node.chain_id}/msg/1.0.0"
 
         async def one() -> None:
@@ -116,8 +124,7 @@ async def stalled_frames(
 
 async def ping_flood(node: SoloNode, source: str) -> tuple[int, float | None]:
     """Attack 3: yamux pings, never reading the replies."""
-    async with _stranger() as host:
-        peer = await host.dial(node.p2p_addr, local_host=source)
+    async with stranger(node, source) as (host, peer):
         conn = host.connection(peer)
         assert conn is not None
         channel = conn.session.channel
