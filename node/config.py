@@ -64,6 +64,13 @@ class P2PConfig:
     # persistent peers: request_bytes_max), and how long a message may take to arrive in full.
     stranger_message_bytes_max: int = 2 * MIB
     message_timeout_ms: int = 20_000
+    # Peer exchange (node/pex.py): ask admitted peers for the peers they know and dial them
+    # (up to peers_max) every pex_interval_ms; the address book is HOME/data/addrbook.json.
+    # addr_book_strict keeps and shares public addresses only (off for loopback testnets;
+    # off, a loopback or private address is still only given to peers that can use it).
+    pex: bool = True
+    pex_interval_ms: int = 10_000
+    addr_book_strict: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -637,6 +637,7 @@ class _Telemetry:
         m.mempool_txs.set(len(node.mempool))
         m.mempool_bytes.set(node.mempool.size_bytes)
         m.fl_round.set(self._app.fl_round)
+        m.observe_block(decided)  # signatures, validators, FL outcomes (node/metrics.py)
         rejected = sum(1 for r in result.tx_results if not r.ok)
         log_event(
             log,

@@ -42,6 +42,7 @@ from node.logging import log_event
 from node.mempool import Mempool, policy_from_config
 from node.metrics import NodeMetrics, metrics_app
 from node.network import Network
+from node.ops import start_ops
 from node.p2p.errors import P2PError
 from node.p2p.gossipsub.config import GossipsubConfig
 from node.p2p.gossipsub.service import GossipSub
@@ -265,6 +266,7 @@ class Node:
                     host.add_persistent_peer(addr)
                 except P2PError as exc:
                     raise NodeError(f"p2p.persistent_peers: {addr[:80]}: {exc}") from None
+            self.ops = start_ops(self, host, self._network)  # peer exchange, signing, metrics
             try:
                 runners = await self._start_http()
             except OSError as exc:
@@ -448,6 +450,7 @@ class Node:
             "syncing": self._sync.syncing if self._sync is not None else False,
             "validator": self.validator_key.public_key.hex(),
         }
+        body.update(self.ops.signing.status())  # signing, missed_blocks (node/signing.py)
         body.update(
             views.consensus_status(
                 self.shell.state, self.validator_key.public_key, self.shell.fl_round
@@ -463,7 +466,11 @@ class Node:
             raise MempoolError("node is starting", "full")
         # Replays of recently committed txs hit the mempool's cache; older ones the app's
         # nonce check.  (No store lookup here: it would put SQLite on the hot path.)
-        return self._gossip.submit(tx)
+        try:
+            return self._gossip.submit(tx)
+        except MempoolError as exc:
+            self.metrics.mempool_refused(exc.code, exc.reason)
+            raise
 
     def tx_pending(self, tx_hash: bytes) -> bool:
         return tx_hash in self.mempool
