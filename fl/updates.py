@@ -13,6 +13,8 @@ it came through check_tx, a mempool recheck or a block.
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from consensus.app import Event
 from fl.errors import RejectedError
 from fl.fixed import delta_units_int32, squared_norm
@@ -31,10 +33,10 @@ from fl.txs import (
 class FaultError(RejectedError):
     """The transaction is refused and its signed bytes are evidence against its sender.
 
-    `objective`: proof by itself (two different commitments for one round, a reveal that does
-    not match its commitment, an update whose bytes do not decode): slashed at once.  Otherwise
-    (a reveal with no commitment: the commitment may have been lost) it only adds to the
-    client's cross-round evidence.  check_tx admits such a transaction, so that it reaches a
+    `objective`: proof by itself (two different updates or commitments for one round, a reveal
+    that does not match its commitment, an update whose bytes do not decode): slashed at once.
+    Otherwise (a reveal with no commitment: the commitment may have been lost) it only adds to
+    the client's cross-round evidence.  check_tx admits such a transaction, so that it reaches a
     block and is judged there; the block executes it as a penalty (the nonce advances, so it
     cannot be replayed)."""
 
@@ -77,7 +79,7 @@ def check(state: FLState, tx: SignedTx, measured: Measured) -> Measured:
             f"{state.model.hash.hex()[:16]} (version {state.model.version})"
         )
     if tx.sender in state.pending_by_client:
-        raise RejectedError(f"client already submitted an update for round {state.round}")
+        _check_repeat(state, tx, update)
     if len(state.pending) >= state.params.updates_per_round:
         raise RejectedError(f"round {state.round} already holds {len(state.pending)} updates")
     size = state.model.weights.size
@@ -87,6 +89,16 @@ def check(state: FLState, tx: SignedTx, measured: Measured) -> Measured:
     if measured.squared_norm > norm_max * norm_max:
         raise RejectedError(f"update L2 norm exceeds the bound {norm_max} (model units)")
     return measured
+
+
+def _check_repeat(state: FLState, tx: SignedTx, update: SubmitUpdate) -> None:
+    """A second update from a client in one round: the same update again is a plain refusal
+    (a retry); a different one is equivocation, signed twice by the client (objective)."""
+    held = state.pending[state.pending_by_client[tx.sender]]
+    delta = delta_units_int32(update.delta, update.bits, update.scale_exp, update.count)
+    if held.samples != update.samples or not np.array_equal(held.delta, delta):
+        raise FaultError(f"two different updates for round {state.round}", True)
+    raise RejectedError(f"client already submitted an update for round {state.round}")
 
 
 def _check_reveal(state: FLState, tx: SignedTx, update: SubmitUpdate) -> None:

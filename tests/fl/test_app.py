@@ -171,6 +171,23 @@ def test_signed_undecodable_update_in_a_block_is_an_objective_fault(case: str) -
     assert (record.faults, record.jailed_until_round) == (1, 1)
 
 
+def test_two_different_updates_in_one_round_are_equivocation() -> None:
+    """The same update again is a retry (refused, nothing else); a different one is signed
+    evidence of equivocation: admitted by the mempool, slashed once in a block."""
+    app = new_app()
+    first = random_delta(np.random.default_rng(5))
+    run_block(app, [update_tx(app, key(0), first)])
+    assert "already submitted" in app.check_tx(update_tx(app, key(0), first)).reason
+    other = update_tx(app, key(0), random_delta(np.random.default_rng(6)))
+    assert app.check_tx(other).ok
+    result = run_block(app, [other])
+    assert result.tx_results[0].code == CODE_FAULT
+    assert [e.kind for e in result.tx_results[0].events] == ["client_slashed"]
+    record = app.state.incentives.econ.clients[key(0).public_key]
+    assert record.faults == 1
+    assert len(app.state.pending) == 1  # the first update stays; the second is evidence only
+
+
 def test_a_scale_finer_than_the_model_is_floored_not_rejected() -> None:
     app = new_app()
     tx, _ = _bad_inputs(app)["scale too fine"]
