@@ -221,6 +221,9 @@ class Network:
             self._on_invalid(peer, reason)
         else:
             self.dropped["offence_after_disconnect"] += 1
+            log_event(
+                log, "peer_offence_after_disconnect", logging.DEBUG, peer=str(peer), reason=reason
+            )
 
     async def _serve_messages(self, stream: Stream) -> None:
         peer = stream.remote_peer
