@@ -185,11 +185,19 @@ class ChainGate:
             self._refuse(peer, Mismatch("hello", f"undecodable: {exc}"[:120], "valid hello"))
             return
         except (P2PError, OSError, TimeoutError) as exc:
-            # Its own hello to us may still arrive and settle the verdict; if it does not, the
-            # chain protocols time out waiting and the peer stays without a chain link.
             log_event(log, "peer_hello_failed", logging.DEBUG, peer=str(peer), error=str(exc))
+            # Its own hello to us may still settle the verdict.  If none comes, the connection
+            # is dropped (not banned): a chain peer left without a link would stay useless
+            # until it disconnected, and a persistent peer is redialled for a fresh handshake.
+            if not await self.wait_admitted(peer) and self._undecided(peer):
+                log_event(log, "peer_hello_timeout", logging.WARNING, peer=str(peer))
+                self._host.disconnect(peer)
             return
         self._judge(peer, theirs)
+
+    def _undecided(self, peer: PeerId) -> bool:
+        verdict = self._verdicts.get(peer)
+        return verdict is not None and not verdict.done()
 
     async def _serve(self, peer: PeerId, request: bytes) -> bytes:
         try:

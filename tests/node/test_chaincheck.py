@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 
 from consensus.errors import CodecError
-from node.chaincheck import ChainGate, Hello, Mismatch, judge
+from node.chaincheck import HELLO_PROTOCOL, ChainGate, Hello, Mismatch, judge
 from node.network import Network
 from node.p2p.errors import P2PError
 from node.p2p.host import Host
@@ -122,3 +122,24 @@ async def test_a_plain_libp2p_peer_keeps_ping_but_gets_no_chain_link() -> None:
             # Asking for chain data without a hello gets nothing.
             with pytest.raises(P2PError):
                 await plain.request(host_a.peer_id, a.net.req_protocol, b"\x91\x00", 2000)
+
+
+async def test_a_peer_that_never_answers_its_hello_is_dropped_not_banned() -> None:
+    async with (
+        Host(Identity.from_seed(b"a" * 32)) as host_a,
+        Host(Identity.from_seed(b"s" * 32)) as silent,
+    ):
+        gate = ChainGate(host_a, OURS, timeout_ms=300)
+        gate.start()
+
+        async def never(_peer: PeerId, _request: bytes) -> bytes:
+            await asyncio.sleep(3600)
+            return b""
+
+        silent.set_request_handler(HELLO_PROTOCOL, never)
+        await silent.dial(await host_a.listen("127.0.0.1", 0))
+        async with asyncio.timeout(10):
+            await eventually(lambda: host_a.is_connected(silent.peer_id))
+            await eventually(lambda: not host_a.is_connected(silent.peer_id))
+        assert not gate.admits(silent.peer_id)
+        assert not host_a.is_banned(silent.peer_id)
