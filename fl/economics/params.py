@@ -46,7 +46,7 @@ class EconParams:
     # `evidence_decay_permille`; slashing needs at least `evidence_rounds_min` judged rounds
     # and evidence >= `evidence_slash_permille`.
     evidence_flag_permille: int = 500  # < the bound: the rule's flags alone never slash
-    collusion_permille: int = 990
+    collusion_permille: int = 950
     evidence_low_permille: int = 0
     evidence_decay_permille: int = 60
     evidence_slash_permille: int = 750
