@@ -52,9 +52,9 @@ def chain(split: list[int], econ: EconParams = ECON) -> tuple[FLApp, list[Privat
 
 
 def update(app: FLApp, key: PrivateKey, samples: int) -> bytes:
-    # Distinct positive directions: no key's update is a near-copy of another's.
+    # Independent zero-mean directions: no key's update is a near-copy of another's.
     rng = np.random.default_rng(list(key.public_key[:8]))
-    values = rng.integers(1 << (FRAC_BITS - 2), 1 << FRAC_BITS, size=15, dtype=np.int64)
+    values = rng.integers(-(1 << FRAC_BITS), 1 << FRAC_BITS, size=15, dtype=np.int64)
     delta = values.astype("<i4").tobytes()
     body = SubmitUpdate(0, app.state.model.hash, samples, FRAC_BITS, 32, 15, delta).encode()
     return sign_tx(key, CHAIN, KIND_SUBMIT_UPDATE, 0, body).to_wire()
