@@ -24,10 +24,6 @@ CLIENT_STAKE_MIN = 100
 BOND_PER_WEIGHT = 1
 GENESIS_RESERVE = 1_000_000_000
 VALIDATOR_LIQUID = 10_000  # per unit of genesis power, for governance deposits and fees
-# Commit-reveal rounds on generated testnets: the commit phase ends as soon as every client has
-# committed (or after this many blocks), so it costs about one block and one transaction per
-# round; what it removes is every client's sight of the others' updates before it commits.
-COMMIT_BLOCKS = 40  # as long as a single-phase round: clients still starting must not miss it
 
 
 def build_app(name: str) -> Application:
@@ -51,12 +47,13 @@ def genesis_app_state(
     round_deadline_blocks: int = 40,
     client_keys: tuple[bytes, ...] | None = None,
     validators: tuple[GenesisValidator, ...] = (),
+    commit_blocks: int = 0,
 ) -> bytes:
     """Canonical genesis app state.  For "fl": the initial digits model, and rounds that close
     once every client has submitted (or after `round_deadline_blocks`).  With `client_keys`
     (bond mode, what `fedchain testnet` writes) an economics section bonds CLIENT_BOND for each
-    client key and gives each of `validators` liquid tokens; without, the chain is open
-    (fl/economics/genesis.py OPEN_GENESIS)."""
+    client key and gives each of `validators` liquid tokens, and `commit_blocks` > 0 makes its
+    rounds commit-reveal; without, the chain is open (fl/economics/genesis.py OPEN_GENESIS)."""
     match name:
         case "fl":
             from fl.client.datasets import load
@@ -73,7 +70,11 @@ def genesis_app_state(
                 updates_per_round=max(1, clients),
                 round_deadline_blocks=round_deadline_blocks,
             )
-            other = () if client_keys is None else (bonded_economics(client_keys, validators),)
+            other = (
+                ()
+                if client_keys is None
+                else (bonded_economics(client_keys, validators, commit_blocks),)
+            )
             return build_app_state(trainer.shapes(), weights, params, other)
         case "kv":
             return b""
@@ -82,7 +83,7 @@ def genesis_app_state(
 
 
 def bonded_economics(
-    client_keys: tuple[bytes, ...], validators: tuple[GenesisValidator, ...]
+    client_keys: tuple[bytes, ...], validators: tuple[GenesisValidator, ...], commit_blocks: int = 0
 ) -> tuple[str, Value]:
     """The economics genesis section of a bond-mode testnet."""
     from fl.economics.genesis import SECTION, Allocation, EconGenesis
@@ -96,7 +97,7 @@ def bonded_economics(
         params=EconParams(
             client_stake_min=CLIENT_STAKE_MIN,
             bond_per_weight=BOND_PER_WEIGHT,
-            commit_blocks=COMMIT_BLOCKS,
+            commit_blocks=commit_blocks,
             # As on an open chain: a dev testnet's validators are stopped and restarted at will.
             downtime_min_signed_permille=0,
         ),

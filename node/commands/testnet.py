@@ -50,6 +50,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--propose-timeout-ms", type=int, default=1_000)
     # FL rounds have block deadlines; ~5 blocks/s gives clients seconds, not milliseconds.
     parser.add_argument("--commit-timeout-ms", type=int, default=200)
+    parser.add_argument(
+        "--commit-blocks",
+        type=int,
+        default=0,
+        help="commit-reveal FL rounds with a commit phase of at most this many blocks (0: off; "
+        "40, the round deadline, leaves clients that are still starting time to commit)",
+    )
 
 
 def node_ports(base_port: int, index: int) -> tuple[int, int, int]:
@@ -68,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
 
 def generate(args: argparse.Namespace) -> None:
     n, m = args.validators, args.clients
+    if getattr(args, "commit_blocks", 0) < 0:
+        raise ConfigError("--commit-blocks must be >= 0")
     if n < 1 or m < 0 or not 0 <= args.attackers <= m:
         raise ConfigError("need --validators >= 1 and 0 <= --attackers <= --clients")
     if not args.docker and not 1024 <= args.base_port <= 65_535 - PORT_STRIDE * n:
@@ -100,6 +109,8 @@ def generate(args: argparse.Namespace) -> None:
             m,
             client_keys=tuple(k.public_key for k in client_keys),
             validators=genesis_validators,
+            # LocalNet builds its own argument namespace without this option.
+            commit_blocks=getattr(args, "commit_blocks", 0),
         ),
     )
     rpc_urls = []

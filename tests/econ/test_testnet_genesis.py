@@ -1,0 +1,69 @@
+"""The genesis `fedchain testnet` writes: bond mode with every generated client bonded, so a
+fresh unfunded key cannot submit (issue 14: 8 sybil keys once supplied 88% of the updates),
+and commit-reveal rounds when asked for."""
+
+import numpy as np
+
+from consensus.app import Genesis, GenesisValidator
+from consensus.crypto import PrivateKey
+from fl.app import FLApp
+from fl.client.sdk import build_update, fetch_model, fetch_params, round_phase
+from fl.client.transport import InProcessTransport
+from node.apps import CLIENT_BOND, CLIENT_STAKE_MIN, genesis_app_state
+
+CHAIN = "testnet-genesis-test"
+CLIENTS = [PrivateKey.from_label(f"tn-client-{i}") for i in range(3)]
+VALIDATORS = (GenesisValidator(PrivateKey.from_label("tn-val").public_key, 10),)
+
+
+def transport(commit_blocks: int = 0) -> InProcessTransport:
+    state = genesis_app_state(
+        "fl",
+        len(CLIENTS),
+        client_keys=tuple(k.public_key for k in CLIENTS),
+        validators=VALIDATORS,
+        commit_blocks=commit_blocks,
+    )
+    return InProcessTransport(Genesis(chain_id=CHAIN, validators=VALIDATORS, app_state=state))
+
+
+def submit(t: InProcessTransport, key: PrivateKey) -> tuple[bool, str]:
+    model = fetch_model(t)
+    delta = np.random.default_rng(0).normal(0, 0.01, model.weights.shape)
+    tx = build_update(key, CHAIN, 0, model, delta, 10, fetch_params(t))
+    result = t.submit(tx)
+    return result.accepted, result.reason
+
+
+def test_generated_clients_are_bonded_and_strangers_are_refused() -> None:
+    t = transport()
+    econ = t.app.state.incentives.econ
+    assert all(econ.ledger.stake(k.public_key) == CLIENT_BOND for k in CLIENTS)
+    assert econ.params.client_stake_min == CLIENT_STAKE_MIN > 0
+    assert econ.params.bond_per_weight > 0
+    assert submit(t, CLIENTS[0]) == (True, "")
+    accepted, reason = submit(t, PrivateKey.from_label("sybil"))
+    assert not accepted
+    assert "below the client minimum" in reason
+
+
+def test_validators_keep_liquid_tokens_for_governance_deposits() -> None:
+    econ = transport().app.state.incentives.econ
+    key = VALIDATORS[0].public_key
+    assert econ.ledger.balance(key) >= econ.params.gov_deposit_min
+    assert econ.ledger.stake(key) > 0
+
+
+def test_commit_reveal_is_off_unless_asked_for() -> None:
+    assert round_phase(transport())[1] == "single"
+    assert round_phase(transport(commit_blocks=40))[1] == "commit"
+
+
+def test_the_kv_app_has_no_economics() -> None:
+    assert genesis_app_state("kv", 3, client_keys=(CLIENTS[0].public_key,)) == b""
+
+
+def test_an_fl_genesis_without_client_keys_stays_open() -> None:
+    app = FLApp()
+    app.init_chain(Genesis(CHAIN, VALIDATORS, genesis_app_state("fl", 2)))
+    assert app.state.incentives.econ.params.client_stake_min == 0
