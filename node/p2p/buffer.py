@@ -136,7 +136,7 @@ class ReadBuffer:
             data = bytes(first[:n]) if len(first) > n or not isinstance(first, bytes) else first
             if len(first) == n:
                 chunks.popleft()
-            elif isinstance(first, bytearray):
+            elif type(first) is bytearray:
                 del first[:n]  # a small tail: never exported, so it may be resized
             else:
                 chunks[0] = memoryview(first)[n:]

@@ -91,8 +91,10 @@ class Stream:
         return await self.inbox.read_uvarint_frame(bytes_max)
 
     def _on_consume(self, n: int) -> None:
-        self.session.mux.consumed(self.stream_id, n)
-        self.session.flush_control()
+        session = self.session
+        session.mux.consumed(self.stream_id, n)
+        if session.mux.output:
+            session.flush_control()
 
     def _on_demand(self, n: int) -> None:
         self.session.mux.demand(self.stream_id, n)
@@ -249,7 +251,7 @@ class Session:
 
     # -- outbound -----------------------------------------------------------------------------
     def flush_control(self) -> None:
-        if self.mux.has_output:
+        if self.mux.output:
             for frame in self.mux.take_output():
                 self.channel.send_control(frame)
 

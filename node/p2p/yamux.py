@@ -278,6 +278,7 @@ class StreamStatus:
     unread: int = 0
     # What recv_window is topped up to after the reader consumed half of it; doubles per update.
     window_target: int = INITIAL_WINDOW_BYTES
+    # Read since the last window update, still charged to the ledger (released in batches).
     consumed: int = 0
     # Extra credit the reader asked for (it awaits a message longer than the window).
     demand: int = 0
@@ -285,7 +286,7 @@ class StreamStatus:
     @property
     def held(self) -> int:
         """What this stream holds in the connection's ledger."""
-        return self.recv_window + self.unread
+        return self.recv_window + self.unread + self.consumed
 
 
 class Yamux:
@@ -303,7 +304,9 @@ class Yamux:
         self._payload_left = 0
         self._data_flags = 0
         self._head = bytearray()
-        self._output: list[bytes] = []
+        # Frames to send (read with take_output; a plain attribute so the shell's check after
+        # every read costs nothing).
+        self.output: list[bytes] = []
         # For each frame handed to the shell and not yet written: did the peer make us owe it?
         self._unwritten: deque[bool] = deque()
         self._control_owed = 0
@@ -318,8 +321,8 @@ class Yamux:
     # -- output -------------------------------------------------------------------------------
     def take_output(self) -> list[bytes]:
         """Frames to send now (control first), and forget them: the shell writes them."""
-        out = self._output
-        self._output = []
+        out = self.output
+        self.output = []
         return out
 
     def control_written(self, n: int) -> None:
@@ -330,17 +333,13 @@ class Yamux:
                 self._control_owed -= 1
 
     @property
-    def has_output(self) -> bool:
-        return bool(self._output)
-
-    @property
     def control_owed(self) -> int:
         return self._control_owed
 
     def _emit(
         self, frame_type: FrameType, flags: Flag, stream_id: int, length: int, owed: bool = False
     ) -> None:
-        self._output.append(encode_header(frame_type, flags, stream_id, length))
+        self.output.append(encode_header(frame_type, flags, stream_id, length))
         self._unwritten.append(owed)
 
     def _reply(self, frame_type: FrameType, flags: Flag, stream_id: int, length: int) -> None:
@@ -385,15 +384,20 @@ class Yamux:
         if n > status.unread:
             raise InvariantError(f"stream {stream_id}: consumed {n} of {status.unread} unread")
         status.unread -= n
-        self.ledger.release(n)
         status.consumed += n
         status.demand = max(0, status.demand - n)
-        if status.consumed >= status.window_target // 2:
-            status.window_target = min(status.window_target * 2, self.limits.window_bytes_max)
+        # Read bytes go back to the budget in batches (half a window, or at once while some
+        # stream waits for memory): a ledger update per read was a fifth of a small
+        # message's cost.  Until then they count as held, which errs on the safe side.
+        half_read = status.consumed >= status.window_target // 2
+        if half_read or self._starved:
+            self.ledger.release(status.consumed)
             status.consumed = 0
-            self._grant(status)
-        if self._starved:
-            self._feed_starved()
+            if half_read:
+                status.window_target = min(status.window_target * 2, self.limits.window_bytes_max)
+                self._grant(status)
+            if self._starved:
+                self._feed_starved()
 
     def demand(self, stream_id: int, n: int) -> None:
         """The reader waits for n bytes beyond those unread (a long message): credit them
@@ -613,7 +617,7 @@ class Yamux:
         self.streams.pop(status.stream_id, None)
         self._starved.discard(status.stream_id)
         held = status.held
-        status.recv_window = status.unread = 0
+        status.recv_window = status.unread = status.consumed = 0
         if held:
             self.ledger.release(held)
         if self._data_stream is status:
