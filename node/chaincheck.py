@@ -120,6 +120,7 @@ class ChainGate:
         # One verdict per live connection: True admitted, False refused or not a chain node.
         self._verdicts: dict[PeerId, asyncio.Future[bool]] = {}
         self._callbacks: list[AdmittedCallback] = []
+        self._refused_callbacks: list[AdmittedCallback] = []
         self.refused = 0
 
     def start(self) -> None:
@@ -131,6 +132,9 @@ class ChainGate:
 
     def on_admitted(self, callback: AdmittedCallback) -> None:
         self._callbacks.append(callback)
+
+    def on_refused(self, callback: AdmittedCallback) -> None:
+        self._refused_callbacks.append(callback)
 
     def admits(self, peer: PeerId) -> bool:
         verdict = self._verdicts.get(peer)
@@ -245,6 +249,8 @@ class ChainGate:
             ours=mismatch.ours[:80],
             ban_ms=self._ban_ms,
         )
+        for callback in self._refused_callbacks:
+            callback(peer)
         self._host.spawn(self._ban_later(peer), f"chain-refuse-{peer.short()}")
 
     async def _ban_later(self, peer: PeerId) -> None:

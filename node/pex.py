@@ -108,6 +108,8 @@ class PeerExchange:
         self.book.load()
         self._host.set_request_handler(self.protocol, self._serve, PEX_REQUEST_BYTES_MAX)
         self._gate.on_admitted(self._admitted)
+        # Another chain's node, learned from a peer: not worth a dial every ban period.
+        self._gate.on_refused(self.book.forget)
         self._host.spawn(self._loop(), "pex")
 
     def add_seed(self, addr: Multiaddr) -> None:

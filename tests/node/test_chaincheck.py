@@ -92,11 +92,14 @@ async def test_other_genesis_is_refused_and_banned_on_both_sides() -> None:
     ):
         a = ChainNode(host_a, OURS)
         b = ChainNode(host_b, Hello(1, "chain-a", b"\x22" * 32))
+        refused: list[PeerId] = []
+        a.gate.on_refused(refused.append)
         await host_a.dial(await host_b.listen("127.0.0.1", 0))
         async with asyncio.timeout(10):
             await eventually(lambda: a.gate.refused == 1 and b.gate.refused == 1)
             await eventually(lambda: not host_a.connected_peers())
         assert host_a.is_banned(host_b.peer_id)
+        assert refused == [host_b.peer_id]
         assert host_b.is_banned(host_a.peer_id)
         assert a.net.peers() == []
         assert b.net.peers() == []
