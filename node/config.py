@@ -62,7 +62,9 @@ class P2PConfig:
     stranger_connection_memory_bytes_max: int = 40 * MIB
     # Pushed messages (node/network.py): the largest a stranger may send (validators and
     # persistent peers: request_bytes_max), and how long a message may take to arrive in full.
-    stranger_message_bytes_max: int = 2 * MIB
+    # A full node pushes txs up to mempool.tx_bytes_max to the validators, who see it as a
+    # stranger, so this must hold one (checked); memory is bounded by the budget above anyway.
+    stranger_message_bytes_max: int = 17 * MIB
     message_timeout_ms: int = 20_000
     # Peer exchange (node/pex.py): ask admitted peers for the peers they know and dial them
     # (up to peers_max) every pex_interval_ms; the address book is HOME/data/addrbook.json.
@@ -298,6 +300,11 @@ def _validate(cfg: NodeConfig) -> None:
     if p2p.protected_connection_memory_bytes_max > p2p.memory_bytes_max:
         raise ConfigError(
             "p2p.protected_connection_memory_bytes_max: must not exceed p2p.memory_bytes_max"
+        )
+    if p2p.stranger_message_bytes_max < cfg.mempool.tx_bytes_max + 64 * KIB:
+        raise ConfigError(
+            "p2p.stranger_message_bytes_max: must hold mempool.tx_bytes_max plus 64 KiB of "
+            "framing (full nodes push txs to validators, to whom they are strangers)"
         )
     for section in (cfg.p2p, cfg.rpc, cfg.mempool, cfg.sync):
         name = type(section).__name__.removesuffix("Config").lower()

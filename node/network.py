@@ -11,7 +11,7 @@ that does not fit is dropped, counted (`dropped`) and logged, never silently los
 
 Memory: a message's declared length is checked before its bytes are read, against a cap
 per peer class: validators and persistent peers may push up to `frame_bytes_max`, strangers
-only `stranger_frame_bytes_max` (far below: their large txs are announced and pulled);
+only `stranger_frame_bytes_max` (one tx of the largest size a full node may push);
 requests are small (`REQUEST_BYTES_MAX`).  A message whose length is declared but whose bytes
 do not all arrive within `frame_timeout_ms` is given up.  Both cost the peer (`on_invalid`),
 and its yamux credit is bounded by the Host's memory budget meanwhile (node/p2p/budget.py).
@@ -45,7 +45,7 @@ RequestHandler = Callable[[PeerId, Message], Awaitable[Message]]
 InvalidHandler = Callable[[PeerId, str], None]
 # The largest request is a GetTxs of HASHES_MAX hashes (~640 KB); the rest is msgpack framing.
 REQUEST_BYTES_MAX = HASHES_MAX * (HASH_BYTES + 2) + 64 * 1024
-STRANGER_FRAME_BYTES_MAX = 2 * 1024 * 1024
+STRANGER_FRAME_BYTES_MAX = 17 * 1024 * 1024
 FRAME_TIMEOUT_MS = 20_000
 
 

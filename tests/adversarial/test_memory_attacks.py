@@ -101,7 +101,7 @@ async def big_frames(node: SoloNode, source: str, streams: int = 16) -> tuple[in
 async def stalled_frames(
     node: SoloNode, source: str, streams: int = 64
 ) -> tuple[int, float | None]:
-    """Attack 1 under the cap: many streams each declaring a 2 MiB message (the stranger cap)
+    """Attack 1 under the cap: many streams each declaring a 2 MiB message (under the stranger cap)
     and never finishing it.  Only the memory budget bounds this one."""
     part = bytes(2 * MiB - 1)
     async with stranger(node, source) as (host, peer):
