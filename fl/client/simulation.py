@@ -33,7 +33,7 @@ from consensus.crypto import PrivateKey
 from fl.aggregate import ClientUpdate
 from fl.app import FLApp
 from fl.client import attacks
-from fl.client.attacks.view import Oracle, RoundView
+from fl.client.attacks.view import ChainAggregator, Oracle, RoundView
 from fl.client.datasets import Dataset, load
 from fl.client.errors import ClientError
 from fl.client.partition import dirichlet
@@ -50,7 +50,7 @@ from fl.txs import SubmitUpdate, decode_tx
 
 CHAIN_ID = "fedchain-eval"
 KNOWLEDGE = ("current", "past")
-OBJECTIVES = ("progress", "loss")
+OBJECTIVES = ("progress", "loss", "error", "class_loss")
 ECONOMICS = ("open", "staked")
 STAKE_INITIAL = 1_000
 
@@ -71,8 +71,10 @@ class EvalConfig:
     overrides: tuple[tuple[str, int | str], ...] = ()
     knowledge: str = "current"  # which honest updates coordinated attackers see
     # What the adaptive attack maximises: "progress" (how far the aggregate is pulled back from
-    # the honest mean's direction) or "loss" (the attackers' loss on their own clean data).
-    objective: str = "progress"
+    # the honest mean's direction), or on the attackers' own clean data "loss" (cross-entropy),
+    # "error" (0-1 error) or "class_loss" (the largest per-class cross-entropy).  On digits at
+    # 30% (seeds 0-2, adaptive_unflagged vs centered_clip) they gave 84.8, 83.2, 81.8 and 78.8%.
+    objective: str = "class_loss"
     economics: str = "open"
 
     @property
@@ -208,11 +210,12 @@ def run(
                     known,
                     tuple(keys[i].public_key for i in attacker_ids),
                     tuple(max(1, len(parts[i])) for i in attacker_ids),
+                    ChainAggregator(app.state.rule_history),
                 ),
                 norm_max_units=params.update_norm_max,
                 harm=(
-                    partial(_harm, trainer, model.weights, ds, attacker_part)
-                    if config.objective == "loss"
+                    partial(_harm, config.objective, trainer, model.weights, ds, attacker_part)
+                    if config.objective != "progress"
                     else None
                 ),
             )
@@ -286,16 +289,24 @@ def _transport(
 
 
 def _harm(
+    objective: str,
     trainer: Trainer,
     weights: FloatArray,
     ds: Dataset,
     part: npt.NDArray[np.int64] | None,
     aggregate: FloatArray,
 ) -> float:
-    """The attackers' loss, on their own clean data, of the model moved by `aggregate`."""
+    """The attackers' `objective`, on their own clean data, of the model moved by `aggregate`."""
     if part is None:
         return 0.0
-    return log_loss(trainer, weights + aggregate, ds.x_train[part], ds.y_train[part])
+    x, y, moved = ds.x_train[part], ds.y_train[part], weights + aggregate
+    match objective:
+        case "error":
+            return float(np.mean(trainer.predict(moved, x) != y))
+        case "class_loss":
+            return max(log_loss(trainer, moved, x[y == c], y[y == c]) for c in np.unique(y))
+        case _:
+            return log_loss(trainer, moved, x, y)
 
 
 def _decoded(tx: bytes) -> ClientUpdate:

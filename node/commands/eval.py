@@ -70,9 +70,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--objective",
-        default="progress",
+        default="class_loss",
         choices=simulation.OBJECTIVES,
-        help="what the adaptive attacks maximise: progress taken back, or loss on their data",
+        help="what the adaptive attacks maximise: progress taken back, or on their own data "
+        "cross-entropy, 0-1 error or the worst class's cross-entropy (strongest: class_loss)",
     )
     parser.add_argument("--jobs", type=int, default=1, help="processes to run cells in")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")

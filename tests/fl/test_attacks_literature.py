@@ -132,6 +132,7 @@ def test_drift_keeps_the_direction_of_its_first_round() -> None:
 
 
 SMALL = EvalConfig(clients=10, rounds=2, attacker_fraction=0.3)
+UNFLAGGED = ("adaptive_unflagged", "backdoor_slow", "drift")
 
 
 @pytest.mark.parametrize("attack", attacks.COORDINATED)
@@ -139,6 +140,17 @@ def test_every_coordinated_attack_is_admitted_by_check_tx(attack: str) -> None:
     result = run(SMALL, "centered_clip", attack)
     assert result.attackers == 3
     assert result.refused_attackers == 0
+    if attack in UNFLAGGED:  # the oracle saw exactly what finalize_block aggregated
+        assert result.flagged_attackers == 0
+
+
+@pytest.mark.parametrize("attack", ["adaptive_unflagged", "drift"])
+def test_unflagged_attacks_stay_unflagged_by_a_rule_that_carries_history(attack: str) -> None:
+    """history_clip judges with the chain's history: the oracle must be given it too."""
+    # (with the rule run without its history, 20 clients x 8 rounds flag 36-48 attacker updates)
+    result = run(replace(SMALL, clients=20, rounds=8), "history_clip", attack)
+    assert result.refused_attackers == 0
+    assert result.flagged_attackers == 0
 
 
 def test_realized_deltas_respect_the_chain_bounds() -> None:

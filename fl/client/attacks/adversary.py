@@ -82,8 +82,7 @@ class Adversary:
                 best = adaptive.best_of(found)
                 return list(best.deltas) if best is not None else adaptive.fallback(view)
             case ["backdoor", "slow"]:
-                u = view.own.mean(axis=0) - mu
-                best = adaptive.along(view, u, None, unflagged=True, objective=-u)
+                best = _push_unflagged(view, view.own.mean(axis=0) - mu, rng)
                 return list(best.deltas) if best is not None else adaptive.fallback(view)
             case ["backdoor", "pgd"]:
                 radius = adaptive.honest_spread(honest)
@@ -93,8 +92,21 @@ class Adversary:
             case ["drift"]:
                 if self.drift_direction is None:
                     self.drift_direction = adaptive.unit(view.own.mean(axis=0) - mu)
-                u = self.drift_direction
-                best = adaptive.along(view, u, None, unflagged=True, objective=-u)
+                best = _push_unflagged(view, self.drift_direction, rng)
                 return list(best.deltas) if best is not None else adaptive.fallback(view)
             case _:
                 raise ClientError(f"{self.attack!r} is not a coordinated attack")
+
+
+def _push_unflagged(
+    view: RoundView, u: FloatArray, rng: np.random.Generator
+) -> adaptive.Candidate | None:
+    """The farthest unflagged push along u: identical colluders, or camouflaged ones when a
+    rule flags look-alikes (or when camouflage simply gets further)."""
+    noise = adaptive.camouflage_noise(view.honest, view.n_attackers, rng)
+    return adaptive.best_of(
+        [
+            adaptive.along(view, u, None, unflagged=True, objective=-u),
+            adaptive.along(view, u, noise, unflagged=True, objective=-u),
+        ]
+    )

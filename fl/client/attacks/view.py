@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from fl.aggregate import ClientUpdate, aggregate
+from fl.aggregate import ClientUpdate, RuleHistory, aggregate
 from fl.client.quantize import clip_delta, quantize
 from fl.fixed import ONE, IntArray, delta_from_wire
 from fl.params import Params
@@ -38,8 +38,7 @@ class Outcome:
     honest_flagged: int
 
 
-# The default aggregation as finalize_block runs it; a rule that needs chain history gets an
-# oracle built with its own `aggregator` by the harness.
+# How the oracle aggregates: the rule without history (unit tests), or `ChainAggregator`.
 Aggregator = Callable[[Sequence[ClientUpdate], Params], tuple[IntArray, dict[bytes, str]]]
 
 
@@ -48,6 +47,20 @@ def stateless_aggregator(
 ) -> tuple[IntArray, dict[bytes, str]]:
     result = aggregate(params.rule, updates, params)
     return result.delta, {v.client: v.flag for v in result.verdicts}
+
+
+@dataclass(frozen=True, slots=True)
+class ChainAggregator:
+    """The rule as close_round runs it, with the history the chain carries into this round
+    (public state, like every update): what the omniscient attacker optimises against."""
+
+    history: RuleHistory
+
+    def __call__(
+        self, updates: Sequence[ClientUpdate], params: Params
+    ) -> tuple[IntArray, dict[bytes, str]]:
+        result = aggregate(params.rule, updates, params, self.history)
+        return result.delta, {v.client: v.flag for v in result.verdicts}
 
 
 @dataclass(frozen=True, slots=True)
