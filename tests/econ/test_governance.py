@@ -197,3 +197,25 @@ def test_history_is_queryable_and_state_round_trips() -> None:
     supply = inc.query(["econ", "supply"])
     assert isinstance(supply, list)
     assert supply[0] == sum(supply[1:])
+
+
+def test_client_registry_admission_and_removal_by_governance() -> None:
+    inc = make(EconParams(client_registry=1))
+    with pytest.raises(RejectedError, match="registry"):
+        inc.check_submit(CAROL, 0)
+    with pytest.raises(RejectedError, match="not admitted"):
+        propose(inc, ALICE, ["client_remove", CAROL], 1_000, 1)
+    admit = propose(inc, ALICE, ["client_admit", CAROL], 1_000, 1)
+    for v in VALS:
+        vote(inc, v, admit, "yes", 2)
+    params = finish(inc, FEDAVG, 21)
+    inc.check_submit(CAROL, 0)
+    with pytest.raises(RejectedError, match="already admitted"):
+        propose(inc, ALICE, ["client_admit", CAROL], 1_000, 22)
+    remove = propose(inc, ALICE, ["client_remove", CAROL], 1_000, 22)
+    for v in VALS:
+        vote(inc, v, remove, "yes", 23)
+    for h in range(22, 43):
+        params, _, _ = inc.end_block(params, h)
+    with pytest.raises(RejectedError, match="registry"):
+        inc.check_submit(CAROL, 0)
