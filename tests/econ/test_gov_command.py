@@ -26,6 +26,8 @@ def parse(*argv: str) -> argparse.Namespace:
         (["--param", "updates_per_round=12"], ["param", "updates_per_round", 12]),
         (["--ban", "ab" * 32], ["client_ban", bytes.fromhex("ab" * 32)]),
         (["--admit-validator", "01" * 32], ["validator_admit", bytes.fromhex("01" * 32)]),
+        (["--admit-client", "02" * 32], ["client_admit", bytes.fromhex("02" * 32)]),
+        (["--remove-client", "03" * 32], ["client_remove", bytes.fromhex("03" * 32)]),
         (["--text", "hello", "--description", "world"], ["text", "hello", "world"]),
     ],
 )
