@@ -167,7 +167,9 @@ class FLApp:
             cause = ""
         if cause:
             fl_round = state.round
-            broken = rounds.unrevealed(state)
+            # Only a commit-reveal round owes reveals (governance may switch it off mid-round).
+            commit_reveal = state.incentives.econ.params.commit_blocks > 0
+            broken = rounds.unrevealed(state) if commit_reveal else []
             pending = [(p.client, p.delta) for p in state.pending]  # close_round clears them
             norms = {p.client: p.squared_norm for p in state.pending}
             outcome = rounds.close_round(state, block.height, cause)

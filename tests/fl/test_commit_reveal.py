@@ -256,3 +256,15 @@ def test_sdk_commitment_matches_its_reveal() -> None:
     assert phase(app) == "reveal"
     assert block(app, [reveal]) == [0]
     assert app.state.round == 1
+
+
+def test_switching_commit_reveal_off_mid_round_punishes_nobody() -> None:
+    app = new_app()
+    block(app, [commit_tx(app, CLIENTS[0], body(app, 1))])
+    app.state.incentives.econ.params = replace(app.state.incentives.econ.params, commit_blocks=0)
+    for _ in range(PARAMS.round_deadline_blocks):
+        block(app, [])
+    assert app.state.round == 1
+    assert app.state.commits == {}
+    record = app.state.incentives.econ.clients.get(CLIENTS[0].public_key)
+    assert record is None or record.evidence == 0
