@@ -47,7 +47,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--alpha", type=float, default=0.5, help="Dirichlet non-IID alpha")
     parser.add_argument("--dataset", default="digits", help="digits, breast_cancer, x.csv, x.npz")
-    parser.add_argument("--trainer", default="softmax", help="softmax, mlp or torch")
+    parser.add_argument(
+        "--trainer",
+        default="auto",
+        help="softmax, mlp or torch; auto: the MLP for mnist1d, softmax regression otherwise",
+    )
     parser.add_argument("--seeds", default="0", help="comma list of seeds; results are averaged")
     parser.add_argument(
         "--set",
@@ -90,6 +94,12 @@ def _choices(
     if unknown or not chosen:
         raise ClientError(f"unknown {what}: {', '.join(unknown) or '(none)'}; one of {allowed}")
     return chosen
+
+
+def _trainer(name: str, dataset: str) -> str:
+    if name != "auto":
+        return name
+    return "mlp" if dataset == "mnist1d" else "softmax"
 
 
 def _overrides(items: list[str]) -> tuple[tuple[str, int | str], ...]:
@@ -245,7 +255,7 @@ def run(args: argparse.Namespace) -> int:
             raise ClientError("--jobs must be at least 1")
         config = EvalConfig(
             dataset=args.dataset,
-            trainer=args.trainer,
+            trainer=_trainer(args.trainer, args.dataset),
             clients=args.clients,
             rounds=args.rounds,
             alpha=args.alpha,

@@ -114,3 +114,28 @@ def test_eval_refuses_out_of_range_settings(
 ) -> None:
     assert main(argv) == 2
     assert "fedchain eval:" in capsys.readouterr().err
+
+
+def test_eval_runs_mnist1d_with_the_mlp_by_default(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["eval", "--dataset", "mnist1d", "--attacks", "none", "--clients", "10"]
+    assert main([*argv, "--rounds", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "mnist1d, mlp, 10 clients" in out
+
+
+def test_mnist1d_is_split_like_the_others_and_leaves_global_generators_alone() -> None:
+    import random
+
+    import numpy as np
+
+    from fl.client.datasets import load
+
+    before_np, before_py = np.random.get_state()[1].copy(), random.getstate()
+    ds = load("mnist1d", 0)
+    assert np.array_equal(np.random.get_state()[1], before_np)
+    assert random.getstate() == before_py
+    assert ds.n_features == 40
+    assert ds.n_classes == 10
+    assert len(ds.y_train) + len(ds.y_test) == 5000
+    assert ds.x_train.min() >= 0.0
+    assert ds.x_train.max() <= 1.0
