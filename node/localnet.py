@@ -85,6 +85,8 @@ class LocalNet:
     app: str = "kv"
     extra_nodes: int = 0
     base_port: int = 0
+    # Generated FL testnets bond their clients (bond mode); True writes an open chain instead.
+    open_clients: bool = False
     env: dict[str, str] = field(default_factory=dict)
     procs: dict[int, subprocess.Popen[bytes]] = field(default_factory=dict)
 
@@ -109,6 +111,7 @@ class LocalNet:
             app=self.app,
             propose_timeout_ms=propose_timeout_ms,
             commit_timeout_ms=commit_timeout_ms,
+            open_clients=self.open_clients,
         )
         testnet.generate(args)
         for k in range(self.extra_nodes):

@@ -51,6 +51,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     # FL rounds have block deadlines; ~5 blocks/s gives clients seconds, not milliseconds.
     parser.add_argument("--commit-timeout-ms", type=int, default=200)
     parser.add_argument(
+        "--open-clients",
+        action="store_true",
+        help="no client bonds: any key may submit (no sybil resistance; for tests of floods)",
+    )
+    parser.add_argument(
         "--commit-blocks",
         type=int,
         default=0,
@@ -107,7 +112,11 @@ def generate(args: argparse.Namespace) -> None:
         app_state=genesis_app_state(
             args.app,
             m,
-            client_keys=tuple(k.public_key for k in client_keys),
+            client_keys=(
+                None
+                if getattr(args, "open_clients", False)
+                else tuple(k.public_key for k in client_keys)
+            ),
             validators=genesis_validators,
             # LocalNet builds its own argument namespace without this option.
             commit_blocks=getattr(args, "commit_blocks", 0),

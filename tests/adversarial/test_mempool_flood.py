@@ -39,7 +39,9 @@ WINDOW_S = 5.0
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNet]:
     root = tmp_path_factory.mktemp("flood")
-    cluster = LocalNet(root, validators=VALIDATORS, clients=2, app="fl")
+    # Fresh keys must reach the mempool for this flood: on a bond-mode chain (the default)
+    # check_tx refuses every update from an unbonded key, so the pool never fills.
+    cluster = LocalNet(root, validators=VALIDATORS, clients=2, app="fl", open_clients=True)
     cluster.generate(commit_timeout_ms=50)
     for i in range(VALIDATORS):
         path = cluster.home(i).config_file
