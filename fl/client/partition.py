@@ -1,7 +1,8 @@
 """Dirichlet(alpha) non-IID partitioning: per class, shares drawn from Dir(alpha, ..., alpha).
 
 Small alpha gives each client few classes; large alpha approaches IID.  Draws repeat (seeded)
-until every client has at least `min_size` samples so no client trains on nothing.
+until every client has at least `min_size` samples so no client trains on nothing; if none of
+`ATTEMPTS_MAX` draws does, the last one is topped up from the largest shards.
 """
 
 import numpy as np
@@ -30,4 +31,20 @@ def dirichlet(
                 parts[client].extend(chunk.tolist())
         if min(len(p) for p in parts) >= min_size:
             return [np.array(sorted(p), dtype=np.int64) for p in parts]
-    raise ClientError(f"no Dirichlet({alpha}) split gave every client {min_size} samples")
+    return _topped_up(parts, min_size)
+
+
+def _topped_up(parts: list[list[int]], min_size: int) -> list[IndexArray]:
+    """The last draw, with samples moved from the largest shards to those below `min_size`.
+
+    Few classes and many clients (breast_cancer: 2 classes, 455 samples, 30 clients) almost
+    never give every client enough samples from the draw alone; moving the largest shards'
+    last samples keeps the skew of the draw and is deterministic.  The caller has checked that
+    n_clients * min_size samples exist."""
+    for short in sorted(range(len(parts)), key=lambda i: (len(parts[i]), i)):
+        while len(parts[short]) < min_size:
+            donor = max(range(len(parts)), key=lambda i: (len(parts[i]), -i))
+            if len(parts[donor]) <= min_size:
+                raise ClientError(f"cannot give every client {min_size} samples")
+            parts[short].append(parts[donor].pop())
+    return [np.array(sorted(p), dtype=np.int64) for p in parts]

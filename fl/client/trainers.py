@@ -150,6 +150,8 @@ def make_trainer(kind: str, n_features: int, n_classes: int) -> Trainer:
             return SoftmaxRegression(n_features, n_classes)
         case "mlp":
             return MLP(n_features, n_classes)
+        case "mlp_wide":  # for MNIST-1D: 100 hidden units, 5 local epochs (32 and 2 learn ~nothing)
+            return MLP(n_features, n_classes, hidden=100, epochs=5)
         case "torch":
             from fl.client.torch_trainer import TorchMLP
 
@@ -157,7 +159,7 @@ def make_trainer(kind: str, n_features: int, n_classes: int) -> Trainer:
         case _:
             from fl.client.errors import ClientError
 
-            raise ClientError(f"unknown trainer {kind!r}: softmax, mlp or torch")
+            raise ClientError(f"unknown trainer {kind!r}: softmax, mlp, mlp_wide or torch")
 
 
 def log_loss(trainer: Trainer, weights: FloatArray, x: FloatArray, y: LabelArray) -> float:
