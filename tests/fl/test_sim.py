@@ -90,7 +90,7 @@ def fl_simulation(config: SimConfig, seed: int, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(sim.checker, "_kv", AuthenticatedTx(sim.genesis.chain_id))
     for node in sim.nodes:
         node.genesis = sim.genesis
-        node.state = node._boot_state()
+        node.driver = node._boot()
     return sim
 
 
@@ -106,7 +106,7 @@ def test_four_validators_finish_with_the_same_model(
     common = result.heights_committed
     assert common >= 10
     hashes_at = {
-        node.index: [s.app_hash for s in node.stored if s.block.header.height <= common]
+        node.index: [s.result.app_hash for s in node.stored if s.block.header.height <= common]
         for node in sim.nodes
     }
     assert len({tuple(h) for h in hashes_at.values()}) == 1
@@ -116,7 +116,9 @@ def test_four_validators_finish_with_the_same_model(
         app = FLApp()
         app.init_chain(sim.genesis)
         for stored in node.stored[:common]:
-            assert app.finalize_block(stored.block.txs, stored.info).app_hash == stored.app_hash
+            assert (
+                app.finalize_block(stored.block.txs, stored.info).app_hash == stored.result.app_hash
+            )
             app.commit()
         models.add((app.state.model.version, app.state.model.hash))
     assert len(models) == 1
