@@ -11,24 +11,16 @@ here asserts a speed.  Every attack is bounded in count and in time.
 """
 
 import asyncio
-import os
 import re
 import sys
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from node.chaincheck import open_gate
-from node.p2p.config import HostConfig
 from node.p2p.errors import P2PError
-from node.p2p.host import Host
-from node.p2p.peer_id import Identity, PeerId
-from node.p2p.varint import encode_uvarint
-from node.p2p.yamux import Flag, FrameType, encode_header
+from tests.adversarial.attacks import big_frames, ping_flood, stalled_frames
 from tests.adversarial.conftest import MiB, SoloNode, start_solo_node, stop_node
 
 pytestmark = [pytest.mark.adversarial, pytest.mark.integration, pytest.mark.timeout(300)]
@@ -39,7 +31,6 @@ STRANGER_CONNECTION_BYTES = 40 * MiB
 SLACK_BYTES = 48 * MiB
 # After the attacker left: within this of where the node started.
 RECOVERED_BYTES = 32 * MiB
-ATTACK_S = 5.0
 
 
 @dataclass(slots=True)
@@ -50,98 +41,6 @@ class Outcome:
     disconnected_after_s: float | None
     height_before: int
     height_after: int
-
-
-@asynccontextmanager
-async def stranger(node: SoloNode, source: str) -> AsyncIterator[tuple[Host, PeerId]]:
-    """A fresh identity from `source`, connected and through the chain handshake (the genesis
-    is public: an attacker knows it), so it reaches the node's chain protocols."""
-    async with Host(Identity.from_seed(os.urandom(32)), HostConfig()) as host:
-        gate = open_gate(host, node.genesis)
-        peer = await host.dial(node.p2p_addr, local_host=source)
-        assert await gate.wait_admitted(peer), "the node must admit a peer of its chain"
-        yield host, peer
-
-
-async def _watch(
-    node: SoloNode, host: Host, peer: object, seconds: float
-) -> tuple[int, float | None]:
-    """Sample the node's RSS until the attacker is cut off or `seconds` pass."""
-    start = time.monotonic()
-    peak = node.rss
-    while time.monotonic() - start < seconds:
-        await asyncio.sleep(0.05)
-        peak = max(peak, node.rss)
-        if not host.is_connected(peer):
-            return peak, time.monotonic() - start
-    return peak, None
-
-
-async def big_frames(node: SoloNode, source: str, streams: int = 16) -> tuple[int, float | None]:
-    """Attack 1: streams on the msg protocol, each declaring a 64 MiB message and sending
-    60 MiB of it."""
-    blob = bytes(60 * MiB)
-    async with stranger(node, source) as (host, peer):
-        protocol = f"/fedchain/{node.chain_id}/msg/1.0.0"
-
-        async def one() -> None:
-            stream = await host.new_stream(peer, [protocol], high=False)
-            await stream.write(encode_uvarint(64 * MiB))
-            await stream.write(blob)
-
-        tasks = [asyncio.create_task(one()) for _ in range(streams)]
-        try:
-            return await _watch(node, host, peer, ATTACK_S)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-
-async def stalled_frames(
-    node: SoloNode, source: str, streams: int = 64
-) -> tuple[int, float | None]:
-    """Attack 1 under the cap: many streams each declaring a 2 MiB message (under the stranger cap)
-    and never finishing it.  Only the memory budget bounds this one."""
-    part = bytes(2 * MiB - 1)
-    async with stranger(node, source) as (host, peer):
-        protocol = f"/fedchain/{node.chain_id}/msg/1.0.0"
-
-        async def one() -> None:
-            stream = await host.new_stream(peer, [protocol], high=False)
-            await stream.write(encode_uvarint(2 * MiB))
-            await stream.write(part)
-            await asyncio.sleep(3600)
-
-        tasks = [asyncio.create_task(one()) for _ in range(streams)]
-        try:
-            return await _watch(node, host, peer, 4 * ATTACK_S)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-
-
-async def ping_flood(node: SoloNode, source: str) -> tuple[int, float | None]:
-    """Attack 3: yamux pings, never reading the replies."""
-    async with stranger(node, source) as (host, peer):
-        conn = host.connection(peer)
-        assert conn is not None
-        channel = conn.session.channel
-        transport = channel.tcp.transport
-        assert transport is not None
-        transport.pause_reading()
-        pings = b"".join(encode_header(FrameType.PING, Flag.SYN, 0, i) for i in range(5000))
-        start = time.monotonic()
-        peak = node.rss
-        while time.monotonic() - start < ATTACK_S and host.is_connected(peer):
-            for offset in range(0, len(pings), 60_000):
-                channel.send(pings[offset : offset + 60_000])
-            await asyncio.sleep(0.01)
-            peak = max(peak, node.rss)
-        if host.is_connected(peer):
-            return peak, None
-        return max(peak, node.rss), time.monotonic() - start
 
 
 def settle(node: SoloNode, seconds: float = 3.0) -> int:
