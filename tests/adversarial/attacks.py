@@ -219,7 +219,8 @@ async def gossip_forged_txs(
     the node cuts it off or `count_max` are out (then up to 2 s for the ban to land):
     (txs sent, seconds from the first to the disconnect)."""
     topic = f"/fedchain/{node.chain_id}/txs/1"
-    async with stranger(node, source) as (host, peer):
+    async with Host(Identity.from_seed(os.urandom(32)), HostConfig()) as host:
+        # Subscribed before it dials: the node learns the topic in the first exchange.
         pubsub = GossipSub(host, GossipsubConfig(heartbeat_interval_ms=200))
         pubsub.start()
         pubsub.subscribe(
@@ -228,6 +229,9 @@ async def gossip_forged_txs(
             strict_sign=False,
             on_message=lambda _message: None,
         )
+        gate = open_gate(host, node.genesis)
+        peer = await host.dial(node.p2p_addr, local_host=source)
+        assert await gate.wait_admitted(peer), "the node must admit a peer of its chain"
         deadline = time.monotonic() + 10.0
         while peer not in pubsub.topic_peers(topic):
             assert time.monotonic() < deadline, "the node never announced its tx topic"
