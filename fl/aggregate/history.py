@@ -114,21 +114,42 @@ class RuleHistory:
         return cls(rounds, expect_int(radius_v, "rule history radius", 0, 1 << 32), tuple(traces))
 
 
-def sketch_map(size: int) -> tuple[IntArray, IntArray]:
-    """(bucket, sign) of every coordinate: identity for small models, else a fixed hash."""
+@dataclass(frozen=True, slots=True)
+class SketchMap:
+    """Coordinate j goes to bucket[j] with sign[j]; the hashed map is kept sorted by bucket
+    (`order`, and the runs' `starts` and buckets) so a sketch is one reduceat per update."""
+
+    size: int
+    sign: IntArray
+    order: IntArray
+    starts: IntArray
+    run_buckets: IntArray
+
+
+def sketch_map(size: int) -> SketchMap:
+    """Identity for small models, else a fixed multiplicative hash (top 10 bits: the bucket)."""
     index = np.arange(size, dtype=np.uint64)
     if size <= SKETCH_DIM:
-        return index.astype(np.int64), np.ones(size, dtype=np.int64)
+        empty = np.zeros(0, dtype=np.int64)
+        return SketchMap(size, np.ones(size, dtype=np.int64), empty, empty, empty)
     mixed = index * _HASH_MULT  # wraps mod 2**64: the same on every machine
-    bucket = (mixed >> np.uint64(54)).astype(np.int64)  # top 10 bits: SKETCH_DIM buckets
+    bucket = (mixed >> np.uint64(54)).astype(np.int64)
     sign = 1 - 2 * ((mixed >> np.uint64(31)) & np.uint64(1)).astype(np.int64)
-    return bucket, sign
+    order = np.argsort(bucket, kind="stable")
+    ordered = bucket[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    return SketchMap(size, sign, order, starts, ordered[starts])
 
 
-def unit_sketch(deviation: IntArray, bucket: IntArray, sign: IntArray) -> IntArray:
+def unit_sketch(deviation: IntArray, mapping: SketchMap) -> IntArray:
     """The signed bucket sum of `deviation`, scaled to norm UNIT (floor), or zeros."""
     raw = np.zeros(SKETCH_DIM, dtype=np.int64)
-    np.add.at(raw, bucket, deviation * sign)  # |raw| <= 2**41, exact
+    if mapping.size <= SKETCH_DIM:
+        raw[: deviation.size] = deviation  # the identity map: bucket j, sign +1
+    else:
+        # int64 sums per bucket run (np.add.at is ~20x slower on a large model); |raw| <= 2**41
+        signed = (deviation * mapping.sign)[mapping.order]
+        raw[mapping.run_buckets] = np.add.reduceat(signed, mapping.starts)
     norm = math.isqrt(sum(x * x for x in raw.tolist()))
     if norm == 0:
         return raw
@@ -189,12 +210,12 @@ def history_clip(
     cap = history.radius * p.growth_permille // 1000 if history.radius > 0 else None
 
     # Traces: decay the old, add this round's unit sketch of the deviation from the median.
-    bucket, sign = sketch_map(size)
+    mapping = sketch_map(size)
     old = {t.client: t for t in history.traces}
     vectors = np.zeros((n, SKETCH_DIM), dtype=np.int64)
     for i, key in enumerate(keys):
         previous = old.get(key)
-        fresh = unit_sketch(deviations[i], bucket, sign)
+        fresh = unit_sketch(deviations[i], mapping)
         if previous is not None:
             fresh = fresh + np.floor_divide(previous.vector * p.trace_keep_permille, 1000)
         vectors[i] = np.clip(fresh, -TRACE_ABS_MAX, TRACE_ABS_MAX)  # the bound holds anyway
