@@ -1,11 +1,17 @@
 """Shared fixtures for the incentives tests: deterministic keys and a small genesis."""
 
+import json
+from typing import TYPE_CHECKING
+
 from consensus.app import BlockInfo, GenesisValidator, Misbehavior, VoteInfo
 from consensus.crypto import PrivateKey
 from fl.economics.genesis import Allocation, EconGenesis, initial_state
 from fl.economics.layer import Incentives
 from fl.economics.params import EconParams
 from fl.params import Params
+
+if TYPE_CHECKING:
+    from node.localnet import LocalNet
 
 
 def key(label: str) -> bytes:
@@ -55,3 +61,15 @@ def run_block(inc: Incentives, height: int, **kw: object) -> list[tuple[bytes, i
     inc.begin_block(block(height, **kw))  # type: ignore[arg-type]
     _, updates, _ = inc.end_block(Params(), height)
     return updates
+
+
+def lengthen_votes(net: "LocalNet", blocks: int) -> None:
+    """Give a generated testnet's governance votes `blocks` blocks (its readable genesis).
+
+    The 20-block default lasts about 4 s at the testnet's pace: less than four `fedchain gov
+    vote` processes take to start on a loaded 2-core machine (the votes then came too late)."""
+    for i in range(net.validators):
+        path = net.home(i).genesis_file
+        body = json.loads(path.read_text())
+        body["app_state"]["economics"]["params"]["gov_voting_blocks"] = blocks
+        path.write_text(json.dumps(body, indent=2))

@@ -16,6 +16,7 @@ from consensus.codec import decode
 from fl.params import decode_params
 from node.localnet import LocalNet
 from node.rpc.transport import RpcTransport
+from tests.econ.helpers import lengthen_votes
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -47,6 +48,7 @@ def wait_for_height(transport: RpcTransport, height: int) -> None:
 def test_propose_vote_list_show_on_a_live_testnet(tmp_path: Path) -> None:
     net = LocalNet(tmp_path / "net", validators=4, app="fl")
     net.generate(propose_timeout_ms=500)
+    lengthen_votes(net, 100)
     net.start_all()
     try:
         for i in range(4):  # every node's RPC answers (votes go through each node)
