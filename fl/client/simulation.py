@@ -200,7 +200,9 @@ def run(
         if adversary is not None:
             known = tuple(honest_updates)
             if config.knowledge == "past":
-                known = known_past or _proxies(keys, attacker, [deltas[i] for i in attacker_ids])
+                known = known_past
+            if not known:  # round 0 under "past", or every honest client jailed
+                known = _proxies(keys, attacker, [deltas[i] for i in attacker_ids])
             view = RoundView(
                 round=rnd,
                 honest=np.stack([u.delta.astype(np.float64) / ONE for u in known]),

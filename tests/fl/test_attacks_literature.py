@@ -187,3 +187,17 @@ def test_the_harm_objective_is_what_the_search_maximises() -> None:
             params.update_norm_max,
         )
         assert harm(view.oracle.evaluate([one] * 9).delta) <= best.value
+
+
+def test_attackers_who_know_only_the_last_round_attack_differently() -> None:
+    """--knowledge past (what commit-reveal leaves them): round 0 runs on their own deltas."""
+    past = run(replace(SMALL, knowledge="past"), "centered_clip", "adaptive")
+    current = run(SMALL, "centered_clip", "adaptive")
+    assert past.refused_attackers == 0
+    assert past.model_hash != current.model_hash
+
+
+def test_staked_economics_runs_the_coordinated_attacks_too() -> None:
+    result = run(replace(SMALL, economics="staked"), "centered_clip", "min_sum_uv")
+    assert result.refused_attackers == 0  # nobody is jailed within two rounds
+    assert result.slashed_honest == 0
