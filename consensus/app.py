@@ -117,8 +117,14 @@ class FinalizeResult:
 
 @dataclass(frozen=True, slots=True)
 class AppInfo:
+    """Where the app stands: its last height and hash (recovery), and its own unit of work (an
+    FL round) with the items that unit holds so far, which the node shows and paces snapshots
+    by.  Typed, so the node never parses an app-specific query answer by position."""
+
     last_height: int
     last_app_hash: bytes
+    work_round: int = 0
+    work_pending: int = 0
 
 
 @dataclass(frozen=True, slots=True)

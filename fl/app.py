@@ -90,7 +90,8 @@ class FLApp:
         return self._last_app_hash, tuple(ValidatorUpdate(k, p) for k, p in initial_set)
 
     def info(self) -> AppInfo:
-        return AppInfo(self._last_height, self._last_app_hash)
+        state = self.state
+        return AppInfo(self._last_height, self._last_app_hash, state.round, len(state.pending))
 
     # -- mempool ------------------------------------------------------------------------------
 

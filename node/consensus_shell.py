@@ -35,7 +35,6 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from consensus.app import Application, BlockInfo, FinalizeResult, Genesis, ValidatorUpdate
-from consensus.codec import decode, expect_int, expect_list
 from consensus.crypto import PrivateKey
 from consensus.driver.driver import (
     Driver,
@@ -522,19 +521,9 @@ class _NodeApp:
         return self._node.app.snapshot()
 
     def update_fl_round(self) -> None:
-        result = self._node.app.query("round", b"")
-        if not result.ok:
-            return
-        try:
-            value = decode(result.value)
-            if isinstance(value, list) and value:
-                self.fl_round = expect_int(value[0], "round", 0)
-                if len(value) > 4:
-                    self.fl_pending = expect_int(value[4], "pending updates", 0)
-            else:
-                self.fl_round = expect_int(expect_list(value, 1, "round")[0], "round", 0)
-        except CodecError:
-            return
+        info = self._node.app.info()
+        self.fl_round = info.work_round
+        self.fl_pending = info.work_pending
 
 
 class _Net:
