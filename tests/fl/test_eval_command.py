@@ -73,6 +73,8 @@ def test_eval_reports_fairness_and_slashing_for_coordinated_attacks(
     code = main(
         [
             "eval",
+            "--rules",
+            "centered_clip",
             "--attacks",
             "none,adaptive_unflagged,backdoor_slow",
             "--clients",
