@@ -14,7 +14,7 @@ from fl.errors import RejectedError
 from fl.fixed import NORM_MAX, ONE, ROUND_UPDATES_MAX, SAMPLES_MAX
 
 RULES = ("fedavg", "median", "trimmed_mean", "multi_krum", "centered_clip", "history_clip")
-DEFAULT_RULE = "centered_clip"
+DEFAULT_RULE = "history_clip"
 
 
 @dataclass(frozen=True, slots=True)

@@ -322,7 +322,7 @@ def test_app_carries_the_history_through_rounds_snapshots_and_the_app_hash() -> 
 
 
 def test_other_rules_leave_the_history_alone() -> None:
-    app = new_app(DEFAULT_PARAMS)  # centered_clip
+    app = new_app(replace(DEFAULT_PARAMS, rule="centered_clip"))
     rng = np.random.default_rng(13)
     run_block(app, [update_tx(app, key(c), random_delta(rng)) for c in range(3)])
     assert app.state.rule_history == RuleHistory()

@@ -233,7 +233,7 @@ def test_queries_cover_model_round_account_update_params() -> None:
     record = decode(app.query(f"update/{decode_tx(tx).hash().hex()}", b"").value)
     assert isinstance(record, list)
     assert record[:4] == [0, key(0).public_key, 10, "pending"]
-    assert decode(app.query("params", b"").value)[0] == ["rule", "centered_clip"]  # type: ignore[index]
+    assert decode(app.query("params", b"").value)[0] == ["rule", "history_clip"]  # type: ignore[index]
     for bad in ("nope", "account/zz", "update/00", "model/x"):
         result = app.query(bad, b"")
         assert not result.ok
