@@ -295,9 +295,9 @@ async def measure(net: LocalNet, name: str, seconds: float) -> Row:
     return row
 
 
-async def run(names: list[str], seconds: float) -> list[Row]:
+async def run(names: list[str], seconds: float, app: str = "fl") -> list[Row]:
     root = Path(tempfile.mkdtemp(prefix="fedchain-bench-adversarial-"))
-    net = LocalNet(root, validators=VALIDATORS, app="fl")
+    net = LocalNet(root, validators=VALIDATORS, app=app)
     net.generate()  # the testnet's defaults: nothing tuned for the attacks
     net.start_all()
     rows = []
@@ -318,6 +318,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--only", default=",".join(ATTACKS))
+    # kv: no slashing, so a byzantine validator's equivocating vote flood is never ended by
+    # the app (mempool_flood and tx_spam need the FL app's txs).
+    parser.add_argument("--app", choices=("fl", "kv"), default="fl")
     args = parser.parse_args()
     names = [n for n in args.only.split(",") if n]
     unknown = sorted(set(names) - set(ATTACKS))
@@ -327,12 +330,12 @@ def main() -> None:
     load = os.getloadavg()[0]
     print(
         f"<!-- {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, --seconds {args.seconds:g}, "
-        f"{os.cpu_count()} cores, load {load:.1f} -->"
+        f"app {args.app}, {os.cpu_count()} cores, load {load:.1f} -->"
     )
     print("| attack | blocks/s unattacked -> under attack (kept) | peak RSS MiB per node "
           "| disconnect | notes |")  # fmt: skip
     print("| --- | --- | --- | --- | --- |", flush=True)
-    asyncio.run(run(names, args.seconds))
+    asyncio.run(run(names, args.seconds, args.app))
 
 
 if __name__ == "__main__":
