@@ -89,7 +89,7 @@ def split(
 
 def _mnist1d() -> tuple[FloatArray, npt.NDArray[np.generic]]:
     try:
-        from mnist1d.data import get_dataset_args, make_dataset  # type: ignore[import-untyped]
+        from mnist1d.data import get_dataset_args, make_dataset
     except ImportError:
         raise ClientError(
             "dataset mnist1d needs the optional package: pip install mnist1d"
