@@ -29,6 +29,7 @@ replay.py says what and why).
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -70,6 +71,7 @@ from consensus.types import (
 from node.config import ConsensusConfig, NodeConfig
 from node.errors import StorageError, SyncError, WalCorruptError
 from node.events import EventBus
+from node.fairinbox import FairInbox
 from node.logging import log_event
 from node.mempool import Mempool
 from node.metrics import NodeMetrics
@@ -93,6 +95,12 @@ log = logging.getLogger(__name__)
 
 CHAIN_STATE_KEY = "chain_state"
 PEER_INBOX_MAX = 20_000
+# Per peer (node/fairinbox.py): a validator's honest burst (its votes plus the relayed votes of a
+# stalled height) is far below this; a flooder's excess is dropped undecoded.
+PEER_QUEUE_MAX = 2_000
+# The consensus task yields to the event loop after this many items in a row, so reading the
+# sockets (honest votes among them) goes on while a backlog is worked off.
+ITEMS_PER_TURN = 64
 FUTURE_MESSAGES_MAX = 5_000
 REBROADCAST_INTERVAL_S = 1.0
 REASSEMBLIES_MAX = 16
@@ -165,7 +173,11 @@ class ConsensusShell:
         self._node = node
         self._wal = wal
         self._wal_recovery = wal_recovery
-        self._inbox: asyncio.Queue[_Item] = asyncio.Queue()
+        # Our own inputs (timers, rebuilt proposals, synced blocks) come first; peers' messages
+        # wait in per-peer queues served round robin.
+        self._inbox: deque[_Item] = deque()
+        self._peer_inbox: FairInbox[PeerId, _Item] = FairInbox(PEER_QUEUE_MAX)
+        self._wake = asyncio.Event()
         self._network: Network | None = None
         self._engine = Engine(engine_config(node.cfg.consensus), KeySigner(node.validator_key))
         self._store = _SqlStore(node)
@@ -266,14 +278,32 @@ class ConsensusShell:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self._rebroadcast_loop())
             self._tg = tg
+            served = 0
             while True:
-                item = await self._inbox.get()
+                item = self._next_item()
+                if item is None:
+                    self._wake.clear()
+                    await self._wake.wait()
+                    served = 0
+                    continue
+                served += 1
+                if served % ITEMS_PER_TURN == 0:
+                    await asyncio.sleep(0)
                 try:
                     self._handle(item)
                 except ConsensusError as exc:
                     # The engine raises InvariantError only for our own broken state.
                     log_event(log, "consensus_invariant_broken", logging.CRITICAL, error=str(exc))
                     raise
+
+    def _next_item(self) -> _Item | None:
+        if self._inbox:
+            return self._inbox.popleft()
+        return self._peer_inbox.pop()
+
+    def _put_item(self, item: _Item) -> None:
+        self._inbox.append(item)
+        self._wake.set()
 
     def _handle(self, item: _Item) -> None:
         driver = self.driver
@@ -301,7 +331,7 @@ class ConsensusShell:
                 driver.feed(inp)
 
     def put(self, inp: Input) -> None:
-        self._inbox.put_nowait((inp, None))
+        self._put_item((inp, None))
 
     def close(self) -> None:
         """Finish the pending block write (clean shutdown)."""
@@ -313,15 +343,17 @@ class ConsensusShell:
 
     # -- from peers ------------------------------------------------------------------------------
     def on_peer_message(self, peer: PeerId, msg: Any) -> None:
-        if self._inbox.qsize() > PEER_INBOX_MAX:
+        if len(self._peer_inbox) > PEER_INBOX_MAX or self._peer_inbox.full(peer):
+            # Dropped before decoding: what a flooder sends beyond its share costs it, not us.
             self.dropped_messages += 1
-            log_event(log, "consensus_inbox_full", logging.WARNING, peer=str(peer))
+            log_event(log, "consensus_inbox_full", logging.DEBUG, peer=str(peer))
             return
         try:
             match msg:
                 case ConsensusMsg(data):
                     inner = decode_message(data)
-                    self._inbox.put_nowait((inner, peer))
+                    self._peer_inbox.put(peer, (inner, peer))
+                    self._wake.set()
                 case CompactProposal(data, hashes):
                     proposal = decode_message(data)
                     if not isinstance(proposal, Proposal):
@@ -334,7 +366,7 @@ class ConsensusShell:
                     if reassembly is None:
                         return
                     if not reassembly.missing:
-                        self._inbox.put_nowait(_Rebuilt(reassembly, {}))
+                        self._put_item(_Rebuilt(reassembly, {}))
                     else:
                         self._spawn(self._fetch(reassembly))
                 case _:
@@ -372,7 +404,7 @@ class ConsensusShell:
                     missing = [h for h in missing if h not in fetched]
                     if not missing:
                         break
-            self._inbox.put_nowait(_Rebuilt(reassembly, fetched))
+            self._put_item(_Rebuilt(reassembly, fetched))
 
     def on_peer_connected(self, peer: PeerId) -> None:
         if self._network is not None and self._driver is not None:
@@ -396,7 +428,7 @@ class ConsensusShell:
         except CodecError as exc:
             raise SyncError(f"undecodable block or commit: {exc}") from None
         done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._inbox.put_nowait(_SyncItem(block, commit, done))
+        self._put_item(_SyncItem(block, commit, done))
         return await done
 
     def send_wire(self, peer: PeerId | None, message: Message) -> None:

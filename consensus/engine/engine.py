@@ -184,6 +184,11 @@ class Engine:
             return
         chain = state.chain
         index = chain.validators.index(vote.validator)
+        if index is not None and _changes_nothing(state, index, vote):
+            # A repeat of a recorded vote, or another vote for a slot whose equivocation is
+            # already on record: nothing would change, so it costs no signature check (a
+            # byzantine validator re-sending its votes must not buy our CPU with them).
+            return
         power = 0 if index is None else chain.validators.validators[index].power
         check_vote_signature(chain, vote, power, self.verifier)
         if index is None:
@@ -612,6 +617,14 @@ class Engine:
 
 def _key(last: LastSigned) -> tuple[int, int, int]:
     return (last.height, last.round, last.step)
+
+
+def _changes_nothing(state: EngineState, index: int, vote: Vote) -> bool:
+    votes = _vote_sets(state, vote.type).get(vote.round)
+    if votes is None:
+        return False
+    previous = votes.votes.get(index)
+    return previous is not None and (previous == vote or index in votes.conflicting)
 
 
 def _vote_sets(state: EngineState, vote_type: int) -> dict[int, VoteSet]:
