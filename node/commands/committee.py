@@ -125,6 +125,8 @@ def _run(args: argparse.Namespace, transport: RpcTransport) -> int:
             nonce = max(_nonce(transport, key.public_key), next_nonce)
             tx = sign_tx(key, transport.chain_id(), "eval_scores", nonce, [fl_round, pairs])
             result = transport.submit(tx.to_wire())
+            if result.accepted:
+                next_nonce = nonce + 1  # (it was never advanced: the mempool now refuses reuse)
             state = (
                 f"sent tx {tx.hash().hex()}" if result.accepted else f"refused ({result.reason})"
             )

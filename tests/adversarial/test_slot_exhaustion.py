@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from node.chaincheck import open_gate
 from node.commands.testnet import node_ports
 from node.config import P2PConfig
 from node.genesis import read_genesis_file
@@ -306,11 +307,16 @@ async def test_a_new_key_does_not_lift_a_ban_on_its_address(net: LocalNet) -> No
     """Garbage on the message protocol gets a stranger banned; before, a fresh identity from
     the same address got straight back in.  Now the address is refused; a neighbour is not."""
     await wait_height(net, tuple(range(VALIDATORS)), 2)
-    chain_id = read_genesis_file(net.home(0).genesis_file).genesis.chain_id
+    genesis = read_genesis_file(net.home(0).genesis_file).genesis
+    chain_id = genesis.chain_id
     target = f"/ip4/127.0.0.1/tcp/{node_ports(net.base_port, 0)[0]}/p2p/{peer_id_of(net, 0)}"
     loop = asyncio.get_running_loop()
     async with Host(Identity.from_seed(os.urandom(32))) as offender:
+        # The genesis is public: the offender passes the chain handshake, or the node would
+        # never open its chain protocols to it (nor read the garbage below).
+        gate = open_gate(offender, genesis)
         node0 = await offender.dial(target, local_host=BANNED_IP)
+        assert await gate.wait_admitted(node0), "the node must admit a peer of its chain"
         start = loop.time()
         for _ in range(GARBAGE_FRAMES_MAX):
             if not offender.is_connected(node0):

@@ -92,8 +92,12 @@ async def test_a_validator_with_one_seed_finds_all_and_signs(net: LocalNet) -> N
         await asyncio.sleep(0.5)
     assert st["missed_blocks"] < 5
     assert events(net.log_file(SEED_ONLY), "pex_learned")
-    book = json.loads((net.home(SEED_ONLY).data_dir / "addrbook.json").read_text())
-    assert len(book["peers"]) == 3
+    # The book is saved every pex interval (10 s), not on each change: wait for that save.
+    book_file = net.home(SEED_ONLY).data_dir / "addrbook.json"
+    while not book_file.exists() or len(json.loads(book_file.read_text())["peers"]) < 3:
+        assert loop.time() < deadline + 15, "address book not saved with 3 peers"
+        await asyncio.sleep(0.5)
+    assert len(json.loads(book_file.read_text())["peers"]) == 3
     # The chain keeps its pace: every validator is at most a few blocks apart.
     heights = [int((await status(net.rpc_url(i)))["height"]) for i in range(4)]
     assert max(heights) - min(heights) <= 3, heights
