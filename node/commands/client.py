@@ -11,6 +11,7 @@ delta; omniscient attacks (alie, ipm) use its own clean delta as the estimate of
 """
 
 import argparse
+import os
 import sys
 import time
 import tomllib
@@ -116,13 +117,20 @@ def _run(args: argparse.Namespace) -> int:
                 f"gives a {FL_TRAINER} model of shapes {trainer.shapes()}, but the chain trains "
                 f"shapes {model.shapes}: use the chain's dataset layout"
             )
+        if model.round <= _last_submitted(args.home):
+            # Submitted before a restart: a second, different update for this round would be
+            # signed equivocation, which the chain slashes.  Wait for the next round instead.
+            _wait_round(transport, model.round + 1, deadline, args.timeout_s)
+            continue
         clean = trainer.train(model.weights, x, y, rng) - model.weights
         own = (
             trainer.train(model.weights, px, py, rng) - model.weights if attack != "none" else clean
         )
         delta = attacks.craft(attack, own, [clean], collusion, rng)
         # One submit_update, or on a commit-reveal chain a commitment, then the reveal once
-        # the reveal phase opens (polling about once per block).
+        # the reveal phase opens (polling about once per block).  The round is recorded first
+        # (durably), as a validator records LastSigned before a signature leaves.
+        _mark_submitted(args.home, model.round)
         result = submit_update(
             transport,
             key,
@@ -141,16 +149,7 @@ def _run(args: argparse.Namespace) -> int:
             flush=True,
         )
         done += 1
-        while True:
-            try:
-                transport.wait_for_round(model.round + 1, blocks_max=10_000)
-                break
-            except TransportError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.5)
-            if time.monotonic() > deadline:
-                raise ClientError(f"gave up after {args.timeout_s} s")
+        _wait_round(transport, model.round + 1, deadline, args.timeout_s)
     final = fetch_model(transport)
     print(
         f"{name}: done after {done} rounds; chain model v{final.version} accuracy "
@@ -159,6 +158,40 @@ def _run(args: argparse.Namespace) -> int:
     )
     transport.close()
     return 0
+
+
+def _wait_round(transport: RpcTransport, fl_round: int, deadline: float, timeout_s: float) -> None:
+    while True:
+        try:
+            transport.wait_for_round(fl_round, blocks_max=10_000)
+            return
+        except TransportError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+        if time.monotonic() > deadline:
+            raise ClientError(f"gave up after {timeout_s} s")
+
+
+SUBMITTED_FILE = "submitted_round"
+
+
+def _last_submitted(home: Path) -> int:
+    try:
+        return int((home / SUBMITTED_FILE).read_text().strip())
+    except FileNotFoundError:
+        return -1
+    except ValueError:
+        raise ConfigError(f"{home / SUBMITTED_FILE}: not a round number") from None
+
+
+def _mark_submitted(home: Path, fl_round: int) -> None:
+    tmp = home / (SUBMITTED_FILE + ".tmp")
+    with tmp.open("w") as out:
+        out.write(f"{fl_round}\n")
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, home / SUBMITTED_FILE)
 
 
 def _wait_for_node(transport: RpcTransport, deadline: float) -> None:

@@ -4,6 +4,7 @@ import argparse
 import io
 import json
 import logging
+from pathlib import Path
 
 import pytest
 
@@ -79,3 +80,15 @@ def test_json_log_lines_carry_iso_utc_timestamps() -> None:
     assert line["ts"].endswith("Z")
     assert iso_utc(0.0) == "1970-01-01T00:00:00.000Z"
     assert iso_utc(1_796_299_200.5) == "2026-12-03T12:00:00.500Z"
+
+
+def test_a_client_remembers_the_round_it_submitted_across_restarts(tmp_path: Path) -> None:
+    """A restarted client must not send a second, different update for a round (equivocation,
+    slashed): the round is recorded durably before the update is sent."""
+    from node.commands.client import _last_submitted, _mark_submitted
+
+    assert _last_submitted(tmp_path) == -1
+    _mark_submitted(tmp_path, 5)
+    assert _last_submitted(tmp_path) == 5
+    _mark_submitted(tmp_path, 6)
+    assert _last_submitted(tmp_path) == 6
