@@ -40,7 +40,7 @@ height as its own record and the proposal names it by id; `inflate` puts them ba
 import struct
 import zlib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 
 from consensus.codec import (
     DecodeLimits,
@@ -159,20 +159,12 @@ WalInput = (
     ProposalReceived | VoteReceived | EvidenceReceived | TimeoutFired | ProposalContent
 ) | BlockValidated
 
-# Whether the engine's ProposalReceived carries the arrival time yet (proposer-based
-# timestamps); until it does, the stamp is still persisted and handed back by `received_ms`.
-_HAS_RECEIVED_MS = "received_ms" in {f.name for f in fields(ProposalReceived)}
-
-
 def proposal_received(proposal: Proposal, received_ms: int = -1) -> ProposalReceived:
-    if _HAS_RECEIVED_MS:
-        return ProposalReceived(proposal, received_ms)  # type: ignore[call-arg,unused-ignore]
-    return ProposalReceived(proposal)
+    return ProposalReceived(proposal, received_ms)
 
 
 def received_ms(inp: ProposalReceived) -> int:
-    value = getattr(inp, "received_ms", -1)
-    return value if isinstance(value, int) else -1
+    return inp.received_ms
 
 
 @dataclass(frozen=True, slots=True)
