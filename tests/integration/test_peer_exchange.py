@@ -91,7 +91,9 @@ async def test_a_validator_with_one_seed_finds_all_and_signs(net: LocalNet) -> N
         assert loop.time() < deadline, f"validator 3: {st}"
         await asyncio.sleep(0.5)
     assert st["missed_blocks"] < 5
-    assert events(net.log_file(SEED_ONLY), "pex_learned")
+    # Peer exchange did it: validator 3 learned the others from its seed, or the others learned
+    # validator 3 from theirs and dialled it (whichever asked first).
+    assert any(events(net.log_file(i), "pex_learned") for i in range(4))
     # The book is saved every pex interval (10 s), not on each change: wait for that save.
     book_file = net.home(SEED_ONLY).data_dir / "addrbook.json"
     while not book_file.exists() or len(json.loads(book_file.read_text())["peers"]) < 3:
