@@ -29,11 +29,13 @@ from typing import Any
 from aiohttp import web
 
 from consensus.app import Application, CheckTxResult, QueryResult
+from consensus.errors import CodecError
+from consensus.types import decode_commit
 from node.apps import build_app
 from node.chaincheck import open_gate
 from node.config import NodeConfig
 from node.consensus_shell import ConsensusShell
-from node.errors import MempoolError, NodeError
+from node.errors import MempoolError, NodeError, StorageError
 from node.events import EventBus
 from node.genesis import GenesisFile
 from node.home import Home
@@ -52,7 +54,7 @@ from node.peering import open_host
 from node.rpc import views
 from node.rpc.server import RpcServer
 from node.store.sqlite import BlockStore, StoredBlock
-from node.sync import BlockSync
+from node.sync import BlockSync, committed_body_problem
 from node.txgossip import TxGossip
 from node.wal import Wal
 from node.wire import (
@@ -512,6 +514,33 @@ class _SyncPorts:
 
     def set_syncing(self, syncing: bool) -> None:
         self._node.metrics.syncing.set(1 if syncing else 0)
+
+    def damaged_heights(self) -> list[int]:
+        return self._node.store.damaged()
+
+    async def repair_body(self, height: int, body: bytes) -> str | None:
+        # Decoding and hashing up to a 16 MiB block, then an append (and fsync): off the loop.
+        return await asyncio.to_thread(self._repair_body, height, body)
+
+    def _repair_body(self, height: int, body: bytes) -> str | None:
+        store = self._node.store
+        stored = store.summary(height)
+        commit_data = store.commit_data(height)
+        if stored is None or commit_data is None:
+            return None  # rolled back meanwhile: nothing to repair, and not the peer's fault
+        try:
+            committed_id = decode_commit(commit_data).block_id
+        except CodecError:
+            committed_id = b""
+        if committed_id != stored.hash:
+            # Our own row disagrees with itself: no peer can fix that, so halt loudly.
+            raise StorageError(
+                f"block {height}: the stored commit does not certify the stored block id"
+            )
+        problem = committed_body_problem(body, height, stored.hash)
+        if problem is None:
+            store.repair_body(height, body, verified=True)
+        return problem
 
 
 def run_node(home: Home, cfg: NodeConfig, genesis_file: GenesisFile) -> int:

@@ -14,6 +14,15 @@ verifies the commit against the validator set of that height (2/3+ of voting pow
 signatures, right block id) before the block is stored and executed, exactly like a block it
 decided itself, and the engine moves on to the next height.  A batch that fails verification
 penalizes that peer and is dropped; another peer is tried next time.
+
+Repair.  A stored body that fails its sha256 while the node runs (read for /blocks, for a peer's
+GetBlocks, for a tx lookup) is never served; the store logs `block_body_damaged` and lists the
+height in `damaged()`.  Each pass of the sync loop (at least every `status_interval_ms`) asks
+the live peers that report that height for the one block, checks the body against the block
+committed here (`committed_body_problem`: it decodes to the stored block id, its header's
+hashes match its txs, evidence and last commit, its encoding is canonical: that fixes every
+byte) and rewrites it (`block_body_repaired`).  A peer that sends a different body for a
+committed height is penalized; one that does not have it is simply skipped.
 """
 
 import asyncio
@@ -21,6 +30,8 @@ import contextlib
 import logging
 from typing import Protocol
 
+from consensus.errors import CodecError
+from consensus.types import commit_hash, decode_block, encode_block, evidence_hash, txs_hash
 from node.config import SyncConfig
 from node.errors import SyncError
 from node.logging import log_event
@@ -30,6 +41,9 @@ from node.p2p.peer_id import PeerId
 from node.wire import Blocks, GetBlocks
 
 log = logging.getLogger(__name__)
+
+# Damaged heights asked for per pass of the sync loop (the rest wait for the next pass).
+REPAIR_HEIGHTS_PER_PASS = 8
 
 
 class SyncPorts(Protocol):
@@ -47,6 +61,13 @@ class SyncPorts(Protocol):
     def penalize(self, peer: PeerId, reason: str) -> None: ...
 
     def set_syncing(self, syncing: bool) -> None: ...
+
+    def damaged_heights(self) -> list[int]:
+        """Stored heights whose bodies failed their check and wait for a copy from peers."""
+
+    async def repair_body(self, height: int, body: bytes) -> str | None:
+        """Check `body` against the block committed at `height` and rewrite the stored one;
+        None when repaired, otherwise why the body was refused."""
 
 
 class BlockSync:
@@ -96,6 +117,8 @@ class BlockSync:
                 async with asyncio.timeout(interval_s):
                     await self._wake.wait()
             self._wake.clear()
+            if self._ports.damaged_heights():
+                await self._repair()
             peer, best = self.best_peer()
             mine = self._ports.committed_height()
             lag = best - mine
@@ -159,3 +182,68 @@ class BlockSync:
             height=self._ports.committed_height(),
             blocks=self._ports.committed_height() - start_height,
         )
+
+    async def _repair(self) -> None:
+        """Fetch each damaged body again from a peer that has its height, verify, rewrite."""
+        live = set(self._network.peers())
+        for height in self._ports.damaged_heights()[:REPAIR_HEIGHTS_PER_PASS]:
+            holders = [p for p in sorted(self._peer_heights) if p in live]
+            holders = [p for p in holders if self._peer_heights[p] >= height]
+            for peer in holders:
+                try:
+                    answer = await self._network.request(
+                        peer, GetBlocks(height, 1), self._request_timeout_ms
+                    )
+                except P2PError as exc:
+                    log_event(
+                        log,
+                        "block_repair_request_failed",
+                        logging.DEBUG,
+                        peer=str(peer),
+                        height=height,
+                        error=str(exc),
+                    )
+                    continue
+                if not isinstance(answer, Blocks) or not answer.blocks:
+                    continue  # pruned there, or damaged there too: ask the next one
+                problem = await self._ports.repair_body(height, answer.blocks[0][0])
+                if problem is None:
+                    log_event(
+                        log, "block_body_refetched", logging.WARNING, height=height, peer=str(peer)
+                    )
+                    break
+                self._ports.penalize(peer, f"block {height} body: {problem}")
+            else:
+                log_event(
+                    log,
+                    "block_repair_pending",
+                    logging.DEBUG,
+                    height=height,
+                    peers=len(holders),
+                )
+
+
+def committed_body_problem(body: bytes, height: int, block_id: bytes) -> str | None:
+    """Why `body` is not the block committed at `height` with id `block_id` (None: it is).
+
+    The id covers the header; the header's hashes cover the txs, the evidence and the last
+    commit; the canonical encoding then fixes the bytes: a body that passes is byte for byte
+    the one committed (barring a sha256 collision)."""
+    try:
+        block = decode_block(body)
+    except CodecError as exc:
+        return f"undecodable: {str(exc)[:120]}"
+    header = block.header
+    if header.height != height:
+        return f"it is block {header.height}, not {height}"
+    if block.id() != block_id:
+        return "its id is not the committed block's"
+    if header.data_hash != txs_hash(block.txs):
+        return "its txs do not match its header"
+    if header.evidence_hash != evidence_hash(block.evidence):
+        return "its evidence does not match its header"
+    if header.last_commit_hash != commit_hash(block.last_commit):
+        return "its last commit does not match its header"
+    if encode_block(block) != body:
+        return "not canonically encoded"
+    return None
