@@ -519,10 +519,6 @@ class _SyncPorts:
         return self._node.store.damaged()
 
     async def repair_body(self, height: int, body: bytes) -> str | None:
-        # Decoding and hashing up to a 16 MiB block, then an append (and fsync): off the loop.
-        return await asyncio.to_thread(self._repair_body, height, body)
-
-    def _repair_body(self, height: int, body: bytes) -> str | None:
         store = self._node.store
         stored = store.summary(height)
         commit_data = store.commit_data(height)
@@ -537,10 +533,15 @@ class _SyncPorts:
             raise StorageError(
                 f"block {height}: the stored commit does not certify the stored block id"
             )
-        problem = committed_body_problem(body, height, stored.hash)
-        if problem is None:
-            store.repair_body(height, body, verified=True)
-        return problem
+        # Decoding and hashing up to a 16 MiB block, then an append (and fsync): off the loop.
+        return await asyncio.to_thread(_repair_body, store, height, body, stored.hash)
+
+
+def _repair_body(store: BlockStore, height: int, body: bytes, block_id: bytes) -> str | None:
+    problem = committed_body_problem(body, height, block_id)
+    if problem is None:
+        store.repair_body(height, body, verified=True)
+    return problem
 
 
 def run_node(home: Home, cfg: NodeConfig, genesis_file: GenesisFile) -> int:

@@ -484,19 +484,21 @@ class BlockStore:
         sha256 does; it is taken even when the row has no sha256 (stored before checksums) or
         one that differs (then the checksum was the damaged part: logged), and the row gets the
         right sha256."""
-        row = self._rdb.execute(
-            "SELECT data_sha256 FROM blocks WHERE height = ?", (height,)
-        ).fetchone()
-        if row is None:
-            return False
         digest = hashlib.sha256(data).digest()
-        if row[0] is not None and digest != bytes(row[0]):
-            if not verified:
-                return False
-            log_event(log, "block_checksum_damaged", logging.ERROR, height=height)
-        elif row[0] is None and not verified:
-            return False
+        # The writer's connection, under its lock: this runs on a worker thread, and the read
+        # connection belongs to the event loop.
         with self._write_lock:
+            row = self._db.execute(
+                "SELECT data_sha256 FROM blocks WHERE height = ?", (height,)
+            ).fetchone()
+            if row is None:
+                return False
+            if row[0] is not None and digest != bytes(row[0]):
+                if not verified:
+                    return False
+                log_event(log, "block_checksum_damaged", logging.ERROR, height=height)
+            elif row[0] is None and not verified:
+                return False
             offset = self._bodies.append(data)
             self._db.execute(
                 "UPDATE blocks SET data_offset = ?, data_len = ?, data_sha256 = ? WHERE height = ?",
