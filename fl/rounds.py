@@ -85,6 +85,9 @@ class RoundOutcome:
                 ("model_hash", self.model_hash.hex()),
                 ("accepted", str(len(self.accepted))),
                 ("flagged", str(len(self.flagged))),
+                # Why, for operators (metrics count flagged updates by reason); rule flags never
+                # contain " | ".
+                ("flagged_reasons", " | ".join(f.reason for f in self.flagged)),
             ),
         )
 

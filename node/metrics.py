@@ -143,6 +143,15 @@ def reason_label(reason: str) -> str:
     return label or "unspecified"
 
 
+def flag_label(flag: str) -> str:
+    """A rule's flag as a bounded label: the rule and the words of its reason before the first
+    number ("history_clip: clipped to 412 permille" -> "history_clip/clipped_to")."""
+    rule, sep, why = flag.partition(": ")
+    if not sep:
+        return reason_label(flag)
+    return f"{reason_label(rule)}/{reason_label(why)}"[:REASON_CHARS_MAX]
+
+
 _INTERVAL_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _ROUND_BUCKETS = (1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
 
@@ -262,8 +271,9 @@ class NodeMetrics:
             case "fl_update_accepted":
                 self.fl_updates.inc("accepted", "")
             case "fl_round_closed":
-                flagged = attrs.get("flagged", "0")
-                self.fl_updates.inc("flagged", "", amount=int(flagged) if flagged.isdigit() else 0)
+                reasons = attrs.get("flagged_reasons", "")
+                for flag in reasons.split(" | ") if reasons else ():
+                    self.fl_updates.inc("flagged", flag_label(flag))
                 if self._last_round_close_ms:
                     self.fl_round_duration.observe(
                         max(0, time_ms - self._last_round_close_ms) / 1000

@@ -80,7 +80,10 @@ def decided(time_ms: int, events: tuple[Event, ...], txs: tuple[bytes, ...] = ()
 def test_a_committed_height_feeds_the_operator_series() -> None:
     m = NodeMetrics()
     m.describe("1.2.3", "chain-x", [(V0, "alice"), (V1, "bob")])
-    closed = Event("fl_round_closed", (("round", "1"), ("flagged", "2")))
+    reasons = "history_clip: clipped to 412 permille | near-copy"
+    closed = Event(
+        "fl_round_closed", (("round", "1"), ("flagged", "2"), ("flagged_reasons", reasons))
+    )
     m.observe_block(decided(1_000, (closed, Event("fl_update_accepted"))))
     update = encode(["submit_update", b"s", 1, [], b"sig"])
     jailed = Event("validator_slashed", (("validator", V1.hex()), ("jailed_until", "9")))
@@ -93,7 +96,8 @@ def test_a_committed_height_feeds_the_operator_series() -> None:
     assert f'fedchain_validator_power{{validator="{k1}",name="bob"}} 0' in text
     assert f'fedchain_validator_jailed{{validator="{k1}"}} 1' in text
     assert 'fedchain_fl_updates_total{outcome="accepted",reason=""} 1' in text
-    assert 'fedchain_fl_updates_total{outcome="flagged",reason=""} 4' in text
+    assert 'fedchain_fl_updates_total{outcome="flagged",reason="history_clip/clipped_to"} 2' in text
+    assert 'fedchain_fl_updates_total{outcome="flagged",reason="near_copy"} 2' in text
     assert 'fedchain_fl_updates_total{outcome="rejected",reason="round"} 1' in text
     assert "fedchain_fl_round_duration_seconds_sum 30" in text
     assert 'fedchain_build_info{version="1.2.3",chain_id="chain-x"} 1' in text
