@@ -47,23 +47,29 @@ from consensus.txid import tx_id
 from node.config import MempoolConfig
 from node.errors import MempoolError
 
-MIB = 1024 * 1024
+# The defaults are written once, in node/config.py [mempool]; the mempool takes them from there.
+_DEFAULTS = MempoolConfig()
 
 
 @dataclass(frozen=True, slots=True)
 class MempoolPolicy:
-    """Per-sender budgets, the nonce-gap window and expiry (all in node/config.py [mempool])."""
+    """Per-sender budgets, the nonce-gap window and expiry: the [mempool] settings of the same
+    names (node/config.py MempoolConfig, which documents them and holds their defaults)."""
 
-    sender_txs_max: int = 16
-    sender_bytes_max: int = 64 * MIB
+    sender_txs_max: int = _DEFAULTS.sender_txs_max
+    sender_bytes_max: int = _DEFAULTS.sender_bytes_max
     # A tx may be at most this many nonces past its sender's next nonce in the committed state
     # (0: only the next one), pending predecessors or not: with the app's window of 16 one
     # fresh key could park 15 unexecutable txs.
-    nonce_gap_max: int = 8
-    ttl_ms: int = 600_000
-    ttl_heights: int = 3_000
-    gapped_ttl_ms: int = 15_000
-    recheck_interval_ms: int = 5_000
+    nonce_gap_max: int = _DEFAULTS.nonce_gap_max
+    ttl_ms: int = _DEFAULTS.ttl_ms
+    ttl_heights: int = _DEFAULTS.ttl_heights
+    gapped_ttl_ms: int = _DEFAULTS.gapped_ttl_ms
+    recheck_interval_ms: int = _DEFAULTS.recheck_interval_ms
+
+    @classmethod
+    def from_config(cls, cfg: MempoolConfig) -> "MempoolPolicy":
+        return cls(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(cls)})
 
 
 class InvalidTxError(MempoolError):
@@ -72,18 +78,6 @@ class InvalidTxError(MempoolError):
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason, "check_tx")
-
-
-def policy_from_config(cfg: MempoolConfig) -> MempoolPolicy:
-    return MempoolPolicy(
-        sender_txs_max=cfg.sender_txs_max,
-        sender_bytes_max=cfg.sender_bytes_max,
-        nonce_gap_max=cfg.nonce_gap_max,
-        ttl_ms=cfg.ttl_ms,
-        ttl_heights=cfg.ttl_heights,
-        gapped_ttl_ms=cfg.gapped_ttl_ms,
-        recheck_interval_ms=cfg.recheck_interval_ms,
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,14 +97,33 @@ def tx_hash(tx: bytes) -> bytes:
 
 
 class Mempool:
+    @classmethod
+    def from_config(
+        cls,
+        check_tx: Callable[[bytes], CheckTxResult],
+        cfg: MempoolConfig,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> "Mempool":
+        """A mempool with every [mempool] setting of `cfg`: how the node builds one."""
+        return cls(
+            check_tx,
+            txs_max=cfg.txs_max,
+            bytes_max=cfg.bytes_max,
+            tx_bytes_max=cfg.tx_bytes_max,
+            cache_hashes_max=cfg.cache_hashes_max,
+            recheck=cfg.recheck,
+            policy=MempoolPolicy.from_config(cfg),
+            clock=clock,
+        )
+
     def __init__(
         self,
         check_tx: Callable[[bytes], CheckTxResult],
         txs_max: int,
         bytes_max: int,
         tx_bytes_max: int,
-        cache_hashes_max: int = 100_000,
-        recheck: bool = True,
+        cache_hashes_max: int = _DEFAULTS.cache_hashes_max,
+        recheck: bool = _DEFAULTS.recheck,
         policy: MempoolPolicy | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:

@@ -41,7 +41,7 @@ from node.genesis import GenesisFile
 from node.home import Home
 from node.keys import read_key
 from node.logging import log_event
-from node.mempool import Mempool, policy_from_config
+from node.mempool import Mempool
 from node.metrics import NodeMetrics, metrics_app
 from node.network import Network
 from node.ops import start_ops
@@ -200,15 +200,7 @@ class Node:
                 height=recovery.last_end_height,
             )
         self._app = build_app(self.app_name)
-        self._mempool = Mempool(
-            self._check_tx,
-            txs_max=cfg.mempool.txs_max,
-            bytes_max=cfg.mempool.bytes_max,
-            tx_bytes_max=cfg.mempool.tx_bytes_max,
-            cache_hashes_max=cfg.mempool.cache_hashes_max,
-            recheck=cfg.mempool.recheck,
-            policy=policy_from_config(cfg.mempool),
-        )
+        self._mempool = Mempool.from_config(self._check_tx, cfg.mempool)
         self._shell = ConsensusShell(
             node=self,
             wal=self._wal,
