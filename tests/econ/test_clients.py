@@ -17,7 +17,13 @@ from fl.economics.clients import (
 )
 from fl.economics.layer import Incentives
 from fl.economics.params import EconParams
-from fl.economics.scoring import COLUMNS_PER_CHUNK, DeltaArray, agreement_permille, near_copies
+from fl.economics.scoring import (
+    COLUMNS_PER_CHUNK,
+    COPY_DISTANCE_DIVISOR,
+    DeltaArray,
+    agreement_permille,
+    near_copies,
+)
 from fl.errors import RejectedError
 
 from .helpers import ALICE, BOB, CAROL, key, make
@@ -244,19 +250,44 @@ def test_agreement_matches_a_whole_matrix_reference_exactly(clients: int) -> Non
     assert agreement_permille(updates, wrong) != expected
 
 
+def _spread_sq(updates: list[tuple[bytes, np.ndarray]]) -> int:
+    """r**2 of scoring.near_copies, in Python ints: the lower median squared distance of an
+    update from the lower coordinate median."""
+    rows = np.stack([d for _, d in sorted(updates, key=lambda u: u[0])]).astype(object)
+    centre = np.sort(rows, axis=0)[(len(rows) - 1) // 2]
+    return sorted(int((row - centre).dot(row - centre)) for row in rows)[(len(rows) - 1) // 2]
+
+
 def test_near_copies_are_found_exactly_and_honest_spread_is_not() -> None:
     rng = np.random.default_rng(3)
     base = rng.integers(-(1 << 16), 1 << 16, size=5000)
-    noise = rng.integers(-(1 << 9), 1 << 9, size=5000)  # cosine ~0.9999 with base
-    other = rng.integers(-(1 << 16), 1 << 16, size=5000)
-    updates = [(ALICE, base), (BOB, base + noise), (CAROL, other)]
+    noise = rng.integers(-(1 << 4), 1 << 4, size=5000)  # cosine ~1 with base, tiny distance
+    crowd = [(key(f"h{i}"), rng.integers(-(1 << 16), 1 << 16, size=5000)) for i in range(5)]
+    updates = [(ALICE, base), (BOB, base + noise), *crowd]
     assert near_copies(updates, 990) == {ALICE, BOB}
     assert near_copies(updates[::-1], 990) == {ALICE, BOB}  # order is moot
     assert near_copies(updates, 0) == set()  # off
-    # The threshold is exact: at the pair's cosine (floored to permille) it is a copy, one
-    # permille above it is not.
+    # The cosine threshold is exact: at the pair's cosine (floored to permille) it is a copy,
+    # one permille above it is not.
     a, b = base.astype(float), (base + noise).astype(float)
     permille = math.floor(1000 * float(a @ b) / math.sqrt(float(a @ a) * float(b @ b)))
     assert near_copies(updates, permille) == {ALICE, BOB}
     assert near_copies(updates, permille + 1) == set()
-    assert near_copies([(ALICE, base), (BOB, -base)], 990) == set()  # opposed is not a copy
+    crowd_opposed = [(ALICE, base), (BOB, -base), *crowd]
+    assert near_copies(crowd_opposed, 990) == set()  # opposed is not a copy
+
+
+def test_a_near_copy_lies_within_a_hundredth_of_the_spread_exactly() -> None:
+    rng = np.random.default_rng(4)
+    base = rng.integers(-(1 << 16), 1 << 16, size=2000)
+    crowd = [(key(f"h{i}"), rng.integers(-(1 << 16), 1 << 16, size=2000)) for i in range(6)]
+    seen = set()
+    for step in range(0, 1200, 3):
+        updates = [(ALICE, base), (BOB, base + step), *crowd]
+        copy = step * step * 2000 * COPY_DISTANCE_DIVISOR**2 <= _spread_sq(updates)
+        assert (near_copies(updates, 500) == {ALICE, BOB}) == copy, step
+        seen.add(copy)
+    assert seen == {True, False}  # the bar was crossed
+    # Parallel but not the same vector (two-class updates, where every honest pair has cosine
+    # near +-1): never a copy, however high the cosine.
+    assert near_copies([(ALICE, base), (BOB, 2 * base), *crowd], 990) == set()
