@@ -87,11 +87,11 @@ def near_copies(updates: Sequence[tuple[bytes, DeltaArray]], permille: int) -> s
     sampling noise.  Measured smallest honest pair distance in any round, relative to r:
     0.051 (breast_cancer, Dirichlet 0.1 and 0.5, seeds 0-2, 50 rounds), 0.28 (digits 0.1),
     0.38 (digits 0.5), 0.47 (mnist1d 0.1), so r / 100 leaves a factor of 5 below anything
-    honest, and slashing needs a copy in most rounds of a window, not one; colluders who optimise one vector against the
-    public rule send it from every key (ALIE, IPM, min-max, min-sum, the adaptive search:
-    distance 0).  Colluders who add jitter of a sizeable share of r (Fang's per-attacker
-    draws: 0.26-0.8 r) are not copies here: they are as far apart as honest clients are, and
-    bounding what they do is the aggregation rule's job, not the slasher's.
+    honest, and slashing needs a copy in most rounds of a window, not one.  Colluders who
+    optimise one vector against the public rule send it from every key (ALIE, IPM, min-max,
+    min-sum, the adaptive search: distance 0).  Colluders who add jitter of a sizeable share
+    of r (Fang's per-attacker draws: 0.26-0.8 r) are not copies here: they are as far apart
+    as honest clients are, and bounding what they do is the aggregation rule's job.
 
     Exact: the Gram matrix of the updates and the median row is the limb-exact integer one
     Multi-Krum uses (fl/aggregate/gram.py); both tests compare Python integers
