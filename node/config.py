@@ -127,6 +127,12 @@ class ConsensusConfig:
     # by 10% per round).  A proposal outside that window gets a nil prevote.
     timestamp_precision_ms: int = 500
     message_delay_ms: int = 2_000
+    # Per-peer budgets for consensus messages (node/msgbudget.py): a peer may send this many
+    # times the most a correct peer sends in a second (sized from n and the round), and is
+    # banned at the this-many-th clearly abusive message (over budget, or a round or height no
+    # correct peer reaches).
+    peer_budget_margin: int = 2
+    peer_abusive_messages_max: int = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,6 +327,8 @@ def _validate(cfg: NodeConfig) -> None:
     positive("consensus.block_txs_max", cfg.consensus.block_txs_max)
     positive("consensus.block_bytes_max", cfg.consensus.block_bytes_max)
     positive("consensus.message_delay_ms", cfg.consensus.message_delay_ms)
+    positive("consensus.peer_budget_margin", cfg.consensus.peer_budget_margin)
+    positive("consensus.peer_abusive_messages_max", cfg.consensus.peer_abusive_messages_max)
     positive("storage.app_snapshot_interval_heights", cfg.storage.app_snapshot_interval_heights)
     positive("mempool.ttl_heights", cfg.mempool.ttl_heights)
     if cfg.rpc.body_bytes_max > cfg.rpc.bodies_in_flight_bytes_max:
