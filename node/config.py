@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from node.errors import ConfigError
-from node.p2p.errors import P2PError
+from node.p2p.errors import InvariantError, P2PError
+from node.p2p.gossipsub.config import GossipsubConfig
 from node.p2p.peer_id import PeerId
 
 KIB = 1024
@@ -25,6 +26,44 @@ MIB = 1024 * KIB
 P2P_PORT_DEFAULT = 26656
 RPC_PORT_DEFAULT = 26657
 METRICS_PORT_DEFAULT = 26660
+
+
+_GOSSIP = GossipsubConfig()
+
+
+@dataclass(frozen=True, slots=True)
+class GossipsubSettings:
+    """[p2p.gossipsub]: the tx topic's mesh and the limits on what one peer can make this node
+    hold or do.  Each is the GossipsubConfig field of the same name (node/p2p/gossipsub/
+    config.py explains it; its defaults are these defaults); the rest keep the library's."""
+
+    # The node's heartbeat (the library's default is 1000 ms).
+    heartbeat_interval_ms: int = 700
+    d: int = _GOSSIP.d
+    d_lo: int = _GOSSIP.d_lo
+    d_hi: int = _GOSSIP.d_hi
+    d_score: int = _GOSSIP.d_score
+    d_lazy: int = _GOSSIP.d_lazy
+    d_out: int = _GOSSIP.d_out
+    rpc_bytes_max: int = _GOSSIP.rpc_bytes_max
+    rpc_send_bytes_max: int = _GOSSIP.rpc_send_bytes_max
+    peer_queue_bytes_max: int = _GOSSIP.peer_queue_bytes_max
+    publish_backlog_bytes_max: int = _GOSSIP.publish_backlog_bytes_max
+    peer_messages_per_s_max: int = _GOSSIP.peer_messages_per_s_max
+    peer_messages_burst: int = _GOSSIP.peer_messages_burst
+    flood_drops_per_heartbeat_max: int = _GOSSIP.flood_drops_per_heartbeat_max
+    seen_entries_max: int = _GOSSIP.seen_entries_max
+    max_ihave_length: int = _GOSSIP.max_ihave_length
+    max_ihave_messages: int = _GOSSIP.max_ihave_messages
+    slow_peer_stall_heartbeats: int = _GOSSIP.slow_peer_stall_heartbeats
+    stream_reopens_max: int = _GOSSIP.stream_reopens_max
+    graylist_ban_ms: int = _GOSSIP.graylist_ban_ms
+
+    def router_config(self) -> GossipsubConfig:
+        """The router's config: these settings over the library's defaults."""
+        return dataclasses.replace(
+            _GOSSIP, **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +112,7 @@ class P2PConfig:
     pex: bool = True
     pex_interval_ms: int = 10_000
     addr_book_strict: bool = False
+    gossipsub: GossipsubSettings = field(default_factory=GossipsubSettings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,10 +379,38 @@ def _validate(cfg: NodeConfig) -> None:
         raise ConfigError("mempool.tx_bytes_max: must not exceed mempool.bytes_max")
     if cfg.mempool.tx_bytes_max > cfg.consensus.block_bytes_max:
         raise ConfigError("mempool.tx_bytes_max: must not exceed consensus.block_bytes_max")
+    _validate_gossipsub(cfg.p2p.gossipsub, "p2p.gossipsub.")
     if cfg.log.level not in _LEVELS:
         raise ConfigError(f"log.level: expected one of {', '.join(_LEVELS)}")
     if cfg.log.format not in _FORMATS:
         raise ConfigError(f"log.format: expected one of {', '.join(_FORMATS)}")
+
+
+def _validate_gossipsub(g: GossipsubSettings, where: str) -> None:
+    for f in dataclasses.fields(g):
+        value = getattr(g, f.name)
+        if f.name in ("d_score", "d_out", "stream_reopens_max"):
+            if value < 0:
+                raise ConfigError(f"{where}{f.name}: must not be negative, got {value}")
+        elif value <= 0:
+            raise ConfigError(f"{where}{f.name}: must be positive, got {value}")
+    if not g.d_lo <= g.d <= g.d_hi:
+        raise ConfigError(f"{where}d: must lie between d_lo ({g.d_lo}) and d_hi ({g.d_hi})")
+    if g.d_score > g.d:
+        raise ConfigError(f"{where}d_score: must not exceed d ({g.d})")
+    if g.d_out >= g.d_lo or g.d_out > g.d // 2:
+        raise ConfigError(f"{where}d_out: must be below d_lo and at most d/2")
+    if g.rpc_send_bytes_max > g.rpc_bytes_max:
+        raise ConfigError(f"{where}rpc_send_bytes_max: must not exceed {where}rpc_bytes_max")
+    if g.publish_backlog_bytes_max <= g.peer_queue_bytes_max:
+        # Otherwise one peer's full queue alone would hold every publish.
+        raise ConfigError(
+            f"{where}publish_backlog_bytes_max: must exceed {where}peer_queue_bytes_max"
+        )
+    try:
+        g.router_config()
+    except InvariantError as exc:  # a rule of the library's not checked above
+        raise ConfigError(f"{where.rstrip('.')}: {exc}") from None
 
 
 def _is_peer_id(text: str) -> bool:
@@ -354,7 +422,8 @@ def _is_peer_id(text: str) -> bool:
 
 
 def render_config(cfg: NodeConfig) -> str:
-    """TOML text for `cfg`: top-level keys first, then one table per section."""
+    """TOML text for `cfg`: top-level keys first, then one table per section, each followed
+    by its sub-tables (`[p2p.gossipsub]`)."""
     lines = ["# fedchain node configuration (see config/node.toml for every setting explained)"]
     tables: list[tuple[str, Any]] = []
     for f in dataclasses.fields(cfg):
@@ -363,11 +432,18 @@ def render_config(cfg: NodeConfig) -> str:
             tables.append((f.name, value))
         else:
             lines.append(f"{f.name} = {_toml_value(value)}")
-    for name, section in tables:
+    while tables:
+        name, section = tables.pop(0)
         lines.append("")
         lines.append(f"[{name}]")
+        subtables: list[tuple[str, Any]] = []
         for f in dataclasses.fields(section):
-            lines.append(f"{f.name} = {_toml_value(getattr(section, f.name))}")
+            value = getattr(section, f.name)
+            if dataclasses.is_dataclass(value):
+                subtables.append((f"{name}.{f.name}", value))
+            else:
+                lines.append(f"{f.name} = {_toml_value(value)}")
+        tables[:0] = subtables
     return "\n".join(lines) + "\n"
 
 
