@@ -46,7 +46,6 @@ from node.metrics import NodeMetrics, metrics_app
 from node.network import Network
 from node.ops import start_ops
 from node.p2p.errors import P2PError
-from node.p2p.gossipsub.config import GossipsubConfig
 from node.p2p.gossipsub.service import GossipSub
 from node.p2p.host import Host
 from node.p2p.peer_id import Identity, PeerId
@@ -108,6 +107,7 @@ class Node:
         self._gossip: TxGossip | None = None
         self._shell: ConsensusShell | None = None
         self._sync: BlockSync | None = None
+        self._pubsub: GossipSub | None = None
         self._offences: dict[PeerId, int] = {}
 
     # -- typed accessors (set during run) ------------------------------------------------------
@@ -223,7 +223,8 @@ class Node:
             self._network.on_peer_change(self._on_peer_change)
             self._network.gate = open_gate(host, self.genesis)  # chain id + genesis handshake
             self._network.start()
-            pubsub = GossipSub(host, GossipsubConfig(heartbeat_interval_ms=700))
+            pubsub = GossipSub(host, cfg.p2p.gossipsub.router_config())
+            self._pubsub = pubsub
             tx_topic = f"/fedchain/{self.genesis.chain_id}/txs/1"
             self._gossip = TxGossip(
                 self.mempool,
@@ -402,6 +403,11 @@ class Node:
     @property
     def gossip(self) -> TxGossip | None:
         return self._gossip
+
+    @property
+    def pubsub(self) -> GossipSub | None:
+        """The gossipsub router of the tx topic (None until the node has started)."""
+        return self._pubsub
 
     def _on_peer_change(self, peer: PeerId, connected: bool) -> None:
         peers = len(self._network.peers()) if self._network is not None else 0
