@@ -20,6 +20,11 @@ Inputs (peer messages, fired timers, rebuilt proposals, synced blocks) arrive in
 `run()` hands them to the driver one at a time, so the engine state needs no locks.  Compact
 proposals are rebuilt here (fetching missing txs is I/O) with the driver's bookkeeping.
 
+A peer's message passes its budget (node/msgbudget.py: the height/round window and a per-peer,
+per-kind token bucket sized from the protocol) right after decoding, before the WAL append, the
+engine or any signature check; a peer that sends `peer_abusive_messages_max` clearly abusive
+messages is banned, and what it still has queued is purged.
+
 Recovery (`recover()` then the start of `run()`): restore the newest app snapshot (or
 init_chain), replay stored blocks above it through the app (checking every app hash), load the
 ChainState stored with the last block, then let the driver replay the WAL (consensus/driver/
@@ -75,6 +80,7 @@ from node.fairinbox import FairInbox
 from node.logging import log_event
 from node.mempool import Mempool
 from node.metrics import NodeMetrics
+from node.msgbudget import BudgetConfig, MsgBudget, Verdict, View
 from node.network import Network
 from node.p2p.peer_id import PeerId
 from node.records import decode_results, encode_results
@@ -168,6 +174,19 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def budget_config(cfg: ConsensusConfig, engine: EngineConfig) -> BudgetConfig:
+    """The message budget's windows are the engine's and the driver's own (it drops only what
+    they would drop, earlier)."""
+    return BudgetConfig(
+        margin=cfg.peer_budget_margin,
+        abusive_messages_max=cfg.peer_abusive_messages_max,
+        rounds_ahead_max=engine.rounds_ahead_max,
+        peer_round_max=engine.peer_round_max,
+        future_heights_ahead=DriverConfig().future_heights_ahead,
+        future_heights_max=engine.future_heights_max,
+    )
+
+
 class ConsensusShell:
     def __init__(self, node: NodeContext, wal: Wal, wal_recovery: WalRecovery) -> None:
         self._node = node
@@ -186,6 +205,9 @@ class ConsensusShell:
         self._driver: Driver | None = None
         self._reassembly_slots = asyncio.Semaphore(REASSEMBLIES_MAX)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._budget = MsgBudget(budget_config(node.cfg.consensus, self._engine.config))
+        # Peers we have banned: anything more they send is dropped undecoded until they go.
+        self._cut: set[PeerId] = set()
         self.dropped_messages = 0
 
     @property
@@ -251,7 +273,7 @@ class ConsensusShell:
             timers=_Timers(self),
             clock=_Clock(),
             telemetry=self._telemetry,
-            penalizer=_Penalizer(node),
+            penalizer=_Penalizer(self),
         )
         config = DriverConfig(
             commit_timeout_ms=node.cfg.consensus.commit_timeout_ms,
@@ -271,6 +293,7 @@ class ConsensusShell:
     # -- the consensus task ----------------------------------------------------------------------
     async def run(self, network: Network) -> None:
         self._network = network
+        network.on_peer_change(self._on_peer_change)
         try:
             self.driver.recover(self._wal_recovery.records)
         except WalFormatError as exc:
@@ -326,7 +349,8 @@ class ConsensusShell:
                         peer=str(reassembly.peer),
                     )
             case (Proposal() | Vote() | DuplicateVoteEvidence()) as message, peer:
-                driver.receive(message, peer)
+                if not _useless(driver.state, message):
+                    driver.receive(message, peer)
             case (inp, _):
                 driver.feed(inp)
 
@@ -343,22 +367,28 @@ class ConsensusShell:
 
     # -- from peers ------------------------------------------------------------------------------
     def on_peer_message(self, peer: PeerId, msg: Any) -> None:
+        if peer in self._cut:
+            self.dropped_messages += 1
+            return
         if len(self._peer_inbox) > PEER_INBOX_MAX or self._peer_inbox.full(peer):
             # Dropped before decoding: what a flooder sends beyond its share costs it, not us.
             self.dropped_messages += 1
-            log_event(log, "consensus_inbox_full", logging.DEBUG, peer=str(peer))
+            if log.isEnabledFor(logging.DEBUG):  # str(peer) is base58: not per dropped message
+                log_event(log, "consensus_inbox_full", logging.DEBUG, peer=str(peer))
             return
         try:
             match msg:
                 case ConsensusMsg(data):
                     inner = decode_message(data)
+                    if not self._admit(peer, inner):
+                        return
                     self._peer_inbox.put(peer, (inner, peer))
                     self._wake.set()
                 case CompactProposal(data, hashes):
                     proposal = decode_message(data)
                     if not isinstance(proposal, Proposal):
                         raise CodecError("compact proposal must carry a proposal")
-                    if self._driver is None:
+                    if self._driver is None or not self._admit(peer, proposal):
                         return
                     reassembly = self._driver.compact_arrived(
                         proposal, hashes, peer, self._node.mempool.get
@@ -373,6 +403,60 @@ class ConsensusShell:
                     return
         except CodecError as exc:
             self._node.penalize(peer, f"bad consensus message: {exc}", severe=True)
+            self._after_penalty(peer)
+
+    def _admit(self, peer: PeerId, message: Message) -> bool:
+        """The budget's verdict on a decoded message (node/msgbudget.py); strikes cost the peer
+        an offence each, and the last one a ban."""
+        driver = self._driver
+        if driver is None:
+            return True  # recovery is not done: nothing to measure against yet (bounded queue)
+        state = driver.state
+        chain = state.chain
+        view = View(chain.height, state.round, len(chain.validators.validators))
+        network = self._network
+        # Validators and the operator's persistent peers get a validator's budget (own messages).
+        validator = network is not None and network.host.peer_class(peer).protected
+        decision = self._budget.admit(peer, message, view, validator, _monotonic_ms())
+        if decision.verdict is Verdict.ACCEPT:
+            return not _useless(state, message)
+        self.dropped_messages += 1
+        if decision.verdict is Verdict.ABUSE:
+            self._strike(peer, decision.strikes, decision.reason)
+        return False
+
+    def _strike(self, peer: PeerId, strikes: int, reason: str) -> None:
+        """Escalating: a plain offence per strike, then severe ones at the last (the node bans
+        at its score threshold; node/service.py), and the peer's queue is purged."""
+        limit = self._budget.config.abusive_messages_max
+        reason = f"{reason} (strike {strikes} of {limit})"
+        if strikes < limit:
+            self._node.penalize(peer, reason)
+        else:
+            host = None if self._network is None else self._network.host
+            for _ in range(3):  # severe offences until the score crosses the ban threshold
+                self._node.penalize(peer, reason, severe=True)
+                if host is None or host.is_banned(peer):
+                    break
+        self._after_penalty(peer)
+
+    def _after_penalty(self, peer: PeerId) -> None:
+        """If that penalty banned `peer`: drop what it still has queued, and what it sends."""
+        network = self._network
+        if network is None or not network.host.is_banned(peer) or peer in self._cut:
+            return
+        self._cut.add(peer)
+        self._budget.forget(peer)
+        purged = self._peer_inbox.purge(peer)
+        self.dropped_messages += purged
+        log_event(log, "consensus_peer_cut", logging.WARNING, peer=str(peer), purged=purged)
+
+    def _on_peer_change(self, peer: PeerId, connected: bool) -> None:
+        if connected:
+            self._cut.discard(peer)
+            return
+        self._budget.forget(peer)
+        self._after_penalty(peer)  # banned elsewhere (garbage bytes, the engine's offences)
 
     def _spawn(self, coro: Any) -> None:
         tg = getattr(self, "_tg", None)
@@ -446,6 +530,20 @@ class ConsensusShell:
             network.broadcast(wire)
         else:
             network.send(peer, wire)
+
+
+def _monotonic_ms() -> int:
+    return time.monotonic_ns() // 1_000_000
+
+
+def _useless(state: EngineState, message: Message) -> bool:
+    """Whatever the engine would do nothing with, known without any check: a vote or proposal
+    of a decided height (relays for lagging peers) or evidence already pooled or committed (the
+    engine checks both signatures before it finds that out).  Dropped before the WAL append."""
+    if isinstance(message, DuplicateVoteEvidence):
+        key = message.key()
+        return key in state.evidence_pool or key in state.chain.committed_evidence
+    return message.height < state.chain.height
 
 
 # ---- the ports -----------------------------------------------------------------------------
@@ -587,12 +685,13 @@ class _Clock:
 
 
 class _Penalizer:
-    def __init__(self, node: NodeContext) -> None:
-        self._node = node
+    def __init__(self, shell: ConsensusShell) -> None:
+        self._shell = shell
 
     def penalize(self, peer: Peer | None, reason: str) -> None:
         if isinstance(peer, PeerId):
-            self._node.penalize(peer, reason)
+            self._shell._node.penalize(peer, reason)
+            self._shell._after_penalty(peer)
 
 
 class _Telemetry:

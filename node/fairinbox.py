@@ -6,7 +6,7 @@ vote arriving behind thousands of them waited until its round had timed out (a 4
 chain went from 16 blocks to 0 in 10 s).  Here each peer has its own bounded queue and the
 consensus task takes one message per peer in turn, so an honest message waits behind at most
 one message of each other peer, whatever a flooder sends; a flooder's overflow is dropped
-before it is even decoded.
+before it is even decoded.  A banned peer's queue is purged at once (`purge`).
 """
 
 from collections import deque
@@ -44,6 +44,17 @@ class FairInbox(Generic[Peer, Item]):
         queue.append(item)
         self._size += 1
         return True
+
+    def purge(self, peer: Peer) -> int:
+        """Drop everything queued for `peer` (banned: what it sent must not be worked off after
+        the ban); the number dropped."""
+        queue = self._queues.pop(peer, None)
+        if queue is None:
+            return 0
+        self._turns.remove(peer)
+        self._size -= len(queue)
+        self.dropped += len(queue)
+        return len(queue)
 
     def pop(self) -> Item | None:
         """The next peer's oldest message, or None when nothing is queued."""

@@ -23,6 +23,7 @@ from node.errors import StorageError
 from node.events import EventBus
 from node.mempool import Mempool
 from node.metrics import NodeMetrics
+from node.p2p.connmgr import PeerClass
 from node.p2p.peer_id import Identity, PeerId
 from node.store.sqlite import BlockStore
 from node.txgossip import TxGossip
@@ -38,9 +39,23 @@ def _me() -> int:
     return next(i for i, k in enumerate(KEYS) if k.public_key not in busy)
 
 
+class _Host:
+    """The two questions the shell's message budget asks of the p2p host."""
+
+    def peer_class(self, peer: PeerId) -> PeerClass:
+        return PeerClass.VALIDATOR
+
+    def is_banned(self, peer: PeerId) -> bool:
+        return False
+
+
 class _Network:
     def __init__(self) -> None:
         self.sent: list[Any] = []
+        self.host = _Host()
+
+    def on_peer_change(self, callback: Callable[[PeerId, bool], None]) -> None:
+        return
 
     def broadcast(self, msg: Any) -> None:
         self.sent.append(msg)
@@ -189,7 +204,8 @@ def test_every_consensus_setting_of_the_node_config_reaches_the_engine() -> None
     from node.consensus_shell import engine_config
 
     # Distinct values per field, so a setting mapped to the wrong engine field shows too.
-    node_only = {"commit_timeout_ms"}  # the driver's, not the engine's
+    # The driver's, and the peer message budget's (node/msgbudget.py), not the engine's.
+    node_only = {"commit_timeout_ms", "peer_budget_margin", "peer_abusive_messages_max"}
     names = [f.name for f in dataclass_fields(ConsensusConfig) if f.name not in node_only]
     cfg = ConsensusConfig(**{name: 1_000 + 7 * i for i, name in enumerate(names)})
     engine = engine_config(cfg)
