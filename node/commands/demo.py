@@ -74,39 +74,14 @@ def _run(args: argparse.Namespace) -> int:
         net.generate(attack=args.attack)
         print(f"== starting {args.validators} validators", flush=True)
         net.start_all()
-        asyncio.run(_wait_healthy(net, 60.0, lambda: interrupted))
+        asyncio.run(wait_healthy(net, 60.0, lambda: interrupted))
         print(
             f"== starting {args.clients} FL clients ({args.attackers} attacking with "
             f"{args.attack}); logs in {out}/client*/client.log",
             flush=True,
         )
         for j in range(args.clients):
-            home = out / f"client{j}"
-            log = (home / "client.log").open("ab")
-            try:
-                clients.append(
-                    subprocess.Popen(
-                        [
-                            sys.executable,
-                            "-m",
-                            "node.cli",
-                            "client",
-                            "run",
-                            "--home",
-                            str(home),
-                            "--rounds",
-                            str(args.rounds),
-                            "--timeout-s",
-                            str(args.timeout_s),
-                        ],
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                        stdin=subprocess.DEVNULL,
-                        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                    )
-                )
-            finally:
-                log.close()
+            clients.append(start_client(out / f"client{j}", args.rounds, args.timeout_s))
         reached = asyncio.run(_watch(net, args.rounds, args.timeout_s, lambda: interrupted))
         code = 0 if reached else 1
     finally:
@@ -119,7 +94,35 @@ def _run(args: argparse.Namespace) -> int:
     return code
 
 
-async def _wait_healthy(net: LocalNet, timeout_s: float, stop: Callable[[], bool]) -> None:
+def start_client(home: Path, rounds: int, timeout_s: float) -> subprocess.Popen[bytes]:
+    """`fedchain client run` for a client home of the testnet, its output appended to
+    HOME/client.log (the soak benchmark restarts clients with this too)."""
+    log = (home / "client.log").open("ab")
+    try:
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "node.cli",
+                "client",
+                "run",
+                "--home",
+                str(home),
+                "--rounds",
+                str(rounds),
+                "--timeout-s",
+                str(timeout_s),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    finally:
+        log.close()
+
+
+async def wait_healthy(net: LocalNet, timeout_s: float, stop: Callable[[], bool]) -> None:
     deadline = time.monotonic() + timeout_s
     for i in range(net.validators):
         async with RpcClient(net.rpc_url(i), timeout_ms=2_000) as client:
@@ -195,10 +198,10 @@ async def _watch(net: LocalNet, rounds: int, timeout_s: float, stop: Callable[[]
     return True
 
 
-async def _accuracy(
+async def chain_accuracy(
     client: RpcClient, version: int | None, trainer: Trainer, x: FloatArray, y: LabelArray
-) -> str:
-    """ "model v3 1a2b3c4d5e6f | accuracy 0.912" for a model version (None: the current one)."""
+) -> tuple[int, bytes, float]:
+    """(version, hash, accuracy on x, y) of the chain's model `version` (None: the current one)."""
     if version is None:
         data = (await client.get_binary("/model")).data
     else:
@@ -206,10 +209,15 @@ async def _accuracy(
     got, model_hash, _shapes, weights = expect_list(decode(data, MODEL_LIMITS), 4, "model")
     units = model_from_bytes(expect_bytes(weights, "weights"))
     acc = accuracy(trainer, model_to_float(units), x, y)
-    return (
-        f"model v{expect_int(got, 'version')} {expect_bytes(model_hash, 'hash').hex()[:12]} | "
-        f"accuracy {acc:.3f}"
-    )
+    return expect_int(got, "version"), expect_bytes(model_hash, "hash"), acc
+
+
+async def _accuracy(
+    client: RpcClient, version: int | None, trainer: Trainer, x: FloatArray, y: LabelArray
+) -> str:
+    """ "model v3 1a2b3c4d5e6f | accuracy 0.912" for a model version (None: the current one)."""
+    got, model_hash, acc = await chain_accuracy(client, version, trainer, x, y)
+    return f"model v{got} {model_hash.hex()[:12]} | accuracy {acc:.3f}"
 
 
 def _outcome(body: dict[str, object], closed: int, attackers: set[str]) -> str:
