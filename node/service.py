@@ -41,7 +41,7 @@ from node.genesis import GenesisFile
 from node.home import Home
 from node.keys import read_key
 from node.logging import log_event
-from node.mempool import Mempool
+from node.mempool import Mempool, tx_hash
 from node.metrics import NodeMetrics, metrics_app
 from node.network import Network
 from node.ops import start_ops
@@ -464,13 +464,23 @@ class Node:
     async def submit_tx(self, tx: bytes) -> bytes:
         if self._gossip is None:
             raise MempoolError("node is starting", "full")
-        # Replays of recently committed txs hit the mempool's cache; older ones the app's
-        # nonce check.  (No store lookup here: it would put SQLite on the hot path.)
+        # Replays of recently committed txs hit the mempool's cache (409 duplicate); older
+        # ones fail the app's nonce check, and only then does the tx index say it is a replay
+        # (a store lookup for every submission would put SQLite on the hot path).
         try:
             return self._gossip.submit(tx)
         except MempoolError as exc:
-            self.metrics.mempool_refused(exc.code, exc.reason)
-            raise
+            refusal = exc
+            if exc.code == "check_tx":
+                found = self.store.tx(tx_hash(tx))
+                if found is not None:
+                    refusal = MempoolError(
+                        f"transaction already committed at height {found.height}", "duplicate"
+                    )
+            self.metrics.mempool_refused(refusal.code, refusal.reason)
+            if refusal is exc:
+                raise
+            raise refusal from None
 
     def tx_pending(self, tx_hash: bytes) -> bool:
         return tx_hash in self.mempool
