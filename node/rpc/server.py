@@ -511,8 +511,8 @@ async def _errors(request: web.Request, handler: Any) -> web.StreamResponse:
             return error(exc.status, "http_error", exc.reason)
         raise
     except CorruptBlockError as exc:
-        # Never serve a damaged body; the node fetches it again from peers on restart.
-        return error(503, "block_damaged", f"{exc}; ask another node")
+        # Never serve a damaged body; block sync is fetching it again from peers (node/sync.py).
+        return error(503, "block_damaged", f"{exc}; being fetched again from peers: retry soon")
     except asyncio.CancelledError:
         raise
     except Exception as exc:
