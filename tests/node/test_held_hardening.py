@@ -1,6 +1,7 @@
 """Issue 13's "held, and must keep holding" list, against real `fedchain start` processes of the
 FL app: a replayed tx is answered 409 even after the mempool's cache of committed hashes has
-forgotten it, key files are private, and no key's secret ever reaches a log.
+forgotten it, key files are private, no key's secret ever reaches a log, and a validator whose
+consensus WAL (its double-sign guard) was truncated refuses to start.
 
 Every node runs with `mempool.cache_hashes_max = 1`, so the second committed update pushes the
 first one's hash out of the cache; its replay then fails the app's nonce check, and the node
@@ -134,3 +135,28 @@ def test_key_files_are_private_and_no_secret_reaches_a_log(net: LocalNet) -> Non
         needles = (seed.lower(), seed.upper(), bytes.fromhex(seed).hex(" "))
         for i, text in enumerate(logs):
             assert not any(n in text for n in needles), f"node{i}'s log holds {path}'s seed"
+
+
+async def test_a_validator_whose_wal_was_truncated_refuses_to_start(tmp_path: Path) -> None:
+    """Attack 7 of the issue: cs.wal cut to 0 bytes made the node start silently with its
+    double-sign guard gone.  It must refuse, say why, and change nothing."""
+    solo = LocalNet(tmp_path, validators=1, app="kv")
+    solo.generate(commit_timeout_ms=50)
+    solo.start(0)
+    try:
+        async with RpcClient(solo.rpc_url(0), timeout_ms=5_000) as client:
+            await client.wait_for_height(3, timeout_ms=60_000)
+    finally:
+        assert solo.stop(0) == 0
+    home = solo.home(0)
+    home.wal_file.write_bytes(b"")
+    store_before = home.store_file.read_bytes()
+    solo.start(0)
+    code = await asyncio.to_thread(solo.procs[0].wait, 60)
+    assert code == 1
+    log = solo.log_file(0).read_text()
+    failed = [json.loads(line) for line in log.splitlines() if '"node_failed"' in line]
+    assert failed, log[-2000:]
+    assert "double-sign guard" in failed[-1]["error"]
+    assert home.wal_file.read_bytes() == b""  # not silently recreated
+    assert home.store_file.read_bytes() == store_before
