@@ -29,13 +29,11 @@ from typing import Any
 from aiohttp import web
 
 from consensus.app import Application, CheckTxResult, QueryResult
-from consensus.errors import CodecError
-from consensus.types import decode_commit
 from node.apps import build_app
 from node.chaincheck import open_gate
 from node.config import NodeConfig
 from node.consensus_shell import ConsensusShell
-from node.errors import MempoolError, NodeError, StorageError
+from node.errors import MempoolError, NodeError
 from node.events import EventBus
 from node.genesis import GenesisFile
 from node.home import Home
@@ -53,7 +51,7 @@ from node.peering import open_host
 from node.rpc import views
 from node.rpc.server import RpcServer
 from node.store.sqlite import BlockStore, StoredBlock
-from node.sync import BlockSync, committed_body_problem
+from node.sync import BlockSync, repair_stored_body
 from node.txgossip import TxGossip
 from node.wal import Wal
 from node.wire import (
@@ -527,29 +525,7 @@ class _SyncPorts:
         return self._node.store.damaged()
 
     async def repair_body(self, height: int, body: bytes) -> str | None:
-        store = self._node.store
-        stored = store.summary(height)
-        commit_data = store.commit_data(height)
-        if stored is None or commit_data is None:
-            return None  # rolled back meanwhile: nothing to repair, and not the peer's fault
-        try:
-            committed_id = decode_commit(commit_data).block_id
-        except CodecError:
-            committed_id = b""
-        if committed_id != stored.hash:
-            # Our own row disagrees with itself: no peer can fix that, so halt loudly.
-            raise StorageError(
-                f"block {height}: the stored commit does not certify the stored block id"
-            )
-        # Decoding and hashing up to a 16 MiB block, then an append (and fsync): off the loop.
-        return await asyncio.to_thread(_repair_body, store, height, body, stored.hash)
-
-
-def _repair_body(store: BlockStore, height: int, body: bytes, block_id: bytes) -> str | None:
-    problem = committed_body_problem(body, height, block_id)
-    if problem is None:
-        store.repair_body(height, body, verified=True)
-    return problem
+        return await repair_stored_body(self._node.store, height, body)
 
 
 def run_node(home: Home, cfg: NodeConfig, genesis_file: GenesisFile) -> int:

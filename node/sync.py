@@ -17,12 +17,13 @@ penalizes that peer and is dropped; another peer is tried next time.
 
 Repair.  A stored body that fails its sha256 while the node runs (read for /blocks, for a peer's
 GetBlocks, for a tx lookup) is never served; the store logs `block_body_damaged` and lists the
-height in `damaged()`.  Each pass of the sync loop (at least every `status_interval_ms`) asks
-the live peers that report that height for the one block, checks the body against the block
-committed here (`committed_body_problem`: it decodes to the stored block id, its header's
-hashes match its txs, evidence and last commit, its encoding is canonical: that fixes every
-byte) and rewrites it (`block_body_repaired`).  A peer that sends a different body for a
-committed height is penalized; one that does not have it is simply skipped.
+height in `damaged()`.  Each pass of the sync loop (at least every `status_interval_ms`, unless
+the node is catching up) asks one of the live peers that report that height for the one block
+(another one on the next pass), checks the body against the block committed here
+(`repair_stored_body`, `committed_body_problem`: the stored commit certifies the stored id, the
+body decodes to that id, its header's hashes match its txs, evidence and last commit, and its
+encoding is canonical, which fixes every byte) and rewrites it (`block_body_repaired`).  A peer
+that sends a different body for a committed height is penalized; one without it is skipped.
 """
 
 import asyncio
@@ -31,13 +32,21 @@ import logging
 from typing import Protocol
 
 from consensus.errors import CodecError
-from consensus.types import commit_hash, decode_block, encode_block, evidence_hash, txs_hash
+from consensus.types import (
+    commit_hash,
+    decode_block,
+    decode_commit,
+    encode_block,
+    evidence_hash,
+    txs_hash,
+)
 from node.config import SyncConfig
-from node.errors import SyncError
+from node.errors import StorageError, SyncError
 from node.logging import log_event
 from node.network import Network
 from node.p2p.errors import P2PError
 from node.p2p.peer_id import PeerId
+from node.store.sqlite import BlockStore
 from node.wire import Blocks, GetBlocks
 
 log = logging.getLogger(__name__)
@@ -83,6 +92,7 @@ class BlockSync:
         self._wake = asyncio.Event()
         self.syncing = False
         self.synced_blocks = 0
+        self._repair_turn = 0
 
     def on_status(self, peer: PeerId, height: int, _base: int) -> None:
         previous = self._peer_heights.get(peer, 0)
@@ -117,11 +127,11 @@ class BlockSync:
                 async with asyncio.timeout(interval_s):
                     await self._wake.wait()
             self._wake.clear()
-            if self._ports.damaged_heights():
-                await self._repair()
             peer, best = self.best_peer()
             mine = self._ports.committed_height()
             lag = best - mine
+            if lag < self._cfg.lag_heights_min and self._ports.damaged_heights():
+                await self._repair()  # catching up comes first
             if peer is None or lag <= 0:
                 self._behind_checks = 0
                 continue
@@ -184,43 +194,72 @@ class BlockSync:
         )
 
     async def _repair(self) -> None:
-        """Fetch each damaged body again from a peer that has its height, verify, rewrite."""
+        """Ask one peer that has the height for each damaged body (the next one on the next
+        pass, so a peer that hangs or lies costs one request a pass), verify, rewrite."""
         live = set(self._network.peers())
+        self._repair_turn += 1
         for height in self._ports.damaged_heights()[:REPAIR_HEIGHTS_PER_PASS]:
-            holders = [p for p in sorted(self._peer_heights) if p in live]
-            holders = [p for p in holders if self._peer_heights[p] >= height]
-            for peer in holders:
-                try:
-                    answer = await self._network.request(
-                        peer, GetBlocks(height, 1), self._request_timeout_ms
-                    )
-                except P2PError as exc:
-                    log_event(
-                        log,
-                        "block_repair_request_failed",
-                        logging.DEBUG,
-                        peer=str(peer),
-                        height=height,
-                        error=str(exc),
-                    )
-                    continue
-                if not isinstance(answer, Blocks) or not answer.blocks:
-                    continue  # pruned there, or damaged there too: ask the next one
-                problem = await self._ports.repair_body(height, answer.blocks[0][0])
-                if problem is None:
-                    log_event(
-                        log, "block_body_refetched", logging.WARNING, height=height, peer=str(peer)
-                    )
-                    break
-                self._ports.penalize(peer, f"block {height} body: {problem}")
-            else:
+            holders = [
+                p
+                for p in sorted(self._peer_heights)
+                if p in live and self._peer_heights[p] >= height
+            ]
+            if not holders:
+                log_event(log, "block_repair_pending", logging.DEBUG, height=height)
+                continue
+            peer = holders[(self._repair_turn + height) % len(holders)]
+            try:
+                answer = await self._network.request(
+                    peer, GetBlocks(height, 1), self._request_timeout_ms
+                )
+            except P2PError as exc:
                 log_event(
                     log,
-                    "block_repair_pending",
+                    "block_repair_request_failed",
                     logging.DEBUG,
+                    peer=str(peer),
                     height=height,
-                    peers=len(holders),
+                    error=str(exc),
                 )
+                continue
+            if not isinstance(answer, Blocks) or not answer.blocks:
+                continue  # pruned there, or damaged there too: another peer next pass
+            problem = await self._ports.repair_body(height, answer.blocks[0][0])
+            if problem is None:
+                log_event(
+                    log, "block_body_refetched", logging.WARNING, height=height, peer=str(peer)
+                )
+            else:
+                self._ports.penalize(peer, f"block {height} body: {problem}")
+
+
+async def repair_stored_body(store: BlockStore, height: int, body: bytes) -> str | None:
+    """SyncPorts.repair_body over the node's store: None when `body` (from a peer) is block
+    `height` as committed here and has replaced the damaged one, else what is wrong with it.
+
+    The stored commit must certify the stored block id, or our own row is broken and no peer
+    can fix it (StorageError: the node halts).  Decoding and hashing up to a 16 MiB block and
+    the append (and fsync) run in a worker thread."""
+    stored = store.summary(height)
+    commit_data = store.commit_data(height)
+    if stored is None or commit_data is None:
+        return None  # rolled back meanwhile: nothing to repair, and not the peer's fault
+    try:
+        committed_id = decode_commit(commit_data).block_id
+    except CodecError:
+        committed_id = b""
+    if committed_id != stored.hash:
+        raise StorageError(
+            f"block {height}: the stored commit does not certify the stored block id"
+        )
+    return await asyncio.to_thread(_verify_and_rewrite, store, height, body, stored.hash)
+
+
+def _verify_and_rewrite(store: BlockStore, height: int, body: bytes, block_id: bytes) -> str | None:
+    problem = committed_body_problem(body, height, block_id)
+    if problem is None:
+        store.repair_body(height, body, verified=True)
+    return problem
 
 
 def committed_body_problem(body: bytes, height: int, block_id: bytes) -> str | None:
