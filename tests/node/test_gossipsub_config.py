@@ -93,20 +93,10 @@ async def test_a_started_node_s_router_runs_with_the_configured_values(tmp_path:
                 break
             await asyncio.sleep(0.05)
         assert node.pubsub is not None, "the node did not start its gossipsub router"
-        expected = dataclasses.replace(
-            GossipsubConfig(),
-            heartbeat_interval_ms=250,
-            d=5,
-            d_lo=3,
-            d_hi=9,
-            d_score=2,
-            d_out=1,
-            rpc_send_bytes_max=512 * 1024,
-            peer_queue_bytes_max=8 * 1024 * 1024,
-            peer_messages_per_s_max=1_000,
-            max_ihave_messages=4,
-            graylist_ban_ms=5_000,
-        )
+        expected = CUSTOM.router_config()
+        assert (expected.heartbeat_interval_ms, expected.d, expected.d_out) == (250, 5, 1)
+        assert expected.rpc_send_bytes_max == 512 * 1024
+        assert expected.mcache_len == GossipsubConfig().mcache_len  # not a setting: the default
         assert node.pubsub.config == expected
         assert node.pubsub.router.config == expected
     finally:
