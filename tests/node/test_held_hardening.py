@@ -3,6 +3,9 @@ FL app: a replayed tx is answered 409 even after the mempool's cache of committe
 forgotten it, key files are private, no key's secret ever reaches a log, and a validator whose
 consensus WAL (its double-sign guard) was truncated refuses to start.
 
+Garbage and half-done handshakes on a validator's p2p port are closed (the silent ones at the
+handshake deadline) while the validators keep their links and the chain keeps committing.
+
 Every node runs with `mempool.cache_hashes_max = 1`, so the second committed update pushes the
 first one's hash out of the cache; its replay then fails the app's nonce check, and the node
 must still say what it is (409 duplicate, with the height), not a generic check_tx refusal.
@@ -11,6 +14,7 @@ must still say what it is (409 duplicate, with the height), not a generic check_
 import asyncio
 import dataclasses
 import json
+import random
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +24,7 @@ import numpy as np
 import pytest
 
 from fl.client.sdk import build_update, fetch_model, fetch_params, next_nonce
+from node.commands import testnet
 from node.config import load_config, render_config
 from node.keys import read_key
 from node.localnet import LocalNet
@@ -30,6 +35,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 VALIDATORS = 3
 CLIENTS = 2
+HANDSHAKE_TIMEOUT_MS = 2_000
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +47,10 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNet]:
         home = cluster.home(i)
         cfg = load_config(home.config_file)
         mempool = dataclasses.replace(cfg.mempool, cache_hashes_max=1)
-        home.config_file.write_text(render_config(dataclasses.replace(cfg, mempool=mempool)))
+        p2p = dataclasses.replace(cfg.p2p, handshake_timeout_ms=HANDSHAKE_TIMEOUT_MS)
+        home.config_file.write_text(
+            render_config(dataclasses.replace(cfg, mempool=mempool, p2p=p2p))
+        )
     cluster.start_all()
     try:
         yield cluster
@@ -135,6 +144,44 @@ def test_key_files_are_private_and_no_secret_reaches_a_log(net: LocalNet) -> Non
         needles = (seed.lower(), seed.upper(), bytes.fromhex(seed).hex(" "))
         for i, text in enumerate(logs):
             assert not any(n in text for n in needles), f"node{i}'s log holds {path}'s seed"
+
+
+async def _closed_by_the_node(reader: asyncio.StreamReader) -> None:
+    try:
+        while await reader.read(65_536):
+            pass
+    except ConnectionError:
+        pass  # reset rather than closed: gone all the same
+
+
+async def test_garbage_and_half_done_handshakes_are_dropped_and_cost_nothing(
+    net: LocalNet,
+) -> None:
+    port = testnet.node_ports(net.base_port, 0)[0]
+    async with RpcClient(net.rpc_url(0), timeout_ms=10_000) as client:
+        start = int((await client.status())["height"])
+    rng = random.Random(13)
+    openings = [
+        *(rng.randbytes(rng.randrange(1, 4_096)) for _ in range(12)),  # garbage
+        *(b"\x13/multistream/1.0.0\n" for _ in range(6)),  # then silence
+        *(b"\x13/multistream/1.0.0\n\x07/noise\n" for _ in range(6)),  # then silence
+    ]
+    connections = []
+    for opening in openings:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(opening)
+        await writer.drain()
+        connections.append((reader, writer))
+    # Not a speed claim: a bound (10x the deadline) so a node that never closes them fails.
+    async with asyncio.timeout(HANDSHAKE_TIMEOUT_MS / 1000 * 10):
+        for reader, writer in connections:
+            await _closed_by_the_node(reader)
+            writer.close()
+    async with RpcClient(net.rpc_url(0), timeout_ms=10_000) as client:
+        await client.wait_for_height(start + 3, timeout_ms=60_000)
+        status = await client.status()
+    assert status["peers"] == VALIDATORS - 1
+    assert all(net.running(i) for i in range(VALIDATORS))
 
 
 async def test_a_validator_whose_wal_was_truncated_refuses_to_start(tmp_path: Path) -> None:
