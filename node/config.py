@@ -209,6 +209,9 @@ class StorageConfig:
     # that measure something else.  The consensus WAL and LastSigned are always fsynced.
     fsync: bool = True
     app_snapshot_interval_heights: int = 100
+    # Read one stored block body back (sha256) every this often, oldest first and round again,
+    # so damage in a block nobody asks for is found and fetched again from peers; 0: off.
+    scrub_interval_ms: int = 2_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -370,6 +373,7 @@ def _validate(cfg: NodeConfig) -> None:
     positive("consensus.peer_budget_margin", cfg.consensus.peer_budget_margin)
     positive("consensus.peer_abusive_messages_max", cfg.consensus.peer_abusive_messages_max)
     positive("storage.app_snapshot_interval_heights", cfg.storage.app_snapshot_interval_heights)
+    non_negative("storage.scrub_interval_ms", cfg.storage.scrub_interval_ms)
     positive("mempool.ttl_heights", cfg.mempool.ttl_heights)
     if cfg.rpc.body_bytes_max > cfg.rpc.bodies_in_flight_bytes_max:
         raise ConfigError("rpc.body_bytes_max: must not exceed rpc.bodies_in_flight_bytes_max")
