@@ -1,5 +1,7 @@
 """Canonical msgpack: round-trips exactly, and every bad input is one error type."""
 
+from enum import IntEnum
+
 import msgpack
 import pytest
 from hypothesis import given
@@ -61,3 +63,36 @@ def test_encode_refuses_floats_and_dicts() -> None:
         encode(1.0)  # type: ignore[arg-type]
     with pytest.raises(CodecError):
         encode({"a": 1})  # type: ignore[arg-type]
+
+
+class _Kind(IntEnum):
+    A = 7
+
+
+def _nested(value: object, depth: int) -> object:
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        [1, [2, [1.5]]],
+        (b"x", {"k": 1}),
+        [2**64],
+        [[-(2**63) - 1]],
+        _nested(1, 33),
+        _nested([], 34),
+        [bytearray(b"x")],
+    ],
+)
+def test_encode_refuses_bad_values_at_any_depth(bad: object) -> None:
+    with pytest.raises(CodecError):
+        encode(bad)  # type: ignore[arg-type]
+
+
+def test_encode_accepts_the_deepest_allowed_nesting_and_int_subclasses() -> None:
+    assert decode(encode(_nested(1, 32))) == _nested(1, 32)  # type: ignore[arg-type]
+    assert decode(encode(_nested([], 32))) == _nested([], 32)  # type: ignore[arg-type]
+    assert encode([_Kind.A, (True, None)]) == encode([7, [True, None]])
