@@ -12,7 +12,8 @@ Start-up, in order:
   4. start the p2p Host, the node's peer links, tx gossip, the RPC and metrics servers;
   5. run the consensus shell (node/consensus_shell.py), which owns the engine state in one task,
      replays the WAL of the current height and then follows the network; block sync
-     (node/sync.py) runs beside it and takes over while the node lags.
+     (node/sync.py) runs beside it and takes over while the node lags (and fetches back any
+     block body found damaged: by a read, or by the scrub that reads them all back slowly).
 SIGTERM/SIGINT set a stop event; every task is cancelled inside the TaskGroup, the WAL and the
 store are closed, and the process exits 0.
 """
@@ -284,6 +285,8 @@ class Node:
                         tg.create_task(self._sync.run(), name="blocksync"),
                         tg.create_task(self._gossip_worker(), name="tx-pull"),
                     ]
+                    if cfg.storage.scrub_interval_ms > 0:
+                        tasks.append(tg.create_task(self._scrub(), name="block-scrub"))
                     await self._stop.wait()
                     log_event(log, "node_stopping", height=self.store.height)
                     for task in tasks:
@@ -307,6 +310,15 @@ class Node:
             ).start()
             runners.append(runner)
         return runners
+
+    async def _scrub(self) -> None:
+        """Read one stored body back every storage.scrub_interval_ms, round and round; a
+        damaged one is listed in store.damaged(), and block sync fetches it again."""
+        interval_s = self.cfg.storage.scrub_interval_ms / 1000
+        height = 0
+        while True:
+            await asyncio.sleep(interval_s)
+            height = await asyncio.to_thread(self.store.scrub_next, height)
 
     # -- peers -----------------------------------------------------------------------------------
     _pulls: asyncio.Queue[tuple[float, PeerId, list[bytes]]]

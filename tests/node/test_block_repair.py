@@ -7,12 +7,16 @@ repair either that or the true bytes), log the damage, fetch the body from a pee
 sync, check it against the committed block and rewrite it, and then serve the block again,
 byte for byte what the other validators serve, while the chain keeps committing.
 
+Node 0 never scrubs (only a read finds its damage); nodes 1 and 2 read their bodies back every
+50 ms, and damage in node 1's copy of a block that nobody requests is found and repaired too.
+
 The body check itself (node/sync.py committed_body_problem) is driven with real committed
 bytes taken from a validator, each altered in one way a peer could alter it.
 """
 
 import asyncio
 import dataclasses
+import json
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +25,7 @@ import aiohttp
 import pytest
 
 from consensus.types import decode_block, encode_block
+from node.config import load_config, render_config
 from node.errors import CorruptBlockError
 from node.localnet import LocalNet
 from node.rpc.client import RpcClient
@@ -29,12 +34,21 @@ from node.sync import committed_body_problem
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
+SCRUB_MS = 50
+
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNet]:
     root = tmp_path_factory.mktemp("repair")
     cluster = LocalNet(root, validators=3, app="kv")
     cluster.generate(commit_timeout_ms=100)
+    # Node 0 never scrubs, so only a read can find its damage; nodes 1 and 2 scrub briskly.
+    for i, scrub_ms in enumerate((0, SCRUB_MS, SCRUB_MS)):
+        cfg = load_config(cluster.home(i).config_file)
+        storage = dataclasses.replace(cfg.storage, scrub_interval_ms=scrub_ms)
+        cluster.home(i).config_file.write_text(
+            render_config(dataclasses.replace(cfg, storage=storage))
+        )
     cluster.start_all()
     try:
         yield cluster
@@ -54,6 +68,15 @@ def body_location(store_file: Path, height: int) -> tuple[int, int]:
         db.close()
     assert row is not None, f"block {height} is not stored in {store_file}"
     return int(row[0]), int(row[1])
+
+
+def flip_a_byte(store_file: Path, at: int) -> None:
+    """Damage blocks.dat behind the running node's back."""
+    with store_file.with_name(store_file.stem + ".dat").open("r+b") as f:
+        f.seek(at)
+        byte = f.read(1)
+        f.seek(at)
+        f.write(bytes([byte[0] ^ 0x40]))
 
 
 async def raw_block(session: aiohttp.ClientSession, url: str, height: int) -> tuple[int, bytes]:
@@ -84,12 +107,7 @@ async def test_a_body_damaged_at_runtime_is_refused_refetched_and_served_again(
         status, good = await raw_block(session, net.rpc_url(1), height)
         assert status == 200
         assert len(good) == length
-        bodies = store_file.with_name(store_file.stem + ".dat")
-        with bodies.open("r+b") as f:
-            f.seek(offset + length // 2)
-            byte = f.read(1)
-            f.seek(offset + length // 2)
-            f.write(bytes([byte[0] ^ 0x40]))
+        flip_a_byte(store_file, offset + length // 2)
 
         status, first = await raw_block(session, net.rpc_url(0), height)
         assert status == 503, "the damaged body was served"
@@ -125,6 +143,50 @@ async def test_a_body_damaged_at_runtime_is_refused_refetched_and_served_again(
     async with RpcClient(net.rpc_url(0), timeout_ms=5_000) as client:
         await client.wait_for_height(height + 3, timeout_ms=30_000)  # still committing
     assert net.running(0)
+
+
+async def test_damage_nobody_reads_is_found_by_the_scrub_and_repaired(net: LocalNet) -> None:
+    async with RpcClient(net.rpc_url(1), timeout_ms=5_000) as client:
+        await client.wait_for_height(3, timeout_ms=60_000)
+        height = await committed_tx_height(client, b"scrub=1")
+        await client.wait_for_height(height + 1, timeout_ms=30_000)
+    async with aiohttp.ClientSession() as session:
+        status, good = await raw_block(session, net.rpc_url(2), height)
+        assert status == 200
+        store_file = net.home(1).store_file
+        offset, length = body_location(store_file, height)
+        flip_a_byte(store_file, offset + length // 3)
+        # No request for the block: the scrub must find the damage and block sync repair it.
+        for _ in range(600):
+            if body_location(store_file, height) != (offset, length):
+                break
+            await asyncio.sleep(0.1)
+        assert body_location(store_file, height) != (offset, length), "never repaired"
+        status, data = await raw_block(session, net.rpc_url(1), height)
+        assert (status, data) == (200, good)
+    events = [json.loads(line) for line in net.log_file(1).read_text().splitlines()]
+    damaged = [e for e in events if e["event"] == "block_body_damaged" and e["height"] == height]
+    repaired = [e for e in events if e["event"] == "block_body_repaired" and e["height"] == height]
+    assert damaged, "the scrub did not log the damage"
+    assert repaired
+
+
+def test_the_scrub_walks_every_body_round_and_round(tmp_path: Path) -> None:
+    store = BlockStore(tmp_path / "blocks.sqlite")
+    assert store.scrub_next(0) == 0  # empty
+    for h in range(1, 5):
+        store.save_block(h, bytes([h]) * 32, b"body%d" % h, b"c", b"r", b"a" * 32, h, [])
+    flip_a_byte(tmp_path / "blocks.sqlite", len(b"body1") + 2)  # inside block 2's body
+    walked = [store.scrub_next(0)]
+    for _ in range(5):
+        walked.append(store.scrub_next(walked[-1]))
+    assert walked == [1, 2, 3, 4, 1, 2]
+    assert store.damaged() == [2]
+    assert store.repair_body(2, b"body2")
+    assert store.scrub_next(1) == 2
+    assert store.damaged() == []
+    store.close()
+    assert store.scrub_next(0) == 0  # closed: nothing read
 
 
 async def test_only_the_committed_body_passes_the_check(net: LocalNet) -> None:
