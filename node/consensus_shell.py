@@ -426,18 +426,17 @@ class ConsensusShell:
         return False
 
     def _strike(self, peer: PeerId, strikes: int, reason: str) -> None:
-        """Escalating: a plain offence per strike, then severe ones at the last (the node bans
-        at its score threshold; node/service.py), and the peer's queue is purged."""
+        """Escalating: a plain offence per strike, severe ones for the last two (the node bans
+        at its score threshold, node/service.py: 8 plain + 2 severe cross it), more severe ones
+        only if the last strike has still not banned the peer; then its queue is purged."""
         limit = self._budget.config.abusive_messages_max
         reason = f"{reason} (strike {strikes} of {limit})"
-        if strikes < limit:
-            self._node.penalize(peer, reason)
-        else:
-            host = None if self._network is None else self._network.host
-            for _ in range(3):  # severe offences until the score crosses the ban threshold
-                self._node.penalize(peer, reason, severe=True)
-                if host is None or host.is_banned(peer):
-                    break
+        self._node.penalize(peer, reason, severe=strikes >= limit - 1)
+        host = None if self._network is None else self._network.host
+        for _ in range(3):
+            if strikes < limit or host is None or host.is_banned(peer):
+                break
+            self._node.penalize(peer, reason, severe=True)
         self._after_penalty(peer)
 
     def _after_penalty(self, peer: PeerId) -> None:
@@ -453,10 +452,10 @@ class ConsensusShell:
 
     def _on_peer_change(self, peer: PeerId, connected: bool) -> None:
         if connected:
-            self._cut.discard(peer)
             return
         self._budget.forget(peer)
         self._after_penalty(peer)  # banned elsewhere (garbage bytes, the engine's offences)
+        self._cut.discard(peer)  # gone: nothing more arrives on that connection
 
     def _spawn(self, coro: Any) -> None:
         tg = getattr(self, "_tg", None)

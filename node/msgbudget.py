@@ -200,11 +200,11 @@ class MsgBudget:
             bucket = state.buckets[kind] = _Bucket(capacity, now_ms, self._step)
         else:
             # Refilled in one second, plus what each of our steps since lets a correct peer send.
-            credit = 0
-            if kind is Kind.VOTE:
-                credit = STEP_CREDIT_VOTES
-            elif kind is Kind.PROPOSAL:
-                credit = STEP_CREDIT_PROPOSALS
+            # Out-of-window messages get the votes' credit too: a node block-syncing up to a
+            # fast chain hears every height's votes as "ahead" while its own height races.
+            credit = STEP_CREDIT_PROPOSALS if kind is Kind.PROPOSAL else STEP_CREDIT_VOTES
+            if kind is Kind.EVIDENCE:
+                credit = 0
             elapsed_ms = max(0, now_ms - bucket.refilled_ms)
             gained = elapsed_ms * capacity // 1_000 + (self._step - bucket.step) * credit * MILLI
             bucket.milli = min(capacity, bucket.milli + gained)

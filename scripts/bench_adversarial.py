@@ -17,8 +17,11 @@ attack (the table of docs/benchmarks.md, "Under attack").
   rpc_uploads       24 concurrent 30 MiB uploads that never finish (attack 6)
   rpc_slow_headers  40 connections sending headers one byte at a time (attack 6)
   round_flood       forged/garbage high-round consensus messages from strangers and signed
-                    far-ahead votes, as fast as it can, from a byzantine validator 3 (last:
-                    it stops validator 3)
+                    far-ahead votes, as fast as it can, from a byzantine validator 3 that dials
+                    again whenever it is cut off (last: it stops validator 3)
+
+The attackers run in this process, on the same cores as the nodes: its CPU seconds during the
+attack are printed in the notes (on a 2-core machine they are the nodes' loss too).
 
 The attack code is the tests' own (tests/adversarial/attacks.py and the test modules).
 """
@@ -68,6 +71,7 @@ class Row:
     rss_peak: dict[int, int] = field(default_factory=dict)
     disconnect_s: list[float] = field(default_factory=list)
     note: str = ""
+    attacker_cpu_s: float = 0.0
 
     def markdown(self) -> str:
         kept = self.during_bps / self.before_bps if self.before_bps else 0.0
@@ -81,7 +85,7 @@ class Row:
             cut = "n/a"
         return (
             f"| {self.attack} | {self.before_bps:.2f} -> {self.during_bps:.2f} ({kept:.0%}) "
-            f"| {rss} | {cut} | {self.note} |"
+            f"| {rss} | {cut} | {self.note}; attacker CPU {self.attacker_cpu_s:.1f} s |"
         )
 
 
@@ -240,6 +244,7 @@ async def round_flood(net: LocalNet, stop: asyncio.Event, row: Row) -> None:
             flood,
             stop,
             frames_max=10_000_000,
+            redial=True,
         ),
     )
     await sampler
@@ -247,8 +252,15 @@ async def round_flood(net: LocalNet, stop: asyncio.Event, row: Row) -> None:
         o.disconnected_after_s for o in flood.offenders if o.disconnected_after_s is not None
     ]
     never = sum(o.disconnected_after_s is None for o in flood.offenders)
+    cuts = flood.byzantine_cuts
+    cut = (
+        f"cut off {len(cuts)} times, after {statistics.median(c.after_s for c in cuts):.2f} s "
+        f"median"
+        if cuts
+        else "never cut off"
+    )
     row.note = (
-        f"validator 3 byzantine ({flood.byzantine_sent} signed votes); "
+        f"validator 3 byzantine ({flood.byzantine_sent} signed votes, {cut}); "
         f"{len(flood.offenders)} forgers ({never} not cut off); highest round {seen['round']}"
     )
 
@@ -274,6 +286,7 @@ async def measure(net: LocalNet, name: str, seconds: float) -> Row:
     await asyncio.sleep(seconds)
     row.before_bps = (await height(net) - start) / seconds
     stop = asyncio.Event()
+    cpu0 = time.process_time()
     task = asyncio.create_task(ROUTINES[name](net, stop, row))
     start, t0 = await height(net), time.monotonic()
     stop_at = t0 + seconds
@@ -285,6 +298,7 @@ async def measure(net: LocalNet, name: str, seconds: float) -> Row:
     await until(stop_at)
     end, t1 = await height(net), time.monotonic()
     row.during_bps = (end - start) / (t1 - t0)
+    row.attacker_cpu_s = time.process_time() - cpu0
     stop.set()
     try:
         async with asyncio.timeout(30.0):

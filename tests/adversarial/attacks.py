@@ -43,6 +43,7 @@ from node.p2p.gossipsub.router import Validation
 from node.p2p.gossipsub.service import GossipSub
 from node.p2p.host import Host
 from node.p2p.peer_id import Identity, PeerId
+from node.p2p.session import Stream
 from node.p2p.varint import encode_uvarint
 from node.p2p.yamux import Flag, FrameType, encode_header
 from node.rpc.client import RpcClient, RpcError
@@ -411,6 +412,15 @@ async def flood_frames(
     return sent, time.monotonic() - start
 
 
+@dataclass(frozen=True, slots=True)
+class Cut:
+    """The byzantine validator's link to one target, ended by the node."""
+
+    target: int
+    after_s: float  # from the link's first frame to the disconnect
+    sent: int  # frames written on that link
+
+
 @dataclass(slots=True)
 class RoundFlood:
     """The state of a running high-round flood, read by the test and the benchmark."""
@@ -418,6 +428,8 @@ class RoundFlood:
     offenders: list[Offender] = field(default_factory=list)
     byzantine_sent: int = 0
     byzantine_connected: bool = False
+    byzantine_cuts: list[Cut] = field(default_factory=list)
+    byzantine_peer_id: str = ""
     errors: list[str] = field(default_factory=list)
 
 
@@ -483,6 +495,14 @@ async def forgers(
         await asyncio.sleep(0.05)
 
 
+@dataclass(slots=True)
+class _Link:
+    peer: PeerId
+    stream: Stream
+    since: float
+    sent: int = 0
+
+
 async def byzantine(
     targets: list[NetTarget],
     node_key: PrivateKey,
@@ -494,24 +514,45 @@ async def byzantine(
     frames_max: int = 200_000,
     near_share: float = 0.25,
     votes_per_s: float | None = None,
+    redial: bool = False,
 ) -> None:
     """A byzantine validator (its own node key and validator key; its process is stopped):
     correctly signed votes for rounds ahead of the honest ones, near (within rounds_ahead_max,
     recorded; `near_share` of them) and far (up to peer_round_max, ignored), to every target,
-    until `stop`; at most `votes_per_s` (None: as fast as the targets take them)."""
+    until `stop`; at most `votes_per_s` (None: as fast as the targets take them).  A target
+    that cuts it off is recorded in `flood.byzantine_cuts`; with `redial` it dials that target
+    again every 0.5 s (refused while the ban lasts), as a persistent attacker would."""
     rng = random.Random(31)
     identity = Identity.from_seed(node_key.seed)
+    chain_id = targets[0].chain_id
+    protocol = f"/fedchain/{chain_id}/msg/1.0.0"
+    flood.byzantine_peer_id = str(identity.peer_id)
     async with Host(identity, HostConfig()) as host:
         gate = open_gate(host, targets[0].genesis)
-        peers = []
-        for target in targets:
-            peer = await host.dial(target.p2p_addr, local_host="127.0.0.1")
-            assert await gate.wait_admitted(peer), "the node must admit its own validator"
-            peers.append(peer)
-        protocol = f"/fedchain/{targets[0].chain_id}/msg/1.0.0"
-        streams = [await host.new_stream(peer, [protocol], high=True) for peer in peers]
+        links: dict[int, _Link | None] = {}
+
+        async def connect(i: int) -> bool:
+            try:
+                async with asyncio.timeout(2.0):
+                    peer = await host.dial(targets[i].p2p_addr, local_host="127.0.0.1")
+                    if not await gate.wait_admitted(peer):
+                        return False
+                    stream = await host.new_stream(peer, [protocol], high=True)
+            except (P2PError, OSError, TimeoutError):
+                return False
+            links[i] = _Link(peer, stream, time.monotonic())
+            return True
+
+        async def reconnect(i: int) -> None:
+            while not await connect(i):
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 0.5)
+                    return
+
+        for i in range(len(targets)):
+            assert await connect(i), "the node must admit its own validator"
         flood.byzantine_connected = True
-        chain_id = targets[0].chain_id
+        redials: set[asyncio.Task[None]] = set()
         start = time.monotonic()
         while not stop.is_set() and flood.byzantine_sent < frames_max:
             h, r = height(), round_()
@@ -521,10 +562,26 @@ async def byzantine(
                 else:
                     ahead = r + rng.randrange(1, 65)  # recorded
                 frame = signed_vote_frame(validator_key, chain_id, h + rng.randrange(2), ahead, rng)
-                for stream in streams:
+                for link in links.values():
+                    if link is None:
+                        continue
                     with suppress(P2PError, OSError):
-                        await stream.write_frame(frame)
+                        await link.stream.write_frame(frame)
+                        link.sent += 1
                 flood.byzantine_sent += 1
+            for i, link in list(links.items()):
+                if link is not None and not host.is_connected(link.peer):
+                    flood.byzantine_cuts.append(Cut(i, time.monotonic() - link.since, link.sent))
+                    links[i] = None
+                    if redial:
+                        task = asyncio.create_task(reconnect(i))
+                        redials.add(task)
+                        task.add_done_callback(redials.discard)
             due = 0.0 if votes_per_s is None else flood.byzantine_sent / votes_per_s
             await asyncio.sleep(max(0.0, start + due - time.monotonic()))
-        flood.byzantine_connected = all(host.is_connected(peer) for peer in peers)
+        for task in list(redials):
+            task.cancel()
+        await asyncio.gather(*redials, return_exceptions=True)
+        flood.byzantine_connected = all(
+            link is not None and host.is_connected(link.peer) for link in links.values()
+        )
