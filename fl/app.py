@@ -79,12 +79,16 @@ class FLApp:
             params=fl_genesis.params,
             model=model,
             round_opened_height=genesis.initial_height - 1,
+            time_ms=genesis.genesis_time_ms,
+            round_opened_ms=genesis.genesis_time_ms,
             history=[model],
             incentives=Incentives.from_genesis(
                 fl_genesis.other, genesis.validators, genesis.initial_height - 1
             ),
         )
-        _, initial_set, _ = self.state.incentives.end_block(self.state.params, self.state.height)
+        _, initial_set, _ = self.state.incentives.end_block(
+            self.state.params, self.state.height, self.state.time_ms
+        )
         self._last_height = self.state.height
         self._last_app_hash = self.state.app_hash()
         return self._last_app_hash, tuple(ValidatorUpdate(k, p) for k, p in initial_set)
@@ -159,6 +163,7 @@ class FLApp:
         if block.height != state.height + 1:
             raise FLInvariantError(f"finalize_block({block.height}) after height {state.height}")
         state.height = block.height
+        state.time_ms = block.time_ms
         events: list[Event] = state.incentives.begin_block(block)
         results = tuple(self._deliver(tx) for tx in txs)
         self._memo().forget(txs)
@@ -185,7 +190,9 @@ class FLApp:
             )
             for client in broken:  # committed and never revealed: withheld, or lost
                 events += state.incentives.note_fault(client, fl_round, "unrevealed", False)
-        state.params, power, gov_events = state.incentives.end_block(state.params, block.height)
+        state.params, power, gov_events = state.incentives.end_block(
+            state.params, block.height, block.time_ms
+        )
         events += gov_events
         self._finalized = (block.height, state.app_hash())
         return FinalizeResult(
@@ -263,10 +270,11 @@ class FLApp:
                 commit = updates.check_commit(state, tx)
                 return updates.apply_commit(state, tx.sender, commit) if apply else ()
             case kind if kind in incentives.KINDS:
-                # In check_tx the transaction would run in the next block.
+                # In check_tx the transaction would run in the next block, at a time no earlier
+                # than the last block's.
                 height = state.height if apply else state.height + 1
                 return state.incentives.execute(
-                    state.params, kind, tx.sender, tx.body, height, apply
+                    state.params, kind, tx.sender, tx.body, height, state.time_ms, apply
                 )
             case _:
                 raise RejectedError(f"unknown transaction kind {tx.kind!r}")
@@ -296,7 +304,7 @@ class FLApp:
                 return [
                     state.round,
                     state.round_opened_height,
-                    state.round_deadline_height(),
+                    state.round_deadline_ms(),
                     state.params.updates_per_round,
                     len(state.pending),
                     state.model.version,

@@ -15,6 +15,7 @@ from fl.fixed import NORM_MAX, ONE, ROUND_UPDATES_MAX, SAMPLES_MAX
 
 RULES = ("fedavg", "median", "trimmed_mean", "multi_krum", "centered_clip", "history_clip")
 DEFAULT_RULE = "history_clip"
+DAY_MS = 86_400_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,8 +23,10 @@ class Params:
     rule: str = DEFAULT_RULE
     # The round closes at the end of the block in which it holds this many accepted updates ...
     updates_per_round: int = 10
-    # ... or at the end of the block at height opened + round_deadline_blocks.
-    round_deadline_blocks: int = 20
+    # ... or at the end of the first block whose time (the BFT block time, consensus/engine/
+    # checks.py) is at least the opening block's time + round_deadline_ms: clients get this
+    # long to fetch, train and submit, however fast or sparse the blocks are.
+    round_deadline_ms: int = 60_000
     # A round that reaches its deadline with fewer updates keeps the model and reopens.
     updates_min: int = 1
     # L2 bound on one delta in model units (a sanity bound; robust rules do the real work).
@@ -78,7 +81,7 @@ class ParamSpec:
 GOVERNABLE: tuple[ParamSpec, ...] = (
     ParamSpec("rule", choices=RULES),
     ParamSpec("updates_per_round", 1, ROUND_UPDATES_MAX),
-    ParamSpec("round_deadline_blocks", 1, 1_000_000),
+    ParamSpec("round_deadline_ms", 1, 30 * DAY_MS),
     ParamSpec("updates_min", 1, ROUND_UPDATES_MAX),
     ParamSpec("update_norm_max", 1, NORM_MAX),
     ParamSpec("sample_weight_max", 1, SAMPLES_MAX),

@@ -1,19 +1,22 @@
 """Round lifecycle: when a round closes, and what closing it does.
 
-Round r opens at the end of block h0 (the block that closed r - 1, or genesis) and names the
-current model as its base.  Updates for r are accepted in blocks h0+1 ... until either the round
-holds `updates_per_round` updates (it closes at the end of that block) or the block at height
-h0 + `round_deadline_blocks` ends.  Closing aggregates the pending updates with the configured
-rule, applies the aggregate to the model (saturating), bumps the model version, records each
-update's verdict, and opens r + 1.  A round that reaches its deadline with fewer than
-`updates_min` updates keeps the model and just reopens, so a stalled round never blocks the chain.
+Round r opens at the end of block h0 (the block that closed r - 1, or genesis) at chain time t0
+(h0's BlockInfo.time_ms, the BFT time) and names the current model as its base.  Updates for r
+are accepted in blocks h0+1 ... until either the round holds `updates_per_round` updates (it
+closes at the end of that block) or a block whose time is at least t0 + `round_deadline_ms`
+ends (chain time, not a block count: blocks may come 50 a second or one a minute).  Closing
+aggregates the pending updates with the configured rule, applies the aggregate to the model
+(saturating), bumps the model version, records each update's verdict, and opens r + 1.  A
+round that reaches its deadline with fewer than `updates_min` updates keeps the model and just
+reopens, so a stalled round never blocks the chain.
 
 With commit-reveal (`commit_blocks` = C > 0, an incentives parameter) a round has two phases.
 The commit phase takes commit_update transactions in blocks h0+1 ... and ends at the end of the
 block where the round holds `updates_per_round` commitments or whose height is h0 + C; the
 reveal phase opens there (at height hr) and takes reveal_update transactions that match a
 commitment; the round closes at the end of the block where every commitment has been revealed,
-or at hr + `round_deadline_blocks` (with the usual `updates_min` rule).  Nobody sees an update
+or at the first block whose time reaches hr's time + `round_deadline_ms` (with the usual
+`updates_min` rule).  Nobody sees an update
 of the round before every update of the round is fixed.  A round whose commit phase ends with
 no commitment reopens at once, as a stalled single-phase round does.
 
@@ -93,8 +96,8 @@ class RoundOutcome:
 
 
 def due(state: FLState, height: int) -> str:
-    """Why the open round must close at the end of block `height` ("reveal": its commit phase
-    ends instead), or "" if it stays open."""
+    """Why the open round must close at the end of block `height` (whose time is
+    `state.time_ms`; "reveal": its commit phase ends instead), or "" if it stays open."""
     commit_blocks = state.incentives.econ.params.commit_blocks
     if commit_blocks > 0 and state.reveal_opened_height < 0:
         if len(state.commits) >= state.params.updates_per_round:
@@ -106,22 +109,20 @@ def due(state: FLState, height: int) -> str:
         return "quorum"  # every commitment is revealed: nothing more can join this round
     if len(state.pending) >= state.params.updates_per_round:
         return "quorum"
-    deadline = state.round_deadline_height()
-    if commit_blocks > 0:
-        deadline = state.reveal_opened_height + state.params.round_deadline_blocks
-    if height >= deadline:
+    if state.time_ms >= state.round_deadline_ms():
         return "deadline" if len(state.pending) >= state.params.updates_min else "deadline_too_few"
     return ""
 
 
 def open_reveal(state: FLState, height: int) -> Event:
     state.reveal_opened_height = height
+    state.reveal_opened_ms = state.time_ms
     return Event(
         "fl_reveal_opened",
         (
             ("round", str(state.round)),
             ("commitments", str(len(state.commits))),
-            ("deadline_height", str(height + state.params.round_deadline_blocks)),
+            ("deadline_ms", str(state.round_deadline_ms())),
         ),
     )
 
@@ -180,10 +181,12 @@ def close_round(state: FLState, height: int, cause: str) -> RoundOutcome:
     state.last_outcome = outcome.encode()
     state.round += 1
     state.round_opened_height = height
+    state.round_opened_ms = state.time_ms
     state.pending = []
     state.pending_by_client = {}
     state.commits = {}
     state.reveal_opened_height = -1
+    state.reveal_opened_ms = -1
     oldest_kept = state.round - RECORD_ROUNDS
     state.records = {h: r for h, r in state.records.items() if r.round >= oldest_kept}
     return outcome

@@ -111,6 +111,12 @@ class FLState:
     reveal_opened_height: int = -1
     # What the history aggregation rule carries between rounds (fl/aggregate/history.py).
     rule_history: RuleHistory = field(default_factory=RuleHistory)
+    # Chain time (BlockInfo.time_ms, the BFT block time): of the last finalized block (genesis
+    # time before block 1), and of the blocks whose end opened the round and its reveal phase
+    # (-1: no reveal phase open).  Round deadlines count from these (fl/rounds.py).
+    time_ms: int = 0
+    round_opened_ms: int = 0
+    reveal_opened_ms: int = -1
     # Hashing memo, not state: key -> (nonce, encode([key, [nonce]])); see `_accounts_bytes`.
     _account_items: dict[bytes, tuple[int, bytes]] = field(
         default_factory=dict, init=False, repr=False, compare=False
@@ -123,8 +129,10 @@ class FLState:
     def account(self, key: bytes) -> Account:
         return self.accounts.get(key, Account())
 
-    def round_deadline_height(self) -> int:
-        return self.round_opened_height + self.params.round_deadline_blocks
+    def round_deadline_ms(self) -> int:
+        """The chain time at which the open round (its reveal phase, if one is open) ends."""
+        opened = self.reveal_opened_ms if self.reveal_opened_ms >= 0 else self.round_opened_ms
+        return opened + self.params.round_deadline_ms
 
     # -- hashing ------------------------------------------------------------------------------
 
@@ -178,6 +186,7 @@ class FLState:
             self.last_outcome,
             [[k, self.commits[k]] for k in sorted(self.commits)],
             self.reveal_opened_height,
+            [self.time_ms, self.round_opened_ms, self.reveal_opened_ms],
         ]
 
     def app_hash(self) -> bytes:
@@ -208,6 +217,7 @@ class FLState:
                 [[k, self.commits[k]] for k in sorted(self.commits)],
                 self.reveal_opened_height,
                 self.rule_history.encode(),
+                [self.time_ms, self.round_opened_ms, self.reveal_opened_ms],
             ]
         )
 
@@ -240,7 +250,8 @@ def restore_state(value: Value) -> FLState:
         commits_v,
         reveal_opened,
         rule_history_v,
-    ) = expect_list(value, 16, "snapshot")
+        times_v,
+    ) = expect_list(value, 17, "snapshot")
     if domain != SNAPSHOT_DOMAIN:
         raise CodecError("not an FL snapshot")
     shapes = decode_shapes(shapes_v)
@@ -252,6 +263,7 @@ def restore_state(value: Value) -> FLState:
         history.append(ModelVersion.build(expect_int(version, "version", 0), shapes, weights))
     if not history:
         raise CodecError("snapshot has no model")
+    time_v, round_opened_v, reveal_opened_v = expect_list(times_v, 3, "chain times")
     state = FLState(
         chain_id=expect_str(chain_id, "chain id"),
         height=expect_int(height, "height", 0),
@@ -264,6 +276,9 @@ def restore_state(value: Value) -> FLState:
         incentives=Incentives.decode(incentives_v),
         reveal_opened_height=expect_int(reveal_opened, "reveal opened height", -1),
         rule_history=RuleHistory.decode(rule_history_v),
+        time_ms=expect_int(time_v, "time", 0),
+        round_opened_ms=expect_int(round_opened_v, "round opened time", 0),
+        reveal_opened_ms=expect_int(reveal_opened_v, "reveal opened time", -1),
     )
     for item in expect_seq(commits_v, "commits", ITEMS_MAX):
         client, digest = expect_list(item, 2, "commit")

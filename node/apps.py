@@ -24,6 +24,14 @@ CLIENT_STAKE_MIN = 100
 BOND_PER_WEIGHT = 1
 GENESIS_RESERVE = 1_000_000_000
 VALIDATOR_LIQUID = 10_000  # per unit of genesis power, for governance deposits and fees
+# A generated testnet's chain-time periods (the demo, LocalNet tests, the docker e2e): short, so
+# rounds, votes, unbonding and jail end within seconds.  `fedchain init` and multi-party genesis
+# keep the production defaults of fl/params.py and fl/economics/params.py (a minute to train, a
+# day to vote, three days to unbond, ten minutes in jail).
+TESTNET_ROUND_DEADLINE_MS = 8_000
+TESTNET_GOV_VOTING_PERIOD_MS = 20_000
+TESTNET_UNBONDING_PERIOD_MS = 10_000
+TESTNET_DOWNTIME_JAIL_MS = 10_000
 
 
 def build_app(name: str) -> Application:
@@ -44,13 +52,14 @@ def build_app(name: str) -> Application:
 def genesis_app_state(
     name: str,
     clients: int,
-    round_deadline_blocks: int = 40,
+    round_deadline_ms: int | None = None,
     client_keys: tuple[bytes, ...] | None = None,
     validators: tuple[GenesisValidator, ...] = (),
     commit_blocks: int = 0,
 ) -> bytes:
     """Canonical genesis app state.  For "fl": the initial digits model, and rounds that close
-    once every client has submitted (or after `round_deadline_blocks`).  With `client_keys`
+    once every client has submitted (or after `round_deadline_ms` of chain time; None: the
+    production default).  With `client_keys`
     (bond mode, what `fedchain testnet` writes) an economics section bonds CLIENT_BOND for each
     client key and gives each of `validators` liquid tokens, and `commit_blocks` > 0 makes its
     rounds commit-reveal; without, the chain is open (fl/economics/genesis.py OPEN_GENESIS)."""
@@ -65,11 +74,9 @@ def genesis_app_state(
             ds = load(FL_DATASET, seed=FL_MODEL_SEED)
             trainer = make_trainer(FL_TRAINER, ds.n_features, ds.n_classes)
             weights = float_to_units(trainer.init(np.random.default_rng(FL_MODEL_SEED)))
-            params = replace(
-                Params(),
-                updates_per_round=max(1, clients),
-                round_deadline_blocks=round_deadline_blocks,
-            )
+            params = replace(Params(), updates_per_round=max(1, clients))
+            if round_deadline_ms is not None:
+                params = replace(params, round_deadline_ms=round_deadline_ms)
             other = (
                 ()
                 if client_keys is None
@@ -98,6 +105,9 @@ def bonded_economics(
             client_stake_min=CLIENT_STAKE_MIN,
             bond_per_weight=BOND_PER_WEIGHT,
             commit_blocks=commit_blocks,
+            gov_voting_period_ms=TESTNET_GOV_VOTING_PERIOD_MS,
+            unbonding_period_ms=TESTNET_UNBONDING_PERIOD_MS,
+            downtime_jail_ms=TESTNET_DOWNTIME_JAIL_MS,
             # As on an open chain: a dev testnet's validators are stopped and restarted at will.
             downtime_min_signed_permille=0,
         ),

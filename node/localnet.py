@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from node.apps import TESTNET_ROUND_DEADLINE_MS
 from node.commands import testnet
 from node.config import load_config, render_config
 from node.errors import NodeError
@@ -95,7 +96,9 @@ class LocalNet:
         propose_timeout_ms: int = 1_000,
         attack: str = "sign_flip",
         commit_timeout_ms: int = 200,
+        round_deadline_ms: int = TESTNET_ROUND_DEADLINE_MS,
     ) -> None:
+        """Homes for the net, with a testnet's fast timing (seconds-long FL deadlines)."""
         total = self.validators + self.extra_nodes
         if not self.base_port:
             self.base_port = free_base_port(total)
@@ -111,6 +114,7 @@ class LocalNet:
             app=self.app,
             propose_timeout_ms=propose_timeout_ms,
             commit_timeout_ms=commit_timeout_ms,
+            round_deadline_ms=round_deadline_ms,
             open_clients=self.open_clients,
         )
         testnet.generate(args)

@@ -122,7 +122,7 @@ def bench_transfers(accounts: int, block_txs: int, blocks: int) -> dict[str, flo
 
 def bench_fl(blocks: int) -> dict[str, float]:
     params = dataclasses.replace(
-        Params(), rule="fedavg", updates_per_round=FL_CLIENTS, round_deadline_blocks=100_000
+        Params(), rule="fedavg", updates_per_round=FL_CLIENTS, round_deadline_ms=100_000_000
     )
     app = new_app(build_app_state(((FL_PARAMS,),), np.zeros(FL_PARAMS, dtype=np.int64), params))
     keys = [PrivateKey.from_label(f"bench-fl-{i}") for i in range(FL_CLIENTS)]

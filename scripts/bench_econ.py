@@ -35,6 +35,9 @@ def best_of(fn: Callable[[], object], repeats: int) -> float:
     return best
 
 
+BLOCK_MS = 1_000  # chain time between the benchmark's blocks
+
+
 def keys(n: int, tag: str) -> list[bytes]:
     return [sha256(f"{tag}{i}".encode()) for i in range(n)]
 
@@ -51,7 +54,7 @@ def chain(clients: list[bytes], validators: list[bytes]) -> Incentives:
     genesis = EconGenesis(
         allocations=tuple(Allocation(k, 10_000, 1_000) for k in clients),
         reserve=10**12,
-        params=EconParams(gov_voting_blocks=1),
+        params=EconParams(gov_voting_period_ms=BLOCK_MS),
     )
     vals = [GenesisValidator(v, 10) for v in validators]
     return Incentives(econ=initial_state(genesis, vals, 0))
@@ -79,11 +82,19 @@ def bench_block(v: int, repeats: int) -> None:
 
     def once() -> None:
         h = next(heights)
-        inc.execute(params, "gov_propose", keys(10, "c")[0], [["text", "t", ""], 1_000], h, True)
+        inc.execute(
+            params,
+            "gov_propose",
+            keys(10, "c")[0],
+            [["text", "t", ""], 1_000],
+            h,
+            h * BLOCK_MS,
+            True,
+        )
         for k in validators:
-            inc.execute(params, "gov_vote", k, [inc.gov.next_id - 1, "yes"], h, True)
-        inc.begin_block(BlockInfo("bench", h, 0, validators[0], b"", commit))
-        inc.end_block(params, h + 1)
+            inc.execute(params, "gov_vote", k, [inc.gov.next_id - 1, "yes"], h, h * BLOCK_MS, True)
+        inc.begin_block(BlockInfo("bench", h, h * BLOCK_MS, validators[0], b"", commit))
+        inc.end_block(params, h + 1, (h + 1) * BLOCK_MS)
 
     seconds = best_of(once, repeats)
     print(f"block hooks, {v} validators (+{v} votes, 1 tally): {seconds * 1000:.2f} ms")

@@ -235,7 +235,7 @@ async def bench_fl(root: Path, rounds: int) -> dict[str, float]:
         Params(),
         rule="fedavg",
         updates_per_round=FL_CLIENTS,
-        round_deadline_blocks=100_000,
+        round_deadline_ms=100_000_000,
         update_norm_max=Params().update_norm_max,
     )
     app_state = build_app_state(((FL_PARAMS,),), float_to_units(np.zeros(FL_PARAMS)), params)

@@ -158,7 +158,7 @@ def run(
     coordinated = attack in attacks.COORDINATED
     adversary = attacks.Adversary(attack, collusion) if coordinated else None
     attacker_part = np.concatenate([parts[i] for i in attacker_ids]) if attacker_ids else None
-    params = replace(Params(), rule=rule, updates_per_round=config.clients, round_deadline_blocks=4)
+    params = replace(Params(), rule=rule, updates_per_round=config.clients, round_deadline_ms=4_000)
     for name, value in config.overrides:
         params = with_value(params, name, value)
     app = _RecordingApp()

@@ -6,7 +6,7 @@ Per block H the app calls, in order:
     execute(kind, ...) / check_submit(...)   for each transaction (and in check_tx, apply=False)
     settle_round(...)                        if an FL round closed in this block (settles it,
                                              or parks it for the evaluation committee)
-    end_block(fl_params, H)                  committee settlements now due, governance tally +
+    end_block(fl_params, H, time)            committee settlements now due, governance tally +
                                              execution, validator-set diff, and the supply
                                              invariant (raises if broken)
 `sections()` are the two app-hash sections; `encode()`/`decode()` carry the layer in snapshots.
@@ -66,17 +66,19 @@ class Incentives:
         sender: bytes,
         body: Value,
         height: int,
+        time_ms: int,
         apply: bool,
     ) -> tuple[Event, ...]:
-        """Run one of `KINDS`; RejectedError leaves the state unchanged."""
+        """Run one of `KINDS` in block `height` at chain time `time_ms`; RejectedError leaves
+        the state unchanged."""
         match kind:
             case _ if kind in econ_txs.KINDS:
-                return econ_txs.execute(self.econ, kind, sender, body, height, apply)
+                return econ_txs.execute(self.econ, kind, sender, body, height, time_ms, apply)
             case committee.KIND:
                 return (committee.execute(self.econ, sender, body, height, apply),)
             case _ if kind in gov_engine.KINDS:
                 return gov_engine.execute(
-                    self.gov, self.econ, fl_params, kind, sender, body, height, apply
+                    self.gov, self.econ, fl_params, kind, sender, body, height, time_ms, apply
                 )
             case _:
                 raise RejectedError(f"unknown transaction kind {kind!r}")
@@ -140,10 +142,12 @@ class Incentives:
         return clients.settle_round(self.econ, fl_round, judged)
 
     def end_block(
-        self, fl_params: Params, height: int
+        self, fl_params: Params, height: int, time_ms: int
     ) -> tuple[Params, list[tuple[bytes, int]], list[Event]]:
         events = committee.settle_due(self.econ, height)
-        fl_params, gov_events = gov_engine.end_block(self.gov, self.econ, fl_params, height)
+        fl_params, gov_events = gov_engine.end_block(
+            self.gov, self.econ, fl_params, height, time_ms
+        )
         events += gov_events
         updates = validators.power_updates(self.econ)
         for key, power in updates:

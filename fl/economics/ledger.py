@@ -26,10 +26,10 @@ ITEMS_MAX = 10_000_000
 class Unbonding:
     owner: bytes
     amount: int
-    mature_height: int
+    mature_ms: int  # chain time from which it is liquid again
 
     def encode(self) -> Value:
-        return [self.owner, self.amount, self.mature_height]
+        return [self.owner, self.amount, self.mature_ms]
 
 
 @dataclass(slots=True)
@@ -76,18 +76,18 @@ class Ledger:
         self._set(self.balances, key, self.balance(key) - amount)
         self._set(self.bonded, key, self.stake(key) + amount)
 
-    def unbond(self, key: bytes, amount: int, mature_height: int) -> None:
+    def unbond(self, key: bytes, amount: int, mature_ms: int) -> None:
         _positive(amount)
         if self.stake(key) < amount:
             raise RejectedError(f"unbond {amount} exceeds bonded stake {self.stake(key)}")
         self._set(self.bonded, key, self.stake(key) - amount)
-        self.unbonding.append(Unbonding(key, amount, mature_height))
+        self.unbonding.append(Unbonding(key, amount, mature_ms))
 
-    def mature(self, height: int) -> list[Unbonding]:
-        """Release every unbonding entry due at or before `height` to its owner's balance."""
-        due = [u for u in self.unbonding if u.mature_height <= height]
+    def mature(self, time_ms: int) -> list[Unbonding]:
+        """Release every unbonding entry due at or before chain time `time_ms` to its owner."""
+        due = [u for u in self.unbonding if u.mature_ms <= time_ms]
         if due:
-            self.unbonding = [u for u in self.unbonding if u.mature_height > height]
+            self.unbonding = [u for u in self.unbonding if u.mature_ms > time_ms]
             for u in due:
                 self._set(self.balances, u.owner, self.balance(u.owner) + u.amount)
         return due
@@ -107,7 +107,7 @@ class Ledger:
             cut = u.amount * permille // 1000 if u.owner == key else 0
             burned += cut
             if u.amount - cut > 0:
-                entries.append(Unbonding(u.owner, u.amount - cut, u.mature_height))
+                entries.append(Unbonding(u.owner, u.amount - cut, u.mature_ms))
         if burned == 0 and stake > 0:
             burned = 1  # a slash that rounds to nothing would be no penalty at all
             stake -= 1
@@ -210,7 +210,7 @@ class Ledger:
                 Unbonding(
                     expect_bytes(owner, "unbonding owner", PUBLIC_KEY_BYTES),
                     expect_int(amount, "unbonding amount", 1, AMOUNT_MAX),
-                    expect_int(mature, "unbonding height", 0),
+                    expect_int(mature, "unbonding mature time", 0),
                 )
             )
         return ledger

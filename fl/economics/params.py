@@ -11,9 +11,11 @@ from dataclasses import dataclass, fields, replace
 from consensus.codec import Value, expect_list, expect_seq, expect_str
 from consensus.errors import CodecError
 from fl.errors import FLInvariantError, RejectedError
-from fl.params import ParamSpec
+from fl.params import DAY_MS, ParamSpec
 
 TOKENS_MAX = 10**18
+# Periods are in milliseconds of chain time (BlockInfo.time_ms), at most a year.
+PERIOD_MS_MAX = 365 * DAY_MS
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,7 +23,9 @@ class EconParams:
     # -- token ----------------------------------------------------------------------------------
     fee_per_byte: int = 0  # paid from the sender's balance into the reserve
     # -- staking --------------------------------------------------------------------------------
-    unbonding_blocks: int = 20
+    # Chain time (BFT block time) before unbonded stake is liquid again; it stays slashable
+    # meanwhile (ledger.slash), so it must outlast how long evidence takes to land.
+    unbonding_period_ms: int = 3 * DAY_MS
     client_stake_min: int = 100  # bonded stake a client needs to submit an update
     # Client admission: 0 = bond (any key holding `client_stake_min` bonded), 1 = registry (only
     # keys admitted by a `client_admit` proposal, and holding `client_stake_min`).
@@ -67,10 +71,10 @@ class EconParams:
     downtime_window_blocks: int = 100
     downtime_min_signed_permille: int = 500
     downtime_slash_permille: int = 1
-    downtime_jail_blocks: int = 50
+    downtime_jail_ms: int = 600_000  # chain time before a downtime-jailed validator may unjail
     # -- governance -----------------------------------------------------------------------------
     gov_deposit_min: int = 1_000
-    gov_voting_blocks: int = 20
+    gov_voting_period_ms: int = DAY_MS  # chain time from a proposal's block to its tally
     gov_quorum_permille: int = 334
     gov_threshold_permille: int = 500
     gov_veto_permille: int = 334
@@ -80,7 +84,7 @@ class EconParams:
 
 GOVERNABLE: tuple[ParamSpec, ...] = (
     ParamSpec("fee_per_byte", 0, 1_000_000),
-    ParamSpec("unbonding_blocks", 1, 1_000_000),
+    ParamSpec("unbonding_period_ms", 1, PERIOD_MS_MAX),
     ParamSpec("client_stake_min", 0, TOKENS_MAX),
     ParamSpec("client_registry", 0, 1),
     ParamSpec("bond_per_weight", 0, TOKENS_MAX),
@@ -108,9 +112,9 @@ GOVERNABLE: tuple[ParamSpec, ...] = (
     ParamSpec("downtime_window_blocks", 1, 10_000),
     ParamSpec("downtime_min_signed_permille", 0, 1000),
     ParamSpec("downtime_slash_permille", 0, 1000),
-    ParamSpec("downtime_jail_blocks", 0, 1_000_000),
+    ParamSpec("downtime_jail_ms", 0, PERIOD_MS_MAX),
     ParamSpec("gov_deposit_min", 1, TOKENS_MAX),
-    ParamSpec("gov_voting_blocks", 1, 1_000_000),
+    ParamSpec("gov_voting_period_ms", 1, PERIOD_MS_MAX),
     ParamSpec("gov_quorum_permille", 0, 1000),
     ParamSpec("gov_threshold_permille", 0, 1000),
     ParamSpec("gov_veto_permille", 0, 1000),

@@ -80,7 +80,7 @@ class ClientRecord:
 class ValidatorRecord:
     admitted: bool = True
     jailed: bool = False
-    jailed_until_height: int = 0  # unjail is accepted from this height on
+    jailed_until_ms: int = 0  # unjail is accepted in blocks from this chain time on
     tombstoned: bool = False
     tracked_since: int = 0  # first height of the current downtime window
     missed: list[int] = field(default_factory=list)  # heights missed inside the window, ascending
@@ -91,7 +91,7 @@ class ValidatorRecord:
         return [
             self.admitted,
             self.jailed,
-            self.jailed_until_height,
+            self.jailed_until_ms,
             self.tombstoned,
             self.tracked_since,
             list(self.missed),

@@ -3,7 +3,7 @@
 Bodies (canonical msgpack arrays):
     transfer  [recipient (32-byte key), amount]
     bond      [amount]
-    unbond    [amount]        the stake returns to the balance after `unbonding_blocks`
+    unbond    [amount]        the stake returns to the balance after `unbonding_period_ms`
     unjail    []              a jailed validator whose jail time is over rejoins the set
 `execute` checks everything before it mutates, so a rejected transaction changes nothing.
 """
@@ -58,9 +58,16 @@ def decode_amount(body: Value, kind: str) -> Amount:
 
 
 def execute(
-    econ: EconState, kind: str, sender: bytes, body: Value, height: int, apply: bool
+    econ: EconState,
+    kind: str,
+    sender: bytes,
+    body: Value,
+    height: int,
+    time_ms: int,
+    apply: bool,
 ) -> tuple[Event, ...]:
-    """Run one token/staking transaction at block `height`; RejectedError leaves no trace."""
+    """Run one token/staking transaction in block `height` at chain time `time_ms`;
+    RejectedError leaves no trace."""
     ledger = econ.ledger
     match kind:
         case "transfer":
@@ -83,10 +90,10 @@ def execute(
             amt = decode_amount(body, kind)
             if ledger.stake(sender) < amt.amount:
                 raise RejectedError(f"unbond {amt.amount} exceeds bonded {ledger.stake(sender)}")
-            mature = height + econ.params.unbonding_blocks
+            mature = time_ms + econ.params.unbonding_period_ms
             if apply:
                 ledger.unbond(sender, amt.amount, mature)
-            return (_event("unbond", sender, ("mature_height", str(mature)), amt.amount),)
+            return (_event("unbond", sender, ("mature_ms", str(mature)), amt.amount),)
         case "unjail":
             try:
                 expect_list(body, 0, "unjail")
@@ -99,8 +106,8 @@ def execute(
                 raise RejectedError("validator is tombstoned (double sign) and cannot unjail")
             if not record.jailed:
                 raise RejectedError("validator is not jailed")
-            if height < record.jailed_until_height:
-                raise RejectedError(f"jailed until height {record.jailed_until_height}")
+            if time_ms < record.jailed_until_ms:
+                raise RejectedError(f"jailed until chain time {record.jailed_until_ms} ms")
             if ledger.stake(sender) < econ.params.validator_stake_min:
                 raise RejectedError(
                     f"bonded {ledger.stake(sender)} below the validator minimum "

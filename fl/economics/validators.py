@@ -11,9 +11,10 @@ Theory of operation, per block H (BlockInfo):
 3. Downtime: every validator of H-1's set that did not sign block H-1 gets H-1 in its missed
    list; the window is the last `downtime_window_blocks` heights.  Once a validator has been
    tracked for a full window and signed fewer than `downtime_min_signed_permille` of it, it is
-   slashed `downtime_slash_permille` and jailed for `downtime_jail_blocks`; it rejoins with an
-   unjail transaction.
-4. Unbonding entries due at H return to their owners' balances.
+   slashed `downtime_slash_permille` and jailed for `downtime_jail_ms` of chain time (block
+   time); it rejoins with an unjail transaction.  The window stays in blocks: it measures how
+   many of the blocks there were a validator signed.
+4. Unbonding entries due by H's time return to their owners' balances.
 `power_updates` (end of block) returns the set changes as (key, power) pairs; the engine applies
 them at H+2.  Power = bonded // power_unit for admitted, unjailed, untombstoned validators with
 at least `validator_stake_min` bonded; 0 otherwise.  A change that would leave no power at all is
@@ -31,8 +32,8 @@ def begin_block(econ: EconState, block: BlockInfo) -> list[Event]:
     events: list[Event] = []
     events += _punish_evidence(econ, block.misbehavior)
     events += _pay_block_rewards(econ, block)
-    events += _track_downtime(econ, block.height, block.last_commit)
-    for u in econ.ledger.mature(block.height):
+    events += _track_downtime(econ, block.height, block.time_ms, block.last_commit)
+    for u in econ.ledger.mature(block.time_ms):
         events.append(
             Event("unbonding_matured", (("owner", u.owner.hex()), ("amount", str(u.amount))))
         )
@@ -98,7 +99,9 @@ def _pay_block_rewards(econ: EconState, block: BlockInfo) -> list[Event]:
     return []  # per-block rewards are visible in the records; one event per block would be noise
 
 
-def _track_downtime(econ: EconState, height: int, last_commit: Sequence[VoteInfo]) -> list[Event]:
+def _track_downtime(
+    econ: EconState, height: int, time_ms: int, last_commit: Sequence[VoteInfo]
+) -> list[Event]:
     params = econ.params
     window = params.downtime_window_blocks
     commit_height = height - 1
@@ -117,7 +120,7 @@ def _track_downtime(econ: EconState, height: int, last_commit: Sequence[VoteInfo
         if signed * 1000 >= params.downtime_min_signed_permille * window:
             continue
         burned = econ.ledger.slash(vote.public_key, params.downtime_slash_permille)
-        _jail(record, height + params.downtime_jail_blocks)
+        _jail(record, time_ms + params.downtime_jail_ms)
         record.slashed += burned
         events.append(
             Event(
@@ -127,16 +130,16 @@ def _track_downtime(econ: EconState, height: int, last_commit: Sequence[VoteInfo
                     ("reason", "downtime"),
                     ("signed", f"{signed}/{window}"),
                     ("amount", str(burned)),
-                    ("jailed_until", str(record.jailed_until_height)),
+                    ("jailed_until_ms", str(record.jailed_until_ms)),
                 ),
             )
         )
     return events
 
 
-def _jail(record: ValidatorRecord, until: int) -> None:
+def _jail(record: ValidatorRecord, until_ms: int) -> None:
     record.jailed = True
-    record.jailed_until_height = until
+    record.jailed_until_ms = until_ms
     record.missed = []
 
 

@@ -1,11 +1,14 @@
 """Governance transactions and end-of-block tallying.
 
 Theory of operation.  `gov_propose` [content, deposit] locks the deposit (at least
-`gov_deposit_min`) in escrow and opens voting from its block H to end height
-H + `gov_voting_blocks` inclusive.  A parameter change is validated against the current
-parameters when proposed (unknown names and out-of-range values are rejected then) and again
-when executed.  `gov_vote` [proposal id, option] needs bonded stake and an open period; a second
-vote replaces the first.  At the end of the end-height block every node tallies with the
+`gov_deposit_min`) in escrow and opens voting from its block H (chain time T, the BFT block
+time) until T + `gov_voting_period_ms`: votes are taken in blocks whose time is at most that,
+and the tally runs at the end of the first block whose time reaches it.  Chain time, not a
+block count, so a vote lasts as long at 50 blocks a second as with a block a minute.  A
+parameter change is validated against the current parameters when proposed (unknown names and
+out-of-range values are rejected then) and again when executed.  `gov_vote` [proposal id,
+option] needs bonded stake and an open period; a second vote replaces the first.  At the end of
+that block every node tallies with the
 voters' bonded stake at that moment (stake, not balances, so weight cannot be borrowed for one
 block without being locked for the unbonding period):
     quorum    voted * 1000 >= quorum_permille * total bonded       else "no_quorum"
@@ -49,13 +52,14 @@ def execute(
     sender: bytes,
     body: Value,
     height: int,
+    time_ms: int,
     apply: bool,
 ) -> tuple[Event, ...]:
     match kind:
         case "gov_propose":
-            return _propose(gov, econ, fl_params, sender, body, height, apply)
+            return _propose(gov, econ, fl_params, sender, body, height, time_ms, apply)
         case "gov_vote":
-            return _vote(gov, econ, sender, body, height, apply)
+            return _vote(gov, econ, sender, body, time_ms, apply)
         case _:
             raise RejectedError(f"unknown governance transaction kind {kind!r}")
 
@@ -67,6 +71,7 @@ def _propose(
     sender: bytes,
     body: Value,
     height: int,
+    time_ms: int,
     apply: bool,
 ) -> tuple[Event, ...]:
     try:
@@ -83,7 +88,7 @@ def _propose(
     if len(gov.voting()) >= params.gov_active_max:
         raise RejectedError(f"{params.gov_active_max} proposals are already in their voting period")
     _check_content(econ, ParamSet(fl_params, params), content)
-    end = height + params.gov_voting_blocks
+    end = time_ms + params.gov_voting_period_ms
     pid = gov.next_id
     if apply:
         econ.ledger.lock_deposit(sender, deposit)
@@ -96,7 +101,7 @@ def _propose(
                 ("proposal", str(pid)),
                 ("content", content.summary()[:120]),
                 ("deposit", str(deposit)),
-                ("end_height", str(end)),
+                ("voting_end_ms", str(end)),
             ),
         ),
     )
@@ -135,7 +140,7 @@ def _check_content(econ: EconState, current: ParamSet, content: Content) -> None
 
 
 def _vote(
-    gov: GovState, econ: EconState, sender: bytes, body: Value, height: int, apply: bool
+    gov: GovState, econ: EconState, sender: bytes, body: Value, time_ms: int, apply: bool
 ) -> tuple[Event, ...]:
     try:
         pid_v, option_v = expect_list(body, 2, "gov_vote")
@@ -148,8 +153,10 @@ def _vote(
     proposal = gov.proposals.get(pid)
     if proposal is None:
         raise RejectedError(f"no proposal {pid}")
-    if proposal.status != "voting" or height > proposal.end_height:
-        raise RejectedError(f"voting on proposal {pid} ended at height {proposal.end_height}")
+    if proposal.status != "voting" or time_ms > proposal.voting_end_ms:
+        raise RejectedError(
+            f"voting on proposal {pid} ended at chain time {proposal.voting_end_ms} ms"
+        )
     if econ.ledger.stake(sender) == 0:
         raise RejectedError("voter has no bonded stake")
     if apply:
@@ -180,11 +187,12 @@ def verdict(t: Tally, econ: EconState) -> str:
 
 
 def end_block(
-    gov: GovState, econ: EconState, fl_params: Params, height: int
+    gov: GovState, econ: EconState, fl_params: Params, height: int, time_ms: int
 ) -> tuple[Params, list[Event]]:
-    """Tally every proposal whose period ends at `height`; returns the (new) FL params."""
+    """Tally every proposal whose period has ended by chain time `time_ms` (block `height`'s);
+    returns the (new) FL params."""
     events: list[Event] = []
-    due: Sequence[Proposal] = [p for p in gov.voting() if p.end_height <= height]
+    due: Sequence[Proposal] = [p for p in gov.voting() if p.voting_end_ms <= time_ms]
     for proposal in due:
         proposal.tally = tally(proposal, econ)
         status = verdict(proposal.tally, econ)

@@ -6,7 +6,8 @@ Content (the first element names the kind):
     ["client_ban", key] / ["client_unban", key]
     ["client_admit", key] / ["client_remove", key]   the client registry (`client_registry` = 1)
     ["text", title, description]           no effect beyond the record
-A proposal's status is "voting" until the end of its end-height block, then one of
+A proposal's status is "voting" until the end of the first block whose time reaches its
+`voting_end_ms`, then one of
 "passed", "rejected", "vetoed", "no_quorum", or "failed" (passed, but its change could no longer
 be applied at that height, e.g. a parameter relation no longer holds).
 """
@@ -131,7 +132,7 @@ class Proposal:
     content: Content
     deposit: int
     submit_height: int
-    end_height: int
+    voting_end_ms: int  # chain time: tallied at the end of the first block at or past it
     status: str = "voting"
     votes: dict[bytes, str] = field(default_factory=dict)
     tally: Tally = field(default_factory=Tally)
@@ -144,7 +145,7 @@ class Proposal:
             self.content.summary(),
             self.status,
             self.submit_height,
-            self.end_height,
+            self.voting_end_ms,
             self.deposit,
             self.proposer,
             self.tally.encode(),
@@ -158,7 +159,7 @@ class Proposal:
             self.content.encode(),
             self.deposit,
             self.submit_height,
-            self.end_height,
+            self.voting_end_ms,
             self.status,
             [[k, self.votes[k]] for k in sorted(self.votes)],
             self.tally.encode(),
@@ -183,7 +184,7 @@ class Proposal:
             content_v,
             expect_int(deposit, "deposit", 0),
             expect_int(submit, "submit height", 0),
-            expect_int(end, "end height", 0),
+            expect_int(end, "voting end time", 0),
             status_s,
             tally=Tally.decode(tally),
             note=expect_str(note, "note", 1024),

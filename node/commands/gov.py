@@ -19,6 +19,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from datetime import UTC, datetime
 from pathlib import Path
 
 from consensus.codec import Value, decode, expect_int, expect_list, expect_seq, expect_str
@@ -209,6 +210,11 @@ def format_list(value: Value) -> str:
     return "\n".join(rows) if len(rows) > 1 else "no proposals"
 
 
+def chain_time(ms: int) -> str:
+    """A chain (block) time in milliseconds since the epoch, as ISO-8601 UTC."""
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds")
+
+
 def format_proposal(value: Value) -> str:
     try:
         p = Proposal.decode(value)
@@ -220,11 +226,12 @@ def format_proposal(value: Value) -> str:
         f"  content   {p.content.summary()}",
         f"  proposer  {p.proposer.hex()}",
         f"  deposit   {p.deposit}",
-        f"  voting    heights {p.submit_height}..{p.end_height}",
+        f"  voting    from height {p.submit_height} until {chain_time(p.voting_end_ms)}",
         f"  tally     yes {t.yes}  no {t.no}  abstain {t.abstain}  veto {t.veto}"
         f"  (bonded {t.total_bonded})"
         if p.status != "voting"
-        else f"  tally     at the end of height {p.end_height} (weights: bonded stake then)",
+        else "  tally     at the end of the first block at or past that time "
+        "(weights: bonded stake then)",
     ]
     if p.note:
         lines.append(f"  note      {p.note}")

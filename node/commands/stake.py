@@ -16,7 +16,7 @@ from consensus.codec import Value, decode, expect_int, expect_list
 from fl.client.errors import TransportError
 from fl.economics.records import ClientRecord, ValidatorRecord
 from node.commands.args import RPC_DEFAULT, rpc_url
-from node.commands.gov import GovCommandError, submit
+from node.commands.gov import GovCommandError, chain_time, submit
 from node.errors import NodeError
 from node.keys import read_key
 from node.rpc.transport import RpcTransport
@@ -106,7 +106,7 @@ def format_account(key_hex: str, value: Value) -> str:
         v = ValidatorRecord.decode(validator_v)
         lines.append(
             f"  validator admitted {v.admitted}, jailed {v.jailed} "
-            f"(until {v.jailed_until_height}), tombstoned {v.tombstoned}, "
+            f"(until {chain_time(v.jailed_until_ms)}), tombstoned {v.tombstoned}, "
             f"missed {len(v.missed)}, rewarded {v.rewarded}, slashed {v.slashed}"
         )
     return "\n".join(lines)

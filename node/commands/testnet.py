@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from consensus.app import Genesis, GenesisValidator
-from node.apps import genesis_app_state
+from node.apps import TESTNET_ROUND_DEADLINE_MS, genesis_app_state
 from node.config import (
     METRICS_PORT_DEFAULT,
     P2P_PORT_DEFAULT,
@@ -48,8 +48,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chain-id", default="fedchain-testnet")
     parser.add_argument("--app", default="fl", choices=APPS)
     parser.add_argument("--propose-timeout-ms", type=int, default=1_000)
-    # FL rounds have block deadlines; ~5 blocks/s gives clients seconds, not milliseconds.
+    # FL round deadlines are chain time now; ~5 blocks/s keeps the demo fast.
     parser.add_argument("--commit-timeout-ms", type=int, default=200)
+    parser.add_argument(
+        "--round-deadline-ms",
+        type=int,
+        default=TESTNET_ROUND_DEADLINE_MS,
+        help="FL round deadline in chain time (ms)",
+    )
     parser.add_argument(
         "--open-clients",
         action="store_true",
@@ -60,7 +66,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         default=0,
         help="commit-reveal FL rounds with a commit phase of at most this many blocks (0: off; "
-        "40, the round deadline, leaves clients that are still starting time to commit)",
+        "40, about the round deadline at the testnet pace, leaves clients that are still "
+        "starting time to commit)",
     )
 
 
@@ -112,6 +119,7 @@ def generate(args: argparse.Namespace) -> None:
         app_state=genesis_app_state(
             args.app,
             m,
+            round_deadline_ms=getattr(args, "round_deadline_ms", TESTNET_ROUND_DEADLINE_MS),
             client_keys=(
                 None
                 if getattr(args, "open_clients", False)

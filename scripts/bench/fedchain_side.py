@@ -30,7 +30,7 @@ from fl.params import Params
 from node.config import ConsensusConfig
 
 ROUND_TIMEOUT_S = 300.0
-ROUND_DEADLINE_BLOCKS = 100_000  # the bench rounds close on quorum, never on the deadline
+ROUND_DEADLINE_MS = 100_000_000  # the bench rounds close on quorum, never on the deadline
 
 
 def bench_params(clients: int) -> Params:
@@ -39,7 +39,7 @@ def bench_params(clients: int) -> Params:
         rule="fedavg",
         updates_per_round=clients,
         updates_min=1,
-        round_deadline_blocks=ROUND_DEADLINE_BLOCKS,
+        round_deadline_ms=ROUND_DEADLINE_MS,
     )
 
 

@@ -60,7 +60,7 @@ def scale_params(spec: ScaleSpec) -> Params:
         rule=spec.rule,
         updates_per_round=spec.clients,
         updates_min=1,
-        round_deadline_blocks=100_000,
+        round_deadline_ms=100_000_000,
     )
 
 

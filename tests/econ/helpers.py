@@ -1,6 +1,7 @@
 """Shared fixtures for the incentives tests: deterministic keys and a small genesis."""
 
 import json
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from consensus.app import BlockInfo, GenesisValidator, Misbehavior, VoteInfo
@@ -19,7 +20,20 @@ def key(label: str) -> bytes:
 
 
 VALS = [key(f"val{i}") for i in range(4)]
+# Blocks of these tests are a second of chain time apart: block h is at h * BLOCK_MS.
+BLOCK_MS = 1_000
 ALICE, BOB, CAROL = key("alice"), key("bob"), key("carol")
+
+
+def fast(**overrides: int) -> EconParams:
+    """EconParams with the periods these tests were written for, in chain time at BLOCK_MS per
+    block: a 20-block vote, 20-block unbonding, 50-block jail (the defaults are days)."""
+    periods = {
+        "gov_voting_period_ms": 20 * BLOCK_MS,
+        "unbonding_period_ms": 20 * BLOCK_MS,
+        "downtime_jail_ms": 50 * BLOCK_MS,
+    }
+    return replace(EconParams(), **{**periods, **overrides})  # type: ignore[arg-type]
 
 
 def make(
@@ -31,7 +45,7 @@ def make(
     genesis = EconGenesis(
         allocations=tuple(Allocation(k, balance, bonded) for k in (ALICE, BOB, CAROL)),
         reserve=reserve,
-        params=params or EconParams(),
+        params=params or fast(),
     )
     consensus_vals = [GenesisValidator(v, 10) for v in VALS]
     return Incentives(econ=initial_state(genesis, consensus_vals, 0))
@@ -50,7 +64,7 @@ def block(
     return BlockInfo(
         chain_id="test",
         height=height,
-        time_ms=0,
+        time_ms=height * BLOCK_MS,
         proposer=proposer,
         last_commit=commit if height > 1 else (),
         misbehavior=tuple(Misbehavior("duplicate_vote", k, h, 10) for k, h in evidence),
@@ -59,17 +73,16 @@ def block(
 
 def run_block(inc: Incentives, height: int, **kw: object) -> list[tuple[bytes, int]]:
     inc.begin_block(block(height, **kw))  # type: ignore[arg-type]
-    _, updates, _ = inc.end_block(Params(), height)
+    _, updates, _ = inc.end_block(Params(), height, height * BLOCK_MS)
     return updates
 
 
-def lengthen_votes(net: "LocalNet", blocks: int) -> None:
-    """Give a generated testnet's governance votes `blocks` blocks (its readable genesis).
-
-    The 20-block default lasts about 4 s at the testnet's pace: less than four `fedchain gov
-    vote` processes take to start on a loaded 2-core machine (the votes then came too late)."""
+def lengthen_votes(net: "LocalNet", period_ms: int) -> None:
+    """Give a generated testnet's governance votes `period_ms` of chain time (its readable
+    genesis).  The testnet's 20 s can be shorter than four `fedchain gov vote` processes take to
+    start on a loaded 2-core machine (the votes then came too late)."""
     for i in range(net.validators):
         path = net.home(i).genesis_file
         body = json.loads(path.read_text())
-        body["app_state"]["economics"]["params"]["gov_voting_blocks"] = blocks
+        body["app_state"]["economics"]["params"]["gov_voting_period_ms"] = period_ms
         path.write_text(json.dumps(body, indent=2))

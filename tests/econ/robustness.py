@@ -72,7 +72,7 @@ def run(
     attacker = set(rng.permutation(clients)[:n_attackers].tolist())
     attacker_keys = {keys[i].public_key for i in attacker}
     collusion = attacks.Collusion(clients, n_attackers)
-    params = Params(rule=rule, updates_per_round=clients, round_deadline_blocks=4)
+    params = Params(rule=rule, updates_per_round=clients, round_deadline_ms=4_000)
     econ = EconGenesis(
         allocations=tuple(Allocation(k.public_key, 0, STAKE_INITIAL) for k in keys),
         reserve=10_000_000,

@@ -30,7 +30,7 @@ def new_app(econ_params: EconParams | None = None, params: Params = PARAMS) -> F
     econ = EconGenesis(
         allocations=tuple(Allocation(k.public_key, 5_000, 1_000) for k in CLIENTS),
         reserve=1_000_000,
-        params=econ_params or EconParams(gov_voting_blocks=5),
+        params=econ_params or EconParams(gov_voting_period_ms=5_000),
     )
     app = FLApp()
     app.init_chain(
@@ -65,7 +65,7 @@ def query(app: FLApp, path: str) -> Value:
 
 
 def test_transfer_bond_unbond_through_signed_transactions() -> None:
-    app = new_app(EconParams(unbonding_blocks=3))
+    app = new_app(EconParams(unbonding_period_ms=3_000))
     a, b = CLIENTS[0], CLIENTS[1]
     assert block(app, [tx(app, a, "transfer", [b.public_key, 1_500])]) == [0]
     assert block(app, [tx(app, b, "bond", [2_000])]) == [0]

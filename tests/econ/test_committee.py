@@ -7,11 +7,10 @@ import pytest
 from consensus.codec import Value, decode, encode
 from fl.economics.committee import weighted_median
 from fl.economics.layer import Incentives
-from fl.economics.params import EconParams
 from fl.errors import RejectedError
 from fl.params import Params
 
-from .helpers import ALICE, BOB, CAROL, VALS, key, make
+from .helpers import ALICE, BLOCK_MS, BOB, CAROL, VALS, fast, key, make
 
 P = Params()
 ROUND = 7
@@ -20,7 +19,7 @@ CLOSE = 10
 
 def committee_chain() -> Incentives:
     inc = make(
-        EconParams(
+        fast(
             committee_blocks=3,
             evidence_low_permille=400,
             collusion_permille=0,  # the fixture's updates are near-copies by construction
@@ -38,7 +37,7 @@ def committee_chain() -> Incentives:
 
 
 def scores(inc: Incentives, validator: bytes, body: Value, height: int) -> None:
-    inc.execute(P, "eval_scores", validator, body, height, apply=True)
+    inc.execute(P, "eval_scores", validator, body, height, height * BLOCK_MS, apply=True)
 
 
 def test_weighted_median_ignores_a_minority_of_stake() -> None:
@@ -58,9 +57,9 @@ def test_round_waits_for_the_committee_then_settles_on_the_weighted_median() -> 
         scores(inc, v, honest, CLOSE + 1)
     scores(inc, VALS[3], liar, CLOSE + 2)
     for h in (CLOSE + 1, CLOSE + 2):
-        inc.end_block(P, h)
+        inc.end_block(P, h, h * BLOCK_MS)
         assert inc.econ.unsettled
-    _, _, events = inc.end_block(P, CLOSE + 3)
+    _, _, events = inc.end_block(P, CLOSE + 3, (CLOSE + 3) * BLOCK_MS)
     assert inc.econ.unsettled == []
     assert "committee_settled" in [e.kind for e in events]
     # median 100 < 40% of the round median, evidence taken at once here (decay 1000): slashed
@@ -72,7 +71,7 @@ def test_round_waits_for_the_committee_then_settles_on_the_weighted_median() -> 
 def test_unscored_clients_keep_their_on_chain_agreement() -> None:
     inc = committee_chain()
     scores(inc, VALS[0], [ROUND, [[BOB, 0]]], CLOSE + 1)
-    inc.end_block(P, CLOSE + 3)
+    inc.end_block(P, CLOSE + 3, (CLOSE + 3) * BLOCK_MS)
     assert inc.econ.ledger.stake(BOB) == 900
     assert inc.econ.ledger.stake(ALICE) > 1_000
 
@@ -81,7 +80,7 @@ def test_a_later_submission_replaces_the_earlier_one() -> None:
     inc = committee_chain()
     scores(inc, VALS[0], [ROUND, [[BOB, 0]]], CLOSE + 1)
     scores(inc, VALS[0], [ROUND, [[BOB, 950]]], CLOSE + 2)
-    inc.end_block(P, CLOSE + 3)
+    inc.end_block(P, CLOSE + 3, (CLOSE + 3) * BLOCK_MS)
     assert inc.econ.ledger.stake(BOB) > 1_000
 
 
@@ -104,7 +103,7 @@ def test_bad_scores_are_rejected_and_change_nothing(
     before = encode(inc.encode())
     for apply in (False, True):
         with pytest.raises(RejectedError, match=reason):
-            inc.execute(P, "eval_scores", sender, body, height, apply=apply)
+            inc.execute(P, "eval_scores", sender, body, height, height * BLOCK_MS, apply=apply)
     assert encode(inc.encode()) == before
 
 
@@ -132,7 +131,7 @@ def test_validators_are_paid_for_scoring_in_consensus_and_the_liar_is_not() -> N
         scores(inc, v, honest, CLOSE + 1)
     scores(inc, VALS[3], liar, CLOSE + 1)
     before = [inc.econ.ledger.balance(v) for v in VALS]
-    inc.end_block(P, CLOSE + 3)
+    inc.end_block(P, CLOSE + 3, (CLOSE + 3) * BLOCK_MS)
     gained = [inc.econ.ledger.balance(v) - b for v, b in zip(VALS, before, strict=True)]
     # Consensus: 1000 for the honest three; the liar is 883 away on average -> 117.
     # Pool 100 split by stake * consensus: 100 * 1000 // 3117 = 32 each, 100 * 117 // 3117 = 3.

@@ -60,7 +60,7 @@ def test_validators_score_rounds_and_the_chain_settles_them(tmp_path: Path) -> N
     root = tmp_path / "net"
     net = LocalNet(root, validators=4, clients=4, attackers=1, app="fl")
     net.generate(propose_timeout_ms=500, attack="sign_flip")
-    lengthen_votes(net, 100)
+    lengthen_votes(net, 40_000)
     net.start_all()
     procs: list[subprocess.Popen[bytes]] = []
     try:

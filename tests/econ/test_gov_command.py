@@ -12,7 +12,7 @@ from fl.params import Params
 from node.cli import build_parser
 from node.commands.gov import GovCommandError, format_list, format_proposal, proposal_content
 
-from .helpers import ALICE, VALS, make
+from .helpers import ALICE, BLOCK_MS, VALS, make
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -45,9 +45,11 @@ def test_bad_propose_arguments_say_why(argv: list[str]) -> None:
 
 def test_list_and_show_render_the_apps_answers() -> None:
     inc: Incentives = make()
-    inc.execute(Params(), "gov_propose", ALICE, [["param", "rule", "median"], 1_000], 1, True)
+    inc.execute(
+        Params(), "gov_propose", ALICE, [["param", "rule", "median"], 1_000], 1, 1 * BLOCK_MS, True
+    )
     for v in VALS:
-        inc.execute(Params(), "gov_vote", v, [1, "yes"], 2, True)
+        inc.execute(Params(), "gov_vote", v, [1, "yes"], 2, 2 * BLOCK_MS, True)
     listing = format_list(inc.query(["gov", "proposals"]))
     assert "param rule = 'median'" in listing
     assert "(voting)" in listing

@@ -6,28 +6,29 @@ import pytest
 from consensus.codec import Value, decode, encode
 from fl.economics import params as econ_params
 from fl.economics.layer import Incentives
-from fl.economics.params import EconParams
 from fl.errors import RejectedError
 from fl.params import GOVERNABLE as FL_GOVERNABLE
 from fl.params import Params
 
-from .helpers import ALICE, BOB, CAROL, VALS, key, make
+from .helpers import ALICE, BLOCK_MS, BOB, CAROL, VALS, fast, key, make
 
 FEDAVG = Params(rule="fedavg")
 
 
 def propose(inc: Incentives, sender: bytes, content: Value, deposit: int, height: int) -> int:
-    inc.execute(FEDAVG, "gov_propose", sender, [content, deposit], height, apply=True)
+    inc.execute(
+        FEDAVG, "gov_propose", sender, [content, deposit], height, height * BLOCK_MS, apply=True
+    )
     return inc.gov.next_id - 1
 
 
 def vote(inc: Incentives, voter: bytes, pid: int, option: str, height: int) -> None:
-    inc.execute(FEDAVG, "gov_vote", voter, [pid, option], height, apply=True)
+    inc.execute(FEDAVG, "gov_vote", voter, [pid, option], height, height * BLOCK_MS, apply=True)
 
 
 def finish(inc: Incentives, params: Params, upto: int) -> Params:
     for h in range(1, upto + 1):
-        params, _, _ = inc.end_block(params, h)
+        params, _, _ = inc.end_block(params, h, h * BLOCK_MS)
     return params
 
 
@@ -45,9 +46,9 @@ def test_switch_to_multi_krum_passes_and_takes_effect_at_the_end_height() -> Non
     vote(inc, BOB, pid, "no", 4)
     params = FEDAVG
     for h in range(1, 23):
-        params, _, _ = inc.end_block(params, h)
+        params, _, _ = inc.end_block(params, h, h * BLOCK_MS)
         assert params.rule == ("fedavg" if h < 23 else "multi_krum")
-    params, _, events = inc.end_block(params, 23)
+    params, _, events = inc.end_block(params, 23, 23 * BLOCK_MS)
     assert params.rule == "multi_krum"
     proposal = inc.gov.proposals[pid]
     assert proposal.status == "passed"
@@ -73,7 +74,7 @@ def test_econ_parameter_change() -> None:
 def test_missing_quorum_fails_and_handles_the_deposit_as_configured(
     burn: int, expected_burned: int
 ) -> None:
-    inc = make(EconParams(gov_burn_no_quorum=burn))
+    inc = make(fast(gov_burn_no_quorum=burn))
     balance = inc.econ.ledger.balance(ALICE)
     pid = propose(inc, ALICE, ["param", "rule", "multi_krum"], 1_000, 1)
     vote(inc, VALS[0], pid, "yes", 2)  # 10_000 of 43_000 < 33.4%
@@ -118,7 +119,7 @@ def test_validator_admission_and_removal_and_client_ban() -> None:
     updates: list[tuple[bytes, int]] = []
     params = FEDAVG
     for h in range(1, 22):
-        params, ups, _ = inc.end_block(params, h)
+        params, ups, _ = inc.end_block(params, h, h * BLOCK_MS)
         updates += ups
     assert sorted(updates) == sorted([(newcomer, 5), (VALS[3], 0)])
     with pytest.raises(RejectedError, match="banned"):
@@ -127,7 +128,7 @@ def test_validator_admission_and_removal_and_client_ban() -> None:
     for v in VALS[:3]:
         vote(inc, v, unban, "yes", 23)
     for h in range(22, 43):
-        params, _, _ = inc.end_block(params, h)
+        params, _, _ = inc.end_block(params, h, h * BLOCK_MS)
     inc.check_submit(CAROL, 0)
 
 
@@ -168,12 +169,12 @@ def test_bad_input_is_rejected_with_a_reason_and_state_unchanged(
     height = 30 if "ended" in reason else 5
     for apply in (False, True):
         with pytest.raises(RejectedError, match=reason):
-            inc.execute(FEDAVG, kind, sender, body, height, apply=apply)
+            inc.execute(FEDAVG, kind, sender, body, height, height * BLOCK_MS, apply=apply)
         assert encode(inc.encode()) == before
 
 
 def test_too_many_active_proposals() -> None:
-    inc = make(EconParams(gov_active_max=2))
+    inc = make(fast(gov_active_max=2))
     propose(inc, ALICE, ["text", "a", ""], 1_000, 1)
     propose(inc, ALICE, ["text", "b", ""], 1_000, 1)
     with pytest.raises(RejectedError, match="already in their voting period"):
@@ -200,7 +201,7 @@ def test_history_is_queryable_and_state_round_trips() -> None:
 
 
 def test_client_registry_admission_and_removal_by_governance() -> None:
-    inc = make(EconParams(client_registry=1))
+    inc = make(fast(client_registry=1))
     with pytest.raises(RejectedError, match="registry"):
         inc.check_submit(CAROL, 0)
     with pytest.raises(RejectedError, match="not admitted"):
@@ -216,6 +217,6 @@ def test_client_registry_admission_and_removal_by_governance() -> None:
     for v in VALS:
         vote(inc, v, remove, "yes", 23)
     for h in range(22, 43):
-        params, _, _ = inc.end_block(params, h)
+        params, _, _ = inc.end_block(params, h, h * BLOCK_MS)
     with pytest.raises(RejectedError, match="registry"):
         inc.check_submit(CAROL, 0)

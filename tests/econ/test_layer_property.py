@@ -9,11 +9,10 @@ from hypothesis import strategies as st
 
 from consensus.codec import Value, encode
 from fl.economics.clients import RoundVerdict, settle_round
-from fl.economics.params import EconParams
 from fl.errors import RejectedError
 from fl.params import Params
 
-from .helpers import ALICE, BOB, CAROL, VALS, block, make
+from .helpers import ALICE, BLOCK_MS, BOB, CAROL, VALS, block, fast, make
 
 ACTORS = [ALICE, BOB, CAROL, *VALS]
 
@@ -41,7 +40,13 @@ step = st.one_of(step, st.tuples(st.just("block"), st.sampled_from(VALS), st.jus
 @settings(max_examples=150, deadline=None)
 @given(st.lists(step, min_size=20, max_size=80))
 def test_random_operations_keep_every_invariant(steps: list[tuple[str, bytes, bytes, int]]) -> None:
-    inc = make(EconParams(gov_voting_blocks=3, unbonding_blocks=2, downtime_window_blocks=4))
+    inc = make(
+        fast(
+            gov_voting_period_ms=3 * BLOCK_MS,
+            unbonding_period_ms=2 * BLOCK_MS,
+            downtime_window_blocks=4,
+        )
+    )
     params = Params()
     height = 1
     for kind, a, b, n in steps:
@@ -49,17 +54,35 @@ def test_random_operations_keep_every_invariant(steps: list[tuple[str, bytes, by
         try:
             match kind:
                 case "transfer":
-                    inc.execute(params, "transfer", a, [b, n], height, apply=True)
+                    inc.execute(
+                        params, "transfer", a, [b, n], height, height * BLOCK_MS, apply=True
+                    )
                 case "bond" | "unbond":
-                    inc.execute(params, kind, a, [n], height, apply=True)
+                    inc.execute(params, kind, a, [n], height, height * BLOCK_MS, apply=True)
                 case "unjail":
-                    inc.execute(params, "unjail", a, [], height, apply=True)
+                    inc.execute(params, "unjail", a, [], height, height * BLOCK_MS, apply=True)
                 case "propose":
                     content: Value = ["param", "block_reward", n] if n % 2 else ["text", "t", ""]
-                    inc.execute(params, "gov_propose", a, [content, n], height, apply=True)
+                    inc.execute(
+                        params,
+                        "gov_propose",
+                        a,
+                        [content, n],
+                        height,
+                        height * BLOCK_MS,
+                        apply=True,
+                    )
                 case "vote":
                     option = ("yes", "no", "abstain", "veto")[n]
-                    inc.execute(params, "gov_vote", a, [1 + n % 2, option], height, apply=True)
+                    inc.execute(
+                        params,
+                        "gov_vote",
+                        a,
+                        [1 + n % 2, option],
+                        height,
+                        height * BLOCK_MS,
+                        apply=True,
+                    )
                 case "settle":
                     verdicts = [RoundVerdict(a, n, n, ""), RoundVerdict(b, 1000 - n, n // 3, "")]
                     settle_round(inc.econ, height, verdicts if a != b else verdicts[:1])
@@ -67,7 +90,7 @@ def test_random_operations_keep_every_invariant(steps: list[tuple[str, bytes, by
                     height += 1
                     evidence = [(b, height - 1)] if n == 3 else []
                     inc.begin_block(block(height, missing=[a] if n else [], evidence=evidence))
-                    params, _, _ = inc.end_block(params, height)
+                    params, _, _ = inc.end_block(params, height, height * BLOCK_MS)
         except RejectedError:
             assert encode(inc.encode()) == before, f"rejected {kind} changed the state"
         ledger = inc.econ.ledger

@@ -81,7 +81,7 @@ def test_overdraw_is_rejected_with_a_reason() -> None:
 def test_slash_reaches_unbonding_entries() -> None:
     ledger = Ledger(bonded={KEYS[0]: 1_000})
     ledger.supply = 1_000
-    ledger.unbond(KEYS[0], 600, mature_height=10)
+    ledger.unbond(KEYS[0], 600, mature_ms=10)
     burned = ledger.slash(KEYS[0], 100)
     assert burned == 100  # 10% of 400 bonded + 10% of 600 unbonding
     assert ledger.stake(KEYS[0]) == 360

@@ -28,7 +28,7 @@ PARAMS = replace(
     Params(),
     rule="fedavg",
     updates_per_round=64,
-    round_deadline_blocks=1,
+    round_deadline_ms=1_000,
     update_norm_max=64 << FRAC_BITS,
     sample_weight_max=SAMPLES_MAX,
 )

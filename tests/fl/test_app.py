@@ -65,7 +65,7 @@ def test_round_outcome_lists_contributions_and_flags_for_incentives() -> None:
 
 
 def test_round_closes_at_deadline_with_what_it_has() -> None:
-    params = replace(Params(), updates_per_round=5, round_deadline_blocks=3)
+    params = replace(Params(), updates_per_round=5, round_deadline_ms=3_000)
     app = new_app(params)
     run_block(app, [update_tx(app, key(0), random_delta(np.random.default_rng(3)))])
     run_block(app, [])
@@ -76,7 +76,7 @@ def test_round_closes_at_deadline_with_what_it_has() -> None:
 
 
 def test_deadline_with_too_few_updates_keeps_the_model() -> None:
-    params = replace(Params(), updates_per_round=5, updates_min=2, round_deadline_blocks=2)
+    params = replace(Params(), updates_per_round=5, updates_min=2, round_deadline_ms=2_000)
     app = new_app(params)
     tx = update_tx(app, key(0), random_delta(np.random.default_rng(4)))
     run_block(app, [tx])

@@ -186,7 +186,7 @@ def test_sdk_loop_trains_the_chain_model() -> None:
 
 
 def test_wait_for_a_round_that_never_opens_raises() -> None:
-    transport, _ = _transport(replace(Params(), updates_per_round=2, round_deadline_blocks=10))
+    transport, _ = _transport(replace(Params(), updates_per_round=2, round_deadline_ms=10_000))
     with pytest.raises(TransportError):
         transport.wait_for_round(1, blocks_max=3)
     with pytest.raises(TransportError):

@@ -30,13 +30,14 @@ from fl.txs import (
 )
 
 CHAIN = "commit-reveal-test"
+BLOCK_MS = 1_000  # each test block is a second of chain time after the last
 VALIDATOR = PrivateKey.from_label("cr-val")
 CLIENTS = [PrivateKey.from_label(f"cr-client-{i}") for i in range(4)]
 PARAMS = replace(
     Params(),
     rule="fedavg",
     updates_per_round=3,
-    round_deadline_blocks=4,
+    round_deadline_ms=4_000,
     update_norm_max=64 << FRAC_BITS,
 )
 SHAPES = ((3, 4), (3,))
@@ -65,7 +66,7 @@ def new_app(commit_blocks: int = 3, **econ: int) -> FLApp:
 def block(app: FLApp, txs: list[bytes]) -> list[int]:
     height = app.state.height + 1
     commit = (VoteInfo(VALIDATOR.public_key, 10, True),) if height > 1 else ()
-    info = BlockInfo(CHAIN, height, height * 1000, VALIDATOR.public_key, b"", commit, ())
+    info = BlockInfo(CHAIN, height, height * BLOCK_MS, VALIDATOR.public_key, b"", commit, ())
     result = app.finalize_block(txs, info)
     app.commit()
     block.last = result  # type: ignore[attr-defined]
@@ -195,7 +196,7 @@ def test_a_commitment_left_unrevealed_counts_against_the_client() -> None:
     updates = [body(app, 1), body(app, 2), body(app, 3)]
     block(app, [commit_tx(app, k, u) for k, u in zip(CLIENTS, updates, strict=False)])
     block(app, [reveal_tx(app, k, u) for k, u in zip(CLIENTS[:2], updates, strict=False)])
-    for _ in range(PARAMS.round_deadline_blocks):
+    for _ in range(PARAMS.round_deadline_ms // BLOCK_MS):
         block(app, [])
     assert app.state.round == 1  # closed at the reveal deadline with two updates
     assert app.state.incentives.econ.clients[CLIENTS[2].public_key].evidence == 60
@@ -262,7 +263,7 @@ def test_switching_commit_reveal_off_mid_round_punishes_nobody() -> None:
     app = new_app()
     block(app, [commit_tx(app, CLIENTS[0], body(app, 1))])
     app.state.incentives.econ.params = replace(app.state.incentives.econ.params, commit_blocks=0)
-    for _ in range(PARAMS.round_deadline_blocks):
+    for _ in range(PARAMS.round_deadline_ms // BLOCK_MS):
         block(app, [])
     assert app.state.round == 1
     assert app.state.commits == {}

@@ -39,7 +39,7 @@ def test_every_field_is_governable_and_roundtrips() -> None:
         ("clip_drop_permille", 500),
         ("updates_min", 11),  # above updates_per_round (10)
         ("no_such_parameter", 1),
-        ("round_deadline_blocks", True),
+        ("round_deadline_ms", True),
     ],
 )
 def test_with_value_refuses_out_of_range(name: str, value: int | str) -> None:

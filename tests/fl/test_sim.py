@@ -26,7 +26,7 @@ from fl.txs import KIND_SUBMIT_UPDATE, SubmitUpdate, decode_tx, sign_tx, verify_
 SHAPES = ((10, 64), (10,))
 SIZE = 650
 CLIENTS = 6
-PARAMS = replace(Params(), updates_per_round=4, round_deadline_blocks=5)
+PARAMS = replace(Params(), updates_per_round=4, round_deadline_ms=5_000)
 
 
 class ClientPool:
