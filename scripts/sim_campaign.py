@@ -11,7 +11,11 @@ says which property caught it and after how many seeds.  Failures print the seed
 (replay: `fedchain sim ... --seed S`, or `campaign_config(S)` in Python).
 
     .venv/bin/python scripts/sim_campaign.py --seeds 10000 --jobs 2 \
-        --out docs/sim_campaign.json [--no-twins] [--no-mutants]
+        --out docs/sim_campaign.json [--no-twins] [--no-mutants] [--only-mutant NAME]
+
+Only the mutant hunts and the Twins enumeration, without campaign seeds (docs/sim_mutants.json):
+
+    .venv/bin/python scripts/sim_campaign.py --seeds 0 --jobs 2 --out docs/sim_mutants.json
 """
 
 import argparse
@@ -21,6 +25,7 @@ import sys
 import time
 from collections import Counter
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +103,18 @@ def hunt(args: tuple[str, int]) -> dict[str, object]:
     }
 
 
+def control(args: tuple[str, list[int]]) -> tuple[str, int, list[str]]:
+    """`mutant`'s hunt shape with the correct engine: it must show no violation (else the hunt
+    proves nothing about the mutant)."""
+    mutant, seeds = args
+    failures = []
+    for seed in seeds:
+        result = run_seed(replace(hunt_config(mutant, seed), mutant=""), seed)
+        if result.violations:
+            failures.append(f"seed {seed}: {'; '.join(map(str, result.violations[:3]))}")
+    return mutant, len(seeds), failures
+
+
 def one_scenario(args: tuple[tuple[int, ...], int]) -> tuple[tuple[int, ...], int, list[str]]:
     scenario, offset = args
     return scenario, offset, [str(v) for v in run_scenario(scenario, offset).violations]
@@ -113,6 +130,18 @@ def main() -> int:
     parser.add_argument("--twins-rounds", type=int, default=4)
     parser.add_argument("--no-mutants", action="store_true")
     parser.add_argument("--mutant-seeds", type=int, default=200)
+    parser.add_argument(
+        "--only-mutant",
+        action="append",
+        choices=list(MUTANT_DESCRIPTIONS),
+        help="hunt only this mutant (repeatable; default: every mutant)",
+    )
+    parser.add_argument(
+        "--control-seeds",
+        type=int,
+        default=0,
+        help="also run each hunted mutant's shape with the correct engine over this many seeds",
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
@@ -124,16 +153,29 @@ def main() -> int:
         hunts = (
             []
             if args.no_mutants
-            else [pool.submit(hunt, (m, args.mutant_seeds)) for m in MUTANT_DESCRIPTIONS]
+            else [
+                pool.submit(hunt, (m, args.mutant_seeds))
+                for m in (args.only_mutant or MUTANT_DESCRIPTIONS)
+            ]
         )
+        hunted = [] if args.no_mutants else (args.only_mutant or list(MUTANT_DESCRIPTIONS))
+        controls = [
+            pool.submit(control, (m, list(range(i, min(i + CHUNK, args.control_seeds)))))
+            for m in hunted
+            for i in range(0, args.control_seeds, CHUNK)
+        ]
+        control_rows: set[Future[tuple[str, int, list[str]]]] = set(controls)
         seeds = range(args.first_seed, args.first_seed + args.seeds)
         chunks = [
             pool.submit(seed_chunk, (list(seeds[i : i + CHUNK]), args.duration_ms))
             for i in range(0, len(seeds), CHUNK)
         ]
         hunt_rows: set[Future[dict[str, object]]] = set(hunts)
-        pending: list[Future[Any]] = [*hunts, *chunks]
+        pending: list[Future[Any]] = [*hunts, *controls, *chunks]
         for future in as_completed(pending):
+            if future in control_rows:
+                state.add_control(*future.result())
+                continue
             if future in hunt_rows:
                 row = future.result()
                 state.mutants.append(row)
@@ -164,9 +206,13 @@ def main() -> int:
         f"campaign: {state.done} seeds, {len(state.failures)} with violations, {state.heights} "
         f"heights, max round {state.rounds_max[0]} (seed {state.rounds_max[1]}); mutants not "
         f"caught: {summary['mutants_not_caught']}; twins: {state.scenarios} scenarios, "
-        f"{len(state.twins_failures)} with violations; {summary['wall_s']} s"
+        f"{len(state.twins_failures)} with violations; hunt shapes with the correct engine: "
+        f"{sum(done for done, _ in state.controls.values())} runs, "
+        f"{sum(len(failed) for _, failed in state.controls.values())} with violations; "
+        f"{summary['wall_s']} s"
     )
-    bad = state.failures or state.twins_failures or summary["mutants_not_caught"]
+    control_failed = any(failed for _, failed in state.controls.values())
+    bad = state.failures or state.twins_failures or summary["mutants_not_caught"] or control_failed
     return 1 if bad else 0
 
 
@@ -191,6 +237,14 @@ class Campaign:
         self.twins_failures: list[str] = []
         self.scenarios = 0
         self.seeds_s = 0.0
+        # mutant -> (seeds of its hunt shape run with the correct engine, failures)
+        self.controls: dict[str, tuple[int, list[str]]] = {}
+
+    def add_control(self, mutant: str, seeds: int, failures: list[str]) -> None:
+        done, failed = self.controls.get(mutant, (0, []))
+        self.controls[mutant] = (done + seeds, failed + failures)
+        for failure in failures:
+            print(f"hunt shape of {mutant}, correct engine: {failure}", flush=True)
 
     def add(self, seed: int, shape: str, h: int, rmax: int, ev: int, violations: list[str]) -> None:
         self.done += 1
@@ -220,6 +274,12 @@ class Campaign:
             "shapes": dict(sorted(self.shapes.items())),
             "mutants": mutants,
             "mutants_not_caught": [m["mutant"] for m in mutants if m["caught_by"] is None],
+            "hunt_shapes_correct_engine": {
+                m: {"seeds": done, "violations": len(failed), "failed": sorted(failed)[:20]}
+                for m, (done, failed) in sorted(
+                    self.controls.items(), key=lambda x: order.index(x[0])
+                )
+            },
             "twins_rounds": 0 if args.no_twins else args.twins_rounds,
             "twins_scenarios": self.scenarios,
             "twins_violations": len(self.twins_failures),

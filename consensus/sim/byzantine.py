@@ -36,6 +36,19 @@ Behaviours (`BEHAVIOURS`):
   others are not locked.  In a later
   round a member proposes a fresh block (pol_round -1, or a false round >= the lock round) and
   all members vote for it: a quorum only if locked honest nodes unlock without a proof.
+
+Targeted behaviours (`TARGETED`: named by a hunt shape, left out of the campaign's rotation so
+its seeds keep their shapes):
+- ``hide_pol``: a proposer whose proof of lock only one honest validator sees in time.  In its
+  first proposer round of a height it proposes honestly, but the proposal reaches at once only
+  just enough honest validators (S) to make a quorum with its own power, and its prevote only
+  the one of them with the least power (the locker); everyone else gets both only once it has
+  precommitted in that round (`held_until_precommit`: perfect timing, which the model allows a
+  faulty node; the network itself stays synchronous).
+  Its precommit goes nowhere.  The locker locks alone; the rest of S precommit nil and then see
+  the proposal with 2f+1 prevotes while still in the round (L36 at step precommit: a valid value
+  without a lock, L42-L43), so an honest proposer must re-propose it (L15-L16) for the locker to
+  agree.  In its later proposer rounds of that height it proposes nothing.
 """
 
 import random
@@ -73,6 +86,8 @@ BEHAVIOURS = (
     "equivocate_each",
     "lock_breaker",
 )
+
+TARGETED = ("hide_pol",)
 
 # Behaviours that propose their own block and vote for it in that round.
 PUSHING = ("lie_pol", "bad_time", "lock_breaker")
@@ -156,6 +171,8 @@ def outgoing(behaviour: str, ctx: ByzantineContext, message: Message) -> Outgoin
             return [*everyone, *((None, v) for v in _flood(ctx, message))]
         case "lock_breaker":
             return _lock_breaker(ctx, message)
+        case "hide_pol":
+            return _hide_pol(ctx, message)
         case _:
             return everyone
 
@@ -366,3 +383,81 @@ def _lock_breaker(ctx: ByzantineContext, message: Message) -> Outgoing:
         nil = sign_vote(ctx, PRECOMMIT, message.height, message.round, NIL)
         sends += [(peer, nil) for peer in ctx.peers if peer != split.decider]
     return sends
+
+
+# ---- hide_pol ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _PolSplit:
+    audience: tuple[int, ...]  # honest nodes the proposal reaches at once (S)
+    locker: int  # the one the prevote reaches at once
+
+
+def _own_rounds(ctx: ByzantineContext, round_: int) -> list[int]:
+    """This node's proposer rounds of the height up to `round_`."""
+    validators = ctx.validators
+    if validators is None:
+        return []
+    return [r for r in range(round_ + 1) if validators.proposer(r) == ctx.key.public_key]
+
+
+def _hide_plan(ctx: ByzantineContext, height: int, round_: int) -> _PolSplit | None:
+    """hide_pol's split of (height, round_) if that is its first proposer round of the height
+    (seeded by the height and round, so `hold_ms` recomputes the same plan)."""
+    validators = ctx.validators
+    own = _own_rounds(ctx, round_)
+    if validators is None or not own or own[0] != round_:
+        return None
+    faulty = {*ctx.allies, ctx.index}
+    honest = [
+        i for i, key in enumerate(ctx.keys) if i not in faulty and validators.index(key) is not None
+    ]
+    random.Random(f"hide_pol/{height}/{round_}").shuffle(honest)
+    power = validators.power_of(ctx.key.public_key)
+    chosen: list[int] = []
+    for i in honest:
+        if validators.has_quorum(power):
+            break
+        chosen.append(i)
+        power += validators.power_of(ctx.keys[i])
+    if not chosen or len(chosen) == len(honest) or not validators.has_quorum(power):
+        return None  # nobody left to prevote nil: S would see the proof without this node
+    locker = min(chosen, key=lambda i: validators.power_of(ctx.keys[i]))
+    return _PolSplit(tuple(sorted(chosen)), locker)
+
+
+def _hide_pol(ctx: ByzantineContext, message: Message) -> Outgoing:
+    if isinstance(message, DuplicateVoteEvidence):
+        return [(None, message)]
+    split = _hide_plan(ctx, message.height, message.round)
+    if split is not None:
+        if isinstance(message, Vote) and message.type == PRECOMMIT:
+            return []
+        return [(None, message)]  # held_until_precommit decides who gets it late
+    if isinstance(message, Proposal):
+        own = _own_rounds(ctx, message.round)
+        if own and own[0] < message.round and _hide_plan(ctx, message.height, own[0]):
+            return []  # a later round of a height it split: no proposal at all
+    return [(None, message)]
+
+
+def held_until_precommit(
+    behaviour: str, ctx: ByzantineContext, message: Message, recipient: int
+) -> bool:
+    """True if this copy of the node's own `message` is held back until `recipient` has
+    precommitted in the message's round (the simulator watches for that moment: an adversary
+    that times its messages perfectly, as the model allows a faulty node).  Only hide_pol holds
+    anything."""
+    if (
+        behaviour != "hide_pol"
+        or isinstance(message, DuplicateVoteEvidence)
+        or not _own(ctx, message)
+    ):
+        return False
+    split = _hide_plan(ctx, message.height, message.round)
+    if split is None:
+        return False
+    if isinstance(message, Proposal):
+        return recipient not in split.audience
+    return not (message.type == PREVOTE and recipient == split.locker)

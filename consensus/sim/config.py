@@ -5,9 +5,9 @@ from dataclasses import dataclass, field
 
 from consensus.engine.config import MUTANTS, EngineConfig
 from consensus.errors import InvariantError
-from consensus.sim.byzantine import BEHAVIOURS
+from consensus.sim.byzantine import BEHAVIOURS, TARGETED
 
-__all__ = ["BEHAVIOURS", "RoundPartitions", "SimConfig", "engine_config"]
+__all__ = ["BEHAVIOURS", "TARGETED", "RoundPartitions", "SimConfig", "engine_config"]
 
 # Validator-set changes through the app: every VALIDATOR_UPDATE_EVERY heights the block carries
 # one `val:` tx (effective at H+2); powers stay in 1..VALIDATOR_POWER_MAX and an honest
@@ -62,6 +62,13 @@ class SimConfig:
     # Block sync between nodes; off, a node that missed a decision must catch up through
     # consensus gossip alone (old rounds' precommits), as Algorithm 1 promises.
     block_sync: bool = True
+    # Consensus catch-up instead of block sync (CometBFT's consensus reactor for a lagging
+    # peer): a peer ahead sends the lagging node the proposal that carried the block it
+    # committed at the node's height and that block's commit as precommit votes, never a
+    # ready-made decision.  A node that left the deciding round must decide on an old round's
+    # precommits (L49 in any round).  Falls back to a block when the proposal cannot be used
+    # (the node holds another proposal of that round: an equivocating proposer).
+    catch_up: bool = False
     _schedule: dict[int, tuple[int, int]] = field(
         init=False, repr=False, compare=False, hash=False, default_factory=dict
     )
@@ -81,7 +88,7 @@ class SimConfig:
         if len(self.byzantine) + self.twins > self.validators:
             raise InvariantError("sim: more byzantine validators and twins than validators")
         for b in self.byzantine:
-            if b not in BEHAVIOURS:
+            if b not in BEHAVIOURS and b not in TARGETED:
                 raise InvariantError(f"sim: unknown byzantine behaviour {b!r}")
         if self.mutant not in MUTANTS:
             raise InvariantError(f"sim: unknown mutant {self.mutant!r}")

@@ -7,12 +7,16 @@ events sit in one heap ordered by (virtual time, sequence number), so a seed rep
 Event kinds: message delivery, timer (the engine's timeouts and the commit pause after a
 decision, both through the driver's Timers port), gossip tick (each node's driver re-sends what
 its relay policy selects: links are lossy), sync tick (a node behind a reachable peer receives
-its blocks with commits, i.e. block sync), crash and restart.  Every node runs the one
-consensus driver (consensus/driver) with in-memory ports; with `crash_points` a node may also
-die at any WAL append, sync, rotation, store write or background-store completion.
+its blocks with commits, i.e. block sync; with `catch_up` the proposal and precommits behind
+each block instead, so the node must decide through L49 itself), crash and restart.  Every
+node runs the one consensus driver (consensus/driver) with in-memory ports; with
+`crash_points` a node may also die at any WAL append, sync, rotation, store write or
+background-store completion.
 The network decides at send time whether a message is dropped (partition, crash, loss), how
-long it takes (reordering follows from random delays) and whether it is duplicated.  After
-`heal_ms` the network is clean and every node is up, and the checker demands progress.
+long it takes (reordering follows from random delays) and whether it is duplicated; a targeted
+byzantine behaviour may also hold its own message back until the recipient has precommitted
+(byzantine.held_until_precommit).  After `heal_ms` the network is clean and every node is up,
+and the checker demands progress.
 """
 
 import heapq
@@ -24,13 +28,20 @@ from functools import partial
 from consensus.app import Genesis, GenesisValidator
 from consensus.commit_verify import MemoVerifier, Verifier
 from consensus.crypto import PrivateKey, verify
-from consensus.engine import Input
-from consensus.errors import ConsensusError
+from consensus.driver.ports import Decided
+from consensus.engine import STEP_PRECOMMIT, Input
+from consensus.errors import ConsensusError, InvariantError
+from consensus.sim.byzantine import (
+    TARGETED,
+    ByzantineContext,
+    ByzantineMemory,
+    held_until_precommit,
+)
 from consensus.sim.checker import Checker, Violation
 from consensus.sim.config import RoundPartitions, SimConfig, engine_config
 from consensus.sim.faults import CALM, FaultPlan, calm_plan, random_plan
 from consensus.sim.node import SimNode
-from consensus.types import Block, Commit, DuplicateVoteEvidence, Proposal, Vote
+from consensus.types import PRECOMMIT, Block, Commit, DuplicateVoteEvidence, Proposal, Vote
 
 CHAIN_ID = "sim"
 SYNC_BATCH_MAX = 8
@@ -46,6 +57,8 @@ CRASH_POINT_PERMILLE = {
     "store_background": 30,
 }
 CRASH_DOWN_MS_MAX = 5_000
+# How often a held message (byzantine.held_until_precommit) looks at its recipient again.
+HOLD_POLL_MS = 10
 
 Message = Proposal | Vote | DuplicateVoteEvidence
 
@@ -87,6 +100,7 @@ class Simulation:
         self._heap: list[tuple[int, int, Callable[[], None]]] = []
         self._seq = 0
         self.events = 0
+        self.blocks_synced = 0  # blocks block sync sent (catch_up: only as a fallback)
         self.verifier: Verifier = CachingVerifier() if config.verify_cache else verify
         keys = node_keys(config.validators)
         self.keys = [k.public_key for k in keys]
@@ -133,6 +147,10 @@ class Simulation:
             self.round_heal_ms = min(config.heal_ms, RANDOM_TWINS_HEAL_MS)
         self._lossy_heights = dict.fromkeys(self.plan.lossy_heights)
         self._lossy_coins: dict[tuple[int, int, int, int, int], bool] = {}
+        self._node_keys = tuple(node.key.public_key for node in self.nodes)
+        self._allies = tuple(node.index for node in self.nodes if node.behaviour)
+        # (height, block id) -> the first proposal seen carrying it (SimConfig.catch_up).
+        self._proposal_of: dict[tuple[int, bytes], Proposal] = {}
 
     def _random_twin_split(self) -> RoundPartitions:
         """Twins-style: in rounds 0-3 of height 1, maybe split the network so that each twin
@@ -228,8 +246,9 @@ class Simulation:
 
     def _sync(self, node: SimNode) -> None:
         """Block sync as node/sync.py does it: ask the reachable peer with the most blocks
-        (peers announce their heights; a silent node announces nothing)."""
-        if not node.up or not self.config.block_sync:
+        (peers announce their heights; a silent node announces nothing).  With `catch_up` the
+        peer sends consensus messages instead (`_catch_up`)."""
+        if not node.up or not (self.config.block_sync or self.config.catch_up):
             return
         best: SimNode | None = None
         for peer in self.nodes:
@@ -246,13 +265,39 @@ class Simulation:
         if best is None or len(best.stored) < node.height:
             return
         have = node.height
+        if self.config.catch_up and self._catch_up(node, best.stored[have - 1], have):
+            return
         batch: list[tuple[Block, Commit]] = [
             (s.block, s.commit)
             for s in best.stored
             if have <= s.block.header.height < have + SYNC_BATCH_MAX
         ]
         if batch:
+            self.blocks_synced += len(batch)
             self.at(self.now_ms + self._delay(), lambda: node.deliver_blocks(batch))
+
+    def _catch_up(self, node: SimNode, decided: Decided, height: int) -> bool:
+        """Send `node` the proposal that carried `decided`'s block and its commit as precommit
+        votes (False if the node holds another proposal of that round: it could not learn the
+        block from this one, so the caller sends the block)."""
+        if decided.height != height:
+            raise InvariantError(f"sim: store out of order at height {height}")
+        block_id = decided.block.id()
+        proposal = self._proposal_of.get((decided.height, block_id))
+        if proposal is None:
+            return False
+        held = node.state.proposals.get(proposal.round)
+        if held is not None and held.block.id() != block_id:
+            return False
+        commit = decided.commit
+        messages: list[Message] = [proposal]
+        messages.extend(
+            Vote(PRECOMMIT, commit.height, commit.round, commit.block_id, s.validator, s.signature)
+            for s in commit.signatures
+        )
+        for msg in messages:
+            self.at(self.now_ms + self._delay(), partial(node.deliver, msg, None))
+        return True
 
     def _sync_allowed(self, peer: SimNode, node: SimNode) -> bool:
         if not self.round_partitions or self.now_ms >= self.round_heal_ms:
@@ -308,6 +353,9 @@ class Simulation:
         return delay
 
     def send(self, src: SimNode, dst: SimNode, msg: Message) -> None:
+        if isinstance(msg, Proposal):
+            # Kept for consensus catch-up (SimConfig.catch_up): a peer's store holds it.
+            self._proposal_of.setdefault((msg.height, msg.block.id()), msg)
         if not self._linked(src, dst) or not self._round_linked(src, dst, msg):
             return
         if self._lossy_heights and self._lossy_drop(src, dst, msg):
@@ -318,6 +366,13 @@ class Simulation:
             and self.plan.stalls(msg.height, msg.round)
         ):
             return
+        deliver = partial(dst.deliver, msg, src.index)
+        if (
+            src.behaviour in TARGETED
+            and not isinstance(msg, DuplicateVoteEvidence)
+            and self._held(src, dst, msg)
+        ):
+            deliver = partial(self._deliver_after_precommit, dst, msg, src.index)
         plan = self.plan if self.now_ms < self.config.heal_ms else CALM
         if plan.drop_permille and self.rng.randrange(1000) < plan.drop_permille:
             return
@@ -327,7 +382,41 @@ class Simulation:
             else 1
         )
         for _ in range(copies):
-            self.at(self.now_ms + self._delay(), partial(dst.deliver, msg, src.index))
+            self.at(self.now_ms + self._delay(), deliver)
+
+    def _deliver_after_precommit(self, dst: SimNode, msg: Proposal | Vote, src: int) -> None:
+        """Deliver once `dst` has precommitted in the round of `msg` or left it (checked every
+        HOLD_POLL_MS): byzantine.held_until_precommit."""
+        state = dst.state
+        if (
+            dst.up
+            and state.chain.height == msg.height
+            and state.round == msg.round
+            and state.step < STEP_PRECOMMIT
+        ):
+            self.at(
+                self.now_ms + HOLD_POLL_MS, partial(self._deliver_after_precommit, dst, msg, src)
+            )
+            return
+        dst.deliver(msg, src)
+
+    def _held(self, src: SimNode, dst: SimNode, msg: Proposal | Vote) -> bool:
+        """A targeted behaviour's own timing (byzantine.held_until_precommit)."""
+        state = src.state
+        ctx = ByzantineContext(
+            key=src.key,
+            chain_id=state.chain.chain_id,
+            nodes=len(self.nodes),
+            index=src.index,
+            rng=self.rng,
+            height=state.chain.height,
+            round=state.round,
+            memory=ByzantineMemory(),
+            validators=state.chain.validators,
+            keys=self._node_keys,
+            allies=self._allies,
+        )
+        return held_until_precommit(src.behaviour, ctx, msg, dst.index)
 
     def broadcast(self, src: SimNode, msg: Message) -> None:
         for dst in self.nodes:

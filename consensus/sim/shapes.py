@@ -25,10 +25,14 @@ HUNTS: dict[str, tuple[str, str]] = {
     "no_precommit_nil": ("n=4, one silent validator, synchronous network", "pace"),
     "fixed_timeouts": ("n=4, messages take 1.1-1.5 s after the heal", "liveness"),
     "decide_current_round_only": (
-        "n=4, one silent validator, deciders isolated, no block sync",
+        "n=4, random faults, consensus catch-up instead of block sync (a node that left the "
+        "deciding round gets the proposal and the commit's precommits, never a block)",
         "liveness",
     ),
-    "valid_only_on_lock": ("n=4, one lock_breaker, unequal powers, deciders isolated", "liveness"),
+    "valid_only_on_lock": (
+        "n=4, powers 1,10,10,10, one hide_pol proposer, synchronous network",
+        "liveness",
+    ),
 }
 
 
@@ -146,16 +150,19 @@ def hunt_config(mutant: str, seed: int = 0) -> SimConfig:
                 liveness_ms=270_000,
             )
         case "decide_current_round_only":
-            return replace(
-                base, validators=4, byzantine=("silent",), isolate_deciders=True, block_sync=False
-            )
+            # Partitions, loss and slow messages leave nodes in a later round than the one that
+            # decided; catch-up only brings them that round's precommits (L49 in any round).
+            return replace(base, validators=4, catch_up=True)
         case "valid_only_on_lock":
+            # hide_pol leaves one locker and valid values elsewhere; the locker (power 1) is
+            # needed for every quorum and proposes once in 31 rounds, so only re-proposals of
+            # the valid value (L15-L16, set at L42-L43 without locking) end the height soon.
             return replace(
                 base,
                 validators=4,
-                byzantine=("lock_breaker",),
-                powers=(1, 3, 3, 3),
-                isolate_deciders=True,
+                byzantine=("hide_pol",),
+                powers=(1, 10, 10, 10),
+                faults=False,
             )
         case _:
             return replace(base, mutant=mutant)

@@ -11,9 +11,11 @@ import pytest
 from consensus.crypto import PrivateKey, verify
 from consensus.sim.byzantine import (
     BEHAVIOURS,
+    TARGETED,
     ByzantineContext,
     ByzantineMemory,
     Message,
+    held_until_precommit,
     outgoing,
     sign_vote,
 )
@@ -86,7 +88,7 @@ def _signed_by_own_key(msg: Message, key: PrivateKey) -> bool:
     return True
 
 
-@pytest.mark.parametrize("behaviour", BEHAVIOURS)
+@pytest.mark.parametrize("behaviour", [*BEHAVIOURS, *TARGETED])
 def test_everything_sent_is_validly_signed_by_the_node_itself(behaviour: str) -> None:
     for seed in range(5):
         ctx = _ctx(seed=seed)
@@ -97,7 +99,7 @@ def test_everything_sent_is_validly_signed_by_the_node_itself(behaviour: str) ->
                 assert _signed_by_own_key(msg, KEYS[3]), (behaviour, msg)
 
 
-@pytest.mark.parametrize("behaviour", BEHAVIOURS)
+@pytest.mark.parametrize("behaviour", [*BEHAVIOURS, *TARGETED])
 def test_relays_of_other_validators_messages_pass_unchanged(behaviour: str) -> None:
     others = (_proposal(proposer=1), _vote(signer=2))
     for message in others:
@@ -215,3 +217,39 @@ def test_lock_breaker_coalition_splits_locks_then_pushes_a_fresh_block() -> None
     assert to is None
     assert isinstance(pushed, Proposal)
     assert pushed.block.id() != _proposal(member, later).block.id()
+
+
+def test_hide_pol_shows_its_proof_of_lock_in_time_to_one_honest_validator_only() -> None:
+    keys = tuple(k.public_key for k in KEYS[:4])
+    validators = ValidatorSet.of(list(zip(keys, (1, 10, 10, 10), strict=True)))
+    me = next(i for i in range(4) if validators.proposer(0) == keys[i])
+    power = validators.power_of(keys[me])
+    assert 3 * power < validators.total_power, "the test needs the proposer to be faulty-sized"
+
+    def ctx(round_: int) -> ByzantineContext:
+        return ByzantineContext(
+            KEYS[me], CHAIN, 4, me, random.Random(1), 5, round_, ByzantineMemory(), validators,
+            keys, (me,),
+        )  # fmt: skip
+
+    proposal = _proposal(proposer=me, round_=0)
+    assert outgoing("hide_pol", ctx(0), proposal) == [(None, proposal)]
+    peers = [i for i in range(4) if i != me]
+    early = [i for i in peers if not held_until_precommit("hide_pol", ctx(0), proposal, i)]
+    late = [i for i in peers if i not in early]
+    assert early
+    assert late
+    s_power = sum(validators.power_of(keys[i]) for i in early)
+    assert validators.has_quorum(s_power + power)
+    assert not validators.has_quorum(s_power)
+    prevote = sign_vote(ctx(0), PREVOTE, 5, 0, proposal.block.id())
+    [locker] = [i for i in peers if not held_until_precommit("hide_pol", ctx(0), prevote, i)]
+    assert locker in early
+    assert validators.power_of(keys[locker]) == min(validators.power_of(keys[i]) for i in early)
+    precommit = sign_vote(ctx(0), PRECOMMIT, 5, 0, proposal.block.id())
+    assert outgoing("hide_pol", ctx(0), precommit) == []
+    # Its later proposer rounds of the height: nothing; other validators' messages: relayed.
+    later = next(r for r in range(1, 40) if validators.proposer(r) == keys[me])
+    assert outgoing("hide_pol", ctx(later), _proposal(proposer=me, round_=later)) == []
+    other = _vote(signer=(me + 1) % 4)
+    assert not held_until_precommit("hide_pol", ctx(0), other, locker)
