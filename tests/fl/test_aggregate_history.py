@@ -12,6 +12,8 @@ from consensus.errors import CodecError
 from fl.aggregate import ClientUpdate, RuleHistory, aggregate, history_params
 from fl.aggregate.history import (
     _HASH_MULT,
+    ALIGN_KEEP_PERMILLE,
+    ALIGN_ZERO_PERMILLE,
     SKETCH_DIM,
     TRACE_ABS_MAX,
     UNIT,
@@ -50,8 +52,8 @@ def _ref_sketch_map(d: int) -> list[tuple[int, int]]:
 
 def _ref_rule(
     rows: list[list[int]], keys: list[bytes], history: RuleHistory, p: HistoryParams
-) -> tuple[list[int], list[int], int, list[list[int]]]:
-    """(aggregate, scores, next radius, next trace vectors of the participants)."""
+) -> tuple[list[int], list[int], int, list[list[int]], list[int]]:
+    """(aggregate, scores, next radius, next trace vectors and alignments of the participants)."""
     n, d = len(rows), len(rows[0])
     centre = [_ref_median([r[j] for r in rows]) for j in range(d)]
 
@@ -96,6 +98,11 @@ def _ref_rule(
     weights = [1000 if c <= lo else 0 if c >= hi else 1000 * (hi - c) // (hi - lo) for c in tops]
     if sum(weights) == 0:
         weights = [1000] * n
+    before = {t.client: t.alignment for t in history.traces}
+    past = [before.get(k, 0) for k in keys]
+    aligned = [1000 if a >= 0 else max(0, 1000 + a * 1000 // ALIGN_ZERO_PERMILLE) for a in past]
+    if any(w * a for w, a in zip(weights, aligned, strict=True)):
+        weights = [w * a // 1000 for w, a in zip(weights, aligned, strict=True)]
     kept = [1000] * n
     dropped = [False] * n
     for _ in range(p.iterations):
@@ -128,7 +135,15 @@ def _ref_rule(
         else (history.radius * (1000 - p.ema_permille) + sample * p.ema_permille) // 1000
     )
     scores = [0 if dropped[i] else kept[i] * weights[i] // 1000 for i in range(n)]
-    return centre, scores, radius, vectors
+    agg_sq = sum(c * c for c in centre)
+    alignment = []
+    for i in range(n):
+        dot = sum(a * b for a, b in zip(rows[i], centre, strict=True))
+        denominator = math.isqrt(sum(a * a for a in rows[i]) * agg_sq)
+        cos = max(-1000, min(1000, dot * 1000 // denominator)) if denominator else 0
+        keep = ALIGN_KEEP_PERMILLE
+        alignment.append((past[i] * keep + cos * (1000 - keep)) // 1000)
+    return centre, scores, radius, vectors, alignment
 
 
 def _keys(n: int) -> list[bytes]:
@@ -139,7 +154,7 @@ def _run_both(rows: IntArray, history: RuleHistory, params: Params) -> RuleHisto
     keys = _keys(rows.shape[0])
     updates = [ClientUpdate(k, 1, rows[i]) for i, k in enumerate(keys)]
     result = aggregate(RULE, updates, params, history)
-    ref_delta, ref_scores, ref_radius, ref_vectors = _ref_rule(
+    ref_delta, ref_scores, ref_radius, ref_vectors, ref_alignment = _ref_rule(
         [[int(x) for x in r] for r in rows.tolist()], keys, history, history_params(params)
     )
     assert [int(x) for x in result.delta.tolist()] == ref_delta
@@ -148,6 +163,8 @@ def _run_both(rows: IntArray, history: RuleHistory, params: Params) -> RuleHisto
     assert result.history.radius == ref_radius
     traces = {t.client: t.vector.tolist() for t in result.history.traces}
     assert [traces[k] for k in keys] == ref_vectors
+    alignment = {t.client: t.alignment for t in result.history.traces}
+    assert [alignment[k] for k in keys] == ref_alignment
     return result.history
 
 
@@ -277,13 +294,44 @@ def test_memory_is_bounded_and_stale_clients_are_forgotten() -> None:
         assert [t.client for t in history.traces] == sorted(seen)
 
 
+def test_clients_who_push_against_the_aggregate_round_after_round_lose_their_weight() -> None:
+    """Sign flippers: each sends minus its own (distinct, non-IID) update, so the similarity
+    weights do not see them; their alignment with the aggregate stays negative and takes their
+    weight, while the honest clients' stays positive."""
+    rng = np.random.default_rng(5)
+    d, honest, flippers = 60, 11, 7
+    shared = rng.integers(-3000, 3000, d)
+    own = [rng.integers(-6000, 6000, d) for _ in range(honest + flippers)]  # non-IID
+    keys = _keys(honest + flippers)
+    history = RuleHistory()
+    for rnd in range(14):
+        rows = [shared + own[i] + rng.integers(-300, 300, d) for i in range(honest + flippers)]
+        rows = [r if i < honest else -r for i, r in enumerate(rows)]
+        updates = [ClientUpdate(k, 1, r.astype(np.int64)) for k, r in zip(keys, rows, strict=True)]
+        result = aggregate(RULE, updates, PARAMS, history)
+        assert isinstance(result.history, RuleHistory)
+        history = result.history
+        if rnd == 0:
+            first = result.delta
+    alignment = {t.client: t.alignment for t in history.traces}
+    assert all(alignment[k] > 0 for k in keys[:honest])
+    assert all(alignment[k] < 0 for k in keys[honest:])
+    assert all(v.score == 0 for v in result.verdicts[honest:])
+    assert all(v.score > 0 for v in result.verdicts[:honest])
+
+    def cos(v: IntArray) -> float:
+        return float(v @ shared) / math.sqrt(float(v @ v) * float(shared @ shared))
+
+    assert cos(result.delta) > cos(first) + 0.2  # the flippers' pull is gone
+
+
 # -- history in the app state -------------------------------------------------------------------
 
 
 def test_history_round_trips_and_rejects_malformed_encodings() -> None:
     vector = np.arange(SKETCH_DIM, dtype=np.int64) - 512
     history = RuleHistory(
-        5, 1234, (Trace(b"\x01" * 32, 4, vector), Trace(b"\x02" * 32, 2, -vector))
+        5, 1234, (Trace(b"\x01" * 32, 4, vector, -37), Trace(b"\x02" * 32, 2, -vector, 1000))
     )
     again = RuleHistory.decode(decode(encode(history.encode())))
     assert encode(again.encode()) == encode(history.encode())
@@ -299,6 +347,9 @@ def test_history_round_trips_and_rejects_malformed_encodings() -> None:
     future = RuleHistory(5, 1, (Trace(b"\x01" * 32, 6, vector),))
     with pytest.raises(CodecError):
         RuleHistory.decode(future.encode())
+    beyond = RuleHistory(5, 1, (Trace(b"\x01" * 32, 4, vector, -1001),))
+    with pytest.raises(CodecError):
+        RuleHistory.decode(beyond.encode())
 
 
 def test_app_carries_the_history_through_rounds_snapshots_and_the_app_hash() -> None:
