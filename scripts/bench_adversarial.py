@@ -3,6 +3,7 @@
 config (loopback only; every attack bounded in count and in time).
 
     .venv/bin/python scripts/bench_adversarial.py [--seconds 60] [--only NAME[,NAME...]]
+        [--app fl|kv] [--byzantine-votes-per-s N]
 
 For each attack: blocks/s in a window of `--seconds` right before it, then under it (the same
 run, the same validators), the peak RSS of each running validator during it, and how long the
@@ -214,7 +215,9 @@ async def rpc_slow_headers(net: LocalNet, stop: asyncio.Event, row: Row) -> None
     row.note = f"{waves} waves of 40 connections, 1 byte / 0.5 s"
 
 
-async def round_flood(net: LocalNet, stop: asyncio.Event, row: Row) -> None:
+async def round_flood(
+    net: LocalNet, stop: asyncio.Event, row: Row, votes_per_s: float | None = None
+) -> None:
     node_key = read_key(net.home(3).node_key_file)
     validator_key = read_key(net.home(3).validator_key_file)
     targets = [attacks.net_target(net, i) for i in range(3)]
@@ -244,6 +247,7 @@ async def round_flood(net: LocalNet, stop: asyncio.Event, row: Row) -> None:
             flood,
             stop,
             frames_max=10_000_000,
+            votes_per_s=votes_per_s,
             redial=True,
         ),
     )
@@ -277,7 +281,7 @@ ROUTINES: dict[str, Attack] = {
 }
 
 
-async def measure(net: LocalNet, name: str, seconds: float) -> Row:
+async def measure(net: LocalNet, name: str, seconds: float, votes_per_s: float | None) -> Row:
     row = Row(name)
     if name == "round_flood":  # validator 3 turns byzantine: the baseline is without it too
         await asyncio.to_thread(net.stop, 3)
@@ -287,7 +291,11 @@ async def measure(net: LocalNet, name: str, seconds: float) -> Row:
     row.before_bps = (await height(net) - start) / seconds
     stop = asyncio.Event()
     cpu0 = time.process_time()
-    task = asyncio.create_task(ROUTINES[name](net, stop, row))
+    routine = ROUTINES[name]
+    if name == "round_flood" and votes_per_s is not None:
+        task = asyncio.create_task(round_flood(net, stop, row, votes_per_s))
+    else:
+        task = asyncio.create_task(routine(net, stop, row))
     start, t0 = await height(net), time.monotonic()
     stop_at = t0 + seconds
     while time.monotonic() < stop_at and not task.done():
@@ -309,7 +317,9 @@ async def measure(net: LocalNet, name: str, seconds: float) -> Row:
     return row
 
 
-async def run(names: list[str], seconds: float, app: str = "fl") -> list[Row]:
+async def run(
+    names: list[str], seconds: float, app: str = "fl", votes_per_s: float | None = None
+) -> list[Row]:
     root = Path(tempfile.mkdtemp(prefix="fedchain-bench-adversarial-"))
     net = LocalNet(root, validators=VALIDATORS, app=app)
     net.generate()  # the testnet's defaults: nothing tuned for the attacks
@@ -319,7 +329,7 @@ async def run(names: list[str], seconds: float, app: str = "fl") -> list[Row]:
         async with RpcClient(net.rpc_url(0)) as client:
             await client.wait_for_height(3, 120_000)
         for name in names:
-            row = await measure(net, name, seconds)
+            row = await measure(net, name, seconds, votes_per_s)
             print(row.markdown(), flush=True)
             rows.append(row)
     finally:
@@ -335,6 +345,9 @@ def main() -> None:
     # kv: no slashing, so a byzantine validator's equivocating vote flood is never ended by
     # the app (mempool_flood and tx_spam need the FL app's txs).
     parser.add_argument("--app", choices=("fl", "kv"), default="fl")
+    # round_flood's byzantine validator paced (default: as fast as it can sign): a pace under
+    # the nodes' per-peer budget (node/msgbudget.py) is never banned and costs what it costs.
+    parser.add_argument("--byzantine-votes-per-s", type=float, default=None)
     args = parser.parse_args()
     names = [n for n in args.only.split(",") if n]
     unknown = sorted(set(names) - set(ATTACKS))
@@ -344,12 +357,13 @@ def main() -> None:
     load = os.getloadavg()[0]
     print(
         f"<!-- {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, --seconds {args.seconds:g}, "
-        f"app {args.app}, {os.cpu_count()} cores, load {load:.1f} -->"
+        f"app {args.app}, byzantine votes/s {args.byzantine_votes_per_s or 'unpaced'}, "
+        f"{os.cpu_count()} cores, load {load:.1f} -->"
     )
     print("| attack | blocks/s unattacked -> under attack (kept) | peak RSS MiB per node "
           "| disconnect | notes |")  # fmt: skip
     print("| --- | --- | --- | --- | --- |", flush=True)
-    asyncio.run(run(names, args.seconds, args.app))
+    asyncio.run(run(names, args.seconds, args.app, args.byzantine_votes_per_s))
 
 
 if __name__ == "__main__":
