@@ -31,15 +31,9 @@ import contextlib
 import logging
 from typing import Protocol
 
+from consensus.engine.checks import contents_problem
 from consensus.errors import CodecError
-from consensus.types import (
-    commit_hash,
-    decode_block,
-    decode_commit,
-    encode_block,
-    evidence_hash,
-    txs_hash,
-)
+from consensus.types import decode_block, decode_commit, encode_block
 from node.config import SyncConfig
 from node.errors import StorageError, SyncError
 from node.logging import log_event
@@ -277,12 +271,9 @@ def committed_body_problem(body: bytes, height: int, block_id: bytes) -> str | N
         return f"it is block {header.height}, not {height}"
     if block.id() != block_id:
         return "its id is not the committed block's"
-    if header.data_hash != txs_hash(block.txs):
-        return "its txs do not match its header"
-    if header.evidence_hash != evidence_hash(block.evidence):
-        return "its evidence does not match its header"
-    if header.last_commit_hash != commit_hash(block.last_commit):
-        return "its last commit does not match its header"
+    contents = contents_problem(block)
+    if contents is not None:
+        return contents
     if encode_block(block) != body:
         return "not canonically encoded"
     return None

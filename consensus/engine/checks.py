@@ -43,6 +43,19 @@ def check_evidence(chain: ChainState, ev: DuplicateVoteEvidence, verifier: Verif
     check_vote_signature(chain, ev.vote_b, power, verifier)
 
 
+def contents_problem(block: Block) -> str | None:
+    """Why the header's hashes do not cover the block's txs, evidence and last commit, or None
+    (a proposal's check, and block sync's check of a body fetched again)."""
+    h = block.header
+    if h.data_hash != txs_hash(block.txs):
+        return "data hash does not match the transactions"
+    if h.evidence_hash != evidence_hash(block.evidence):
+        return "evidence hash does not match the evidence"
+    if h.last_commit_hash != commit_hash(block.last_commit):
+        return "last commit hash does not match the last commit"
+    return None
+
+
 def block_problem(
     chain: ChainState, block: Block, config: EngineConfig, verifier: Verifier
 ) -> str | None:
@@ -66,12 +79,9 @@ def block_problem(
         return "proposer is not a validator"
     if len(block.txs) > config.block_txs_max or sum(map(len, block.txs)) > config.block_bytes_max:
         return "block too large"
-    if h.data_hash != txs_hash(block.txs):
-        return "data hash does not match the transactions"
-    if h.evidence_hash != evidence_hash(block.evidence):
-        return "evidence hash does not match the evidence"
-    if h.last_commit_hash != commit_hash(block.last_commit):
-        return "last commit hash does not match the last commit"
+    contents = contents_problem(block)
+    if contents is not None:
+        return contents
     if h.height == chain.initial_height:
         if block.last_commit is not None:
             return "first block carries a last commit"

@@ -220,8 +220,8 @@ async def test_only_the_committed_body_passes_the_check(net: LocalNet) -> None:
     assert all(problems.values()), problems
     assert "undecodable" in str(problems["undecodable"])
     assert f"not {height}" in str(problems["another height"])
-    assert "txs" in str(problems["txs dropped"])
-    assert "txs" in str(problems["a tx changed"])
+    assert "transactions" in str(problems["txs dropped"])
+    assert "transactions" in str(problems["a tx changed"])
     assert "id" in str(problems["another header"])
     assert "last commit" in str(problems["last commit dropped"])
 

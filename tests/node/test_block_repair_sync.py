@@ -180,7 +180,7 @@ async def test_a_damaged_body_is_refetched_from_the_peer_that_has_it(tmp_path: P
                 net.send(victim_host.peer_id, Status(HEIGHTS, 1))
             await eventually(lambda: len(ports.penalties) >= 2, "the liar penalized twice")
             assert {peer for peer, _ in ports.penalties} == {liar_host.peer_id}
-            assert "txs do not match" in ports.penalties[0][1]
+            assert "does not match the transactions" in ports.penalties[0][1]
             assert victim_store.damaged() == [DAMAGED]  # the forgery was not written
 
             honest.send(victim_host.peer_id, Status(HEIGHTS, 1))
