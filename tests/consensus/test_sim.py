@@ -103,7 +103,14 @@ def test_mutant_is_caught_within_200_seeds_by_its_property(mutant: str) -> None:
 
 @pytest.mark.parametrize(
     "mutant",
-    ["nolock", "trust_pol_round", "quorum2f", "decide_current_round_only", "valid_only_on_lock"],
+    [
+        "nolock",
+        "trust_pol_round",
+        "quorum2f",
+        "noguard",
+        "decide_current_round_only",
+        "valid_only_on_lock",
+    ],
 )
 def test_hunt_shapes_are_safe_and_live_with_the_correct_engine(mutant: str) -> None:
     """The shapes that break agreement or liveness with a mutant stay safe and live without
