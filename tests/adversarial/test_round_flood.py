@@ -25,7 +25,9 @@ purged, not worked off after the ban (each would cost a WAL append and a signatu
 import asyncio
 import json
 import random
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -77,37 +79,36 @@ async def height_of(net: LocalNet, i: int) -> int:
     return int(str((await status(net, i))["height"]))
 
 
-def penalized_peers(log: Path) -> set[str]:
-    """Every peer the node counted an offence against."""
-    peers = set()
-    for line in log.read_text(errors="replace").splitlines():
-        if '"peer_misbehaved"' not in line:
-            continue
-        try:
-            peers.add(str(json.loads(line).get("peer")))
-        except ValueError:
-            continue
-    return peers
-
-
-def purged(log: Path, peer: str) -> int:
-    """Queued messages of `peer` the node dropped when it banned it (consensus_peer_cut)."""
-    total = 0
-    for line in log.read_text(errors="replace").splitlines():
-        if '"consensus_peer_cut"' in line and peer in line:
-            total += int(json.loads(line).get("purged", 0))
-    return total
-
-
-def offences_after_ban(log: Path, peer: str) -> int:
-    """From the node's own log: offences it still counted for `peer` after its first ban."""
-    banned = False
-    after = 0
+def records(log: Path) -> Iterator[dict[str, Any]]:
+    """The node's own log, one JSON record per line (anything else skipped)."""
     for line in log.read_text(errors="replace").splitlines():
         try:
             record = json.loads(line)
         except ValueError:
             continue
+        if isinstance(record, dict):
+            yield record
+
+
+def penalized_peers(log: Path) -> set[str]:
+    """Every peer the node counted an offence against."""
+    return {str(r.get("peer")) for r in records(log) if r.get("event") == "peer_misbehaved"}
+
+
+def purged(log: Path, peer: str) -> int:
+    """Queued messages of `peer` the node dropped when it banned it (consensus_peer_cut)."""
+    return sum(
+        int(r.get("purged", 0))
+        for r in records(log)
+        if r.get("event") == "consensus_peer_cut" and r.get("peer") == peer
+    )
+
+
+def offences_after_ban(log: Path, peer: str) -> int:
+    """Offences the node still counted for `peer` after its first ban."""
+    banned = False
+    after = 0
+    for record in records(log):
         if record.get("peer") != peer:
             continue
         if record.get("event") == "peer_banned":
@@ -118,13 +119,9 @@ def offences_after_ban(log: Path, peer: str) -> int:
 
 
 def bad_messages_before_ban(log: Path, peer: str) -> tuple[int, bool]:
-    """From the node's own log: offences it counted for `peer` before banning it."""
+    """Offences the node counted for `peer` before banning it, and whether it did."""
     count = 0
-    for line in log.read_text(errors="replace").splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
+    for record in records(log):
         if record.get("peer") != peer:
             continue
         if record.get("event") == "peer_misbehaved":
