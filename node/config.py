@@ -155,8 +155,15 @@ class ConsensusConfig:
     prevote_timeout_delta_ms: int = 250
     precommit_timeout_ms: int = 500
     precommit_timeout_delta_ms: int = 250
-    # Pause after a commit before the next height starts, to collect straggling precommits.
-    commit_timeout_ms: int = 10
+    # Pause after a commit before the next height starts, to collect straggling precommits;
+    # it sets the pace (CometBFT's timeout_commit: about one block a second).  Testnets and the
+    # demo write 200 (`fedchain testnet --commit-timeout-ms`).
+    commit_timeout_ms: int = 1_000
+    # false: after a block that changed nothing (no txs, evidence or app events) the next one
+    # waits until a tx arrives or create_empty_blocks_interval_ms passes (0: until a tx), so an
+    # idle chain is quiet; chain-time deadlines (FL rounds, votes) fire at the interval's pace.
+    create_empty_blocks: bool = False
+    create_empty_blocks_interval_ms: int = 10_000
     block_txs_max: int = 10_000
     # What the validators can pull and check within about one propose timeout: with 64 MiB a
     # block of 334 FL updates needed 4-5 rounds (reassembly outlasted the timeout, everyone
@@ -219,6 +226,9 @@ class LogConfig:
     level: str = "info"
     # "auto": JSON lines when stdout is not a terminal, readable text when it is.
     format: str = "auto"
+    # Level of the one line per committed block (`block_committed`): debug, so a node logs
+    # what happens, not that time passes.  Testnets write "info" (their tools read the lines).
+    blocks_level: str = "debug"
 
 
 @dataclass(frozen=True, slots=True)
@@ -386,6 +396,8 @@ def _validate(cfg: NodeConfig) -> None:
     _validate_gossipsub(cfg.p2p.gossipsub, "p2p.gossipsub.")
     if cfg.log.level not in _LEVELS:
         raise ConfigError(f"log.level: expected one of {', '.join(_LEVELS)}")
+    if cfg.log.blocks_level not in _LEVELS:
+        raise ConfigError(f"log.blocks_level: expected one of {', '.join(_LEVELS)}")
     if cfg.log.format not in _FORMATS:
         raise ConfigError(f"log.format: expected one of {', '.join(_FORMATS)}")
 

@@ -279,6 +279,8 @@ class ConsensusShell:
             commit_timeout_ms=node.cfg.consensus.commit_timeout_ms,
             future_messages_max=FUTURE_MESSAGES_MAX,
             snapshot_interval_heights=node.cfg.storage.app_snapshot_interval_heights,
+            create_empty_blocks=node.cfg.consensus.create_empty_blocks,
+            create_empty_blocks_interval_ms=node.cfg.consensus.create_empty_blocks_interval_ms,
         )
         self._driver = Driver(self._engine, ports, config, chain)
         node.metrics.height.set(store.height)
@@ -494,7 +496,8 @@ class ConsensusShell:
             self._driver.peer_connected(peer)
 
     def on_tx_admitted(self) -> None:
-        return
+        if self._driver is not None:
+            self._driver.txs_available()
 
     async def _rebroadcast_loop(self) -> None:
         """Resend what the driver's relay policy selects while a height is not progressing."""
@@ -761,6 +764,7 @@ class _Telemetry:
         log_event(
             log,
             "block_committed",
+            logging.getLevelNamesMapping()[node.cfg.log.blocks_level.upper()],
             height=height,
             round=commit.round,
             txs=len(block.txs),

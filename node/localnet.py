@@ -95,10 +95,13 @@ class LocalNet:
         self,
         propose_timeout_ms: int = 1_000,
         attack: str = "sign_flip",
-        commit_timeout_ms: int = 200,
+        commit_timeout_ms: int = testnet.TESTNET_COMMIT_TIMEOUT_MS,
+        create_empty_blocks: bool = True,
+        empty_blocks_interval_ms: int = testnet.TESTNET_EMPTY_BLOCKS_INTERVAL_MS,
         round_deadline_ms: int = TESTNET_ROUND_DEADLINE_MS,
     ) -> None:
-        """Homes for the net, with a testnet's fast timing (seconds-long FL deadlines)."""
+        """Homes for the net.  The timing is a testnet's, explicitly (fast blocks, an empty
+        block after every block, seconds-long FL deadlines), not a production node's defaults."""
         total = self.validators + self.extra_nodes
         if not self.base_port:
             self.base_port = free_base_port(total)
@@ -114,6 +117,8 @@ class LocalNet:
             app=self.app,
             propose_timeout_ms=propose_timeout_ms,
             commit_timeout_ms=commit_timeout_ms,
+            create_empty_blocks=create_empty_blocks,
+            empty_blocks_interval_ms=empty_blocks_interval_ms,
             round_deadline_ms=round_deadline_ms,
             open_clients=self.open_clients,
         )

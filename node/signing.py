@@ -36,6 +36,7 @@ TICK_S = 1.0
 # rounds' worth of timeouts, the validators we reach hold no 2/3 of the power.
 STALL_ROUNDS = 5
 STALL_MS_MIN = 5_000
+STALL_NEVER_MS = 2**62
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +175,16 @@ class SigningMonitor:
 def stall_ms(cfg: NodeConfig) -> int:
     c = cfg.consensus
     round_ms = c.propose_timeout_ms + c.prevote_timeout_ms + c.precommit_timeout_ms
-    return max(STALL_MS_MIN, STALL_ROUNDS * (round_ms + c.commit_timeout_ms))
+    stall = max(STALL_MS_MIN, STALL_ROUNDS * (round_ms + c.commit_timeout_ms))
+    if c.create_empty_blocks:
+        return stall
+    # An idle chain waits up to the interval between blocks (create_empty_blocks = false); with
+    # no interval it may wait for ever, and no block for a while then says nothing.
+    return (
+        stall + c.create_empty_blocks_interval_ms
+        if c.create_empty_blocks_interval_ms
+        else STALL_NEVER_MS
+    )
 
 
 def watch_signing(

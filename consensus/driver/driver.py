@@ -32,7 +32,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from consensus.app import BlockInfo
+from consensus.app import BlockInfo, FinalizeResult
 from consensus.codec import encode
 from consensus.crypto import sha256
 from consensus.driver.ports import Decided, Message, Peer, Ports
@@ -94,6 +94,9 @@ class DriverConfig:
     # Relay peers' proposals too (the simulator's lossy links need it; the daemon's proposals
     # travel compactly and are pulled instead).
     relay_proposals: bool = False
+    # CometBFT's create_empty_blocks = false: see `_hold_empty`.
+    create_empty_blocks: bool = True
+    create_empty_blocks_interval_ms: int = 0  # 0: wait for txs only
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +187,8 @@ class Driver:
             interval = config.snapshot_interval_heights
             self._snapshot_due = ((chain.height - 1) // interval + 1) * interval
         self._relay_mark = (-1, -1, -1)
+        self._held: BlockExecuted | None = None
+        self._txs_seen = False
 
     @property
     def height(self) -> int:
@@ -406,6 +411,7 @@ class Driver:
             self._future_count += 1
         if height > current + 1:
             self.ports.net.behind(height)
+        self._release_held()  # a peer has moved on: so do we
 
     def _begin_height(self) -> None:
         """Per-height bookkeeping, before any record of the new height is written: mark the
@@ -543,10 +549,47 @@ class Driver:
         self._pending_store = height
         ports.telemetry.committed(decided)
         done = BlockExecuted(height, block.id(), result.app_hash, updates)
+        if not immediate and self._hold_empty(done, block, result):
+            return
         if immediate or self.config.commit_timeout_ms == 0:
             self._queue.append((done, None))
         else:
             ports.timers.schedule(self.config.commit_timeout_ms, done)
+
+    # ---- create_empty_blocks = false ------------------------------------------------------------
+
+    def _hold_empty(self, done: BlockExecuted, block: Block, result: FinalizeResult) -> bool:
+        """After a block that changed nothing worth sealing (no txs, evidence, validator updates
+        or app events) this node does not start the next height until `txs_available()`, a
+        peer's message of a later height (`_buffer_future`) or the interval: CometBFT's wait
+        before round 0, on every validator, so nobody's propose timeout runs meanwhile.  A block
+        that did change something is followed at once by the block whose header seals its app
+        hash.  Only when the next height starts changes, so the engine's safety is untouched."""
+        seen, self._txs_seen = self._txs_seen, False
+        if self.config.create_empty_blocks or seen:
+            return False
+        if block.txs or block.evidence or result.validator_updates or result.events:
+            return False
+        self._held = done
+        interval = self.config.create_empty_blocks_interval_ms
+        if interval > 0:
+            # Fed anyway when the interval ends; the engine ignores it if the height moved on.
+            self.ports.timers.schedule(max(interval, self.config.commit_timeout_ms), done)
+        return True
+
+    def txs_available(self) -> None:
+        """The mempool admitted a tx: a held height starts after the commit pause.  Touches no
+        engine state (only this flag and a timer), so the mempool's task may call it."""
+        held, self._held = self._held, None
+        if held is None:
+            self._txs_seen = True  # it may miss this height's block: don't hold after it
+        else:
+            self.ports.timers.schedule(self.config.commit_timeout_ms, held)
+
+    def _release_held(self) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            self._queue.append((held, None))
 
     def _snapshot_if_due(self, height: int) -> bytes | None:
         interval = self.config.snapshot_interval_heights

@@ -9,6 +9,7 @@ shard index, attack) for `fedchain client run`.
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from consensus.app import Genesis, GenesisValidator
@@ -33,6 +34,8 @@ from node.p2p.peer_id import PeerId
 HELP = "generate keys, genesis and configs for a local (or --docker) testnet"
 
 PORT_STRIDE = 10
+TESTNET_COMMIT_TIMEOUT_MS = 200
+TESTNET_EMPTY_BLOCKS_INTERVAL_MS = 10_000
 RPC_OFFSET = 1
 METRICS_OFFSET = 4
 
@@ -48,8 +51,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chain-id", default="fedchain-testnet")
     parser.add_argument("--app", default="fl", choices=APPS)
     parser.add_argument("--propose-timeout-ms", type=int, default=1_000)
-    # FL round deadlines are chain time now; ~5 blocks/s keeps the demo fast.
-    parser.add_argument("--commit-timeout-ms", type=int, default=200)
+    # A testnet is for demos and tests: fast blocks (~5/s), and an empty block after every one
+    # (heights keep moving, as the tests and the e2e runner expect).  Production nodes default
+    # to ~1 s blocks and no empty blocks (config/node.toml).
+    parser.add_argument("--commit-timeout-ms", type=int, default=TESTNET_COMMIT_TIMEOUT_MS)
+    parser.add_argument(
+        "--create-empty-blocks",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="propose empty blocks at the commit pace (--no-create-empty-blocks: only when txs "
+        "arrive or --empty-blocks-interval-ms passes)",
+    )
+    parser.add_argument(
+        "--empty-blocks-interval-ms", type=int, default=TESTNET_EMPTY_BLOCKS_INTERVAL_MS
+    )
     parser.add_argument(
         "--round-deadline-ms",
         type=int,
@@ -68,6 +83,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="commit-reveal FL rounds with a commit phase of at most this many blocks (0: off; "
         "40, about the round deadline at the testnet pace, leaves clients that are still "
         "starting time to commit)",
+    )
+
+
+def fast_timing(
+    cfg: NodeConfig,
+    commit_timeout_ms: int = TESTNET_COMMIT_TIMEOUT_MS,
+    create_empty_blocks: bool = True,
+    empty_blocks_interval_ms: int = TESTNET_EMPTY_BLOCKS_INTERVAL_MS,
+) -> NodeConfig:
+    """`cfg` paced like a testnet: ~5 blocks/s and an empty block after every one (heights keep
+    moving, as tests, benchmarks and the e2e runner expect), and the per-block log line at info
+    (they read it).  Production defaults are ~1 s blocks, no empty blocks, that line at debug."""
+    return replace(
+        cfg,
+        consensus=replace(
+            cfg.consensus,
+            commit_timeout_ms=commit_timeout_ms,
+            create_empty_blocks=create_empty_blocks,
+            create_empty_blocks_interval_ms=empty_blocks_interval_ms,
+        ),
+        log=replace(cfg.log, blocks_level="info"),
     )
 
 
@@ -155,10 +191,13 @@ def generate(args: argparse.Namespace) -> None:
             ),
             rpc=RpcConfig(listen_host=listen, listen_port=rpc_port),
             metrics=MetricsConfig(listen_host=listen, listen_port=metrics_port),
-            consensus=ConsensusConfig(
-                propose_timeout_ms=args.propose_timeout_ms,
-                commit_timeout_ms=args.commit_timeout_ms,
-            ),
+            consensus=ConsensusConfig(propose_timeout_ms=args.propose_timeout_ms),
+        )
+        cfg = fast_timing(
+            cfg,
+            args.commit_timeout_ms,
+            getattr(args, "create_empty_blocks", True),
+            getattr(args, "empty_blocks_interval_ms", TESTNET_EMPTY_BLOCKS_INTERVAL_MS),
         )
         home.config_file.write_text(render_config(cfg))
         write_key(home.node_key_file, node_keys[i])

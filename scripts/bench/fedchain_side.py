@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 import numpy as np
 
-from bench.chain import BenchError, RoundWatcher, Testnet
+from bench.chain import BENCH_COMMIT_TIMEOUT_MS, BenchError, RoundWatcher, Testnet
 from bench.stats import gaps
 from bench.workload import STREAM_QUANTIZE, Prepared, fingerprint, rng
 from consensus.crypto import PrivateKey
@@ -27,7 +27,6 @@ from fl.client.sdk import RemoteModel, build_update, fetch_model
 from fl.client.transport import SubmitResult
 from fl.genesis import build_app_state
 from fl.params import Params
-from node.config import ConsensusConfig
 
 ROUND_TIMEOUT_S = 300.0
 ROUND_DEADLINE_MS = 100_000_000  # the bench rounds close on quorum, never on the deadline
@@ -117,7 +116,7 @@ class FedchainRun:
     prepared: Prepared
     root: Path
     poll_interval_s: float = 0.0
-    commit_timeout_ms: int = ConsensusConfig().commit_timeout_ms
+    commit_timeout_ms: int = BENCH_COMMIT_TIMEOUT_MS
 
     async def run(self) -> dict[str, Any]:
         workload = self.prepared.workload

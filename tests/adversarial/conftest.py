@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from consensus.app import Genesis
+from node.commands.testnet import fast_timing
 from node.config import load_config, render_config
 from node.genesis import read_genesis_file
 from node.keys import read_key
@@ -82,6 +83,7 @@ def start_solo_node(root: Path, **p2p: object) -> SoloNode:
         metrics=dataclasses.replace(cfg.metrics, listen_port=base + 4),
         log=dataclasses.replace(cfg.log, level="info"),
     )
+    cfg = fast_timing(cfg)  # `init` writes production pacing; the tests count blocks
     (home / "config.toml").write_text(render_config(cfg))
     peer = Identity.from_seed(read_key(home / "node_key.json").seed).peer_id
     genesis = read_genesis_file(home / "genesis.json").genesis

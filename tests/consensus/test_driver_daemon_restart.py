@@ -205,7 +205,13 @@ def test_every_consensus_setting_of_the_node_config_reaches_the_engine() -> None
 
     # Distinct values per field, so a setting mapped to the wrong engine field shows too.
     # The driver's, and the peer message budget's (node/msgbudget.py), not the engine's.
-    node_only = {"commit_timeout_ms", "peer_budget_margin", "peer_abusive_messages_max"}
+    node_only = {
+        "commit_timeout_ms",
+        "create_empty_blocks",
+        "create_empty_blocks_interval_ms",
+        "peer_budget_margin",
+        "peer_abusive_messages_max",
+    }
     names = [f.name for f in dataclass_fields(ConsensusConfig) if f.name not in node_only]
     cfg = ConsensusConfig(**{name: 1_000 + 7 * i for i, name in enumerate(names)})
     engine = engine_config(cfg)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from node.commands.testnet import fast_timing
 from node.config import load_config, render_config
 from node.localnet import free_base_port
 from node.rpc.client import RpcClient, RpcError
@@ -56,6 +57,7 @@ def test_init_start_stop_restart(tmp_path: Path) -> None:
         rpc=dataclasses.replace(cfg.rpc, listen_port=base + 1),
         metrics=dataclasses.replace(cfg.metrics, listen_port=base + 4),
     )
+    cfg = fast_timing(cfg)  # `init` writes production pacing (an idle chain waits 10 s)
     (home / "config.toml").write_text(render_config(cfg))
     url = f"http://127.0.0.1:{base + 1}"
     log = home / "node.log"
