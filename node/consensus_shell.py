@@ -425,6 +425,10 @@ class ConsensusShell:
         self.dropped_messages += 1
         if decision.verdict is Verdict.ABUSE:
             self._strike(peer, decision.strikes, decision.reason)
+        elif isinstance(message, Proposal | Vote) and message.height > chain.height:
+            # A later height than the driver buffers: still news that we are behind (the
+            # driver would have woken block sync for it, as the engine does for PeerAhead).
+            self._node.sync_hint(message.height)
         return False
 
     def _strike(self, peer: PeerId, strikes: int, reason: str) -> None:
