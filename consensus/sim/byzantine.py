@@ -333,22 +333,16 @@ def _first_member_round(ctx: ByzantineContext, round_: int) -> int | None:
     return None
 
 
-def _plan(ctx: ByzantineContext, height: int, round_: int) -> _LockSplit | None:
-    """The coalition's plan for (height, round_) if it is the height's first member round:
-    the same for every member (seeded by the height and round, not by ctx.rng)."""
-    validators = ctx.validators
-    if validators is None or _first_member_round(ctx, round_) != round_:
-        return None
-    coalition = _coalition(ctx)
+def _just_enough(
+    ctx: ByzantineContext, validators: ValidatorSet, faulty: set[int], power: int, label: str
+) -> list[int] | None:
+    """Honest validators in an order seeded by `label` (the same for every caller), just enough
+    of them to make a quorum with `power`; None if that takes every one of them or is not
+    possible (then nobody would be left out)."""
     honest = [
-        i
-        for i, key in enumerate(ctx.keys)
-        if i not in coalition and validators.index(key) is not None
+        i for i, key in enumerate(ctx.keys) if i not in faulty and validators.index(key) is not None
     ]
-    random.Random(f"lock_breaker/{height}/{round_}").shuffle(honest)
-    # Just enough honest validators lock (with the coalition's power they make a quorum);
-    # the others do not, and the coalition's engines see too few precommits to decide.
-    power = sum(validators.power_of(ctx.keys[i]) for i in coalition if i < len(ctx.keys))
+    random.Random(label).shuffle(honest)
     chosen: list[int] = []
     for i in honest:
         if validators.has_quorum(power):
@@ -356,6 +350,22 @@ def _plan(ctx: ByzantineContext, height: int, round_: int) -> _LockSplit | None:
         chosen.append(i)
         power += validators.power_of(ctx.keys[i])
     if not chosen or len(chosen) == len(honest) or not validators.has_quorum(power):
+        return None
+    return chosen
+
+
+def _plan(ctx: ByzantineContext, height: int, round_: int) -> _LockSplit | None:
+    """The coalition's plan for (height, round_) if it is the height's first member round:
+    the same for every member (seeded by the height and round, not by ctx.rng)."""
+    validators = ctx.validators
+    if validators is None or _first_member_round(ctx, round_) != round_:
+        return None
+    coalition = _coalition(ctx)
+    # Just enough honest validators lock (with the coalition's power they make a quorum);
+    # the others do not, and the coalition's engines see too few precommits to decide.
+    power = sum(validators.power_of(ctx.keys[i]) for i in coalition if i < len(ctx.keys))
+    chosen = _just_enough(ctx, validators, {*coalition}, power, f"lock_breaker/{height}/{round_}")
+    if chosen is None:
         return None  # no honest validator can be left out: nothing to split
     return _LockSplit(tuple(sorted({*chosen, *coalition} - {ctx.index})), chosen[0])
 
@@ -409,19 +419,10 @@ def _hide_plan(ctx: ByzantineContext, height: int, round_: int) -> _PolSplit | N
     own = _own_rounds(ctx, round_)
     if validators is None or not own or own[0] != round_:
         return None
-    faulty = {*ctx.allies, ctx.index}
-    honest = [
-        i for i, key in enumerate(ctx.keys) if i not in faulty and validators.index(key) is not None
-    ]
-    random.Random(f"hide_pol/{height}/{round_}").shuffle(honest)
     power = validators.power_of(ctx.key.public_key)
-    chosen: list[int] = []
-    for i in honest:
-        if validators.has_quorum(power):
-            break
-        chosen.append(i)
-        power += validators.power_of(ctx.keys[i])
-    if not chosen or len(chosen) == len(honest) or not validators.has_quorum(power):
+    faulty = {*ctx.allies, ctx.index}
+    chosen = _just_enough(ctx, validators, faulty, power, f"hide_pol/{height}/{round_}")
+    if chosen is None:
         return None  # nobody left to prevote nil: S would see the proof without this node
     locker = min(chosen, key=lambda i: validators.power_of(ctx.keys[i]))
     return _PolSplit(tuple(sorted(chosen)), locker)
