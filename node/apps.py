@@ -28,7 +28,7 @@ VALIDATOR_LIQUID = 10_000  # per unit of genesis power, for governance deposits 
 # rounds, votes, unbonding and jail end within seconds.  `fedchain init` and multi-party genesis
 # keep the production defaults of fl/params.py and fl/economics/params.py (a minute to train, a
 # day to vote, three days to unbond, ten minutes in jail).
-TESTNET_ROUND_DEADLINE_MS = 8_000
+TESTNET_ROUND_DEADLINE_MS = 20_000
 TESTNET_GOV_VOTING_PERIOD_MS = 20_000
 TESTNET_UNBONDING_PERIOD_MS = 10_000
 TESTNET_DOWNTIME_JAIL_MS = 10_000

@@ -9,6 +9,7 @@ shard index, attack) for `fedchain client run`.
 
 import argparse
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -165,6 +166,9 @@ def generate(args: argparse.Namespace) -> None:
             # LocalNet builds its own argument namespace without this option.
             commit_blocks=getattr(args, "commit_blocks", 0),
         ),
+        # Now: round 0's chain-time deadline counts from here (with 0 it would have passed
+        # long before the first block, and round 0 would close at once with nothing).
+        genesis_time_ms=time.time_ns() // 1_000_000,
     )
     rpc_urls = []
     for i in range(n):
