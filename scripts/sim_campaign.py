@@ -142,6 +142,12 @@ def main() -> int:
         default=0,
         help="also run each hunted mutant's shape with the correct engine over this many seeds",
     )
+    parser.add_argument(
+        "--control-mutant",
+        action="append",
+        choices=list(MUTANT_DESCRIPTIONS),
+        help="run --control-seeds only for this mutant's shape (repeatable; default: every one)",
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
 
@@ -159,6 +165,8 @@ def main() -> int:
             ]
         )
         hunted = [] if args.no_mutants else (args.only_mutant or list(MUTANT_DESCRIPTIONS))
+        if args.control_mutant:
+            hunted = [m for m in hunted if m in args.control_mutant]
         controls = [
             pool.submit(control, (m, list(range(i, min(i + CHUNK, args.control_seeds)))))
             for m in hunted
