@@ -418,6 +418,7 @@ class Driver:
         previous block stored (the one clean rotation point) if its store is done, or if the
         log must rotate now (then wait for it)."""
         self._height = self.height
+        self._held = None  # started: a late txs_available() must not count as ending a hold
         self._own = []
         self._previous_block_txs = self._block_txs
         self._block_txs = {}

@@ -4,10 +4,10 @@ waits (BlockExecuted is held) until a tx, a peer's message of the next height, o
 from dataclasses import dataclass, field, replace
 
 from consensus.driver.driver import Driver, DriverConfig
-from consensus.engine import BlockExecuted, Input
+from consensus.engine import BlockExecuted, ChainState, Input
 from consensus.types import NIL, PRECOMMIT, PREVOTE, Block
-from tests.consensus.harness import KEYS, make_block, proposer, vote
-from tests.consensus.test_driver_replay import Rig, _me_not_proposing, _proposal
+from tests.consensus.harness import CHAIN, KEYS, make_block, proposal, proposer, vote
+from tests.consensus.test_driver_replay import Rig, _me_not_proposing
 
 INTERVAL_MS = 5_000
 COMMIT_MS = 100
@@ -40,13 +40,14 @@ def held_driver(interval_ms: int = INTERVAL_MS) -> tuple[Driver, Timers, int]:
     return driver, timers, me
 
 
-def decide(driver: Driver, me: int, block: Block) -> None:
+def decide(driver: Driver, me: int, block: Block, chain: ChainState = CHAIN) -> None:
     others = [k for i, k in enumerate(KEYS) if i != me]
-    driver.receive(_proposal(0, block), None)
+    height = chain.height
+    driver.receive(proposal(0, block, key=proposer(0, chain), height=height), None)
     for k in others[:2]:
-        driver.receive(vote(k, PREVOTE, 0, block.id()), None)
+        driver.receive(vote(k, PREVOTE, 0, block.id(), height=height), None)
     for k in others[:2]:
-        driver.receive(vote(k, PRECOMMIT, 0, block.id()), None)
+        driver.receive(vote(k, PRECOMMIT, 0, block.id(), height=height), None)
 
 
 def executed(timers: Timers) -> list[tuple[int, Input]]:
@@ -84,6 +85,19 @@ def test_a_tx_that_missed_the_block_cancels_the_hold() -> None:
     driver, timers, me = held_driver(interval_ms=0)
     driver.txs_available()  # admitted while height 1 was being decided, not in its block
     decide(driver, me, make_block(proposer(0), txs=()))
+    assert [d for d, _ in executed(timers)] == [COMMIT_MS]
+
+
+def test_a_tx_after_the_interval_ended_the_hold_cancels_the_next_one() -> None:
+    driver, timers, me = held_driver()
+    decide(driver, me, make_block(proposer(0), txs=()))
+    timers.fire(driver, INTERVAL_MS)
+    assert driver.height == 2
+    driver.txs_available()  # arrives while height 2 is being decided, misses its block
+    chain = driver.state.chain
+    assert KEYS[me] is not proposer(0, chain)
+    decide(driver, me, make_block(proposer(0, chain), txs=(), chain=chain), chain)
+    assert driver.height == 2
     assert [d for d, _ in executed(timers)] == [COMMIT_MS]
 
 
