@@ -63,6 +63,8 @@ from tests.adversarial.conftest import MiB, rss_bytes  # noqa: E402
 HOUR_S = 3600.0
 # The parts of a home's size that get their own slope (see disk_usage).
 DISK_PARTS = ("blocks_dat", "sqlite", "cs_wal", "log")
+# RSS floor: the minimum of each window this long (attack peaks are shorter than this).
+FLOOR_WINDOW_S = 180.0
 # bench_adversarial's routines minus round_flood (it turns validator 3 byzantine for good).
 STRANGER_ATTACKS = (
     "memory_frames",
@@ -161,6 +163,19 @@ def trend_slope(points: list[tuple[float, float, int]]) -> float | None:
     return sxy / sxx if sxx > 0 else None
 
 
+def window_minima(
+    points: list[tuple[float, float, int]], window: float
+) -> list[tuple[float, float, int]]:
+    """The lowest point of each `window` of t within each group: the floor an attack's
+    transient peak sits on (a leak raises the floor; a buffer that is freed does not)."""
+    lowest: dict[tuple[int, int], tuple[float, float, int]] = {}
+    for t, y, g in points:
+        key = (g, int(t // window))
+        if key not in lowest or y < lowest[key][1]:
+            lowest[key] = (t, y, g)
+    return sorted(lowest.values())
+
+
 def trends(soak: Soak) -> dict[str, Any]:
     """Per validator: RSS and disk slopes in MiB/hour after warm-up, and RSS figures."""
     cfg = soak.config
@@ -184,8 +199,10 @@ def trends(soak: Soak) -> dict[str, Any]:
             if s["validators"][str(i)]["rss_bytes"] is not None
         ]
         rss_slope, disk_slope = trend_slope(rss), trend_slope(disk)
+        floor_slope = trend_slope(window_minima(rss, FLOOR_WINDOW_S / HOUR_S))
         out[str(i)] = {
             "rss_mib_per_hour": None if rss_slope is None else round(rss_slope, 2),
+            "rss_floor_mib_per_hour": None if floor_slope is None else round(floor_slope, 2),
             "rss_points": len(rss),
             "rss_incarnations": len({g for _, _, g in rss}),
             "rss_mib_after_warmup_first": round(rss[0][1], 1) if rss else None,
@@ -440,7 +457,14 @@ class Runner:
         }
 
 
-async def run_soak(cfg: SoakConfig, root: Path, log: Callable[[str], None] = print) -> Soak:
+async def run_soak(
+    cfg: SoakConfig,
+    root: Path,
+    log: Callable[[str], None] = print,
+    checkpoint: Callable[[Soak], None] | None = None,
+) -> Soak:
+    """Run the soak in `root`; `checkpoint` gets the record so far about every 30 s (a run
+    that dies late still leaves its samples)."""
     soak = Soak(
         cfg, str(root), datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), os.cpu_count() or 0
     )
@@ -478,6 +502,8 @@ async def run_soak(cfg: SoakConfig, root: Path, log: Callable[[str], None] = pri
                 if last:
                     heights = [v["height"] for v in last["validators"].values()]
                     log(f"soak: t={last['t']:.0f} s heights {heights} load {last['load'][0]}")
+                if checkpoint is not None:
+                    checkpoint(soak)
             runner.stop.set()
 
         async with asyncio.TaskGroup() as tg:
@@ -557,7 +583,8 @@ def summary(soak: Soak) -> list[str]:
     )
     for i, t in soak.trend.items():
         lines.append(
-            f"- validator {i}: RSS {t['rss_mib_per_hour']} MiB/h over {t['rss_points']} samples "
+            f"- validator {i}: RSS {t['rss_mib_per_hour']} MiB/h (floor: 3-minute minima "
+            f"{t['rss_floor_mib_per_hour']} MiB/h) over {t['rss_points']} samples "
             f"({t['rss_incarnations']} process lifetimes), {t['rss_mib_after_warmup_first']} -> "
             f"{t['rss_mib_last']} MiB, max {t['rss_mib_max']}; disk {t['disk_mib_per_hour']} "
             f"MiB/h, {t['disk_mib_end']} MiB at the end ("
@@ -741,10 +768,16 @@ def main() -> None:
         seed=args.seed,
     )
     root = args.root or Path(tempfile.mkdtemp(prefix="fedchain-soak-"))
-    soak = asyncio.run(run_soak(cfg, root))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(asdict(soak), indent=1) + "\n")
+
+    def save(soak: Soak) -> None:
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            tmp = args.json.with_suffix(".tmp")
+            tmp.write_text(json.dumps(asdict(soak), indent=1) + "\n")
+            tmp.replace(args.json)
+
+    soak = asyncio.run(run_soak(cfg, root, checkpoint=save))
+    save(soak)
     if args.png:
         plot(soak, args.png)
     print("\n".join(summary(soak)))

@@ -8,7 +8,7 @@ validators' agreement on the block and app hash at the end.  Timing is not asser
 from pathlib import Path
 
 import pytest
-from bench_soak import Soak, SoakConfig, run_soak, trend_slope, trends
+from bench_soak import Soak, SoakConfig, run_soak, trend_slope, trends, window_minima
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
@@ -46,6 +46,18 @@ def test_trend_slope_has_one_intercept_per_process_lifetime(
     points: list[tuple[float, float, int]], slope: float | None
 ) -> None:
     assert trend_slope(points) == slope
+
+
+def test_window_minima_keep_the_floor_under_a_transient_peak() -> None:
+    # A peak of 200 inside the first window, on a floor that rises by 1 per window.
+    points = [(0.0, 80.0, 0), (1.0, 200.0, 0), (2.5, 81.0, 0), (3.0, 81.5, 0), (4.5, 82.0, 0)]
+    floor = window_minima(points, 2.0)
+    assert floor == [(0.0, 80.0, 0), (2.5, 81.0, 0), (4.5, 82.0, 0)]
+    # Windows are per process lifetime: a restart's lower level starts its own windows.
+    assert window_minima([(0.0, 90.0, 0), (1.0, 70.0, 1)], 2.0) == [
+        (0.0, 90.0, 0),
+        (1.0, 70.0, 1),
+    ]
 
 
 @pytest.fixture(scope="module")
