@@ -453,6 +453,8 @@ class ConsensusShell:
         self._cut.add(peer)
         self._budget.forget(peer)
         purged = self._peer_inbox.purge(peer)
+        if self._driver is not None:
+            purged += self._driver.forget_peer(peer)
         self.dropped_messages += purged
         log_event(log, "consensus_peer_cut", logging.WARNING, peer=str(peer), purged=purged)
 

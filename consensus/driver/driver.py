@@ -347,6 +347,21 @@ class Driver:
             self._flush()
         return SyncResult(True)
 
+    def forget_peer(self, peer: Peer) -> int:
+        """A banned peer's buffered messages of later heights are dropped, not worked off when
+        we get there (its queued inputs of this height are drained already: the shell feeds one
+        at a time).  Returns how many were dropped."""
+        dropped = 0
+        for height in list(self._future):
+            kept = [(inp, p) for inp, p in self._future[height] if p != peer]
+            dropped += len(self._future[height]) - len(kept)
+            if kept:
+                self._future[height] = kept
+            else:
+                del self._future[height]
+        self._future_count -= dropped
+        return dropped
+
     def peer_connected(self, peer: Peer) -> None:
         for msg in self._own:
             self.ports.net.send(peer, msg)

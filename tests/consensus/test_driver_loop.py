@@ -96,3 +96,28 @@ def test_a_stalled_node_relays_own_messages_held_votes_and_the_last_commit() -> 
     }
     assert all(v.type == PRECOMMIT and v.block_id == block.id() for v in last_commit)
     assert not any(isinstance(m, Proposal) for m in rig.sent)  # the daemon pulls proposals
+
+
+def test_a_forgotten_peers_buffered_messages_of_the_next_height_are_never_fed() -> None:
+    """A peer banned while its messages of height 2 wait in the buffer: they are dropped, the
+    other peer's still count when the node gets there (the shell calls forget_peer on a ban)."""
+    me = _me_not_proposing()
+    rig = Rig(me)
+    driver = rig.start()
+    others = [k for i, k in enumerate(KEYS) if i != me]
+    banned = vote(others[0], PREVOTE, 0, NIL, height=2)
+    kept = vote(others[1], PREVOTE, 0, NIL, height=2)
+    driver.receive(banned, "banned")
+    driver.receive(kept, "honest")
+    assert driver.forget_peer("banned") == 1
+    assert driver.forget_peer("banned") == 0
+    block = make_block(proposer(0))
+    driver.receive(_proposal(0, block), None)
+    for k in others[:2]:
+        driver.receive(vote(k, PREVOTE, 0, block.id()), None)
+    for k in others[:2]:
+        driver.receive(vote(k, PRECOMMIT, 0, block.id()), None)
+    assert driver.height == 2
+    held = driver.state.prevotes[0].votes
+    assert held.get(driver.state.chain.validators.index(kept.validator)) == kept
+    assert driver.state.chain.validators.index(banned.validator) not in held
