@@ -773,7 +773,7 @@ def main() -> None:
         if args.json:
             args.json.parent.mkdir(parents=True, exist_ok=True)
             tmp = args.json.with_suffix(".tmp")
-            tmp.write_text(json.dumps(asdict(soak), indent=1) + "\n")
+            tmp.write_text(json.dumps(asdict(soak), separators=(",", ":")) + "\n")
             tmp.replace(args.json)
 
     soak = asyncio.run(run_soak(cfg, root, checkpoint=save))
