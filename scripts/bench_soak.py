@@ -113,6 +113,7 @@ class Soak:
     accuracy: list[dict[str, Any]] = field(default_factory=list)
     final: dict[str, Any] = field(default_factory=dict)
     trend: dict[str, Any] = field(default_factory=dict)
+    note: str = ""  # what code ran (commit, settings), shown in the figure's title
 
     def event(self, t: float, kind: str, target: int | None = None, **detail: Any) -> None:
         self.events.append({"t": round(t, 2), "kind": kind, "target": target, **detail})
@@ -462,12 +463,14 @@ async def run_soak(
     root: Path,
     log: Callable[[str], None] = print,
     checkpoint: Callable[[Soak], None] | None = None,
+    note: str = "",
 ) -> Soak:
     """Run the soak in `root`; `checkpoint` gets the record so far about every 30 s (a run
     that dies late still leaves its samples)."""
     soak = Soak(
         cfg, str(root), datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), os.cpu_count() or 0
     )
+    soak.note = note
     net = LocalNet(
         root, validators=cfg.validators, clients=cfg.clients, attackers=cfg.fl_attackers, app="fl"
     )
@@ -607,37 +610,26 @@ def plot(soak: Soak, png: Path) -> None:
     for i in range(cfg.validators):
         key = str(i)
         ts = [s["t"] / 60 for s in soak.samples]
+        nan = float("nan")
         rss = [
-            (s["validators"][key]["rss_bytes"] or float("nan")) / MiB
-            if s["validators"][key]["rss_bytes"] is not None
-            else float("nan")
+            nan if (b := s["validators"][key]["rss_bytes"]) is None else b / MiB
             for s in soak.samples
         ]
         disk = [s["validators"][key]["disk"]["data_total"] / MiB for s in soak.samples]
-        heights = [s["validators"][key]["height"] for s in soak.samples]
+        heights = [
+            nan if (h := s["validators"][key]["height"]) is None else h for s in soak.samples
+        ]
         slope = soak.trend.get(key, {})
-        label = f"validator {i}"
-        rss_ax.plot(
-            ts,
-            rss,
-            color=colors[i],
-            lw=1.2,
-            label=f"{label} ({slope.get('rss_mib_per_hour')} MiB/h)",
+        rss_label = (
+            f" (fit {slope.get('rss_mib_per_hour')}, floor {slope.get('rss_floor_mib_per_hour')}"
+            " MiB/h)"
         )
-        disk_ax.plot(
-            ts,
-            disk,
-            color=colors[i],
-            lw=1.2,
-            label=f"{label} ({slope.get('disk_mib_per_hour')} MiB/h)",
-        )
-        height_ax.plot(
-            ts,
-            [float("nan") if h is None else h for h in heights],
-            color=colors[i],
-            lw=1.2,
-            label=label,
-        )
+        for ax, values, suffix in (
+            (rss_ax, rss, rss_label),
+            (disk_ax, disk, f" ({slope.get('disk_mib_per_hour')} MiB/h)"),
+            (height_ax, heights, ""),
+        ):
+            ax.plot(ts, values, color=colors[i], lw=1.2, label=f"validator {i}{suffix}")
     for e in soak.events:
         if e["kind"] == "validator_stopped" or e["kind"] == "validator_crashed":
             for ax in axes:
@@ -704,7 +696,8 @@ def plot(soak: Soak, png: Path) -> None:
         f"{final.get('duration_s', 0) / 60:.0f} min from {soak.started_utc}\n"
         f"{final.get('common_height')} blocks, {final.get('fl_round')} FL rounds, accuracy "
         f"{acc.get('accuracy', float('nan')):.3f}, app hashes "
-        f"{'agree' if final.get('agree') else 'DIFFER'}; {soak.cores} shared cores",
+        f"{'agree' if final.get('agree') else 'DIFFER'}; {soak.cores} shared cores"
+        + (f"\n{soak.note}" if soak.note else ""),
         fontsize=10,
     )
     fig.tight_layout()
@@ -737,9 +730,11 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="write every sample and event here")
     parser.add_argument("--png", type=Path, help="draw RSS, disk and height here")
     parser.add_argument("--from-json", type=Path, help="no run: redraw and summarize this JSON")
+    parser.add_argument("--note", default="", help="what code ran (commit...), for the title")
     args = parser.parse_args()
     if args.from_json:
         soak = load_soak(args.from_json)
+        soak.note = args.note or soak.note
         if args.png:
             plot(soak, args.png)
         print("\n".join(summary(soak)))
@@ -776,7 +771,7 @@ def main() -> None:
             tmp.write_text(json.dumps(asdict(soak), separators=(",", ":")) + "\n")
             tmp.replace(args.json)
 
-    soak = asyncio.run(run_soak(cfg, root, checkpoint=save))
+    soak = asyncio.run(run_soak(cfg, root, checkpoint=save, note=args.note))
     save(soak)
     if args.png:
         plot(soak, args.png)
