@@ -20,6 +20,7 @@ from fl.economics.params import EconParams
 from fl.economics.scoring import (
     COLUMNS_PER_CHUNK,
     COPY_DISTANCE_DIVISOR,
+    COPY_NORM_DIVISOR,
     DeltaArray,
     agreement_permille,
     near_copies,
@@ -291,3 +292,18 @@ def test_a_near_copy_lies_within_a_hundredth_of_the_spread_exactly() -> None:
     # Parallel but not the same vector (two-class updates, where every honest pair has cosine
     # near +-1): never a copy, however high the cosine.
     assert near_copies([(ALICE, base), (BOB, 2 * base), *crowd], 990) == set()
+
+
+def test_near_zero_updates_that_agree_are_not_copies() -> None:
+    """Clients whose data a collapsed model already fits send near-zero updates that agree to
+    rounding; only vectors at least r / 20 long can be copies."""
+    rng = np.random.default_rng(6)
+    crowd = [(key(f"h{i}"), rng.integers(-(1 << 16), 1 << 16, size=500)) for i in range(6)]
+    tiny = np.ones(500, dtype=np.int64)
+    seen = set()
+    for scale in range(1, 20000, 97):
+        updates = [(ALICE, tiny * scale), (BOB, tiny * scale), *crowd]
+        long_enough = scale * scale * 500 * COPY_NORM_DIVISOR**2 >= _spread_sq(updates)
+        assert (near_copies(updates, 950) == {ALICE, BOB}) == long_enough, scale
+        seen.add(long_enough)
+    assert seen == {True, False}
