@@ -8,7 +8,17 @@ validators' agreement on the block and app hash at the end.  Timing is not asser
 from pathlib import Path
 
 import pytest
-from bench_soak import Soak, SoakConfig, run_soak, trend_slope, trends, window_minima
+from bench_soak import (
+    Soak,
+    SoakConfig,
+    load_soak,
+    plot,
+    run_soak,
+    summary,
+    trend_slope,
+    trends,
+    window_minima,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
@@ -115,3 +125,19 @@ def test_trends_are_computed_from_the_samples(soak: Soak) -> None:
     assert again == soak.trend
     for i in ("0", "1", "2", "3"):
         assert again[i]["rss_points"] > 0
+
+
+def test_the_record_reads_back_and_draws(soak: Soak, tmp_path: Path) -> None:
+    import json
+    from dataclasses import asdict
+
+    path = tmp_path / "soak.json"
+    path.write_text(json.dumps(asdict(soak)))
+    again = load_soak(path)
+    assert again.samples == soak.samples
+    assert again.trend == soak.trend
+    assert any(
+        "app hash agreement" in line and "all validators equal" in line for line in summary(again)
+    )
+    plot(again, tmp_path / "soak.png")
+    assert (tmp_path / "soak.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
