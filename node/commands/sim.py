@@ -9,11 +9,13 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 
 from consensus.engine.config import MUTANT_DESCRIPTIONS
 from consensus.errors import InvariantError
 from consensus.sim.config import BEHAVIOURS, SimConfig
 from consensus.sim.runner import RunResult, run_seed
+from consensus.sim.shapes import campaign_config, hunt_config
 
 HELP = "run seeded consensus simulations (faults, byzantine nodes, Twins) and check them"
 
@@ -89,6 +91,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--liveness-ms", type=int, default=60_000, help="heal this long before the end"
     )
     parser.add_argument("--no-faults", action="store_true", help="a clean network")
+    shapes = parser.add_mutually_exclusive_group()
+    shapes.add_argument(
+        "--campaign",
+        action="store_true",
+        help="each seed runs its scripts/sim_campaign.py shape (n, adversary, faults; the "
+        "other shape options are ignored), e.g. --campaign --seed 9112",
+    )
+    shapes.add_argument(
+        "--hunt",
+        choices=list(MUTANT_DESCRIPTIONS),
+        metavar="NAME",
+        help="each seed runs the shape that exposes mutant NAME (the other shape options are "
+        "ignored); add --mutant NAME to break the rule, leave it out for the correct engine",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
@@ -104,6 +120,10 @@ def behaviours_for(seed: int, count: int) -> tuple[str, ...]:
 
 
 def config_for(args: argparse.Namespace, seed: int) -> SimConfig:
+    if args.campaign:
+        return replace(campaign_config(seed), mutant=args.mutant or "")
+    if args.hunt:
+        return replace(hunt_config(args.hunt, seed), mutant=args.mutant or "")
     return SimConfig(
         validators=args.validators,
         byzantine=behaviours_for(seed, args.byzantine),
@@ -186,6 +206,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _replay_flags(args: argparse.Namespace) -> str:
+    mutant = [f"--mutant {args.mutant}"] if args.mutant else []
+    if args.campaign:
+        return " ".join(["--campaign", *mutant])
+    if args.hunt:
+        return " ".join([f"--hunt {args.hunt}", *mutant])
     flags = [f"--validators {args.validators}", f"--duration-ms {args.duration_ms}"]
     if args.byzantine:
         flags.append(f"--byzantine {args.byzantine}")

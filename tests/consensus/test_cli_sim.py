@@ -121,3 +121,16 @@ def test_shape_flags_reach_the_config() -> None:
 def test_bad_powers_are_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["sim", "--seeds", "1", "--powers", "1,2"]) == 2
     assert "powers" in capsys.readouterr().err
+
+
+def test_campaign_and_hunt_shapes_replay_from_the_cli(capsys: pytest.CaptureFixture[str]) -> None:
+    """`--campaign --seed S` is the campaign's run S (seed 9112 stalled before the relay fix);
+    `--hunt M --mutant M` prints a replay line that names the hunt, and without --mutant the
+    hunt's shape passes."""
+    assert main(["sim", "--campaign", "--seed", "9112"]) == 0
+    assert "0 with violations" in capsys.readouterr().out
+    hunt = ["sim", "--hunt", "valid_only_on_lock", "--seed", "5"]
+    assert main([*hunt, "--mutant", "valid_only_on_lock"]) == 1
+    out = capsys.readouterr().out
+    assert "replay: fedchain sim --hunt valid_only_on_lock --mutant valid_only_on_lock" in out
+    assert main(hunt) == 0
