@@ -14,6 +14,7 @@ import argparse
 import json
 import shutil
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--chain-id", required=True, help="the chain's id (1-50 characters)")
     p.add_argument("--app", default="fl", choices=APPS, help="application the chain runs")
     p.add_argument("--clients", type=int, default=8, help="FL updates per round")
-    p.add_argument("--genesis-time-ms", type=int, default=0, help="chain time of the genesis")
+    p.add_argument(
+        "--genesis-time-ms",
+        type=int,
+        default=None,
+        help="chain time of the genesis, ms since the epoch (default: now; periods such as the "
+        "first FL round's deadline count from it)",
+    )
     p.add_argument("--force", action="store_true", help="overwrite --out")
 
     p = actions.add_parser(
@@ -124,7 +131,9 @@ def _init(args: argparse.Namespace) -> int:
         chain_id=args.chain_id,
         validators=(),
         app_state=genesis_app_state(args.app, args.clients),
-        genesis_time_ms=args.genesis_time_ms,
+        genesis_time_ms=(
+            time.time_ns() // 1_000_000 if args.genesis_time_ms is None else args.genesis_time_ms
+        ),
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     write_genesis(args.out, genesis, args.app)

@@ -2,6 +2,7 @@
 
 import argparse
 import sys
+import time
 import tomllib
 from dataclasses import replace
 from pathlib import Path
@@ -102,6 +103,8 @@ def _init(home: Home, args: argparse.Namespace) -> int:
             chain_id=args.chain_id,
             validators=(GenesisValidator(validator_key.public_key, 10, args.moniker),),
             app_state=genesis_app_state(args.app, 1),
+            # Now, not 0: chain-time periods (the first FL round's deadline) count from it.
+            genesis_time_ms=time.time_ns() // 1_000_000,
         )
         write_genesis(home.genesis_file, genesis, args.app)
     print(f"initialized {home.root}")

@@ -22,7 +22,9 @@ from node.keys import generate_key, write_key
 from node.localnet import free_base_port, terminate_all
 from node.rpc.client import RpcClient, RpcError
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+# A safety net, not a speed claim: a dozen CLI processes (each a Python start-up, 10-15 s on a
+# loaded 2-core machine) and then an idle production chain, whose empty blocks are 10 s apart.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
 ORGS = ("hospital-a", "hospital-b", "lab-c")
 
 
