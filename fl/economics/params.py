@@ -43,8 +43,10 @@ class EconParams:
     reputation_penalty: int = 100  # of reputation only (reward share): never of stake
     # Cross-round evidence (clients.py).  One round's suspicion of an update (0..1000) is the
     # largest of: `evidence_flag_permille` if the rule flagged it (in a round without
-    # near-copies); 1000 if its cosine with another update of the round reaches
-    # `collusion_permille` (0: not computed); and, when
+    # near-copies); 1000 if it is a near-copy of another update of the round: cosine at least
+    # `collusion_permille` (0: not computed) AND within r/100 of it, both at least r/20 long,
+    # r the round's median distance from the coordinate median (scoring.py: honest two-class
+    # updates are nearly parallel, so cosine alone slashed honest clients); and, when
     # `evidence_low_permille` > 0, how far its agreement falls below that permille of the round
     # median.  A client's evidence is the integer EWMA of its suspicions with weight
     # `evidence_decay_permille`; slashing needs at least `evidence_rounds_min` judged rounds
