@@ -109,47 +109,59 @@ def _run(args: argparse.Namespace) -> int:
     _wait_for_node(transport, deadline)
     done = 0
     while done < args.rounds:
-        model = fetch_model(transport)
-        if model.shapes != trainer.shapes():
-            # Before any training: numpy would otherwise fail deep inside with a traceback.
-            raise ClientError(
-                f"dataset {cfg.dataset!r} ({ds.n_features} features, {ds.n_classes} classes) "
-                f"gives a {FL_TRAINER} model of shapes {trainer.shapes()}, but the chain trains "
-                f"shapes {model.shapes}: use the chain's dataset layout"
+        try:
+            model = fetch_model(transport)
+            if model.shapes != trainer.shapes():
+                # Before any training: numpy would otherwise fail deep inside with a traceback.
+                raise ClientError(
+                    f"dataset {cfg.dataset!r} ({ds.n_features} features, "
+                    f"{ds.n_classes} classes) gives a {FL_TRAINER} model of shapes "
+                    f"{trainer.shapes()}, but the chain trains shapes {model.shapes}: use the "
+                    "chain's dataset layout"
+                )
+            if model.round <= _last_submitted(args.home):
+                # Submitted before a restart: a second, different update for this round would be
+                # signed equivocation, which the chain slashes.  Wait for the next round instead.
+                _wait_round(transport, model.round + 1, deadline, args.timeout_s)
+                continue
+            clean = trainer.train(model.weights, x, y, rng) - model.weights
+            own = (
+                trainer.train(model.weights, px, py, rng) - model.weights
+                if attack != "none"
+                else clean
             )
-        if model.round <= _last_submitted(args.home):
-            # Submitted before a restart: a second, different update for this round would be
-            # signed equivocation, which the chain slashes.  Wait for the next round instead.
+            delta = attacks.craft(attack, own, [clean], collusion, rng)
+            # One submit_update, or on a commit-reveal chain a commitment, then the reveal once
+            # the reveal phase opens (polling about once per block).  The round is recorded first
+            # (durably), as a validator records LastSigned before a signature leaves.
+            _mark_submitted(args.home, model.round)
+            result = submit_update(
+                transport,
+                key,
+                model,
+                delta,
+                len(y),
+                fetch_params(transport),
+                lambda: time.sleep(BLOCK_POLL_S),
+                rng=rng,
+            )
+            acc = accuracy(trainer, model.weights, ds.x_test, ds.y_test)
+            verdict = "submitted" if result.accepted else f"refused ({result.reason})"
+            print(
+                f"{name}: round {model.round} model v{model.version} "
+                f"accuracy {acc:.3f} update {verdict}",
+                flush=True,
+            )
+            done += 1
             _wait_round(transport, model.round + 1, deadline, args.timeout_s)
-            continue
-        clean = trainer.train(model.weights, x, y, rng) - model.weights
-        own = (
-            trainer.train(model.weights, px, py, rng) - model.weights if attack != "none" else clean
-        )
-        delta = attacks.craft(attack, own, [clean], collusion, rng)
-        # One submit_update, or on a commit-reveal chain a commitment, then the reveal once
-        # the reveal phase opens (polling about once per block).  The round is recorded first
-        # (durably), as a validator records LastSigned before a signature leaves.
-        _mark_submitted(args.home, model.round)
-        result = submit_update(
-            transport,
-            key,
-            model,
-            delta,
-            len(y),
-            fetch_params(transport),
-            lambda: time.sleep(BLOCK_POLL_S),
-            rng=rng,
-        )
-        acc = accuracy(trainer, model.weights, ds.x_test, ds.y_test)
-        verdict = "submitted" if result.accepted else f"refused ({result.reason})"
-        print(
-            f"{name}: round {model.round} model v{model.version} "
-            f"accuracy {acc:.3f} update {verdict}",
-            flush=True,
-        )
-        done += 1
-        _wait_round(transport, model.round + 1, deadline, args.timeout_s)
+        except TransportError as exc:
+            # Our validator restarted or is briefly unreachable: wait for it and go on.  A
+            # round whose update may have left is recorded already, so it is never re-sent.
+            print(f"{name}: node unreachable ({exc}); waiting for it", flush=True)
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(1.0)
+            _wait_for_node(transport, deadline)
     final = fetch_model(transport)
     print(
         f"{name}: done after {done} rounds; chain model v{final.version} accuracy "
