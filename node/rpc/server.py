@@ -27,6 +27,7 @@ from aiohttp import WSMsgType, web
 from consensus.app import QueryResult
 from consensus.codec import DecodeLimits, decode
 from consensus.errors import CodecError
+from node.allocator import FreeMemoryReleaser
 from node.config import RpcConfig
 from node.errors import CorruptBlockError, MempoolError
 from node.events import EventBus, Subscription
@@ -121,6 +122,10 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"))
 
 
+# A request body at least this large is followed by a (rate-limited) return of free heap pages.
+RELEASE_AFTER_BODY_BYTES = 4 * 1024 * 1024
+
+
 class RpcServer:
     def __init__(
         self, backend: RpcBackend, body_bytes_max: int, cfg: RpcConfig | None = None
@@ -134,6 +139,10 @@ class RpcServer:
         # In connection order (oldest first): eviction picks from the front.
         self._websockets: dict[web.WebSocketResponse, _WsClient] = {}
         self.ws_evicted = 0
+        # A large body is read into an mmap but then copied, decoded and checked on the heap,
+        # which glibc keeps (node/allocator.py): after such a request, hand free pages back.
+        # The 30-minute soak saw a node keep ~26 MiB after each wave of large uploads.
+        self.memory_releaser = FreeMemoryReleaser(threshold_bytes=RELEASE_AFTER_BODY_BYTES)
 
     @property
     def budget(self) -> BodyBudget:
@@ -157,6 +166,7 @@ class RpcServer:
 
     def app(self) -> web.Application:
         guard = self.guard
+        releaser = self.memory_releaser
 
         @web.middleware
         async def track(request: web.Request, handler: Any) -> web.StreamResponse:
@@ -166,6 +176,7 @@ class RpcServer:
                 return response
             finally:
                 guard.request_finished(request.protocol)
+                releaser.freed(request.content_length or 0)
 
         app = web.Application(client_max_size=self._body_bytes_max, middlewares=[track, _errors])
         r = app.router
