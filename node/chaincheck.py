@@ -38,7 +38,7 @@ from consensus.codec import (
 from consensus.errors import CodecError
 from node.genesis import genesis_hash
 from node.logging import log_event
-from node.p2p.errors import P2PError, ProtocolNotSupported
+from node.p2p.errors import P2PError, ProtocolNotSupported, RequestTimeout
 from node.p2p.host import Host
 from node.p2p.peer_id import PeerId
 
@@ -56,6 +56,7 @@ HELLO_TIMEOUT_MS = 10_000
 MISMATCH_BAN_MS = 600_000
 # Time for our hello answer to reach a refused peer before the ban closes the connection.
 REFUSE_GRACE_S = 0.5
+HELLO_ATTEMPTS = 3
 
 AdmittedCallback = Callable[[PeerId], None]
 
@@ -171,16 +172,30 @@ class ChainGate:
         if verdict is not None and not verdict.done():
             verdict.set_result(False)
 
+    async def _ask_hello(self, peer: PeerId) -> bytes:
+        """Their hello, asked on a fresh stream up to HELLO_ATTEMPTS times within the timeout:
+        a first exchange on a connection made while a node starts can hang for good (seen in
+        CI: both sides' first requests unanswered, the link useless until the timeout), and a
+        second stream gets through."""
+        per_attempt_ms = max(1, self._timeout_ms // HELLO_ATTEMPTS)
+        for attempt in range(HELLO_ATTEMPTS):
+            try:
+                return await self._host.request(
+                    peer,
+                    HELLO_PROTOCOL,
+                    self._ours.encode(),
+                    timeout_ms=per_attempt_ms,
+                    response_bytes_max=HELLO_BYTES_MAX,
+                )
+            except RequestTimeout:
+                if attempt == HELLO_ATTEMPTS - 1 or not self._undecided(peer):
+                    raise
+                log_event(log, "peer_hello_retry", logging.DEBUG, peer=str(peer))
+        raise AssertionError("unreachable")  # the loop returns or raises
+
     async def _greet(self, peer: PeerId) -> None:
         try:
-            raw = await self._host.request(
-                peer,
-                HELLO_PROTOCOL,
-                self._ours.encode(),
-                timeout_ms=self._timeout_ms,
-                response_bytes_max=HELLO_BYTES_MAX,
-            )
-            theirs = Hello.decode(raw)
+            theirs = Hello.decode(await self._ask_hello(peer))
         except ProtocolNotSupported:
             log_event(log, "peer_not_chain_node", logging.INFO, peer=str(peer))
             self._decide(peer, False)

@@ -149,3 +149,28 @@ async def test_a_peer_that_never_answers_its_hello_is_dropped_not_banned() -> No
             await eventually(lambda: not host_a.is_connected(silent.peer_id))
         assert not gate.admits(silent.peer_id)
         assert not host_a.is_banned(silent.peer_id)
+
+
+async def test_an_unanswered_first_hello_is_asked_again_on_a_fresh_stream() -> None:
+    """CI saw both sides' first hellos hang on a connection made while a node started; the
+    link stayed useless until the timeout.  A peer that never answers the first request (and
+    never greets us) but answers the second is admitted well within the timeout."""
+    async with (
+        Host(Identity.from_seed(b"a" * 32)) as host_a,
+        Host(Identity.from_seed(b"b" * 32)) as host_b,
+    ):
+        gate = ChainGate(host_a, OURS, timeout_ms=3_000)
+        gate.start()
+        asked: list[int] = []
+        never = asyncio.Event()
+
+        async def serve_second(_peer: PeerId, _request: bytes) -> bytes:
+            asked.append(len(asked))
+            if len(asked) == 1:
+                await never.wait()
+            return OURS.encode()
+
+        host_b.set_request_handler(HELLO_PROTOCOL, serve_second, 1024)
+        await host_a.dial(await host_b.listen("127.0.0.1", 0))
+        assert await gate.wait_admitted(host_b.peer_id)
+        assert len(asked) == 2
