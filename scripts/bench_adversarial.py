@@ -104,35 +104,37 @@ async def until(stop_at: float) -> None:
 Attack = Callable[[LocalNet, asyncio.Event, Row], Coroutine[Any, Any, None]]
 
 
-async def memory_frames(net: LocalNet, stop: asyncio.Event, row: Row) -> None:
-    target = attacks.net_target(net, 0)
+async def _connection_after_connection(
+    stop: asyncio.Event,
+    row: Row,
+    attack: Callable[[str], Coroutine[Any, Any, tuple[Any, float | None]]],
+    second_octet: int,
+) -> int:
+    """Run `attack` from a fresh loopback address each time until `stop`; record when the node
+    cut each connection.  Returns how many connections were made."""
     n = 0
     while not stop.is_set():
         n += 1
         try:
-            _, cut = await attacks.big_frames(target, f"127.21.{n // 200}.{2 + n % 200}")
+            _, cut = await attack(f"127.{second_octet}.{n // 200}.{2 + n % 200}")
         except (P2PError, OSError) as exc:
             row.note = f"attacker refused: {type(exc).__name__}"
             await asyncio.sleep(0.5)
             continue
         if cut is not None:
             row.disconnect_s.append(cut)
+    return n
+
+
+async def memory_frames(net: LocalNet, stop: asyncio.Event, row: Row) -> None:
+    target = attacks.net_target(net, 0)
+    n = await _connection_after_connection(stop, row, lambda ip: attacks.big_frames(target, ip), 21)
     row.note = row.note or f"{n} connections, 16 x 60 MiB each"
 
 
 async def ping_flood(net: LocalNet, stop: asyncio.Event, row: Row) -> None:
     target = attacks.net_target(net, 0)
-    n = 0
-    while not stop.is_set():
-        n += 1
-        try:
-            _, cut = await attacks.ping_flood(target, f"127.22.{n // 200}.{2 + n % 200}")
-        except (P2PError, OSError) as exc:
-            row.note = f"attacker refused: {type(exc).__name__}"
-            await asyncio.sleep(0.5)
-            continue
-        if cut is not None:
-            row.disconnect_s.append(cut)
+    n = await _connection_after_connection(stop, row, lambda ip: attacks.ping_flood(target, ip), 22)
     row.note = row.note or f"{n} connections"
 
 
