@@ -181,6 +181,11 @@ class Application(Protocol):
 
     def check_tx(self, tx: bytes) -> CheckTxResult: ...
 
+    def release_tx(self, tx: bytes) -> None:
+        """The node's mempool refused `tx` or no longer holds it: drop anything remembered
+        about it (a memo of its signature check).  Never changes state or any answer."""
+        ...
+
     def prepare_proposal(
         self, txs: Sequence[bytes], block: BlockInfo, block_bytes_max: int
     ) -> list[bytes]: ...

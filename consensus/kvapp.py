@@ -75,6 +75,9 @@ class KVApp:
             return CheckTxResult(code=1, reason="not key=value or val:<key>:<power>")
         return CheckTxResult()
 
+    def release_tx(self, tx: bytes) -> None:
+        """Nothing is remembered about a pending tx."""
+
     def prepare_proposal(
         self, txs: Sequence[bytes], block: BlockInfo, block_bytes_max: int
     ) -> list[bytes]:

@@ -122,6 +122,10 @@ class FLApp:
             sender=signed.sender, nonce=signed.nonce, nonce_gap=signed.nonce - next_nonce
         )
 
+    def release_tx(self, tx: bytes) -> None:
+        """The mempool holds `tx` no more: its memo entry would only pin its bytes."""
+        self._memo().forget((tx,))
+
     # -- proposals ----------------------------------------------------------------------------
 
     def prepare_proposal(

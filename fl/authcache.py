@@ -12,13 +12,19 @@ recheck (after each block, of every pending update) decoded 100k coordinates aga
 id is the node's `consensus.txid.tx_id`, already known for every tx the mempool admitted.
 
 Keys are the wire bytes themselves (dict lookup = exact equality, so no reliance on a hash
-being collision free).  Both outcomes are kept: the decoded `SignedTx`, or the rejection
-reason, so a flood of one bad transaction costs one verification.  Eviction is first in, first
-out once either bound is passed; each entry is charged twice its wire size (the key plus the
-decoded body, which holds a copy of the payload).  The byte bound must exceed what the mempool
-holds (512 MiB by default), or a full mempool's recheck evicts entries it is about to need and
-every recheck verifies every signature again; committed transactions are dropped (`forget`), so
-in steady state the memo holds about the mempool.
+being collision free).  Eviction is first in, first out once either bound is passed; each entry
+is charged twice its wire size (the key plus the decoded body, which holds a copy of the
+payload).  The byte bound must exceed what the mempool holds (512 MiB by default), or a full
+mempool's recheck evicts entries it is about to need and every recheck verifies every signature
+again.  What the mempool lets go, committed or dropped or refused, is dropped here too
+(`forget`, from the app's `release_tx`), so the memo holds about the mempool.
+
+A rejection (bad encoding or signature) is kept apart, and only for small transactions, so a
+flood of one small bad transaction costs one verification.  It was kept with the accepted
+entries once, under their bound: 60 distinct 4 MiB bad-signature submissions over RPC then
+pinned 240 MiB of keys on a validator, and a stranger could pin the whole 1.25 GiB.  For a
+large transaction a memo saves little anyway: looking it up costs about what hashing it for
+the signature check does.
 """
 
 from collections import OrderedDict
@@ -31,11 +37,13 @@ from fl.updates import Measured, measure
 
 ENTRIES_MAX = 50_000
 BYTES_MAX = 1280 * 1024 * 1024  # 2 x (512 MiB mempool + headroom)
+REJECTED_ENTRIES_MAX = 1024
+REJECTED_TX_BYTES_MAX = 4096  # so rejections hold at most 4 MiB of keys
 
 
 @dataclass(slots=True)
 class _Entry:
-    result: SignedTx | str  # the authenticated transaction, or the rejection reason
+    result: SignedTx  # the authenticated transaction
     measured: Measured | str | None = None  # an update's measurement or rejection, on request
 
 
@@ -46,6 +54,7 @@ class AuthCache:
         self._bytes_max = bytes_max
         self._entries: OrderedDict[bytes, _Entry] = OrderedDict()
         self._bytes = 0
+        self._rejected: OrderedDict[bytes, str] = OrderedDict()  # small tx -> reason
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -54,12 +63,13 @@ class AuthCache:
     def chain_id(self) -> str:
         return self._chain_id
 
+    @property
+    def rejections(self) -> int:
+        return len(self._rejected)
+
     def authenticate(self, tx: bytes) -> SignedTx:
         """decode_tx + verify_tx, memoized; raises RejectedError with the same reason."""
-        result = self._entry(tx).result
-        if isinstance(result, str):
-            raise RejectedError(result)
-        return result
+        return self._entry(tx).result
 
     def measure_update(self, tx: bytes, signed: SignedTx) -> Measured:
         """fl.updates.measure(signed) for the authenticated `tx`, memoized; raises
@@ -75,23 +85,35 @@ class AuthCache:
         return entry.measured
 
     def forget(self, txs: Iterable[bytes]) -> None:
-        """Drop these transactions (committed: no one will ask about them again)."""
+        """Drop these transactions (committed, or no longer held by the mempool)."""
         for tx in txs:
             if self._entries.pop(tx, None) is not None:
                 self._bytes -= 2 * len(tx)
 
     def _entry(self, tx: bytes) -> _Entry:
+        """The memo entry of an authentic `tx`; raises RejectedError for any other."""
         entry = self._entries.get(tx)
-        if entry is None:
-            result: SignedTx | str
-            try:
-                result = decode_tx(tx)
-                verify_tx(result, self._chain_id)
-            except RejectedError as exc:
-                result = str(exc)
-            entry = _Entry(result)
-            self._remember(tx, entry)
+        if entry is not None:
+            return entry
+        reason = self._rejected.get(tx)
+        if reason is not None:
+            raise RejectedError(reason)
+        try:
+            signed = decode_tx(tx)
+            verify_tx(signed, self._chain_id)
+        except RejectedError as exc:
+            self._remember_rejection(tx, str(exc))
+            raise
+        entry = _Entry(signed)
+        self._remember(tx, entry)
         return entry
+
+    def _remember_rejection(self, tx: bytes, reason: str) -> None:
+        if len(tx) > REJECTED_TX_BYTES_MAX:
+            return
+        self._rejected[tx] = reason
+        while len(self._rejected) > REJECTED_ENTRIES_MAX:
+            self._rejected.popitem(last=False)
 
     def _remember(self, tx: bytes, entry: _Entry) -> None:
         size = 2 * len(tx)

@@ -222,6 +222,13 @@ class StorageConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MemoryConfig:
+    # Hand free heap pages back to the OS this often (node/allocator.py); 0: only after large
+    # frees.  Without it, RSS keeps the high-water mark of every burst the node has absorbed.
+    trim_interval_ms: int = 30_000
+
+
+@dataclass(frozen=True, slots=True)
 class LogConfig:
     level: str = "info"
     # "auto": JSON lines when stdout is not a terminal, readable text when it is.
@@ -241,6 +248,7 @@ class NodeConfig:
     mempool: MempoolConfig = field(default_factory=MempoolConfig)
     sync: SyncConfig = field(default_factory=SyncConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
+    memory: MemoryConfig = field(default_factory=MemoryConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
 
@@ -384,6 +392,7 @@ def _validate(cfg: NodeConfig) -> None:
     positive("consensus.peer_abusive_messages_max", cfg.consensus.peer_abusive_messages_max)
     positive("storage.app_snapshot_interval_heights", cfg.storage.app_snapshot_interval_heights)
     non_negative("storage.scrub_interval_ms", cfg.storage.scrub_interval_ms)
+    non_negative("memory.trim_interval_ms", cfg.memory.trim_interval_ms)
     positive("mempool.ttl_heights", cfg.mempool.ttl_heights)
     if cfg.rpc.body_bytes_max > cfg.rpc.bodies_in_flight_bytes_max:
         raise ConfigError("rpc.body_bytes_max: must not exceed rpc.bodies_in_flight_bytes_max")

@@ -23,6 +23,7 @@ from consensus.app import Event
 from consensus.codec import decode, expect_list, expect_str
 from consensus.driver.ports import Decided
 from consensus.errors import CodecError
+from node.allocator import heap_stats, rss_bytes
 
 LABELS_MAX = 256
 REASON_CHARS_MAX = 48
@@ -333,17 +334,34 @@ class NodeMetrics:
 
     def _process_lines(self) -> list[str]:
         cpu = os.times()
-        values = [
+        values: list[tuple[str, str, str, float]] = [
             (
                 "process_cpu_seconds_total",
                 "counter",
                 "User and system CPU time",
                 cpu.user + cpu.system,
             ),
-            ("process_resident_memory_bytes", "gauge", "Resident set size", _rss_bytes()),
+            ("process_resident_memory_bytes", "gauge", "Resident set size", rss_bytes()),
             ("process_open_fds", "gauge", "Open file descriptors", _open_fds()),
             ("process_start_time_seconds", "gauge", "Start time, Unix seconds", self._started_s),
         ]
+        heap = heap_stats()
+        if heap is not None:  # glibc: tells a leak (in use grows) from retained free memory
+            values += [
+                ("fedchain_heap_in_use_bytes", "gauge", "C heap bytes in use", heap.in_use_bytes),
+                (
+                    "fedchain_heap_free_bytes",
+                    "gauge",
+                    "Free C heap bytes not yet returned to the OS",
+                    heap.free_bytes,
+                ),
+                (
+                    "fedchain_python_allocated_blocks",
+                    "gauge",
+                    "Objects Python's allocator has handed out (sys.getallocatedblocks)",
+                    heap.python_blocks,
+                ),
+            ]
         lines: list[str] = []
         for name, kind, text, value in values:
             lines += [f"# HELP {name} {text}", f"# TYPE {name} {kind}", f"{name} {_num(value)}"]
@@ -357,14 +375,6 @@ def tx_kind(tx: bytes) -> str:
         return expect_str(expect_list(value, 5, "tx")[0], "tx kind", 32)
     except CodecError:
         return ""
-
-
-def _rss_bytes() -> int:
-    try:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return 0
 
 
 def _open_fds() -> int:

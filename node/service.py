@@ -30,6 +30,7 @@ from typing import Any
 from aiohttp import web
 
 from consensus.app import Application, CheckTxResult, QueryResult
+from node.allocator import trim_heap_periodically
 from node.apps import build_app
 from node.chaincheck import open_gate
 from node.config import NodeConfig
@@ -145,6 +146,12 @@ class Node:
             log_event(log, "app_check_tx_failed", logging.ERROR, exc_info=True)
             return CheckTxResult(code=1, reason=f"check_tx failed: {type(exc).__name__}")
 
+    def _release_tx(self, tx: bytes) -> None:
+        try:
+            self.app.release_tx(tx)
+        except Exception:
+            log_event(log, "app_release_tx_failed", logging.ERROR, exc_info=True)
+
     # -- lifecycle -------------------------------------------------------------------------------
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -199,7 +206,7 @@ class Node:
                 height=recovery.last_end_height,
             )
         self._app = build_app(self.app_name)
-        self._mempool = Mempool.from_config(self._check_tx, cfg.mempool)
+        self._mempool = Mempool.from_config(self._check_tx, cfg.mempool, release=self._release_tx)
         self._shell = ConsensusShell(
             node=self,
             wal=self._wal,
@@ -287,6 +294,9 @@ class Node:
                     ]
                     if cfg.storage.scrub_interval_ms > 0:
                         tasks.append(tg.create_task(self._scrub(), name="block-scrub"))
+                    if cfg.memory.trim_interval_ms > 0:
+                        trim = trim_heap_periodically(cfg.memory.trim_interval_ms / 1000)
+                        tasks.append(tg.create_task(trim, name="heap-trim"))
                     await self._stop.wait()
                     log_event(log, "node_stopping", height=self.store.height)
                     for task in tasks:

@@ -159,6 +159,7 @@ WalInput = (
     ProposalReceived | VoteReceived | EvidenceReceived | TimeoutFired | ProposalContent
 ) | BlockValidated
 
+
 def proposal_received(proposal: Proposal, received_ms: int = -1) -> ProposalReceived:
     return ProposalReceived(proposal, received_ms)
 

@@ -269,3 +269,31 @@ def test_committing_a_predecessor_keeps_the_successors_ready() -> None:
     pool.update(rules.commit(b"a:0:x"))
     assert pool.gapped == 0
     assert pool.reap(10, 1_000) == [b"a:1:x", b"a:2:x"]
+
+
+def test_every_tx_checked_and_let_go_is_released_to_the_app() -> None:
+    """What check_tx saw and the pool does not keep goes back through `release` (the app's
+    memo would otherwise pin its bytes): refused by check_tx, refused by the sender policy,
+    dropped by a recheck, committed.  What the pool holds is not released."""
+    rules = NonceRules()
+    released: list[bytes] = []
+    pool = Mempool(
+        rules.check_tx,
+        txs_max=100,
+        bytes_max=10_000,
+        tx_bytes_max=100,
+        policy=MempoolPolicy(sender_txs_max=2),
+        release=released.append,
+    )
+    for tx in (b"garbage", b"a:1:x", b"a:2:x", b"a:3:x", b"b:1:x"):
+        if tx in (b"garbage", b"a:3:x"):
+            with pytest.raises(MempoolError):
+                pool.add(tx)
+        else:
+            pool.add(tx)
+    assert released == [b"garbage", b"a:3:x"]  # check_tx's refusal, the sender limit
+    rules.committed_nonce[b"a"] = 2  # a:2 used by another block: the recheck drops it
+    pool.update([tx_hash(b"a:1:x")])
+    assert released[2:] == [b"a:1:x", b"a:2:x"]
+    assert pool.reap(10, 10_000) == [b"b:1:x"]  # held, never released
+    assert b"b:1:x" not in released

@@ -8,6 +8,7 @@ from typing import Any
 from consensus.app import Event, FinalizeResult, TxResult, VoteInfo
 from consensus.codec import encode
 from consensus.driver.ports import Decided
+from node.allocator import heap_stats
 from node.metrics import LABELS_MAX, Family, NodeMetrics, reason_label
 
 V0, V1 = b"\x01" * 32, b"\x02" * 32
@@ -102,6 +103,7 @@ def test_a_committed_height_feeds_the_operator_series() -> None:
     assert "fedchain_fl_round_duration_seconds_sum 30" in text
     assert 'fedchain_build_info{version="1.2.3",chain_id="chain-x"} 1' in text
     assert "process_resident_memory_bytes " in text
+    assert ("fedchain_heap_in_use_bytes " in text) == (heap_stats() is not None)
 
 
 def test_mempool_refusals_by_reason() -> None:
