@@ -23,7 +23,7 @@ from fl.txs import KIND_SUBMIT_UPDATE, SubmitUpdate, sign_tx
 from node.config import load_config, render_config
 from node.keys import generate_key, read_key
 from node.localnet import LocalNet
-from node.rpc.client import RpcClient
+from node.rpc.client import RpcClient, RpcError
 from node.rpc.transport import RpcTransport
 
 pytestmark = [pytest.mark.adversarial, pytest.mark.integration, pytest.mark.timeout(300)]
@@ -34,6 +34,8 @@ ATTACK_KEYS = 300
 GAPPED_PER_KEY = 8  # nonces 1..8 of a fresh key: the whole nonce-gap window, none can run
 WAIT_S = 90.0
 WINDOW_S = 5.0
+REFUSED_TXS = 96
+MiB = 1024 * 1024
 
 
 @pytest.fixture(scope="module")
@@ -187,3 +189,28 @@ async def test_honest_updates_commit_while_fresh_keys_flood_gapped_txs(net: Loca
     assert answers.get("full", 0) > 0
     for i in range(VALIDATORS):
         assert net.running(i), f"node{i} exited; see {net.log_file(i)}"
+
+
+async def heap_in_use(net: LocalNet, node: int) -> int:
+    async with aiohttp.ClientSession() as session, session.get(net.metrics_url(node)) as resp:
+        text = await resp.text()
+    for line in text.splitlines():
+        if line.startswith("fedchain_heap_in_use_bytes "):
+            return int(float(line.split()[1]))
+    pytest.skip("no heap figures: the node does not run on glibc")
+
+
+async def test_refused_large_txs_leave_nothing_behind(net: LocalNet) -> None:
+    """Distinct 1 MB submissions with a forged signature, each refused with a reason.  Before
+    the fix the app's signature memo kept every refused tx's bytes (60 of them: +240 MiB of
+    heap in use, for good); a stranger could pin 1.25 GiB that way."""
+    async with RpcClient(net.rpc_url(0), timeout_ms=30_000) as client:
+        await client.wait_for_height(2, 60_000)
+        before = await heap_in_use(net, 0)
+        for i in range(REFUSED_TXS):
+            body = bytes([i]) * 1_000_000  # under aiohttp's 1 MiB warning for raw bodies
+            tx = encode([KIND_SUBMIT_UPDATE, generate_key().public_key, 0, body, b"s" * 64])
+            with pytest.raises(RpcError, match="bad signature"):
+                await client.submit_tx(tx)
+    after = await heap_in_use(net, 0)
+    assert after - before < 24 * MiB, f"heap in use {before / MiB:.0f} -> {after / MiB:.0f} MiB"
