@@ -48,9 +48,9 @@ class Params:
     hist_ema_permille: int = 250
     # ... a client whose trace has a cosine above sim_low with another's loses weight, all of it
     # at sim_high; traces decay by trace_keep per round ...
-    hist_sim_low_permille: int = 300
-    hist_sim_high_permille: int = 600
-    hist_trace_keep_permille: int = 800
+    hist_sim_low_permille: int = 200
+    hist_sim_high_permille: int = 450
+    hist_trace_keep_permille: int = 950
     # ... and at most this many clients are tracked, each forgotten after this many rounds unseen.
     hist_clients_max: int = 4096
     hist_stale_rounds: int = 64
@@ -95,7 +95,7 @@ GOVERNABLE: tuple[ParamSpec, ...] = (
     ParamSpec("hist_ema_permille", 1, 1000),
     ParamSpec("hist_sim_low_permille", 0, 1000),
     ParamSpec("hist_sim_high_permille", 1, 1001),
-    ParamSpec("hist_trace_keep_permille", 0, 900),
+    ParamSpec("hist_trace_keep_permille", 0, 960),  # history.TRACE_KEEP_MAX_PERMILLE
     ParamSpec("hist_clients_max", 1, 1 << 16),
     ParamSpec("hist_stale_rounds", 1, 1_000_000),
     ParamSpec("hist_sim_rank", 1, 64),

@@ -28,6 +28,11 @@ Why each piece is there (every update and this rule are public, so the attackers
   direction, colluders' in a shared one.  The traces decay geometrically, so a shared direction
   hidden under independent per-round noise still accumulates (signal grows like 1/(1 - keep),
   noise like 1/sqrt(1 - keep**2)) and drift across rounds is seen even when one round is not.
+  The default keep is 0.95 (20 rounds of signal against 3.2 of noise): with 0.8 (5 against
+  1.7) the slow backdoor of `fedchain eval` hid its shared push under fresh camouflage noise
+  in every round and reached 39.5% success at 30% attackers (0.95: 4.3%).  A camouflage
+  direction each attacker keeps for the whole run is not averaged out by any memory (see
+  docs/robustness.md, "Slow backdoors").
 - Clients who push against the aggregate round after round lose their weight: a sign flipper
   sends minus its own non-IID update, unlike every other update, so the similarity weights do
   not see it, but its cosine with the aggregate is negative on average (digits, 30 clients,
@@ -46,8 +51,8 @@ Why each piece is there (every update and this rule are public, so the attackers
 
 Integers only; the bounds (with fl.fixed's: |u| <= 2**20, d <= 2**20, n <= 2**12):
   sketch coordinate <= d * 2**21 = 2**41 (any bucket imbalance); its norm in Python ints;
-  scaling it to UNIT multiplies by 2**16 first: <= 2**57
-  unit sketch coordinate <= UNIT = 2**16; trace coordinate <= UNIT / (1 - keep) <= 10 * UNIT < 2**20
+  scaling it to UNIT multiplies by 2**15 first: <= 2**56
+  unit sketch coordinate <= UNIT = 2**15; trace coordinate <= UNIT / (1 - keep) <= 25 * UNIT < 2**20
   trace dot products: exact_gram (|x| <= 2**20, k <= 2**20) -> <= 2**50; cos * 1000 <= 2**60
   weighted sum of clipped deviations <= 2**12 * 1000 * 2**21 < 2**43
   clip product |dev| * tau <= 2**21 * 2**31 = 2**52 (as in centered_clip)
@@ -69,8 +74,9 @@ from fl.errors import FLInvariantError
 from fl.fixed import IntArray
 
 SKETCH_DIM = 1024
-UNIT = 1 << 16
-TRACE_ABS_MAX = 10 * UNIT  # keep <= 900 permille: UNIT * 1000 / (1000 - 900)
+UNIT = 1 << 15
+TRACE_KEEP_MAX_PERMILLE = 960  # fl.params bounds hist_trace_keep_permille by this
+TRACE_ABS_MAX = UNIT * 1000 // (1000 - TRACE_KEEP_MAX_PERMILLE)  # 25 * UNIT < 2**20
 FLAG_BELOW_PERMILLE = 500
 ALIGN_ABS_MAX = 1000
 ALIGN_KEEP_PERMILLE = 900  # EWMA of a client's alignment with the aggregate
@@ -88,7 +94,7 @@ class HistoryParams:
     ema_permille: int  # weight of this round's median deviation in the radius EMA
     sim_low_permille: int  # similarity at or below which a client keeps its full weight
     sim_high_permille: int  # ... at or above which it has none
-    trace_keep_permille: int  # geometric decay of the per-client traces (<= 900)
+    trace_keep_permille: int  # geometric decay of the per-client traces (<= 960)
     clients_max: int  # traces kept
     stale_rounds: int  # a trace not refreshed for this many rounds is forgotten
     sim_rank: int = 1  # a client is judged by its k-th largest cosine with another
@@ -180,7 +186,7 @@ def unit_sketch(deviation: IntArray, mapping: SketchMap) -> IntArray:
     norm = math.isqrt(sum(x * x for x in raw.tolist()))
     if norm == 0:
         return raw
-    out: IntArray = np.floor_divide(raw * UNIT, norm)  # |raw * UNIT| <= 2**57
+    out: IntArray = np.floor_divide(raw * UNIT, norm)  # |raw * UNIT| <= 2**56
     return out
 
 
