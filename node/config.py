@@ -223,8 +223,9 @@ class StorageConfig:
 
 @dataclass(frozen=True, slots=True)
 class MemoryConfig:
-    # Hand free heap pages back to the OS this often (node/allocator.py); 0: only after large
-    # frees.  Without it, RSS keeps the high-water mark of every burst the node has absorbed.
+    # Hand free heap pages back to the OS this often (node/allocator.py; a few ms of a worker
+    # thread); 0: only after large frees.  Without it RSS keeps the high-water mark of every
+    # burst the node has absorbed.
     trim_interval_ms: int = 30_000
 
 

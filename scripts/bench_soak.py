@@ -46,6 +46,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -64,6 +66,13 @@ HOUR_S = 3600.0
 # The parts of a home's size that get their own slope (see disk_usage).
 DISK_PARTS = ("blocks_dat", "sqlite", "cs_wal", "log")
 # RSS floor: the minimum of each window this long (attack peaks are shorter than this).
+# What each validator's /metrics says about its heap (node/allocator.py heap_stats): bytes in
+# use grow with a leak, free bytes with memory freed but not yet returned to the OS.
+HEAP_METRICS = {
+    "fedchain_heap_in_use_bytes": "in_use",
+    "fedchain_heap_free_bytes": "free",
+    "fedchain_python_allocated_blocks": "python_blocks",
+}
 FLOOR_WINDOW_S = 180.0
 # bench_adversarial's routines minus round_flood (it turns validator 3 byzantine for good).
 STRANGER_ATTACKS = (
@@ -183,6 +192,8 @@ def trends(soak: Soak) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for i in range(cfg.validators):
         rss: list[tuple[float, float, int]] = []
+        heap: list[tuple[float, float, int]] = []
+        blocks: list[tuple[float, float, int]] = []
         disk: list[tuple[float, float, int]] = []
         parts: dict[str, list[tuple[float, float, int]]] = {p: [] for p in DISK_PARTS}
         for s in soak.samples:
@@ -194,6 +205,10 @@ def trends(soak: Soak) -> dict[str, Any]:
                 points.append((s["t"] / HOUR_S, v["disk"][part] / MiB, 0))
             if v["rss_bytes"] is not None and s["t"] - v["started_t"] >= cfg.restart_warmup_s:
                 rss.append((s["t"] / HOUR_S, v["rss_bytes"] / MiB, v["incarnation"]))
+                if v.get("heap"):
+                    life = v["incarnation"]
+                    heap.append((s["t"] / HOUR_S, v["heap"]["in_use"] / MiB, life))
+                    blocks.append((s["t"] / HOUR_S, v["heap"]["python_blocks"] / 1000, life))
         all_rss = [
             s["validators"][str(i)]["rss_bytes"] / MiB
             for s in soak.samples
@@ -209,6 +224,13 @@ def trends(soak: Soak) -> dict[str, Any]:
             "rss_mib_after_warmup_first": round(rss[0][1], 1) if rss else None,
             "rss_mib_last": round(all_rss[-1], 1) if all_rss else None,
             "rss_mib_max": round(max(all_rss), 1) if all_rss else None,
+            "heap_in_use_mib_per_hour": None if (hs := trend_slope(heap)) is None else round(hs, 2),
+            "heap_in_use_mib_first_last": [round(heap[0][1], 1), round(heap[-1][1], 1)]
+            if heap
+            else None,
+            "python_kblocks_per_hour": None
+            if (bs := trend_slope(blocks)) is None
+            else round(bs, 1),
             "disk_mib_per_hour": None if disk_slope is None else round(disk_slope, 2),
             "disk_mib_end": round(disk[-1][1], 2) if disk else None,
             "disk_parts_mib_per_hour": {
@@ -288,6 +310,7 @@ class Runner:
                 return None
 
         statuses = await asyncio.gather(*(status(i) for i in range(self.cfg.validators)))
+        heaps = await asyncio.gather(*(self.heap(i) for i in range(self.cfg.validators)))
         validators: dict[str, Any] = {}
         for i, st in enumerate(statuses):
             proc = self.net.procs.get(i)
@@ -308,6 +331,7 @@ class Runner:
                 "peers": int(st.get("peers", 0)) if st else None,
                 "mempool_txs": int(st.get("mempool_txs", 0)) if st else None,
                 "disk": disk_usage(self.net.home(i).root),
+                "heap": heaps[i],
             }
         for j, proc in self.clients.items():
             if proc.poll() is not None and j not in self.clients_down:
@@ -320,6 +344,26 @@ class Runner:
                 "validators": validators,
             }
         )
+
+    async def heap(self, i: int) -> dict[str, int] | None:
+        """Validator i's heap figures from its /metrics (None: down, or not glibc)."""
+        if not self.net.running(i):
+            return None
+        try:
+            timeout = aiohttp.ClientTimeout(total=3.0)
+            async with (
+                aiohttp.ClientSession(timeout=timeout) as session,
+                session.get(self.net.metrics_url(i)) as resp,
+            ):
+                text = await resp.text()
+        except (aiohttp.ClientError, TimeoutError):
+            return None
+        values = {}
+        for line in text.splitlines():
+            name, _, value = line.partition(" ")
+            if name in HEAP_METRICS:
+                values[HEAP_METRICS[name]] = int(float(value))
+        return values if len(values) == len(HEAP_METRICS) else None
 
     async def validator_churn(self) -> None:
         while await self.sleep(self.cfg.validator_churn_s):
@@ -589,7 +633,10 @@ def summary(soak: Soak) -> list[str]:
             f"- validator {i}: RSS {t['rss_mib_per_hour']} MiB/h (floor: 3-minute minima "
             f"{t['rss_floor_mib_per_hour']} MiB/h) over {t['rss_points']} samples "
             f"({t['rss_incarnations']} process lifetimes), {t['rss_mib_after_warmup_first']} -> "
-            f"{t['rss_mib_last']} MiB, max {t['rss_mib_max']}; disk {t['disk_mib_per_hour']} "
+            f"{t['rss_mib_last']} MiB, max {t['rss_mib_max']}; heap in use "
+            f"{t.get('heap_in_use_mib_per_hour')} MiB/h "
+            f"({t.get('heap_in_use_mib_first_last')} MiB), "
+            f"Python blocks {t.get('python_kblocks_per_hour')} k/h; disk {t['disk_mib_per_hour']} "
             f"MiB/h, {t['disk_mib_end']} MiB at the end ("
             + ", ".join(f"{k} {v}" for k, v in t["disk_parts_mib_per_hour"].items())
             + " MiB/h)"
@@ -604,8 +651,8 @@ def plot(soak: Soak, png: Path) -> None:
     import matplotlib.pyplot as plt
 
     cfg = soak.config
-    fig, axes = plt.subplots(3, 1, figsize=(11, 10), sharex=True)
-    rss_ax, disk_ax, height_ax = axes
+    fig, axes = plt.subplots(4, 1, figsize=(11, 12.5), sharex=True)
+    rss_ax, heap_ax, disk_ax, height_ax = axes
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i in range(cfg.validators):
         key = str(i)
@@ -616,6 +663,10 @@ def plot(soak: Soak, png: Path) -> None:
             for s in soak.samples
         ]
         disk = [s["validators"][key]["disk"]["data_total"] / MiB for s in soak.samples]
+        heap = [
+            nan if not (h := s["validators"][key].get("heap")) else h["in_use"] / MiB
+            for s in soak.samples
+        ]
         heights = [
             nan if (h := s["validators"][key]["height"]) is None else h for s in soak.samples
         ]
@@ -626,6 +677,7 @@ def plot(soak: Soak, png: Path) -> None:
         )
         for ax, values, suffix in (
             (rss_ax, rss, rss_label),
+            (heap_ax, heap, f" ({slope.get('heap_in_use_mib_per_hour')} MiB/h)"),
             (disk_ax, disk, f" ({slope.get('disk_mib_per_hour')} MiB/h)"),
             (height_ax, heights, ""),
         ):
@@ -679,6 +731,7 @@ def plot(soak: Soak, png: Path) -> None:
     )
     load_ax.set_ylabel("load average (1 min)", color="grey")
     rss_ax.set_ylabel("RSS (MiB)")
+    heap_ax.set_ylabel("C heap in use (MiB)\n(mallinfo2)")
     disk_ax.set_ylabel("data dir on disk (MiB)\nblocks + SQLite + WAL")
     height_ax.set_ylabel("committed height (blocks)")
     height_ax.set_xlabel(
@@ -687,6 +740,7 @@ def plot(soak: Soak, png: Path) -> None:
     )
     rss_ax.legend(fontsize=8, loc="lower right", title="slope after warm-up", title_fontsize=8)
     disk_ax.legend(fontsize=8, loc="upper left", title="slope after warm-up", title_fontsize=8)
+    heap_ax.legend(fontsize=8, loc="lower right", title="slope after warm-up", title_fontsize=8)
     height_ax.legend(fontsize=8, loc="upper left")
     final = soak.final
     acc = final.get("accuracy") or {}

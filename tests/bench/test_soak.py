@@ -88,6 +88,9 @@ def test_every_validator_is_sampled_with_rss_and_disk(soak: Soak) -> None:
         assert sum(r is not None for r in rss) >= 2, f"validator {i} never sampled"
         assert soak.samples[-1]["validators"][i]["disk"]["blocks_dat"] > 0
         assert soak.trend[i]["disk_mib_end"] > 0
+        heaps = [s["validators"][i]["heap"] for s in soak.samples if s["validators"][i]["heap"]]
+        assert heaps, f"validator {i}: no heap figures from /metrics"
+        assert all(h["in_use"] > 0 and h["python_blocks"] > 0 for h in heaps)
     # Node 0 is never churned: one lifetime, so its RSS slope is a plain fit.
     assert {s["validators"]["0"]["incarnation"] for s in soak.samples} == {0}
     assert soak.uptime
