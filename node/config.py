@@ -187,7 +187,10 @@ class MempoolConfig:
     txs_max: int = 20_000
     bytes_max: int = 512 * MIB
     tx_bytes_max: int = 16 * MIB
-    cache_hashes_max: int = 100_000
+    # Recently committed tx hashes, so a replay is refused before check_tx and not pulled
+    # again (the app's nonces refuse it anyway).  CometBFT's cache_size is 10,000 too; 100,000
+    # took ~16 MiB and 75 minutes of the soak's traffic to fill, which read as RSS growth.
+    cache_hashes_max: int = 10_000
     recheck: bool = True
     # Budgets per sender (node/mempool.py): count and bytes of its pending txs.
     sender_txs_max: int = 16
