@@ -641,7 +641,16 @@ class _NodeApp:
         return tuple(node.app.prepare_proposal(candidates, info, cfg.block_bytes_max))
 
     def validate(self, block: Block, info: BlockInfo) -> bool:
-        return self._node.app.process_proposal(block.txs, info)
+        node = self._node
+        valid = node.app.process_proposal(block.txs, info)
+        if not valid:
+            # Nobody will ask about a refused block's txs again: what the app remembered of
+            # those this node does not hold would stay until its memo's bound (a byzantine
+            # proposer could fill it with distinct signed txs every round it proposes).
+            for tx in block.txs:
+                if tx_id(tx) not in node.mempool:
+                    node.app.release_tx(tx)
+        return valid
 
     def finalize(self, block: Block, info: BlockInfo) -> FinalizeResult:
         self.finalize_started_s = time.monotonic()
