@@ -38,7 +38,7 @@ from consensus.codec import (
 from consensus.errors import CodecError
 from node.genesis import genesis_hash
 from node.logging import log_event
-from node.p2p.errors import P2PError, ProtocolNotSupported, RequestTimeout
+from node.p2p.errors import P2PError, ProtocolNotSupported, RequestTimeout, StreamClosed
 from node.p2p.host import Host
 from node.p2p.peer_id import PeerId
 
@@ -173,10 +173,15 @@ class ChainGate:
             verdict.set_result(False)
 
     async def _ask_hello(self, peer: PeerId) -> bytes:
-        """Their hello, asked on a fresh stream up to HELLO_ATTEMPTS times within the timeout:
-        a first exchange on a connection made while a node starts can hang for good (seen in
-        CI: both sides' first requests unanswered, the link useless until the timeout), and a
-        second stream gets through."""
+        """Their hello, asked on a fresh stream up to HELLO_ATTEMPTS times within the timeout,
+        while the peer is connected and undecided.
+
+        Two nodes that dial each other at start (every validator's persistent peers) open two
+        connections, and the host closes one of them (node/p2p/host.py, the lower dialer's
+        wins) with any request on it: StreamClosed, while the peer stays connected on the
+        other.  Each side's hello went out on its first connection, so when both lost theirs,
+        neither was asked again and each waited for the other's until the timeout, then
+        dropped the link (CI: 'peers 2 != 3').  A request that times out is asked again too."""
         per_attempt_ms = max(1, self._timeout_ms // HELLO_ATTEMPTS)
         for attempt in range(HELLO_ATTEMPTS):
             try:
@@ -187,10 +192,11 @@ class ChainGate:
                     timeout_ms=per_attempt_ms,
                     response_bytes_max=HELLO_BYTES_MAX,
                 )
-            except RequestTimeout:
-                if attempt == HELLO_ATTEMPTS - 1 or not self._undecided(peer):
+            except (RequestTimeout, StreamClosed) as exc:
+                again = self._undecided(peer) and self._host.is_connected(peer)
+                if attempt == HELLO_ATTEMPTS - 1 or not again:
                     raise
-                log_event(log, "peer_hello_retry", logging.DEBUG, peer=str(peer))
+                log_event(log, "peer_hello_retry", logging.DEBUG, peer=str(peer), error=str(exc))
         raise AssertionError("unreachable")  # the loop returns or raises
 
     async def _greet(self, peer: PeerId) -> None:

@@ -174,3 +174,34 @@ async def test_an_unanswered_first_hello_is_asked_again_on_a_fresh_stream() -> N
         await host_a.dial(await host_b.listen("127.0.0.1", 0))
         assert await gate.wait_admitted(host_b.peer_id)
         assert len(asked) == 2
+
+
+async def test_a_hello_lost_with_a_duplicate_connection_is_asked_again() -> None:
+    """Two validators dialling each other at start open two connections; the duplicate rule
+    closes one, with any hello under way on it.  If both sides' hellos were on the closed one,
+    neither was asked again: each waited for the other's until the timeout and dropped the
+    link (the CI 'peers 2 != 3').  Here the peer's first answer is lost that way (it dials
+    back while answering, so its connection replaces ours) and it never greets us."""
+    first, second = sorted(
+        (Identity.from_seed(b"c" * 32), Identity.from_seed(b"d" * 32)),
+        key=lambda identity: identity.peer_id,
+    )
+    # The connection the lower id dials survives: so the peer (lower) wins with its dial-back.
+    async with Host(second) as host_a, Host(first) as host_b:
+        gate = ChainGate(host_a, OURS, timeout_ms=3_000)
+        gate.start()
+        asked: list[int] = []
+        a_addr = await host_a.listen("127.0.0.1", 0)
+        host, port = a_addr.host_port()
+
+        async def serve_after_dialling_back(_peer: PeerId, _request: bytes) -> bytes:
+            asked.append(len(asked))
+            if len(asked) == 1:
+                await host_b.dial(f"/ip4/{host}/tcp/{port}")  # no /p2p: a second connection
+            return OURS.encode()
+
+        host_b.set_request_handler(HELLO_PROTOCOL, serve_after_dialling_back, 1024)
+        await host_a.dial(await host_b.listen("127.0.0.1", 0))
+        assert await gate.wait_admitted(host_b.peer_id)
+        assert len(asked) == 2
+        assert host_a.counters.get("conn_duplicate_closed") == 1
