@@ -7,15 +7,17 @@ timeouts only detect hangs.
 """
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from node.p2p.config import HostConfig
+from node.p2p.errors import StreamClosed
 from node.p2p.gossipsub.config import GossipsubConfig
 from node.p2p.gossipsub.router import MESHSUB_V11, MESHSUB_V12
 from node.p2p.gossipsub.rpc import Rpc
 from node.p2p.gossipsub.service import GossipSub, Message
 from node.p2p.host import Host
+from node.p2p.peer_id import PeerId
 from node.p2p.session import Stream
 from tests.p2p.conftest import identity
 
@@ -169,3 +171,30 @@ async def test_a_garbled_stream_costs_one_penalty_and_is_reset() -> None:
         assert a.counters.get("gossip_rpc_invalid") == 1
         assert a.score(b.peer_id) > FAST.thresholds.gossip_threshold
         assert a.host.is_connected(b.peer_id)
+
+
+async def test_our_stream_opens_again_when_its_connection_closed_under_it() -> None:
+    """Two hosts dialling each other open two connections and the host closes one
+    (node/p2p/host.py); a stream being negotiated on it fails with StreamClosed while the
+    peer stays connected on the other.  That was taken for a peer without gossipsub: no
+    stream of ours was opened and nothing we published reached it (seen at a LocalNet's
+    start: `gossip_peer_unsupported ... connection closed`).  Here the first open fails so."""
+    async with AsyncExitStack() as stack:
+        a, _ = await stack.enter_async_context(gossip_node(stack, "opener", FAST))
+        b, got = await stack.enter_async_context(gossip_node(stack, "other", FAST))
+        real_new_stream = a.host.new_stream
+        failed: list[PeerId] = []
+
+        async def first_one_lost(
+            peer: PeerId, protocols: Sequence[str], high: bool = True
+        ) -> Stream:
+            if not failed:
+                failed.append(peer)
+                raise StreamClosed("connection closed")
+            return await real_new_stream(peer, protocols, high)
+
+        a.host.new_stream = first_one_lost  # type: ignore[method-assign]
+        await linked(a, b)
+        await a.publish(T, b"after a lost first stream")
+        await wait_for(lambda: len(got) == 1)
+        assert failed == [b.host.peer_id]

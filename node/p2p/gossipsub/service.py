@@ -52,6 +52,8 @@ BULK_PROTOCOL = "/fedchain/meshsub-bulk/1.0.0"
 OUR_AGENT_PREFIX = "fedchain/"
 # One writev carries at most this many queued bytes (many small RPCs share syscalls).
 WRITE_BATCH_BYTES = 4 * 1024 * 1024
+# Tries to open our stream to a new peer whose connection closed under it (a duplicate).
+OPEN_ATTEMPTS = 3
 Validator = Callable[[PeerId, PubMessage], Validation | Awaitable[Validation]]
 
 
@@ -581,11 +583,19 @@ class GossipSub:
         self._drain()
 
     async def _open_peer(self, peer: PeerId) -> None:
-        try:
-            stream = await self.host.new_stream(peer, self.protocols)
-        except P2PError as exc:
-            self.counters.drop("gossip_peer_unsupported", str(exc), peer=peer.short())
-            return
+        for attempt in range(OPEN_ATTEMPTS):
+            try:
+                stream = await self.host.new_stream(peer, self.protocols)
+                break
+            except StreamClosed as exc:
+                # Its connection lost to a duplicate (two peers dialling each other): the peer
+                # is still connected on the other one, where the stream can open.
+                if attempt == OPEN_ATTEMPTS - 1 or not self.host.is_connected(peer):
+                    self.counters.drop("gossip_open_failed", str(exc), peer=peer.short())
+                    return
+            except P2PError as exc:
+                self.counters.drop("gossip_peer_unsupported", str(exc), peer=peer.short())
+                return
         if not self.host.is_connected(peer):
             stream.reset()
             return
