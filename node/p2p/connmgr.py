@@ -23,8 +23,12 @@ protected peers never are.
 
 Bans cost more than a new key: banning a stranger also bans its address, for at least the
 same time, doubling for each repeat offence of that address (capped at
-`address_ban_max_ms`).  Ban tables are bounded by `ban_entries_max`; when full, the entry
-expiring soonest goes.  Time comes in as `now_ms` with every event.
+`address_ban_max_ms`).  A peer-id ban is forgotten once it expires, an address ban
+`address_ban_max_ms` later (it remembers repeat offences): each new ban first drops the stale
+entries at the front of its table (kept in order of their last ban), so the tables hold what
+recent attacks banned, not the last `ban_entries_max` identities ever seen (in the soak they
+grew by ~175 identities per stranger attack for good).  When a table is full all the same, the
+entry expiring soonest goes.  Time comes in as `now_ms` with every event.
 """
 
 import enum
@@ -266,7 +270,7 @@ class ConnPolicy:
         offence.  Returns how long the address is banned (0: not banned)."""
         if duration_ms <= 0:
             raise InvariantError(f"ban duration must be positive, got {duration_ms}")
-        self._put_ban(self._peer_bans, peer, _Ban(now_ms + duration_ms), now_ms)
+        self._put_ban(self._peer_bans, peer, _Ban(now_ms + duration_ms), now_ms, 0)
         if not ip or self.peer_class(peer).protected:
             return 0
         previous = self._addr_bans.get(ip)
@@ -275,7 +279,8 @@ class ConnPolicy:
             offences = previous.offences + 1
         address_ms = min(duration_ms << min(offences - 1, 32), self.config.address_ban_max_ms)
         address_ms = max(address_ms, duration_ms)
-        self._put_ban(self._addr_bans, ip, _Ban(now_ms + address_ms, offences), now_ms)
+        memory_ms = self.config.address_ban_max_ms
+        self._put_ban(self._addr_bans, ip, _Ban(now_ms + address_ms, offences), now_ms, memory_ms)
         return address_ms
 
     def is_banned(self, peer: PeerId, now_ms: int) -> bool:
@@ -283,6 +288,11 @@ class ConnPolicy:
 
     def is_address_banned(self, ip: str, now_ms: int) -> bool:
         return self._banned(self._addr_bans, ip, now_ms)
+
+    def ban_entries(self) -> tuple[int, int]:
+        """How many peer-id and address entries the ban tables hold (expired ones included
+        until a later ban drops them)."""
+        return len(self._peer_bans), len(self._addr_bans)
 
     # -- queries ------------------------------------------------------------------------------
     def pending_inbound(self) -> int:
@@ -328,15 +338,21 @@ class ConnPolicy:
         ban = table.get(key)
         return ban is not None and now_ms < ban.until_ms
 
-    def _put_ban(self, table: dict[K, _Ban], key: K, ban: _Ban, now_ms: int) -> None:
-        previous = table.get(key)
+    def _put_ban(
+        self, table: dict[K, _Ban], key: K, ban: _Ban, now_ms: int, memory_ms: int
+    ) -> None:
+        """Ban `key`; an entry is stale `memory_ms` after its ban ends."""
+        previous = table.pop(key, None)  # re-inserted at the end: the table stays in ban order
         if previous is not None and previous.until_ms > ban.until_ms:
             ban.until_ms = previous.until_ms
+        while table:
+            oldest = next(iter(table))
+            if table[oldest].until_ms + memory_ms > now_ms:
+                break
+            del table[oldest]
         table[key] = ban
         if len(table) <= self.config.ban_entries_max:
             return
-        # Address entries outlive their ban by address_ban_max_ms to remember repeat offences.
-        memory_ms = self.config.address_ban_max_ms
         for stale in [k for k, b in table.items() if b.until_ms + memory_ms <= now_ms]:
             del table[stale]
         while len(table) > self.config.ban_entries_max:

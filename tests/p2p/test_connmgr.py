@@ -200,6 +200,10 @@ def test_an_address_ban_outlasts_a_new_key_and_grows_on_repeat() -> None:
     # A fresh key from the same address is refused before any handshake work.
     assert net.accept("10.6.6.6", 5_000)[1] == Refuse("address_banned")
     assert net.connect(peer("bad-2"), "10.6.6.7", 5_000)[1] == Admit()  # neighbours are fine
+    # Peer-id bans apply in both directions.
+    assert net.policy.is_banned(bad, 9_999)
+    assert net.dial(bad, 9_999)[1] == Refuse("peer_banned")
+    assert not net.policy.is_banned(bad, 10_000)
     # Expired: back in; the next offence costs twice as long, then four times, capped.
     assert net.connect(peer("bad-2b"), "10.6.6.6", 10_000)[1] == Admit()
     assert net.policy.ban(peer("bad-2b"), "10.6.6.6", 10_000, 10_000) == 20_000
@@ -207,10 +211,6 @@ def test_an_address_ban_outlasts_a_new_key_and_grows_on_repeat() -> None:
     assert not net.policy.is_address_banned("10.6.6.6", 30_000)
     assert net.policy.ban(peer("bad-3"), "10.6.6.6", 10_000, 30_000) == 40_000
     assert net.policy.ban(peer("bad-4"), "10.6.6.6", 10_000, 70_000) == 60_000  # the cap
-    # Peer-id bans apply in both directions.
-    assert net.policy.is_banned(bad, 9_999)
-    assert net.dial(bad, 9_999)[1] == Refuse("peer_banned")
-    assert not net.policy.is_banned(bad, 10_000)
 
 
 def test_protected_peers_pass_an_address_ban_on_their_address() -> None:
@@ -262,6 +262,21 @@ def test_ban_tables_are_bounded() -> None:
     # The entries that expire last are the ones kept.
     assert net.policy.is_banned(peer("b19"), 0)
     assert not net.policy.is_banned(peer("b0"), 0)
+
+
+def test_expired_bans_leave_the_tables() -> None:
+    """A peer-id ban is dropped once it has expired; an address ban address_ban_max_ms later
+    (it remembers repeat offences).  Before, every identity an attacker ever used stayed until
+    the table was full (4,096 by default): the soak's validator grew with each attack."""
+    net = Net()
+    for i in range(5):
+        net.policy.ban(peer(f"old{i}"), f"10.1.{i}.1", 1_000, 0)
+    assert net.policy.ban_entries() == (5, 5)
+    net.policy.ban(peer("new"), "10.2.0.1", 1_000, 2_000)
+    assert net.policy.ban_entries() == (1, 6)  # the addresses still remember their offences
+    assert net.policy.ban(peer("again"), "10.1.0.1", 1_000, 3_000) == 2_000  # a repeat: doubled
+    net.policy.ban(peer("later"), "10.3.0.1", 1_000, 1_000 + SMALL.address_ban_max_ms)
+    assert net.policy.ban_entries() == (1, 3)  # the old, unrepeated addresses are forgotten
 
 
 def test_conn_ids_are_never_reused_and_bans_must_last() -> None:
