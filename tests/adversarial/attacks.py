@@ -130,19 +130,27 @@ async def _watch(
     return peak, None
 
 
-async def big_frames(
-    node: AttackTarget, source: str, streams: int = 16, seconds: float = ATTACK_S
+async def _frame_streams(
+    node: AttackTarget,
+    source: str,
+    streams: int,
+    seconds: float,
+    declared: int,
+    payload: bytes,
+    hold: bool,
 ) -> tuple[int, float | None]:
-    """Attack 1: streams on the msg protocol, each declaring a 64 MiB message and sending
-    60 MiB of it."""
-    blob = bytes(60 * MiB)
+    """`streams` streams on the msg protocol, each declaring a `declared`-byte message and
+    sending `payload` of it (then holding the stream open if `hold`), while the node's RSS is
+    watched until it cuts the attacker off or `seconds` pass."""
     async with stranger(node, source) as (host, peer):
         protocol = f"/fedchain/{node.chain_id}/msg/1.0.0"
 
         async def one() -> None:
             stream = await host.new_stream(peer, [protocol], high=False)
-            await stream.write(encode_uvarint(64 * MiB))
-            await stream.write(blob)
+            await stream.write(encode_uvarint(declared))
+            await stream.write(payload)
+            if hold:
+                await asyncio.sleep(3600)
 
         tasks = [asyncio.create_task(one()) for _ in range(streams)]
         try:
@@ -151,6 +159,16 @@ async def big_frames(
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def big_frames(
+    node: AttackTarget, source: str, streams: int = 16, seconds: float = ATTACK_S
+) -> tuple[int, float | None]:
+    """Attack 1: streams on the msg protocol, each declaring a 64 MiB message and sending
+    60 MiB of it."""
+    return await _frame_streams(
+        node, source, streams, seconds, 64 * MiB, bytes(60 * MiB), hold=False
+    )
 
 
 async def stalled_frames(
@@ -158,23 +176,9 @@ async def stalled_frames(
 ) -> tuple[int, float | None]:
     """Attack 1 under the cap: many streams each declaring a 2 MiB message (under the stranger cap)
     and never finishing it.  Only the memory budget bounds this one."""
-    part = bytes(2 * MiB - 1)
-    async with stranger(node, source) as (host, peer):
-        protocol = f"/fedchain/{node.chain_id}/msg/1.0.0"
-
-        async def one() -> None:
-            stream = await host.new_stream(peer, [protocol], high=False)
-            await stream.write(encode_uvarint(2 * MiB))
-            await stream.write(part)
-            await asyncio.sleep(3600)
-
-        tasks = [asyncio.create_task(one()) for _ in range(streams)]
-        try:
-            return await _watch(node, host, peer, seconds)
-        finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+    return await _frame_streams(
+        node, source, streams, seconds, 2 * MiB, bytes(2 * MiB - 1), hold=True
+    )
 
 
 async def ping_flood(
