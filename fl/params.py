@@ -58,6 +58,13 @@ class Params:
     # this): a pair of honest clients with the same label mix resembles one another, a coalition
     # that pushes together has many partners.
     hist_sim_rank: int = 4
+    # Per coordinate, the kept clients vote with their weight on the sign of their update; where
+    # the agreement is below this permille of the total weight the aggregate's coordinate is
+    # zeroed (mode 0), or negated (1: the robust learning rate); mode 2 zeroes coordinates where
+    # the clients pushing the aggregate's way carry less than this share (fl/aggregate/
+    # sign_vote.py).  0 turns the vote off.
+    hist_sign_permille: int = 0
+    hist_sign_mode: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +106,8 @@ GOVERNABLE: tuple[ParamSpec, ...] = (
     ParamSpec("hist_clients_max", 1, 1 << 16),
     ParamSpec("hist_stale_rounds", 1, 1_000_000),
     ParamSpec("hist_sim_rank", 1, 64),
+    ParamSpec("hist_sign_permille", 0, 1000),
+    ParamSpec("hist_sign_mode", 0, 2),  # index into fl.aggregate.sign_vote.MODES
 )
 
 _SPECS = {spec.name: spec for spec in GOVERNABLE}

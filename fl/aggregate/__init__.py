@@ -25,6 +25,7 @@ from fl.aggregate.fedavg import fedavg
 from fl.aggregate.history import HistoryParams, RuleHistory, history_clip
 from fl.aggregate.krum import multi_krum
 from fl.aggregate.median import coordinate_median
+from fl.aggregate.sign_vote import MODES as SIGN_MODES
 from fl.aggregate.trimmed import trimmed_mean
 from fl.errors import FLInvariantError
 from fl.fixed import IntArray
@@ -106,6 +107,8 @@ def history_params(params: Params) -> HistoryParams:
         clients_max=params.hist_clients_max,
         stale_rounds=params.hist_stale_rounds,
         sim_rank=params.hist_sim_rank,
+        sign_permille=params.hist_sign_permille,
+        sign_mode=SIGN_MODES[params.hist_sign_mode],
     )
 
 

@@ -17,6 +17,8 @@ Theory of operation (one round, n updates sorted by client key, H = the rule's h
                      K   = { i : |u_i - v| <= drop/1000 * tau }
                      v  += floor( sum_{i in K} w_i * clip_tau(u_i - v) / sum_{i in K} w_i )
     H.radius <- EMA(H.radius, min(r, cap))
+    v_j   <- 0 where the kept clients' weighted sign vote on coordinate j backs v_j too weakly
+             (only when sign_permille > 0, off by default; fl/aggregate/sign_vote.py)
     a_i   <- (a_i * ALIGN_KEEP + 1000 cos(u_i, v) * (1000 - ALIGN_KEEP)) / 1000   (v: the aggregate)
 
 Why each piece is there (every update and this rule are public, so the attackers are omniscient):
@@ -70,6 +72,7 @@ from consensus.errors import CodecError
 from fl.aggregate.common import lower_median
 from fl.aggregate.gram import exact_gram
 from fl.aggregate.median import coordinate_median
+from fl.aggregate.sign_vote import sign_filter
 from fl.errors import FLInvariantError
 from fl.fixed import IntArray
 
@@ -98,6 +101,8 @@ class HistoryParams:
     clients_max: int  # traces kept
     stale_rounds: int  # a trace not refreshed for this many rounds is forgotten
     sim_rank: int = 1  # a client is judged by its k-th largest cosine with another
+    sign_permille: int = 0  # coordinates with less weighted sign agreement are zeroed (0: off)
+    sign_mode: str = "zero"  # fl.aggregate.sign_vote.MODES
 
 
 @dataclass(frozen=True, slots=True)
@@ -290,6 +295,10 @@ def history_clip(
         if total == 0:  # every kept weight is 0 (guarded above): leave the centre
             break
         centre = centre + np.floor_divide(deviations.sum(axis=0), total)
+
+    if p.sign_permille > 0:
+        voters = [0 if dropped[i] else weights[i] for i in range(n)]
+        centre, _ = sign_filter(centre, matrix, voters, p.sign_permille, p.sign_mode)
 
     radius_sample = measured if cap is None else min(measured, cap)
     radius = (

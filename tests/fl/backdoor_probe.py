@@ -13,6 +13,11 @@ with the chain's `rule_history` is the oracle); they differ in what hides the sh
                the whole run (length: the honest per-coordinate spread, as backdoor_slow's fresh
                noise).  Fresh noise averages out of the per-client traces; a fixed direction does
                not, so the colluders' traces stay as unlike as lambda allows.
+  sign_aware   fixed_camo against the sign vote (hist_sign_permille, fl/aggregate/sign_vote.py),
+               knowing it: u is kept only on coordinates where enough honest clients already
+               push u's way that the attackers' own votes lift the support to the threshold
+               (count >= threshold * n - m; the honest mean's signs are public); elsewhere the
+               attackers send the honest mean plus their camouflage.
   scale        mu + g * (own_k - mu): each attacker's own poisoned delta, scaled by the largest
                unflagged g on a grid (Bagdasaryan et al.'s constrain-and-scale with the rule as
                the anomaly detector; the attackers' own label mixes are the camouflage).
@@ -31,7 +36,7 @@ from fl.client.attacks.view import RoundView, realize
 from fl.client.simulation import EvalConfig, run
 
 SCALES = (0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 6.0, 8.0, 12.0)
-VARIANTS = ("fixed_camo", "scale")
+VARIANTS = ("fixed_camo", "sign_aware", "scale")
 
 
 def _scale_attack(view: RoundView) -> list[np.ndarray]:
@@ -49,8 +54,23 @@ def _scale_attack(view: RoundView) -> list[np.ndarray]:
     return list(best[1]) if best is not None else adaptive.fallback(view)
 
 
-def install(variant: str) -> None:
+def _sign_aware(threshold_permille: int) -> None:
+    push = adversary_module._push_unflagged
+
+    def masked(view: RoundView, u: np.ndarray, rng: np.random.Generator) -> object:
+        n = view.honest.shape[0] + view.n_attackers
+        backing = (np.sign(view.honest) == np.sign(u)[None, :]).sum(axis=0)
+        reachable = backing * 1000 >= threshold_permille * n - 1000 * view.n_attackers
+        return push(view, np.where(reachable, u, 0.0), rng)
+
+    adversary_module._push_unflagged = masked  # type: ignore[assignment]
+
+
+def install(variant: str, threshold_permille: int = 500) -> None:
     """Patch the harness's backdoor_slow for this process."""
+    if variant == "sign_aware":
+        _sign_aware(threshold_permille)
+        variant = "fixed_camo"
     if variant == "fixed_camo":
         fresh = adaptive.camouflage_noise
         directions: dict[str, np.ndarray] = {}
@@ -87,7 +107,7 @@ def main(argv: list[str]) -> None:
     overrides = tuple(
         (k, int(v)) for k, v in (kv.split("=") for kv in os.environ.get("OVR", "").split(",") if kv)
     )
-    install(variant)
+    install(variant, dict(overrides).get("hist_sign_permille", 500))
     accuracy, success = [], []
     for seed in seeds:
         config = EvalConfig(
