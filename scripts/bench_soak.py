@@ -96,6 +96,9 @@ class SoakConfig:
     churn_validators: tuple[int, ...] = (1, 2, 3)
     validator_churn_s: float = 150.0
     validator_down_s: float = 10.0
+    # Stop churning validators after this many restarts (0: never stop), so a restarted
+    # validator can be watched past its warm-up.
+    validator_churn_count: int = 0
     client_churn_s: float = 60.0
     client_down_s: float = 3.0
     attacks: tuple[str, ...] = STRANGER_ATTACKS
@@ -368,7 +371,11 @@ class Runner:
         return values if len(values) == len(HEAP_METRICS) else None
 
     async def validator_churn(self) -> None:
+        restarts = 0
         while await self.sleep(self.cfg.validator_churn_s):
+            if 0 < self.cfg.validator_churn_count <= restarts:
+                return
+            restarts += 1
             i = self.rng.choice(self.cfg.churn_validators)
             how = self.rng.choice(("SIGKILL", "SIGTERM"))
             self.down.add(i)
@@ -772,6 +779,12 @@ def main() -> None:
     parser.add_argument("--churn-validators", default=",".join(map(str, d.churn_validators)))
     parser.add_argument("--validator-churn-s", type=float, default=d.validator_churn_s)
     parser.add_argument("--validator-down-s", type=float, default=d.validator_down_s)
+    parser.add_argument(
+        "--validator-churn-count",
+        type=int,
+        default=d.validator_churn_count,
+        help="stop validator churn after this many restarts (0: never)",
+    )
     parser.add_argument("--client-churn-s", type=float, default=d.client_churn_s)
     parser.add_argument("--client-down-s", type=float, default=d.client_down_s)
     parser.add_argument("--attacks", default=",".join(d.attacks), help="'' for none")
@@ -815,6 +828,7 @@ def main() -> None:
         churn_validators=tuple(int(x) for x in args.churn_validators.split(",") if x),
         validator_churn_s=args.validator_churn_s,
         validator_down_s=args.validator_down_s,
+        validator_churn_count=args.validator_churn_count,
         client_churn_s=args.client_churn_s,
         client_down_s=args.client_down_s,
         attacks=attacks,
