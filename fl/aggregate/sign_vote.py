@@ -66,14 +66,18 @@ def sign_filter(
     A threshold of 0, or no weight at all, leaves the aggregate as it is."""
     if mode not in MODES:
         raise FLInvariantError(f"unknown sign filter mode {mode!r}")
-    agreement, total = sign_agreement(matrix, weights)
+    if matrix.shape[0] != len(weights) or any(w < 0 for w in weights):
+        raise FLInvariantError("sign_filter needs one non-negative weight per row")
+    total = sum(weights)
     if threshold_permille <= 0 or total == 0:
         return aggregate, 0
     if mode == "support":
-        agreement = support(matrix, weights, aggregate)
-    weak = agreement * 1000 < threshold_permille * total
-    if mode == "support":
-        weak &= aggregate != 0
+        weak = (support(matrix, weights, aggregate) * 1000 < threshold_permille * total) & (
+            aggregate != 0
+        )
+    else:
+        agreement, _ = sign_agreement(matrix, weights)
+        weak = agreement * 1000 < threshold_permille * total
     out = aggregate.copy()
     out[weak] = -out[weak] if mode == "flip" else 0
     return out, int(weak.sum())
