@@ -45,9 +45,10 @@ def perturbation(honest: FloatArray, direction: str) -> FloatArray:
 
 
 def _squared_distances(a: FloatArray, b: FloatArray) -> FloatArray:
-    out: FloatArray = np.maximum(
-        (a * a).sum(axis=1)[:, None] + (b * b).sum(axis=1)[None, :] - 2.0 * a @ b.T, 0.0
-    )
+    # From the differences, not |a|^2 + |b|^2 - 2ab: that expansion leaves a BLAS-dependent
+    # residue (1e-12 here, 0 on another machine) where two updates are equal, and the search
+    # must see exactly 0 there.
+    out: FloatArray = np.square(a[:, None, :] - b[None, :, :]).sum(axis=2)
     return out
 
 
