@@ -34,6 +34,7 @@ from fl.aggregate import ClientUpdate
 from fl.app import FLApp
 from fl.client import attacks
 from fl.client.attacks.view import ChainAggregator, Oracle, RoundView
+from fl.client.committee import score_tx
 from fl.client.datasets import Dataset, load
 from fl.client.errors import ClientError
 from fl.client.partition import dirichlet
@@ -41,18 +42,20 @@ from fl.client.quantize import float_to_units
 from fl.client.sdk import build_update, fetch_model
 from fl.client.trainers import Trainer, accuracy, log_loss, make_trainer
 from fl.client.transport import InProcessTransport
-from fl.economics.genesis import SECTION, Allocation, EconGenesis
-from fl.economics.params import EconParams
+from fl.economics.genesis import OPEN_GENESIS, SECTION, Allocation, EconGenesis
+from fl.economics.params import EconParams, is_econ_param
+from fl.economics.params import with_value as econ_with_value
 from fl.fixed import ONE, IntArray, delta_from_wire
 from fl.genesis import build_app_state
 from fl.params import Params, with_value
-from fl.txs import SubmitUpdate, decode_tx
+from fl.txs import SubmitUpdate, decode_tx, sign_tx
 
 CHAIN_ID = "fedchain-eval"
 KNOWLEDGE = ("current", "past")
 OBJECTIVES = ("progress", "loss", "error", "class_loss")
 ECONOMICS = ("open", "staked")
 STAKE_INITIAL = 1_000
+COMMITTEE_BLOCKS = 2  # blocks a closed round waits for the committee's scores
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -76,6 +79,10 @@ class EvalConfig:
     # 30% (seeds 0-2, adaptive_unflagged vs centered_clip) they gave 84.8, 83.2, 81.8 and 78.8%.
     objective: str = "class_loss"
     economics: str = "open"
+    # Validators in the evaluation committee (0: none, rounds settle on the on-chain agreement
+    # score).  Each scores every update of a closed round on its own part of the first half of
+    # the test split with the scorer `fedchain committee run` uses, and sends `eval_scores`.
+    committee: int = 0
 
     @property
     def attackers(self) -> int:
@@ -100,6 +107,7 @@ class EvalResult:
     slashed_attackers: int = 0  # distinct clients the economics layer slashed over the run
     slashed_honest: int = 0
     refused_attackers: int = 0  # attacker updates check_tx refused (jailed, out of bounds)
+    committee_settled: int = 0  # rounds settled on the evaluation committee's scores
 
     @property
     def slash_precision(self) -> float:
@@ -117,10 +125,12 @@ class _RecordingApp(FLApp):
     def __init__(self) -> None:
         super().__init__()
         self.slashed: set[bytes] = set()
+        self.committee_settled = 0  # rounds settled on the committee's scores
 
     def finalize_block(self, txs: Sequence[bytes], block: BlockInfo) -> FinalizeResult:
         result = super().finalize_block(txs, block)
         for event in result.events:
+            self.committee_settled += event.kind == "committee_settled"
             if event.kind == "client_slashed":
                 attrs = dict(event.attributes)
                 if "client" in attrs:
@@ -159,10 +169,16 @@ def run(
     adversary = attacks.Adversary(attack, collusion) if coordinated else None
     attacker_part = np.concatenate([parts[i] for i in attacker_ids]) if attacker_ids else None
     params = replace(Params(), rule=rule, updates_per_round=config.clients, round_deadline_ms=4_000)
+    econ_params = _econ_params(config)
     for name, value in config.overrides:
-        params = with_value(params, name, value)
+        if not is_econ_param(name):
+            params = with_value(params, name, value)
     app = _RecordingApp()
-    transport = _transport(trainer, rng, params, keys, config.economics, app)
+    validators = _validator_keys(config.committee)
+    transport = _transport(
+        trainer, rng, params, econ_params, config.economics, keys, validators, app
+    )
+    committee = _Committee(trainer, ds, validators) if config.committee else None
     nonces = [0] * config.clients
     history: list[float] = []
     flagged_attackers = flagged_honest = refused = 0
@@ -179,6 +195,7 @@ def run(
         ]
         honest = [deltas[i] for i in range(config.clients) if i not in attacker]
         honest_updates: list[ClientUpdate] = []
+        round_txs: list[bytes] = []
         for i in range(config.clients):
             if coordinated and i in attacker:
                 continue  # crafted below, once every honest update is known
@@ -195,6 +212,7 @@ def run(
                 refused += i in attacker
                 continue
             nonces[i] += 1
+            round_txs.append(tx)
             if i not in attacker:
                 honest_updates.append(_decoded(tx))
         if adversary is not None:
@@ -227,10 +245,13 @@ def run(
                 )
                 if transport.submit(tx).accepted:
                     nonces[i] += 1
+                    round_txs.append(tx)
                 else:
                     refused += 1
             known_past = tuple(honest_updates)
         transport.wait_for_round(rnd + 1, blocks_max=8)
+        if committee is not None:
+            committee.settle(transport, rnd, model.weights, round_txs)
         flagged = _flagged_clients(transport)
         attacker_keys = {keys[i].public_key for i in attacker}
         flagged_attackers += len(flagged & attacker_keys)
@@ -262,32 +283,94 @@ def run(
         slashed_attackers=len(app.slashed & attacker_keys),
         slashed_honest=len(app.slashed - attacker_keys),
         refused_attackers=refused,
+        committee_settled=app.committee_settled,
     )
+
+
+def _econ_params(config: EvalConfig) -> EconParams | None:
+    """The economics genesis parameters, or None for the chain without an economics section
+    (the open chain, unless a committee or an incentives override needs the section)."""
+    wanted = config.committee > 0 or any(is_econ_param(n) for n, _ in config.overrides)
+    if config.economics == "staked":
+        base = EconParams(client_stake_min=100)
+    elif wanted:
+        base = OPEN_GENESIS.params
+    else:
+        return None
+    out = replace(base, committee_blocks=COMMITTEE_BLOCKS if config.committee else 0)
+    for name, value in config.overrides:
+        if is_econ_param(name):
+            out = econ_with_value(out, name, value)
+    return out
+
+
+def _validator_keys(committee: int) -> tuple[PrivateKey, ...]:
+    if committee == 0:
+        return (PrivateKey.from_label("eval-validator"),)
+    return tuple(PrivateKey.from_label(f"eval-validator-{v}") for v in range(committee))
 
 
 def _transport(
     trainer: Trainer,
     rng: np.random.Generator,
     params: Params,
-    keys: list[PrivateKey],
+    econ_params: EconParams | None,
     economics: str,
+    keys: list[PrivateKey],
+    validators: tuple[PrivateKey, ...],
     app: FLApp,
 ) -> InProcessTransport:
     weights = float_to_units(trainer.init(rng))
     sections: tuple[tuple[str, Value], ...] = ()
-    if economics == "staked":
+    if econ_params is not None:
+        staked = economics == "staked"
         econ = EconGenesis(
-            allocations=tuple(Allocation(k.public_key, 0, STAKE_INITIAL) for k in keys),
-            reserve=10_000_000,
-            params=EconParams(client_stake_min=100),
+            allocations=tuple(Allocation(k.public_key, 0, STAKE_INITIAL) for k in keys)
+            if staked
+            else (),
+            reserve=10_000_000 if staked else OPEN_GENESIS.reserve,
+            params=econ_params,
         )
         sections = ((SECTION, econ.encode()),)
     genesis = Genesis(
         chain_id=CHAIN_ID,
-        validators=(GenesisValidator(PrivateKey.from_label("eval-validator").public_key, 1),),
+        validators=tuple(GenesisValidator(v.public_key, 1) for v in validators),
         app_state=build_app_state(trainer.shapes(), weights, params, sections),
     )
     return InProcessTransport(genesis, app)
+
+
+class _Committee:
+    """The evaluation committee's validators, each scoring on its own held-out part."""
+
+    def __init__(self, trainer: Trainer, ds: Dataset, validators: tuple[PrivateKey, ...]) -> None:
+        self.trainer = trainer
+        self.validators = validators
+        self.nonces = [0] * len(validators)
+        holdout = np.arange(len(ds.y_test) // 2)
+        self.parts = [
+            (ds.x_test[idx], ds.y_test[idx]) for idx in np.array_split(holdout, len(validators))
+        ]
+
+    def settle(
+        self, transport: InProcessTransport, rnd: int, weights: FloatArray, txs: list[bytes]
+    ) -> None:
+        """Every validator scores the closed round's updates; the round settles after
+        COMMITTEE_BLOCKS more blocks on the stake-weighted median of the scores."""
+        signed = [decode_tx(raw) for raw in txs]
+        for v, key in enumerate(self.validators):
+            x, y = self.parts[v]
+            pairs: list[Value] = [
+                [tx.sender, score_tx(self.trainer, weights, tx, x, y)] for tx in signed
+            ]
+            body: Value = [rnd, pairs]
+            tx = sign_tx(key, CHAIN_ID, "eval_scores", self.nonces[v], body).to_wire()
+            result = transport.submit(tx)
+            if not result.accepted:
+                raise ClientError(f"committee validator {v}: eval_scores refused: {result.reason}")
+            self.nonces[v] += 1
+        for _ in range(COMMITTEE_BLOCKS):
+            transport.produce_block()
 
 
 def _harm(

@@ -7,14 +7,15 @@ round's update transactions (hashes from `econ/unsettled`, bytes from `GET /txs/
 ?include=bytes`) and the round's base model (the kept `model/<v>` whose hash the updates name),
 scores every update on its own held-out data, and sends one signed `eval_scores` transaction.
 
-Score (softmax regression, the testnet's model): the held-out cross-entropy gain of a tenth of
-the update (about its weight in an average), mapped to [0, 1000] around 500 = no change.  The
-held-out data is part `--part` of `--parts` of the first half of the dataset's test split, so
-validators score on disjoint data.
+Score (fl/client/committee.py, the same code `fedchain eval --committee` measures): the
+held-out cross-entropy gain of a tenth of the update, mapped to [0, 1000] around 500 = no
+change, for the testnet's model (softmax regression).  The held-out data is part `--part` of
+`--parts` of the first half of the dataset's test split, so validators score on disjoint data.
 """
 
 import argparse
 import json
+import math
 import sys
 import time
 import urllib.error
@@ -34,11 +35,13 @@ from consensus.codec import (
     expect_seq,
 )
 from consensus.errors import CodecError
+from fl.client.committee import score_tx
 from fl.client.datasets import load
 from fl.client.errors import TransportError
 from fl.client.quantize import FloatArray, model_to_float
-from fl.fixed import delta_from_wire, model_from_bytes
-from fl.txs import SignedTx, SubmitUpdate, decode_tx, sign_tx
+from fl.client.trainers import Trainer, make_trainer
+from fl.fixed import model_from_bytes
+from fl.txs import SubmitUpdate, decode_tx, sign_tx
 from node.apps import FL_DATASET
 from node.commands.args import RPC_DEFAULT, rpc_url
 from node.errors import NodeError
@@ -46,7 +49,6 @@ from node.keys import read_key
 from node.rpc.transport import RpcTransport
 
 HELP = "evaluation committee: score FL updates on held-out data and send eval_scores"
-STEP_FRACTION = 10
 MODEL_VERSIONS_SEARCHED = 8  # the node keeps this many model versions
 MODEL_LIMITS = DecodeLimits(array_items_max=10_000_000)
 
@@ -66,28 +68,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rounds", type=int, default=0, help="stop after scoring this many")
     parser.add_argument("--timeout-s", type=float, default=600.0)
     parser.add_argument("--poll-s", type=float, default=0.5)
-
-
-def committee_score(
-    weights: FloatArray, tx: SignedTx, x: FloatArray, y: npt.NDArray[np.int64], classes: int
-) -> int:
-    """One update's score: held-out cross-entropy gain of a tenth of it, 500 = no change."""
-    update = SubmitUpdate.decode(tx.body)
-    units = delta_from_wire(update.delta, update.bits, update.scale_exp, update.count)
-    delta = model_to_float(units)
-    gain = _loss(weights, x, y, classes) - _loss(weights + delta / STEP_FRACTION, x, y, classes)
-    return int(min(1000, max(0, 500 + 10_000 * gain)))
-
-
-def _loss(weights: FloatArray, x: FloatArray, y: npt.NDArray[np.int64], classes: int) -> float:
-    features = x.shape[1]
-    if weights.size != classes * features + classes:
-        raise NodeError("the committee scorer knows softmax regression models only")
-    matrix = weights[: classes * features].reshape(classes, features)
-    logits = x @ matrix.T + weights[classes * features :]
-    logits = logits - logits.max(axis=1, keepdims=True)
-    log_probs = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
-    return float(-np.mean(log_probs[np.arange(len(y)), y]))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -110,6 +90,7 @@ def _run(args: argparse.Namespace, transport: RpcTransport) -> int:
     ds = load(FL_DATASET, seed=0)
     holdout = np.array_split(np.arange(len(ds.y_test) // 2), args.parts)[args.part]
     x, y = ds.x_test[holdout], ds.y_test[holdout]
+    trainer = make_trainer("softmax", ds.n_features, ds.n_classes)
     deadline = time.monotonic() + args.timeout_s
     scored: set[int] = set()
     next_nonce = 0
@@ -118,7 +99,7 @@ def _run(args: argparse.Namespace, transport: RpcTransport) -> int:
             if args.rounds and len(scored) >= args.rounds:
                 break
             try:
-                fl_round, pairs = _score_round(transport, item, x, y, ds.n_classes)
+                fl_round, pairs = _score_round(transport, item, trainer, x, y)
             except NotYetError:
                 continue  # our node answered the round before indexing its block: next poll
             # Our previous eval_scores may still sit in the mempool: never reuse its nonce.
@@ -151,7 +132,11 @@ def _waiting_rounds(transport: RpcTransport, me: bytes, done: set[int]) -> list[
 
 
 def _score_round(
-    transport: RpcTransport, item: Value, x: FloatArray, y: npt.NDArray[np.int64], classes: int
+    transport: RpcTransport,
+    item: Value,
+    trainer: Trainer,
+    x: FloatArray,
+    y: npt.NDArray[np.int64],
 ) -> tuple[int, list[Value]]:
     fl_round, _, _, updates, _ = expect_list(item, 5, "unsettled round")
     txs = []
@@ -161,7 +146,9 @@ def _score_round(
     pairs: list[Value] = []
     if txs:
         weights = _base_model(transport, SubmitUpdate.decode(txs[0].body).base_hash)
-        pairs = [[tx.sender, committee_score(weights, tx, x, y, classes)] for tx in txs]
+        if weights.size != sum(math.prod(shape) for shape in trainer.shapes()):
+            raise NodeError("the committee scorer knows the testnet's softmax regression only")
+        pairs = [[tx.sender, score_tx(trainer, weights, tx, x, y)] for tx in txs]
     return expect_int(fl_round, "round", 0), pairs
 
 

@@ -21,6 +21,7 @@ from fl.client import attacks, simulation
 from fl.client.datasets import load
 from fl.client.errors import ClientError
 from fl.client.simulation import EvalConfig, EvalResult
+from fl.economics.params import is_econ_param
 from fl.errors import FLError
 from fl.params import DEFAULT_RULE, RULES, spec_of
 
@@ -79,6 +80,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="what the adaptive attacks maximise: progress taken back, or on their own data "
         "cross-entropy, 0-1 error or the worst class's cross-entropy (strongest: class_loss)",
     )
+    parser.add_argument(
+        "--committee",
+        type=int,
+        default=0,
+        metavar="N",
+        help="N validators score every update on held-out data (eval_scores); rounds settle on "
+        "the stake-weighted median of their scores (0: on-chain agreement score)",
+    )
     parser.add_argument("--jobs", type=int, default=1, help="processes to run cells in")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
@@ -108,7 +117,7 @@ def _overrides(items: list[str]) -> tuple[tuple[str, int | str], ...]:
         name, sep, raw = item.partition("=")
         if not sep:
             raise ClientError(f"--set {item!r}: expected NAME=VALUE")
-        value: int | str = raw if spec_of(name).choices else int(raw)
+        value: int | str = raw if not is_econ_param(name) and spec_of(name).choices else int(raw)
         out.append((name, value))
     return tuple(out)
 
@@ -253,6 +262,8 @@ def run(args: argparse.Namespace) -> int:
             raise ClientError(f"--fraction must be in [0, {FRACTION_MAX}]")
         if args.jobs < 1:
             raise ClientError("--jobs must be at least 1")
+        if args.committee < 0:
+            raise ClientError("--committee must be >= 0")
         config = EvalConfig(
             dataset=args.dataset,
             trainer=_trainer(args.trainer, args.dataset),
@@ -264,6 +275,7 @@ def run(args: argparse.Namespace) -> int:
             knowledge=args.knowledge,
             economics=args.economics,
             objective=args.objective,
+            committee=args.committee,
         )
         rows = run_table(config, rules, attack_names, seeds, args.jobs)
     except (FLError, ValueError) as exc:

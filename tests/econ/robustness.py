@@ -17,6 +17,7 @@ from consensus.app import Genesis, GenesisValidator
 from consensus.codec import Value
 from consensus.crypto import PrivateKey
 from fl.client import attacks
+from fl.client.committee import score_tx
 from fl.client.datasets import load
 from fl.client.partition import dirichlet
 from fl.client.quantize import float_to_units
@@ -28,7 +29,6 @@ from fl.economics.params import EconParams
 from fl.genesis import build_app_state
 from fl.params import Params
 from fl.txs import decode_tx, sign_tx
-from node.commands.committee import committee_score
 
 CHAIN_ID = "fedchain-econ-eval"
 STAKE_INITIAL = 1_000
@@ -126,9 +126,7 @@ def run(
                 pairs: list[Value] = []
                 for raw in round_txs:
                     signed = decode_tx(raw)
-                    score = committee_score(
-                        model.weights, signed, ds.x_test[idx], ds.y_test[idx], ds.n_classes
-                    )
+                    score = score_tx(trainer, model.weights, signed, ds.x_test[idx], ds.y_test[idx])
                     pairs.append([signed.sender, 1000 - score if liar and v == 3 else score])
                 body: Value = [rnd, pairs]
                 tx = sign_tx(key, CHAIN_ID, "eval_scores", validator_nonces[v], body).to_wire()
