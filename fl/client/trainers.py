@@ -1,4 +1,5 @@
-"""Local trainers in numpy: multinomial logistic regression and a one-hidden-layer MLP.
+"""Local trainers in numpy: multinomial logistic regression, a one-hidden-layer MLP and (in
+fl/client/cnn.py) a small 1-D CNN.
 
 Weights travel as one flat float vector laid out like the chain's model shapes, so the client
 can turn a fetched model into parameters and a trained model into a delta without copies of
@@ -11,6 +12,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from fl.client.cnn import CNN
 from fl.model import Shapes, parameter_count
 
 FloatArray = npt.NDArray[np.float64]
@@ -152,6 +154,8 @@ def make_trainer(kind: str, n_features: int, n_classes: int) -> Trainer:
             return MLP(n_features, n_classes)
         case "mlp_wide":  # for MNIST-1D: 100 hidden units, 5 local epochs (32 and 2 learn ~nothing)
             return MLP(n_features, n_classes, hidden=100, epochs=5)
+        case "cnn":  # for signals such as MNIST-1D: the features are read as one channel
+            return CNN(n_features, n_classes)
         case "torch":
             from fl.client.torch_trainer import TorchMLP
 
@@ -159,7 +163,7 @@ def make_trainer(kind: str, n_features: int, n_classes: int) -> Trainer:
         case _:
             from fl.client.errors import ClientError
 
-            raise ClientError(f"unknown trainer {kind!r}: softmax, mlp, mlp_wide or torch")
+            raise ClientError(f"unknown trainer {kind!r}: softmax, mlp, mlp_wide, cnn or torch")
 
 
 def log_loss(trainer: Trainer, weights: FloatArray, x: FloatArray, y: LabelArray) -> float:
@@ -173,6 +177,8 @@ def log_loss(trainer: Trainer, weights: FloatArray, x: FloatArray, y: LabelArray
         case MLP():
             w1, b1, w2, b2 = trainer._unpack(weights)
             logits = np.maximum(x @ w1.T + b1, 0.0) @ w2.T + b2
+        case CNN():
+            logits = trainer.logits(weights, x)
         case _:
             return float(np.mean(trainer.predict(weights, x) != y))
     probs = _softmax(logits)
