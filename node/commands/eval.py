@@ -51,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--trainer",
         default="auto",
-        help="softmax, mlp, mlp_wide or torch; auto: mlp_wide for mnist1d, softmax otherwise",
+        help="softmax, mlp, mlp_wide, cnn or torch; auto: cnn for mnist1d, softmax otherwise",
     )
     parser.add_argument("--seeds", default="0", help="comma list of seeds; results are averaged")
     parser.add_argument(
@@ -108,7 +108,7 @@ def _choices(
 def _trainer(name: str, dataset: str) -> str:
     if name != "auto":
         return name
-    return "mlp_wide" if dataset == "mnist1d" else "softmax"
+    return "cnn" if dataset == "mnist1d" else "softmax"
 
 
 def _overrides(items: list[str]) -> tuple[tuple[str, int | str], ...]:

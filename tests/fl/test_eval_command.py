@@ -118,11 +118,11 @@ def test_eval_refuses_out_of_range_settings(
     assert "fedchain eval:" in capsys.readouterr().err
 
 
-def test_eval_runs_mnist1d_with_the_mlp_by_default(capsys: pytest.CaptureFixture[str]) -> None:
+def test_eval_runs_mnist1d_with_the_cnn_by_default(capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["eval", "--dataset", "mnist1d", "--attacks", "none", "--clients", "10"]
     assert main([*argv, "--rounds", "1"]) == 0
     out = capsys.readouterr().out
-    assert "mnist1d, mlp_wide, 10 clients" in out
+    assert "mnist1d, cnn, 10 clients" in out
 
 
 def test_mnist1d_is_split_like_the_others_and_leaves_global_generators_alone() -> None:
