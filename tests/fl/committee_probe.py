@@ -1,0 +1,103 @@
+"""Can a committee's held-out score tell attackers from honest clients? (a measuring tool)
+
+    python -m tests.fl.committee_probe ATTACK ALPHA SEEDS [ROUNDS]
+    e.g. python -m tests.fl.committee_probe sign_flip 0.5 0,1,2 50
+
+Runs `fedchain eval`'s cell (digits, 30 clients, 30% attackers, the default rule) with a
+four-validator committee (`--committee 4`) and records, for every update, two scores per
+validator on its held-out part: "gain", the committee's own score (fl/client/committee.py), and
+"cosine", FLTrust's trust signal (Cao et al., NDSS 2021): the cosine of the update with the
+validator's own update trained from the same base model on its held-out part.  Per client it
+takes the mean over rounds of the validators' median and prints one JSON line per seed: how
+many honest clients score at or below the best-scoring attacker, and how many attackers at or
+above the worst-scoring honest client (0 and 0: a threshold on the mean separates them).
+"""
+
+import json
+import sys
+
+import numpy as np
+import numpy.typing as npt
+
+from consensus.crypto import PrivateKey
+from fl.client import simulation
+from fl.client.committee import score_delta
+from fl.client.datasets import load
+from fl.client.quantize import FloatArray, model_to_float
+from fl.client.simulation import EvalConfig
+from fl.client.trainers import Trainer
+from fl.fixed import delta_from_wire
+from fl.params import DEFAULT_RULE
+from fl.txs import SignedTx, SubmitUpdate
+
+VALIDATORS = 4
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.scores: dict[bytes, list[tuple[float, float]]] = {}
+        self._references: dict[tuple[bytes, bytes], FloatArray] = {}
+
+    def score_tx(
+        self,
+        trainer: Trainer,
+        weights: FloatArray,
+        tx: SignedTx,
+        x: FloatArray,
+        y: npt.NDArray[np.int64],
+    ) -> int:
+        update = SubmitUpdate.decode(tx.body)
+        delta = model_to_float(
+            delta_from_wire(update.delta, update.bits, update.scale_exp, update.count)
+        )
+        key = (weights.tobytes(), x.tobytes())
+        if key not in self._references:
+            self._references = {}  # one base model and one validator at a time
+            trained = trainer.train(weights, x, y, np.random.default_rng(0))
+            self._references[key] = trained - weights
+        reference = self._references[key]
+        cosine = float(
+            delta @ reference / max(1e-12, float(np.linalg.norm(delta) * np.linalg.norm(reference)))
+        )
+        gain = score_delta(trainer, weights, delta, x, y)
+        self.scores.setdefault(tx.sender, []).append((gain, cosine))
+        return gain
+
+
+def probe(attack: str, alpha: float, seed: int, rounds: int) -> dict[str, object]:
+    recorder = _Recorder()
+    original = simulation.__dict__["score_tx"]
+    setattr(simulation, "score_tx", recorder.score_tx)  # noqa: B010 (the scorer the run calls)
+    try:
+        config = EvalConfig(alpha=alpha, seed=seed, rounds=rounds, committee=VALIDATORS)
+        result = simulation.run(config, DEFAULT_RULE, attack, load("digits", seed))
+    finally:
+        setattr(simulation, "score_tx", original)  # noqa: B010
+    chosen = np.random.default_rng(seed).permutation(config.clients)[: config.attackers]
+    attackers = set(chosen.tolist())
+    keys = [PrivateKey.from_label(f"eval-client-{i}").public_key for i in range(config.clients)]
+    out: dict[str, object] = {"attack": attack, "alpha": alpha, "seed": seed}
+    out["accuracy"] = round(result.accuracy, 4)
+    for column, name in enumerate(("gain", "cosine")):
+        means = {}
+        for i, key in enumerate(keys):
+            rows = np.array([s[column] for s in recorder.scores[key]]).reshape(-1, VALIDATORS)
+            means[i] = float(np.median(rows, axis=1).mean())
+        honest = [m for i, m in means.items() if i not in attackers]
+        bad = [means[i] for i in attackers]
+        out[name] = {
+            "honest_at_or_below_best_attacker": sum(m <= max(bad) for m in honest),
+            "attackers_at_or_above_worst_honest": sum(m >= min(honest) for m in bad),
+        }
+    return out
+
+
+def main(argv: list[str]) -> None:
+    attack, alpha, seeds = argv[0], float(argv[1]), [int(s) for s in argv[2].split(",")]
+    rounds = int(argv[3]) if len(argv) > 3 else 50
+    for seed in seeds:
+        print(json.dumps(probe(attack, alpha, seed, rounds)), flush=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
