@@ -141,3 +141,14 @@ def test_mnist1d_is_split_like_the_others_and_leaves_global_generators_alone() -
     assert len(ds.y_train) + len(ds.y_test) == 5000
     assert ds.x_train.min() >= 0.0
     assert ds.x_train.max() <= 1.0
+
+
+def test_eval_runs_a_committee_and_takes_incentives_parameters(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["eval", "--attacks", "gaussian", "--clients", "10", "--rounds", "2", "--json"]
+    code = main([*argv, "--committee", "2", "--set", "evidence_low_permille=500"])
+    assert code == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["config"]["committee"] == 2
+    assert document["config"]["overrides"] == [["evidence_low_permille", 500]]
