@@ -1,11 +1,12 @@
 """Can a committee's held-out score tell attackers from honest clients? (a measuring tool)
 
-    python -m tests.fl.committee_probe ATTACK ALPHA SEEDS [ROUNDS]
+    python -m tests.fl.committee_probe ATTACK ALPHA SEEDS [ROUNDS] [VALIDATORS]
     e.g. python -m tests.fl.committee_probe sign_flip 0.5 0,1,2 50
 
 Runs `fedchain eval`'s cell (digits, 30 clients, 30% attackers, the default rule) with a
-four-validator committee (`--committee 4`) and records, for every update, two scores per
-validator on its held-out part: "gain", the committee's own score (fl/client/committee.py), and
+committee of VALIDATORS (default 4, as `--committee 4`: 45 held-out samples each) and records,
+for every update, two scores per validator on its held-out part: "gain", the committee's own
+score (fl/client/committee.py), and
 "cosine", FLTrust's trust signal (Cao et al., NDSS 2021): the cosine of the update with the
 validator's own update trained from the same base model on its held-out part.  Per client it
 takes the mean over rounds of the validators' median and prints one JSON line per seed: how
@@ -30,7 +31,7 @@ from fl.fixed import delta_from_wire
 from fl.params import DEFAULT_RULE
 from fl.txs import SignedTx, SubmitUpdate
 
-VALIDATORS = 4
+VALIDATORS_DEFAULT = 4
 
 
 class _Recorder:
@@ -64,12 +65,14 @@ class _Recorder:
         return gain
 
 
-def probe(attack: str, alpha: float, seed: int, rounds: int) -> dict[str, object]:
+def probe(
+    attack: str, alpha: float, seed: int, rounds: int, validators: int = VALIDATORS_DEFAULT
+) -> dict[str, object]:
     recorder = _Recorder()
     original = simulation.__dict__["score_tx"]
     setattr(simulation, "score_tx", recorder.score_tx)  # noqa: B010 (the scorer the run calls)
     try:
-        config = EvalConfig(alpha=alpha, seed=seed, rounds=rounds, committee=VALIDATORS)
+        config = EvalConfig(alpha=alpha, seed=seed, rounds=rounds, committee=validators)
         result = simulation.run(config, DEFAULT_RULE, attack, load("digits", seed))
     finally:
         setattr(simulation, "score_tx", original)  # noqa: B010
@@ -77,11 +80,12 @@ def probe(attack: str, alpha: float, seed: int, rounds: int) -> dict[str, object
     attackers = set(chosen.tolist())
     keys = [PrivateKey.from_label(f"eval-client-{i}").public_key for i in range(config.clients)]
     out: dict[str, object] = {"attack": attack, "alpha": alpha, "seed": seed}
+    out["validators"] = validators
     out["accuracy"] = round(result.accuracy, 4)
     for column, name in enumerate(("gain", "cosine")):
         means = {}
         for i, key in enumerate(keys):
-            rows = np.array([s[column] for s in recorder.scores[key]]).reshape(-1, VALIDATORS)
+            rows = np.array([s[column] for s in recorder.scores[key]]).reshape(-1, validators)
             means[i] = float(np.median(rows, axis=1).mean())
         honest = [m for i, m in means.items() if i not in attackers]
         bad = [means[i] for i in attackers]
@@ -95,8 +99,9 @@ def probe(attack: str, alpha: float, seed: int, rounds: int) -> dict[str, object
 def main(argv: list[str]) -> None:
     attack, alpha, seeds = argv[0], float(argv[1]), [int(s) for s in argv[2].split(",")]
     rounds = int(argv[3]) if len(argv) > 3 else 50
+    validators = int(argv[4]) if len(argv) > 4 else VALIDATORS_DEFAULT
     for seed in seeds:
-        print(json.dumps(probe(attack, alpha, seed, rounds)), flush=True)
+        print(json.dumps(probe(attack, alpha, seed, rounds, validators)), flush=True)
 
 
 if __name__ == "__main__":
