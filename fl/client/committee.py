@@ -45,6 +45,11 @@ def score_tx(
     y: npt.NDArray[np.int64],
 ) -> int:
     """The score of a signed `submit_update`, its delta decoded exactly as the chain holds it."""
+    return score_delta(trainer, weights, update_delta(tx), x, y)
+
+
+def update_delta(tx: SignedTx) -> FloatArray:
+    """The delta of a signed `submit_update` as the chain holds it, in model floats."""
     update = SubmitUpdate.decode(tx.body)
     units = delta_from_wire(update.delta, update.bits, update.scale_exp, update.count)
-    return score_delta(trainer, weights, model_to_float(units), x, y)
+    return model_to_float(units)

@@ -22,14 +22,13 @@ import numpy.typing as npt
 
 from consensus.crypto import PrivateKey
 from fl.client import simulation
-from fl.client.committee import score_delta
+from fl.client.committee import score_delta, update_delta
 from fl.client.datasets import load
-from fl.client.quantize import FloatArray, model_to_float
+from fl.client.quantize import FloatArray
 from fl.client.simulation import EvalConfig
 from fl.client.trainers import Trainer
-from fl.fixed import delta_from_wire
 from fl.params import DEFAULT_RULE
-from fl.txs import SignedTx, SubmitUpdate
+from fl.txs import SignedTx
 
 VALIDATORS_DEFAULT = 4
 
@@ -47,10 +46,7 @@ class _Recorder:
         x: FloatArray,
         y: npt.NDArray[np.int64],
     ) -> int:
-        update = SubmitUpdate.decode(tx.body)
-        delta = model_to_float(
-            delta_from_wire(update.delta, update.bits, update.scale_exp, update.count)
-        )
+        delta = update_delta(tx)
         key = (weights.tobytes(), x.tobytes())
         if key not in self._references:
             self._references = {}  # one base model and one validator at a time
