@@ -256,9 +256,12 @@ class Peak:
 
 
 def stranger_peak(net: LocalNet, i: int, validators: set[str]) -> Peak:
-    """From node i's own log (authoritative, unlike the attacker's view, which learns of an
-    eviction a moment late): p2p_peer_connected carries the address, disconnected (or evicted)
-    the peer."""
+    """Inbound strangers node i held at most, from its own log (authoritative, unlike the
+    attacker's view, which learns of an eviction a moment late): p2p_peer_connected carries the
+    address and direction, disconnected (or evicted) the peer.  Only inbound connections count:
+    the caps are on what strangers can open (connmgr.py); the node's own dials, such as a
+    restarted validator dialling the full node it learned by PEX, are bounded separately by
+    `outbound_peers_max` (a run that counted them saw 50 inbound + 1 outbound = 51 of 50)."""
     live: dict[str, str] = {}
     total = per_ip = per_subnet = 0
     with net.log_file(i).open("rb") as log:
@@ -270,7 +273,11 @@ def stranger_peak(net: LocalNet, i: int, validators: set[str]) -> Peak:
             event, peer = record.get("event"), str(record.get("peer"))
             if event == "node_started":
                 live.clear()
-            elif event == "p2p_peer_connected" and peer not in validators:
+            elif (
+                event == "p2p_peer_connected"
+                and peer not in validators
+                and record.get("direction") == "in"
+            ):
                 live[peer] = str(record.get("addr", "")).split("/")[2]
             elif event in ("p2p_peer_disconnected", "p2p_peer_evicted"):
                 # The eviction is decided (and logged) before the newcomer it makes room for
