@@ -218,6 +218,3 @@ class CNN:
     def predict(self, weights: FloatArray, x: FloatArray) -> LabelArray:
         out: LabelArray = np.argmax(self.logits(weights, x), axis=1)
         return out
-
-    def parameter_count(self) -> int:
-        return parameter_count(self.shapes())

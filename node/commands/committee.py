@@ -15,7 +15,6 @@ change, for the testnet's model (softmax regression).  The held-out data is part
 
 import argparse
 import json
-import math
 import sys
 import time
 import urllib.error
@@ -41,6 +40,7 @@ from fl.client.errors import TransportError
 from fl.client.quantize import FloatArray, model_to_float
 from fl.client.trainers import Trainer, make_trainer
 from fl.fixed import model_from_bytes
+from fl.model import parameter_count
 from fl.txs import SubmitUpdate, decode_tx, sign_tx
 from node.apps import FL_DATASET
 from node.commands.args import RPC_DEFAULT, rpc_url
@@ -146,7 +146,7 @@ def _score_round(
     pairs: list[Value] = []
     if txs:
         weights = _base_model(transport, SubmitUpdate.decode(txs[0].body).base_hash)
-        if weights.size != sum(math.prod(shape) for shape in trainer.shapes()):
+        if weights.size != parameter_count(trainer.shapes()):
             raise NodeError("the committee scorer knows the testnet's softmax regression only")
         pairs = [[tx.sender, score_tx(trainer, weights, tx, x, y)] for tx in txs]
     return expect_int(fl_round, "round", 0), pairs
