@@ -165,7 +165,7 @@ def run(
     attacker = set(rng.permutation(config.clients)[:n_attackers].tolist())
     attacker_ids = sorted(attacker)
     collusion = attacks.Collusion(config.clients, n_attackers)
-    coordinated = attack in attacks.COORDINATED
+    coordinated = attacks.is_coordinated(attack)
     adversary = attacks.Adversary(attack, collusion) if coordinated else None
     attacker_part = np.concatenate([parts[i] for i in attacker_ids]) if attacker_ids else None
     params = replace(Params(), rule=rule, updates_per_round=config.clients, round_deadline_ms=4_000)

@@ -256,7 +256,7 @@ def format_reports(rows: list[Row], attack_names: list[str]) -> str:
 def run(args: argparse.Namespace) -> int:
     try:
         rules = _choices(args.rules, RULES, "rule")
-        attack_names = _choices(args.attacks, attacks.EVAL_ATTACKS, "attack", GROUPS)
+        attack_names = _choices(args.attacks, attacks.eval_attacks(), "attack", GROUPS)
         seeds = [int(s) for s in args.seeds.split(",")]
         if not 0.0 <= args.fraction <= FRACTION_MAX:
             raise ClientError(f"--fraction must be in [0, {FRACTION_MAX}]")

@@ -12,7 +12,11 @@ from fl.client.attacks.adversary import (
     COORDINATED,
     EVAL_ATTACKS,
     Adversary,
+    Crafter,
     check_eval,
+    eval_attacks,
+    is_coordinated,
+    register_external,
 )
 from fl.client.attacks.basic import (
     ATTACKS,
@@ -40,6 +44,7 @@ __all__ = [
     "TRIGGER_FEATURES",
     "Adversary",
     "Collusion",
+    "Crafter",
     "Oracle",
     "Outcome",
     "RoundView",
@@ -48,6 +53,9 @@ __all__ = [
     "check",
     "check_eval",
     "craft",
+    "eval_attacks",
+    "is_coordinated",
     "poison_data",
     "realize",
+    "register_external",
 ]

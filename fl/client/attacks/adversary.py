@@ -15,8 +15,14 @@
                         class for everything), pushed every round as far as stays unflagged
 
 An `Adversary` lives for a whole run: drift remembers its direction.
+
+Attacks implemented outside fedchain (another library's, driven by a script such as
+scripts/eval_byzfl.py) join through `register_external`: they see the same `RoundView` and their
+deltas are realized like ours, so "defend the class, not the instance" can be checked against
+code we did not write.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -46,10 +52,31 @@ COORDINATED = (
 EVAL_ATTACKS = ATTACKS + COORDINATED
 BACKDOORS = ("backdoor", "backdoor_slow", "backdoor_pgd")
 
+# One delta per attacker from what the colluders see of the round.
+Crafter = Callable[[RoundView, np.random.Generator], list[FloatArray]]
+_EXTERNAL: dict[str, Crafter] = {}
+
+
+def register_external(name: str, crafter: Crafter) -> None:
+    """Makes `name` a coordinated attack of `fedchain eval` run by `crafter` (a process-wide
+    registry: register before `--jobs` forks its workers)."""
+    if name in EVAL_ATTACKS or not name or "," in name:
+        raise ClientError(f"cannot register attack {name!r}: empty, has a comma or is built in")
+    _EXTERNAL[name] = crafter
+
+
+def eval_attacks() -> tuple[str, ...]:
+    """Every attack `fedchain eval` knows: the built-in ones, then the registered ones."""
+    return EVAL_ATTACKS + tuple(_EXTERNAL)
+
+
+def is_coordinated(attack: str) -> bool:
+    return attack in COORDINATED or attack in _EXTERNAL
+
 
 def check_eval(attack: str) -> None:
-    if attack not in EVAL_ATTACKS:
-        raise ClientError(f"unknown attack {attack!r}: one of {', '.join(EVAL_ATTACKS)}")
+    if attack not in eval_attacks():
+        raise ClientError(f"unknown attack {attack!r}: one of {', '.join(eval_attacks())}")
 
 
 @dataclass(slots=True)
@@ -64,6 +91,12 @@ class Adversary:
         m = view.n_attackers
         honest = view.honest
         mu = honest.mean(axis=0)
+        external = _EXTERNAL.get(self.attack)
+        if external is not None:
+            crafted = external(view, rng)
+            if len(crafted) != m:
+                raise ClientError(f"{self.attack!r} crafted {len(crafted)} deltas for {m}")
+            return [realize(np.asarray(v, dtype=np.float64), norm_max) for v in crafted]
         match self.attack.split("_", 2):
             case ["min", kind, direction] if direction in literature.DIRECTIONS:
                 one = realize(literature.shejwalkar(honest, direction, f"min_{kind}"), norm_max)
