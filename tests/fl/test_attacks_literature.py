@@ -131,6 +131,31 @@ def test_drift_keeps_the_direction_of_its_first_round() -> None:
     assert adversary.drift_direction is first
 
 
+def test_mimic_targets_the_update_farthest_along_the_honest_main_axis() -> None:
+    honest = _honest(h=12)
+    main = np.zeros(40)
+    main[7] = 1.0
+    honest[4] += 0.5 * main  # the one client far out along a direction nobody else varies in
+    honest[9] -= 0.3 * main
+    assert literature.mimic_target(honest) == 4
+
+
+def test_mimic_copies_one_honest_client_every_round() -> None:
+    params = Params()
+    adversary = attacks.Adversary("mimic", attacks.Collusion(30, 9))
+    first = _view(_honest(h=21, seed=1), 9, params)
+    out = adversary.craft(first, np.random.default_rng(0))
+    victim = adversary.mimic_victim
+    index = [u.client for u in first.oracle.honest].index(victim)
+    assert all(np.array_equal(v, realize(first.honest[index], params.update_norm_max)) for v in out)
+    later = _honest(h=21, seed=2)
+    other = (index + 1) % 21
+    later[other, 3] += 1.0  # another client is now the farthest out
+    assert literature.mimic_target(later) == other
+    adversary.craft(_view(later, 9, params), np.random.default_rng(0))
+    assert adversary.mimic_victim == victim
+
+
 SMALL = EvalConfig(clients=10, rounds=2, attacker_fraction=0.3)
 UNFLAGGED = ("adaptive_unflagged", "backdoor_slow", "drift")
 

@@ -13,8 +13,10 @@
                         the honest radius r, without asking the rule (Wang et al.'s PGD idea)
   drift                 one direction fixed in the first round (towards predicting the target
                         class for everything), pushed every round as far as stays unflagged
+  mimic                 every attacker copies one honest client's update, the same client
+                        every round (Karimireddy et al.; fl/client/attacks/literature.py)
 
-An `Adversary` lives for a whole run: drift remembers its direction.
+An `Adversary` lives for a whole run: drift remembers its direction, mimic its victim.
 
 Attacks implemented outside fedchain (another library's, driven by a script such as
 scripts/eval_byzfl.py) join through `register_external`: they see the same `RoundView` and their
@@ -48,6 +50,7 @@ COORDINATED = (
     "backdoor_slow",
     "backdoor_pgd",
     "drift",
+    "mimic",
 )
 EVAL_ATTACKS = ATTACKS + COORDINATED
 BACKDOORS = ("backdoor", "backdoor_slow", "backdoor_pgd")
@@ -84,6 +87,7 @@ class Adversary:
     attack: str
     collusion: Collusion
     drift_direction: FloatArray | None = field(default=None)
+    mimic_victim: bytes | None = field(default=None)
 
     def craft(self, view: RoundView, rng: np.random.Generator) -> list[FloatArray]:
         """One delta per attacker, each already as the chain will decode it."""
@@ -127,8 +131,19 @@ class Adversary:
                     self.drift_direction = adaptive.unit(view.own.mean(axis=0) - mu)
                 best = _push_unflagged(view, self.drift_direction, rng)
                 return list(best.deltas) if best is not None else adaptive.fallback(view)
+            case ["mimic"]:
+                return [realize(self._mimic(view), norm_max)] * m
             case _:
                 raise ClientError(f"{self.attack!r} is not a coordinated attack")
+
+    def _mimic(self, view: RoundView) -> FloatArray:
+        """The victim's update as the chain decoded it (chosen once, among the updates the
+        attackers know; chosen again only if the victim stops submitting)."""
+        known = [u.client for u in view.oracle.honest]
+        if self.mimic_victim not in known:
+            self.mimic_victim = known[literature.mimic_target(view.honest)]
+        victim: FloatArray = view.honest[known.index(self.mimic_victim)]
+        return victim
 
 
 def _push_unflagged(

@@ -17,6 +17,14 @@ Security 2020), full knowledge, the attack on trimmed mean (also used against th
 the sign of the benign change of coordinate j; attackers send values beyond the benign extreme on
 the other side, each drawn uniformly from [w_min/b, w_min] (w_min > 0) or [b * w_min, w_min]
 (s_j > 0), and from [w_max, b * w_max] (w_max > 0) or [w_max, w_max / b] (s_j <= 0), b = 2.
+
+Mimic (Karimireddy, He & Jaggi, "Byzantine-robust learning on heterogeneous datasets via
+bucketing", ICLR 2022): every attacker sends an exact copy of one honest client's update, the
+client whose update lies farthest along the top principal direction z of the honest updates
+(i* = argmax_i |<z, x_i - mu>|, z by power iteration), the same client every round.  Nothing
+it sends is out of the honest distribution; on non-IID data it over-weights one client's label
+mix.  On a chain it is also a framing attack: copies of a public update make the copied client
+look like a colluder.
 """
 
 import numpy as np
@@ -27,6 +35,7 @@ FloatArray = npt.NDArray[np.float64]
 DIRECTIONS = ("uv", "std", "sgn")
 GAMMA_TAU_RELATIVE = 1e-5  # the search stops when gamma is known to this share of gamma_init
 FANG_B = 2.0
+POWER_ITERATIONS = 50
 
 
 def perturbation(honest: FloatArray, direction: str) -> FloatArray:
@@ -109,3 +118,16 @@ def fang(honest: FloatArray, n_attackers: int, rng: np.random.Generator) -> list
         above = w_max + u * (high_hi - w_max)
         out.append(np.where(s > 0, below, above))
     return out
+
+
+def mimic_target(honest: FloatArray) -> int:
+    """The index of the honest update farthest along the honest updates' top principal direction."""
+    centred = honest - honest.mean(axis=0)
+    z = np.ones(honest.shape[1]) / np.sqrt(honest.shape[1])
+    for _ in range(POWER_ITERATIONS):
+        z = centred.T @ (centred @ z)
+        norm = float(np.linalg.norm(z))
+        if norm == 0.0:
+            return 0  # every honest update is the same: any one is the target
+        z /= norm
+    return int(np.argmax(np.abs(centred @ z)))
