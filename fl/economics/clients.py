@@ -14,7 +14,9 @@ permille:
     coordinate median; scoring.near_copies; flagged "near-copy" by layer.py): honest updates
     never come that close (closest honest pair measured: 0.051 r, on breast_cancer, where
     cosine alone is no evidence since two-class updates are all nearly parallel), colluders
-    optimising one vector against the public rule send it from every key;
+    optimising one vector against the public rule send it from every key.  In a single-phase
+    round (no commit-reveal) only the later-included update of a pair counts, so copying an
+    honest client's public update frames the copier, not its victim;
   - `evidence_flag_permille` (500) if the rule flagged it, in a round without near-copies
     only (colluders steer the rule into flagging honest outliers: min-max at 30% kept one
     honest client flagged in 46 of 50 rounds).  Below the slashing bound on purpose: the rule

@@ -124,12 +124,14 @@ class Incentives:
         known_norms_sq: Mapping[bytes, int] | None = None,
     ) -> list[Event]:
         """Settle a closed round from the rule's verdicts (client, rule score permille, flag or
-        "", tx hash) and the round's deltas (for the agreement scores), now or, with an evaluation
-        committee, `committee_blocks` later."""
+        "", tx hash) and the round's deltas in inclusion order (for the agreement scores and the
+        near-copies), now or, with an evaluation committee, `committee_blocks` later."""
         agreement = agreement_permille(pending, known_norms_sq)
         # A near-copy of another update is flagged (no reward, and one fully suspect round:
-        # evidence only across rounds, clients.py), whatever the rule said of it.
-        copies = near_copies(pending, self.econ.params.collusion_permille)
+        # evidence only across rounds, clients.py), whatever the rule said of it.  `pending` is
+        # in inclusion order: in a single-phase round only the later of a pair copied.
+        params = self.econ.params
+        copies = near_copies(pending, params.collusion_permille, params.commit_blocks == 0)
         judged = [
             RoundVerdict(
                 c, score, agreement.get(c, 0), clients.NEAR_COPY if c in copies else flag, tx_hash

@@ -74,7 +74,9 @@ COPY_DISTANCE_DIVISOR = 100  # a near-copy lies within r / 100 of another update
 COPY_NORM_DIVISOR = 20  # ... and both updates are at least r / 20 long
 
 
-def near_copies(updates: Sequence[tuple[bytes, DeltaArray]], permille: int) -> set[bytes]:
+def near_copies(
+    updates: Sequence[tuple[bytes, DeltaArray]], permille: int, originals_first: bool = False
+) -> set[bytes]:
     """Clients whose update is a near-copy of another update of the round: cosine >= `permille`
     / 1000 with it AND distance <= r / COPY_DISTANCE_DIVISOR, r the round's lower median
     distance of an update from the coordinate median (the honest spread while colluders are a
@@ -102,6 +104,18 @@ def near_copies(updates: Sequence[tuple[bytes, DeltaArray]], permille: int) -> s
     -0.5 x the honest mean; ALIE, min-max, the adaptive search 0.26-1.3 r); a copy shorter
     than r / 20 is not evidence.
 
+    Who copied whom.  When the round's updates are public before it closes (no commit-reveal),
+    anyone can copy an honest update from the mempool and send it under a second key: naming
+    both would let colluders frame an honest client (Karimireddy et al.'s mimic attack, copying
+    one honest client every round, did slash its victim).  With `originals_first` the updates
+    come in the order the chain included them and, of each near-copy pair, only the later one
+    is named: a copy can only be sent after its original was seen.  What remains is a Byzantine
+    proposer (or a copier that outraces the original to an honest one) putting the copy first in
+    the blocks it orders; slashing needs copies in most rounds of a window, more than a proposer
+    holding a third of the power orders.  With commit-reveal a round's updates are unknown until
+    every commitment is in, so a near-copy is collusion or a prediction to r/100, and both are
+    named (`originals_first` False; the order is then moot).
+
     Exact: the Gram matrix of the updates and the median row is the limb-exact integer one
     Multi-Krum uses (fl/aggregate/gram.py); both tests compare Python integers
     (g_ij * 10**6 >= p**2 g_ii g_jj with g_ij > 0, |u_i - u_j|**2 * 100**2 <= r**2 and
@@ -120,6 +134,7 @@ def near_copies(updates: Sequence[tuple[bytes, DeltaArray]], permille: int) -> s
     g_mm = int(gram[n][n])
     spread_sq = sorted(int(gram[i][i]) - 2 * int(gram[i][n]) + g_mm for i in range(n))[middle]
     found: set[bytes] = set()
+    position = {client: i for i, (client, _) in enumerate(updates)}
     limit = permille * permille
     divisor_sq = COPY_DISTANCE_DIVISOR * COPY_DISTANCE_DIVISOR
     long_enough = [int(gram[i][i]) * COPY_NORM_DIVISOR**2 >= spread_sq for i in range(n)]
@@ -134,6 +149,9 @@ def near_copies(updates: Sequence[tuple[bytes, DeltaArray]], permille: int) -> s
                 and g * g * 1_000_000 >= limit * g_ii * g_jj
                 and (g_ii + g_jj - 2 * g) * divisor_sq <= spread_sq
             ):
-                found.add(ordered[i][0])
-                found.add(ordered[j][0])
+                a, b = ordered[i][0], ordered[j][0]
+                if not originals_first:
+                    found.update((a, b))
+                else:
+                    found.add(a if position[a] > position[b] else b)
     return found

@@ -278,6 +278,20 @@ def test_near_copies_are_found_exactly_and_honest_spread_is_not() -> None:
     assert near_copies(crowd_opposed, 990) == set()  # opposed is not a copy
 
 
+def test_in_inclusion_order_only_the_later_of_a_pair_is_the_copy() -> None:
+    rng = np.random.default_rng(3)
+    base = rng.integers(-(1 << 16), 1 << 16, size=5000)
+    crowd = [(key(f"h{i}"), rng.integers(-(1 << 16), 1 << 16, size=5000)) for i in range(5)]
+    carol = key("carol")
+    # Alice's update was included first; Bob and Carol sent copies of it afterwards.
+    updates = [crowd[0], (ALICE, base), *crowd[1:], (BOB, base + 1), (carol, base - 1)]
+    assert near_copies(updates, 990, originals_first=True) == {BOB, carol}
+    assert near_copies(updates, 990, originals_first=False) == {ALICE, BOB, carol}
+    # The order is the inclusion order, not the key order: Bob first makes Alice the copier.
+    bob_first = [(BOB, base + 1), *crowd, (ALICE, base), (carol, base - 1)]
+    assert near_copies(bob_first, 990, originals_first=True) == {ALICE, carol}
+
+
 def test_a_near_copy_lies_within_a_hundredth_of_the_spread_exactly() -> None:
     rng = np.random.default_rng(4)
     base = rng.integers(-(1 << 16), 1 << 16, size=2000)
