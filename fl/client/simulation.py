@@ -108,6 +108,9 @@ class EvalResult:
     slashed_honest: int = 0
     refused_attackers: int = 0  # attacker updates check_tx refused (jailed, out of bounds)
     committee_settled: int = 0  # rounds settled on the evaluation committee's scores
+    # Tokens the incentives layer paid per client over the run, mean over each group.
+    reward_honest: float = 0.0
+    reward_attackers: float = 0.0
 
     @property
     def slash_precision(self) -> float:
@@ -183,6 +186,7 @@ def run(
     history: list[float] = []
     flagged_attackers = flagged_honest = refused = 0
     known_past: tuple[ClientUpdate, ...] = ()
+    last_weights: FloatArray | None = None
     for rnd in range(config.rounds):
         model = fetch_model(transport)
         if model.round != rnd:
@@ -238,6 +242,7 @@ def run(
                     if config.objective != "progress"
                     else None
                 ),
+                last_change=None if last_weights is None else model.weights - last_weights,
             )
             for i, delta in zip(attacker_ids, adversary.craft(view, attack_rng), strict=True):
                 tx = build_update(
@@ -249,6 +254,7 @@ def run(
                 else:
                     refused += 1
             known_past = tuple(honest_updates)
+        last_weights = model.weights
         transport.wait_for_round(rnd + 1, blocks_max=8)
         if committee is not None:
             committee.settle(transport, rnd, model.weights, round_txs)
@@ -284,7 +290,16 @@ def run(
         slashed_honest=len(app.slashed - attacker_keys),
         refused_attackers=refused,
         committee_settled=app.committee_settled,
+        reward_honest=_mean_reward(app, [k.public_key for k in keys], attacker_keys, False),
+        reward_attackers=_mean_reward(app, [k.public_key for k in keys], attacker_keys, True),
     )
+
+
+def _mean_reward(app: FLApp, keys: list[bytes], attackers: set[bytes], of_attackers: bool) -> float:
+    group = [k for k in keys if (k in attackers) == of_attackers]
+    records = app.state.incentives.econ.clients
+    paid = [records[k].rewarded if k in records else 0 for k in group]
+    return sum(paid) / len(paid) if paid else 0.0
 
 
 def _econ_params(config: EvalConfig) -> EconParams | None:

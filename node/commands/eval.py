@@ -137,6 +137,8 @@ class Cell:
     slash_recall: float = 1.0
     refused_attackers: int = 0
     worst_seed_accuracy: float = 0.0
+    reward_honest: float = 0.0  # tokens per client over the run, means over seeds
+    reward_attackers: float = 0.0
 
 
 def _mean(values: list[float]) -> float:
@@ -158,6 +160,8 @@ def _cell(results: list[EvalResult]) -> Cell:
         slash_recall=_mean([r.slash_recall for r in results]),
         refused_attackers=sum(r.refused_attackers for r in results),
         worst_seed_accuracy=min(r.accuracy for r in results),
+        reward_honest=_mean([r.reward_honest for r in results]),
+        reward_attackers=_mean([r.reward_attackers for r in results]),
     )
 
 
@@ -239,16 +243,18 @@ def format_reports(rows: list[Row], attack_names: list[str]) -> str:
         out.append(f"\n{row.rule}: fairness and slashing per attack")
         out.append(
             "| attack | accuracy | worst seed | worst class | worst honest client "
-            "| honest slashed | attackers slashed | precision | recall | flagged (att/hon) |"
+            "| honest slashed | attackers slashed | precision | recall | flagged (att/hon) "
+            "| reward per client (att/hon) |"
         )
-        out.append("|" + " --- |" * 10)
+        out.append("|" + " --- |" * 11)
         for a in attack_names:
             c = row.cells[a]
             out.append(
                 f"| {a} | {_pct(c.accuracy)} | {_pct(c.worst_seed_accuracy)} "
                 f"| {_pct(c.worst_class_accuracy)} | {_pct(c.worst_client_accuracy)} "
                 f"| {c.slashed_honest} | {c.slashed_attackers} | {c.slash_precision:.2f} "
-                f"| {c.slash_recall:.2f} | {c.flagged_attackers} / {c.flagged_honest} |"
+                f"| {c.slash_recall:.2f} | {c.flagged_attackers} / {c.flagged_honest} "
+                f"| {c.reward_attackers:.0f} / {c.reward_honest:.0f} |"
             )
     return "\n".join(out)
 

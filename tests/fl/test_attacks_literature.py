@@ -156,6 +156,22 @@ def test_mimic_copies_one_honest_client_every_round() -> None:
     assert adversary.mimic_victim == victim
 
 
+def test_free_riders_send_the_last_change_disguised_and_apart() -> None:
+    params = Params()
+    honest = _honest(h=21)
+    last = honest.mean(axis=0) * 0.8
+    view = replace(_view(honest, 9, params), last_change=last)
+    out = attacks.Adversary("free_ride", attacks.Collusion(30, 9)).craft(
+        view, np.random.default_rng(0)
+    )
+    spread = adaptive.honest_spread(honest)
+    expected = attacks.adversary.FREE_RIDE_NOISE * spread
+    for v in out:  # the last change plus noise of the chosen share of the honest spread
+        assert abs(float(np.linalg.norm(v - last)) - expected) < 0.25 * expected
+    closest = min(float(np.linalg.norm(a - b)) for i, a in enumerate(out) for b in out[i + 1 :])
+    assert closest > 0.5 * expected  # no two riders are near-copies of each other
+
+
 SMALL = EvalConfig(clients=10, rounds=2, attacker_fraction=0.3)
 UNFLAGGED = ("adaptive_unflagged", "backdoor_slow", "drift")
 

@@ -15,6 +15,11 @@
                         class for everything), pushed every round as far as stays unflagged
   mimic                 every attacker copies one honest client's update, the same client
                         every round (Karimireddy et al.; fl/client/attacks/literature.py)
+  free_ride             train nothing: send the global model's last change plus Gaussian noise
+                        of FREE_RIDE_NOISE x the honest spread, so no two riders look alike
+                        (the "delta weights" free rider of Lin et al., arXiv 1911.12560,
+                        disguised with noise as Fraboni et al., AISTATS 2021): what it earns
+                        is the incentive failure
 
 An `Adversary` lives for a whole run: drift remembers its direction, mimic its victim.
 
@@ -51,9 +56,11 @@ COORDINATED = (
     "backdoor_pgd",
     "drift",
     "mimic",
+    "free_ride",
 )
 EVAL_ATTACKS = ATTACKS + COORDINATED
 BACKDOORS = ("backdoor", "backdoor_slow", "backdoor_pgd")
+FREE_RIDE_NOISE = 0.3  # of the honest spread: far from each other, inside the honest cloud
 
 # One delta per attacker from what the colluders see of the round.
 Crafter = Callable[[RoundView, np.random.Generator], list[FloatArray]]
@@ -131,6 +138,10 @@ class Adversary:
                     self.drift_direction = adaptive.unit(view.own.mean(axis=0) - mu)
                 best = _push_unflagged(view, self.drift_direction, rng)
                 return list(best.deltas) if best is not None else adaptive.fallback(view)
+            case ["free", "ride"]:
+                last = view.last_change if view.last_change is not None else np.zeros_like(mu)
+                sigma = FREE_RIDE_NOISE * adaptive.honest_spread(honest) / np.sqrt(mu.size)
+                return [realize(last + rng.normal(0.0, sigma, mu.size), norm_max) for _ in range(m)]
             case ["mimic"]:
                 return [realize(self._mimic(view), norm_max)] * m
             case _:

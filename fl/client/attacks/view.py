@@ -103,6 +103,8 @@ class RoundView:
     # The attackers' loss of the current model moved by a candidate aggregate, on their own
     # clean data: what "harm to accuracy" means to an attacker without the test set.
     harm: Callable[[FloatArray], float] | None = None
+    # The global model's change in the last round (public chain state; None in round 0).
+    last_change: FloatArray | None = None
 
     @property
     def n_attackers(self) -> int:

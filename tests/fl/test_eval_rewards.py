@@ -1,0 +1,19 @@
+"""`fedchain eval` reports what the incentives layer paid each group of clients, read from the
+chain's own client records (issue 14: reward by measured contribution)."""
+
+from fl.client.simulation import EvalConfig, run
+from fl.params import DEFAULT_RULE
+
+SMALL = EvalConfig(clients=10, rounds=10)
+
+
+def test_a_clean_run_pays_the_whole_pool_to_honest_clients() -> None:
+    result = run(SMALL, DEFAULT_RULE, "none")
+    assert result.reward_attackers == 0.0
+    # round_reward_pool (1,000) a round, split with floors: at most 10 tokens a round are kept
+    assert 10 * 1_000 - 10 * 10 <= 10 * result.reward_honest <= 10 * 1_000
+
+
+def test_sign_flippers_earn_less_than_honest_clients() -> None:
+    result = run(SMALL, DEFAULT_RULE, "sign_flip")
+    assert result.reward_attackers < 0.5 * result.reward_honest
