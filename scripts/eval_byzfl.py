@@ -27,6 +27,14 @@ pre-aggregation [Clipping()] is replaced by [] because our rule does its own cli
 infinities cannot be sent over the int16 wire: they become the largest coordinate a client may
 send, which the client's clip scales to the norm bound (all coordinates equal and positive).
 Gaussian draws from numpy's global generator: it is seeded from the run's attack rng each round.
+
+ByzFL's colluders send identical vectors, which our rule's similarity weights zero at once.  The
+`_camo` variants (`--attacks byzfl_camo` for all of them) add fresh per-attacker noise at the
+honest per-coordinate spread (our `adaptive.camouflage_noise`) to the library's vector, and the
+Optimal_* ones search with that noise included, so what is measured is the attack's direction
+and size rather than the duplicates:
+
+  byzfl_signflip_camo, byzfl_ipm_camo, byzfl_alie_camo, byzfl_opt_ipm_camo, byzfl_opt_alie_camo
 """
 
 import sys
@@ -58,7 +66,9 @@ OPTIMAL = {
     "byzfl_opt_ipm": _optimal(byzfl.Optimal_InnerProductManipulation),
     "byzfl_opt_alie": _optimal(byzfl.Optimal_ALittleIsEnough),
 }
+CAMOUFLAGED = ("byzfl_signflip", "byzfl_ipm", "byzfl_alie", "byzfl_opt_ipm", "byzfl_opt_alie")
 NAMES = (*SIMPLE, *OPTIMAL, "byzfl_gaussian")
+CAMO_NAMES = tuple(f"{name}_camo" for name in CAMOUFLAGED)
 
 
 def register() -> None:
@@ -67,10 +77,16 @@ def register() -> None:
     for name, factory in OPTIMAL.items():
         register_external(name, optimising_crafter(factory))
     register_external("byzfl_gaussian", crafter(byzfl.Gaussian(), reseed=np.random.seed))
+    for name in CAMOUFLAGED:
+        if name in SIMPLE:
+            register_external(f"{name}_camo", crafter(SIMPLE[name], camouflage=True))
+        else:
+            register_external(f"{name}_camo", optimising_crafter(OPTIMAL[name], camouflage=True))
 
 
 def expand(argv: list[str]) -> list[str]:
-    """`--attacks byzfl` (or `byzfl` inside its comma list) -> every ByzFL name."""
+    """`--attacks byzfl` / `byzfl_camo` (alone or inside its comma list) -> every ByzFL name /
+    every camouflaged one."""
     out = list(argv)
     for i, arg in enumerate(out):
         prefix = "--attacks="
@@ -84,7 +100,8 @@ def expand(argv: list[str]) -> list[str]:
 def _expand_list(text: str) -> str:
     names: list[str] = []
     for item in text.split(","):
-        names += NAMES if item.strip() == "byzfl" else [item]
+        groups = {"byzfl": NAMES, "byzfl_camo": CAMO_NAMES}
+        names += groups.get(item.strip(), (item,))
     return ",".join(names)
 
 

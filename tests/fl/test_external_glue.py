@@ -137,6 +137,39 @@ def test_every_attacker_sends_the_one_vector_the_outside_attack_returns() -> Non
         np.testing.assert_array_equal(v, view.honest[0] - view.honest[1])
 
 
+def test_camouflaged_attackers_differ_by_noise_at_the_honest_spread() -> None:
+    view = _view(h=12, m=4)
+    one = -2.0 * view.honest.mean(axis=0)
+    deltas = crafter(lambda honest: -2.0 * honest.mean(axis=0), camouflage=True)(
+        view, np.random.default_rng(0)
+    )
+    noise = np.stack(deltas) - one
+    assert len({v.tobytes() for v in deltas}) == 4
+    spread = view.honest.std(axis=0)
+    ratio = float(np.mean(noise.std(axis=0) / spread))
+    assert 0.5 < ratio < 1.5
+
+
+def test_a_camouflaged_optimiser_searches_with_the_noise_it_will_send() -> None:
+    built: list[ChainRule] = []
+
+    def factory(agg: ChainRule, f: int) -> LineSearchIPM:
+        built.append(agg)
+        return LineSearchIPM(agg, f)
+
+    view = _view(m=3)
+    deltas = optimising_crafter(factory, camouflage=True)(view, np.random.default_rng(0))
+    rule = built[0]
+    assert rule.camouflage is not None
+    sent_noise = np.stack(deltas) - deltas[0] + rule.camouflage[0]
+    np.testing.assert_allclose(sent_noise, rule.camouflage, atol=1e-12)
+    # what the search scored for the vector it chose is what the chain makes of what is sent
+    chosen = deltas[0] - rule.camouflage[0]
+    rows = np.vstack([view.honest, np.tile(chosen, (3, 1))])
+    realized = [realize(v, view.norm_max_units) for v in deltas]
+    np.testing.assert_array_equal(rule(rows), view.oracle.evaluate(realized).delta)
+
+
 def test_an_outside_attack_returning_a_wrong_shape_is_an_error() -> None:
     view = _view()
     with pytest.raises(ClientError, match="expected one vector"):

@@ -5,8 +5,11 @@ returning the one vector every Byzantine client sends; the optimising ones also 
 aggregator (called on all h + f rows) and search a factor against it.  `crafter` turns such a
 callable into a `Crafter` for `register_external`; `ChainRule` is an aggregator that runs this
 chain's rule, with the history it carries, through the round's oracle, so an outside search
-optimises against exactly what the chain will do.  Nothing here imports an outside library: the
-script that registers one (scripts/eval_byzfl.py) does.
+optimises against exactly what the chain will do.  ByzFL's attackers all send one identical
+vector, which similarity-weighting rules see at once; `camouflage=True` gives each attacker
+fresh noise of its own at the honest spread (`adaptive.camouflage_noise`, ours) on top of the
+library's vector, to check the attack's class and not only that instance.  Nothing here imports
+an outside library: the script that registers one (scripts/eval_byzfl.py) does.
 """
 
 from collections.abc import Callable, Sequence
@@ -14,6 +17,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import numpy.typing as npt
 
+from fl.client.attacks.adaptive import camouflage_noise
 from fl.client.attacks.adversary import Crafter
 from fl.client.attacks.view import RoundView, realize
 from fl.client.errors import ClientError
@@ -47,31 +51,49 @@ def _draw_seed(rng: np.random.Generator) -> int:
     return int(rng.integers(0, 2**32 - 1))
 
 
-def crafter(attack: VectorAttack, reseed: Reseed | None = None) -> Crafter:
-    """Every attacker sends the outside attack's one vector (as ByzFL's ByzantineClient does);
-    `reseed`, when given, seeds the library's global random state from the run's attack rng
-    first, so one seed still gives one run."""
+def crafter(
+    attack: VectorAttack, reseed: Reseed | None = None, camouflage: bool = False
+) -> Crafter:
+    """Every attacker sends the outside attack's one vector, as ByzFL's ByzantineClient does
+    (with `camouflage`, plus fresh noise of its own at the honest per-coordinate spread, so the
+    colluders are not identical); `reseed`, when given, seeds the library's global random state
+    from the run's attack rng first, so one seed still gives one run."""
 
     def craft(view: RoundView, rng: np.random.Generator) -> list[FloatArray]:
-        if reseed is not None:
-            reseed(_draw_seed(rng))
-        one = sendable(attack(view.honest.copy()))
-        if one.shape != (view.honest.shape[1],):
-            raise ClientError(
-                f"an outside attack returned {one.shape[0]} values for {view.honest.shape[1]}"
-            )
-        return [one.copy() for _ in range(view.n_attackers)]
+        noise = camouflage_noise(view.honest, view.n_attackers, rng) if camouflage else None
+        return _send(attack, view, rng, reseed, noise)
 
     return craft
+
+
+def _send(
+    attack: VectorAttack,
+    view: RoundView,
+    rng: np.random.Generator,
+    reseed: Reseed | None,
+    noise: FloatArray | None,
+) -> list[FloatArray]:
+    if reseed is not None:
+        reseed(_draw_seed(rng))
+    one = sendable(attack(view.honest.copy()))
+    if one.shape != (view.honest.shape[1],):
+        raise ClientError(
+            f"an outside attack returned {one.shape[0]} values for {view.honest.shape[1]}"
+        )
+    if noise is None:
+        return [one.copy() for _ in range(view.n_attackers)]
+    return [one + row for row in noise]
 
 
 class ChainRule:
     """An aggregator for an outside optimiser: given the honest rows followed by the f attacker
     rows, the aggregate this chain's rule (with its history) makes of the honest updates and
-    those attacker rows as the chain would decode them."""
+    those attacker rows as the chain would decode them (each plus its camouflage noise, when
+    the attackers will add one)."""
 
-    def __init__(self, view: RoundView) -> None:
+    def __init__(self, view: RoundView, camouflage: FloatArray | None = None) -> None:
         self.view = view
+        self.camouflage = camouflage
         self.calls = 0
 
     def __call__(self, vectors: Sequence[object] | FloatArray) -> FloatArray:
@@ -80,16 +102,23 @@ class ChainRule:
         if rows.ndim != 2 or rows.shape[0] != h + m:
             raise ClientError(f"the rule got {rows.shape[0]} rows, expected {h} honest + {m}")
         self.calls += 1
-        attackers = [realize(sendable(r), self.view.norm_max_units) for r in rows[h:]]
-        return self.view.oracle.evaluate(attackers).delta
+        attackers = [sendable(r) for r in rows[h:]]
+        if self.camouflage is not None:
+            attackers = [a + c for a, c in zip(attackers, self.camouflage, strict=True)]
+        realized = [realize(a, self.view.norm_max_units) for a in attackers]
+        return self.view.oracle.evaluate(realized).delta
 
 
-def optimising_crafter(factory: OptimisingFactory, reseed: Reseed | None = None) -> Crafter:
+def optimising_crafter(
+    factory: OptimisingFactory, reseed: Reseed | None = None, camouflage: bool = False
+) -> Crafter:
     """An outside attack that searches against an aggregator, built afresh each round around
-    `ChainRule` for that round and f = the number of attackers."""
+    `ChainRule` for that round (with the camouflage noise the attackers will add) and f = the
+    number of attackers."""
 
     def craft(view: RoundView, rng: np.random.Generator) -> list[FloatArray]:
-        attack = factory(ChainRule(view), view.n_attackers)
-        return crafter(attack, reseed)(view, rng)
+        noise = camouflage_noise(view.honest, view.n_attackers, rng) if camouflage else None
+        attack = factory(ChainRule(view, noise), view.n_attackers)
+        return _send(attack, view, rng, reseed, noise)
 
     return craft
