@@ -60,7 +60,10 @@ COORDINATED = (
 )
 EVAL_ATTACKS = ATTACKS + COORDINATED
 BACKDOORS = ("backdoor", "backdoor_slow", "backdoor_pgd")
-FREE_RIDE_NOISE = 0.3  # of the honest spread: far from each other, inside the honest cloud
+# Of the honest spread: the riders' best of 0.05-3.0 (digits, alpha 0.5, 30 rounds, seeds 0-2):
+# at 0.5 they are never flagged and earn 1.36x an honest client; below 0.3 the default rule
+# flags them as alike, from 1.5 as outliers (docs/robustness.md, "Free riders").
+FREE_RIDE_NOISE = 0.5
 
 # One delta per attacker from what the colluders see of the round.
 Crafter = Callable[[RoundView, np.random.Generator], list[FloatArray]]
