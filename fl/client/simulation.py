@@ -290,13 +290,16 @@ def run(
         slashed_honest=len(app.slashed - attacker_keys),
         refused_attackers=refused,
         committee_settled=app.committee_settled,
-        reward_honest=_mean_reward(app, [k.public_key for k in keys], attacker_keys, False),
-        reward_attackers=_mean_reward(app, [k.public_key for k in keys], attacker_keys, True),
+        reward_honest=_mean_reward(app, keys, attacker_keys, of_attackers=False),
+        reward_attackers=_mean_reward(app, keys, attacker_keys, of_attackers=True),
     )
 
 
-def _mean_reward(app: FLApp, keys: list[bytes], attackers: set[bytes], of_attackers: bool) -> float:
-    group = [k for k in keys if (k in attackers) == of_attackers]
+def _mean_reward(
+    app: FLApp, keys: list[PrivateKey], attackers: set[bytes], of_attackers: bool
+) -> float:
+    """Mean tokens the chain paid each client of one group (attackers or honest) over the run."""
+    group = [k.public_key for k in keys if (k.public_key in attackers) == of_attackers]
     records = app.state.incentives.econ.clients
     paid = [records[k].rewarded if k in records else 0 for k in group]
     return sum(paid) / len(paid) if paid else 0.0

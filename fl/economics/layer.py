@@ -131,7 +131,9 @@ class Incentives:
         # evidence only across rounds, clients.py), whatever the rule said of it.  `pending` is
         # in inclusion order: in a single-phase round only the later of a pair copied.
         params = self.econ.params
-        copies = near_copies(pending, params.collusion_permille, params.commit_blocks == 0)
+        copies = near_copies(
+            pending, params.collusion_permille, originals_first=params.commit_blocks == 0
+        )
         judged = [
             RoundVerdict(
                 c, score, agreement.get(c, 0), clients.NEAR_COPY if c in copies else flag, tx_hash
