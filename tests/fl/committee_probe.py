@@ -20,7 +20,6 @@ import sys
 import numpy as np
 import numpy.typing as npt
 
-from consensus.crypto import PrivateKey
 from fl.client import simulation
 from fl.client.committee import score_delta, update_delta
 from fl.client.datasets import load
@@ -29,6 +28,7 @@ from fl.client.simulation import EvalConfig
 from fl.client.trainers import Trainer
 from fl.params import DEFAULT_RULE
 from fl.txs import SignedTx
+from tests.fl.probes import eval_clients, separation
 
 VALIDATORS_DEFAULT = 4
 
@@ -72,9 +72,7 @@ def probe(
         result = simulation.run(config, DEFAULT_RULE, attack, load("digits", seed))
     finally:
         setattr(simulation, "score_tx", original)  # noqa: B010
-    chosen = np.random.default_rng(seed).permutation(config.clients)[: config.attackers]
-    attackers = set(chosen.tolist())
-    keys = [PrivateKey.from_label(f"eval-client-{i}").public_key for i in range(config.clients)]
+    keys, attackers = eval_clients(config)
     out: dict[str, object] = {"attack": attack, "alpha": alpha, "seed": seed}
     out["validators"] = validators
     out["accuracy"] = round(result.accuracy, 4)
@@ -83,12 +81,7 @@ def probe(
         for i, key in enumerate(keys):
             rows = np.array([s[column] for s in recorder.scores[key]]).reshape(-1, validators)
             means[i] = float(np.median(rows, axis=1).mean())
-        honest = [m for i, m in means.items() if i not in attackers]
-        bad = [means[i] for i in attackers]
-        out[name] = {
-            "honest_at_or_below_best_attacker": sum(m <= max(bad) for m in honest),
-            "attackers_at_or_above_worst_honest": sum(m >= min(honest) for m in bad),
-        }
+        out[name] = separation(means, attackers)
     return out
 
 

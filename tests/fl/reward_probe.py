@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from consensus.crypto import PrivateKey
 from fl import rounds
 from fl.client import simulation
 from fl.client.datasets import load
@@ -32,6 +31,7 @@ from fl.fixed import ONE
 from fl.params import DEFAULT_RULE
 from fl.rounds import RoundOutcome
 from fl.state import FLState
+from tests.fl.probes import eval_clients, separation
 
 SCORES = ("agreement", "loo", "innovation")
 _CLOSE_ROUND = rounds.close_round
@@ -75,9 +75,7 @@ def probe(attack: str, alpha: float, seed: int, n_rounds: int) -> dict[str, obje
         result = simulation.run(config, DEFAULT_RULE, attack, load("digits", seed))
     finally:
         setattr(rounds, "close_round", _CLOSE_ROUND)  # noqa: B010
-    chosen = np.random.default_rng(seed).permutation(config.clients)[: config.attackers]
-    attackers = set(chosen.tolist())
-    keys = [PrivateKey.from_label(f"eval-client-{i}").public_key for i in range(config.clients)]
+    keys, attackers = eval_clients(config)
     out: dict[str, object] = {"attack": attack, "alpha": alpha, "seed": seed}
     out["reward_per_client_attackers_honest"] = [
         round(result.reward_attackers),
@@ -87,16 +85,7 @@ def probe(attack: str, alpha: float, seed: int, n_rounds: int) -> dict[str, obje
         means = {
             i: float(np.mean([s[column] for s in _RECORD.scores[k]])) for i, k in enumerate(keys)
         }
-        honest = [m for i, m in means.items() if i not in attackers]
-        bad = [means[i] for i in attackers]
-        out[name] = {
-            "honest_median": round(float(np.median(honest)), 3),
-            "attacker_median": round(float(np.median(bad)), 3),
-            "honest_min": round(min(honest), 3),
-            "attacker_max": round(max(bad), 3),
-            "honest_at_or_below_best_attacker": sum(m <= max(bad) for m in honest),
-            "attackers_at_or_above_worst_honest": sum(m >= min(honest) for m in bad),
-        }
+        out[name] = separation(means, attackers)
     return out
 
 
