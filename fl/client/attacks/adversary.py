@@ -61,8 +61,9 @@ COORDINATED = (
 EVAL_ATTACKS = ATTACKS + COORDINATED
 BACKDOORS = ("backdoor", "backdoor_slow", "backdoor_pgd")
 # Of the honest spread: the riders' best of 0.05-3.0 (digits, alpha 0.5, 30 rounds, seeds 0-2):
-# at 0.5 they are never flagged and earn 1.36x an honest client; below 0.3 the default rule
-# flags them as alike, from 1.5 as outliers (docs/robustness.md, "Free riders").
+# at 0.5 they are never flagged and earn 1.36x an honest client; at 0.3 the default rule flags a
+# sixth of them as alike (all at 0.05), from 2.0 some as outliers (all at 3.0); see
+# docs/robustness.md, "Free riders".
 FREE_RIDE_NOISE = 0.5
 
 # One delta per attacker from what the colluders see of the round.
