@@ -152,6 +152,7 @@ def close_round(state: FLState, height: int, cause: str) -> RoundOutcome:
             ],
             params,
             state.rule_history,
+            originals_first=econ.params.commit_blocks == 0,  # pending: in inclusion order
         )
         if isinstance(result.history, RuleHistory):  # only the history rule returns one
             state.rule_history = result.history

@@ -55,12 +55,17 @@ def aggregate(
     updates: Sequence[ClientUpdate],
     params: Params,
     history: RuleHistory | None = None,
+    *,
+    originals_first: bool = False,
 ) -> Aggregate:
     """Aggregate `updates` (any order, at least one, equal lengths) with the named rule.
 
     `history` is what the history rule carried from the rounds before (the app state's
     `rule_history`; empty when omitted); `Aggregate.history` is its successor, or None when the
-    rule keeps no history (the caller then keeps the old one unchanged)."""
+    rule keeps no history (the caller then keeps the old one unchanged).  With
+    `originals_first`, `updates` come in the order the chain included them and were public
+    before the round closed: the history rule then spares the first-included of a group of
+    look-alikes, which may be the original that the others copied (fl/aggregate/history.py)."""
     if not updates:
         raise FLInvariantError("aggregate called with no updates")
     ordered = canonical_order(updates)
@@ -70,12 +75,14 @@ def aggregate(
     rows = [u.delta for u in ordered]
     weights = np.array([min(u.samples, params.sample_weight_max) for u in ordered], dtype=np.int64)
     keys = tuple(u.client for u in ordered)
+    place = {u.client: i for i, u in enumerate(updates)}
+    included = [place[key] for key in keys] if originals_first else None
     next_history: RuleHistory | None = None
     scores: list[int] | None
     match rule:
         case "history_clip":
             delta, scores, flags, next_history = history_clip(
-                _matrix(rows), keys, history or RuleHistory(), history_params(params)
+                _matrix(rows), keys, history or RuleHistory(), history_params(params), included
             )
         case "fedavg":
             delta, scores, flags = fedavg(rows, weights)

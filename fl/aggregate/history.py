@@ -9,11 +9,15 @@ Theory of operation (one round, n updates sorted by client key, H = the rule's h
     t_i   = (trace_i - coordinate median of the traces) >> 1
     c_i   = k-th largest over j != i of cos(t_i, t_j)        (exact integers, permille)
     lo    = max(sim_low, median_i c_i + (sim_high - sim_low) / 2);  hi = lo + sim_high - sim_low
-    w_i   = 1000 below lo, 0 above hi, linear between                (FoolsGold-like)
+    w_i   = f(c_i) = 1000 below lo, 0 above hi, linear between          (FoolsGold-like)
+    w_i   = max(w_i, f(max over j included before i of cos(t_i, t_j)))
+           (only when the round's updates were public before it closed: originals are spared)
     w_i  *= 1000 if a_i >= 0, else max(ALIGN_FLOOR, 1000 + a_i * 1000 / ALIGN_ZERO) / 1000
            (a_i: the client's alignment carried from past rounds; unless every weight would be 0)
+    T     = { i : w_i > 0 } (every row if that is none or all of them)
+    v     = coordinate median of the rows in T;  r = lower median over T of |u_i - v|
     cap   = H.radius * growth  (no cap in the first round)
-    repeat L times:  tau = radius_permille/1000 * min(median_i |u_i - v|, cap)
+    repeat L times:  tau = radius_permille/1000 * min(median_{i in T} |u_i - v|, cap)
                      K   = { i : |u_i - v| <= drop/1000 * tau }
                      v  += floor( sum_{i in K} w_i * clip_tau(u_i - v) / sum_{i in K} w_i )
     H.radius <- EMA(H.radius, min(r, cap))
@@ -22,6 +26,17 @@ Theory of operation (one round, n updates sorted by client key, H = the rule's h
     a_i   <- (a_i * ALIGN_KEEP + 1000 cos(u_i, v) * (1000 - ALIGN_KEEP)) / 1000   (v: the aggregate)
 
 Why each piece is there (every update and this rule are public, so the attackers are omniscient):
+- The centre and radius come from the rows that keep weight.  A look-alike row's weight only
+  takes it out of the average; left in the median and the radius, nine identical rows at
+  Dirichlet 0.1 (IPM) dragged both far enough to drop 8-12 honest updates a round, against
+  1-4 without them, and the history carried the damage on.
+- Originals are spared.  When updates are public before the round closes, anyone can copy an
+  honest update from the mempool under many keys, and the copies resemble their original as
+  much as each other: without the order, the victim lost its weight with them (Karimireddy et
+  al.'s mimic attack: 10 of 10 rounds) and its data left the aggregate.  A copy can only be sent
+  after its original, so a row that resembles no earlier-included row keeps its weight.
+  Colluders who send one vector then count as one client, the first of them; a Byzantine
+  proposer can put its copy first in the blocks it orders (a third of the rounds at most).
 - The radius comes from history and may grow by at most `growth` per round, so identical vectors
   that move the median-based radius in one round cannot widen the acceptance region with it.
 - Clipping bounds what one update can do (tau / sum of weights); to move the aggregate far the
@@ -62,6 +77,7 @@ Integers only; the bounds (with fl.fixed's: |u| <= 2**20, d <= 2**20, n <= 2**12
 """
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -196,10 +212,18 @@ def unit_sketch(deviation: IntArray, mapping: SketchMap) -> IntArray:
 
 
 def similarity_weights(
-    vectors: IntArray, low: int, high: int, rank: int = 1
+    vectors: IntArray, low: int, high: int, rank: int = 1, included: Sequence[int] | None = None
 ) -> tuple[list[int], list[int]]:
     """(weight permille, k-th largest cosine permille to another row) per row, exact integers
-    (k = `rank`, or the smallest when there are fewer other rows)."""
+    (k = `rank`, or the smallest when there are fewer other rows).
+
+    `included` (each row's place in the order the chain included the updates, when they were
+    public before the round closed) spares originals: a row is weighed by the larger of its
+    weight against every row and its weight against the single most similar row included
+    before it.  The first-included of a group of look-alikes keeps its weight; every later one
+    resembles an earlier one and keeps the weight it had.  Copying an honest update from the
+    mempool (Karimireddy et al.'s mimic attack) then costs the copiers their weight and not
+    the victim; colluders who send one vector count as one client (the first of them)."""
     n = vectors.shape[0]
     if n < 2:
         return [1000] * n, [0] * n
@@ -223,21 +247,38 @@ def similarity_weights(
     width = high - low
     low = max(low, lower_median(top) + width // 2)
     high = low + width
-    weights = []
-    for c in top:
-        if c <= low:
-            weights.append(1000)
-        elif c >= high:
-            weights.append(0)
-        else:
-            weights.append(1000 * (high - c) // (high - low))
+    weights = [_weight(c, low, high) for c in top]
+    if included is not None:
+        place = np.array(included, dtype=np.int64)
+        earlier = place[None, :] < place[:, None]  # earlier[i, j]: j was included before i
+        closest_earlier = np.where(earlier, cos, -1000).max(axis=1).tolist()
+        weights = [
+            max(w, _weight(min(1000, int(c)), low, high))
+            for w, c in zip(weights, closest_earlier, strict=True)
+        ]
     return weights, top
 
 
+def _weight(similarity: int, low: int, high: int) -> int:
+    """1000 at or below `low`, 0 at or above `high`, linear between (permille)."""
+    if similarity <= low:
+        return 1000
+    if similarity >= high:
+        return 0
+    return 1000 * (high - similarity) // (high - low)
+
+
 def history_clip(
-    matrix: IntArray, keys: tuple[bytes, ...], history: RuleHistory, p: HistoryParams
+    matrix: IntArray,
+    keys: tuple[bytes, ...],
+    history: RuleHistory,
+    p: HistoryParams,
+    included: Sequence[int] | None = None,
 ) -> tuple[IntArray, list[int], list[str], RuleHistory]:
-    """Aggregate `matrix` (rows in `keys` order, sorted) and return the next history."""
+    """Aggregate `matrix` (rows in `keys` order, sorted) and return the next history.
+
+    `included`: each row's place in the chain's inclusion order when the round's updates were
+    public before it closed (see `similarity_weights`); None when they were committed first."""
     n, size = matrix.shape
     if n != len(keys) or list(keys) != sorted(keys):
         raise FLInvariantError("history_clip needs rows sorted by client key")
@@ -258,7 +299,7 @@ def history_clip(
             fresh = fresh + np.floor_divide(previous.vector * p.trace_keep_permille, 1000)
         vectors[i] = np.clip(fresh, -TRACE_ABS_MAX, TRACE_ABS_MAX)  # the bound holds anyway
     weights, similarity = similarity_weights(
-        vectors, p.sim_low_permille, p.sim_high_permille, p.sim_rank
+        vectors, p.sim_low_permille, p.sim_high_permille, p.sim_rank, included
     )
     if sum(weights) == 0:  # everyone resembles someone: nothing to tell apart, weigh equally
         weights = [1000] * n
@@ -270,13 +311,26 @@ def history_clip(
     if any(w * a for w, a in zip(weights, align_weights, strict=True)):
         weights = [w * a // 1000 for w, a in zip(weights, align_weights, strict=True)]
 
+    # The centre starts at, and the radius is measured from, the rows that keep weight: rows
+    # given none (look-alikes) still moved the all-row median and radius, and nine identical
+    # IPM rows at Dirichlet 0.1 dragged them far enough to drop 8-12 honest updates a round.
+    trusted = [i for i in range(n) if weights[i] > 0]
+    if 0 < len(trusted) < n:
+        centre, _, _ = coordinate_median(matrix[trusted])
+        deviations = matrix - centre
+        norms = [math.isqrt(int(x)) for x in np.einsum("ij,ij->i", deviations, deviations)]
+        measured = lower_median([norms[i] for i in trusted])
+    else:
+        trusted = list(range(n))
+
     kept_permille = [1000] * n
     dropped = [False] * n
     for iteration in range(p.iterations):
         if iteration:
             deviations = matrix - centre
             norms = [math.isqrt(int(x)) for x in np.einsum("ij,ij->i", deviations, deviations)]
-        base = lower_median(norms) if cap is None else min(lower_median(norms), cap)
+        spread = lower_median([norms[i] for i in trusted])
+        base = spread if cap is None else min(spread, cap)
         tau = max(1, base * p.radius_permille // 1000)
         for i, norm in enumerate(norms):
             kept_permille[i] = 1000 if norm <= tau else tau * 1000 // norm

@@ -234,7 +234,10 @@ def run(
                     known,
                     tuple(keys[i].public_key for i in attacker_ids),
                     tuple(max(1, len(parts[i])) for i in attacker_ids),
-                    ChainAggregator(app.state.rule_history),
+                    ChainAggregator(
+                        app.state.rule_history,
+                        originals_first=app.state.incentives.econ.params.commit_blocks == 0,
+                    ),
                 ),
                 norm_max_units=params.update_norm_max,
                 harm=(

@@ -9,7 +9,7 @@ import pytest
 
 from consensus.codec import decode, encode
 from consensus.errors import CodecError
-from fl.aggregate import ClientUpdate, RuleHistory, aggregate, history_params
+from fl.aggregate import ClientUpdate, RuleHistory, Verdict, aggregate, history_params
 from fl.aggregate.history import (
     _HASH_MULT,
     ALIGN_FLOOR_PERMILLE,
@@ -52,9 +52,14 @@ def _ref_sketch_map(d: int) -> list[tuple[int, int]]:
 
 
 def _ref_rule(
-    rows: list[list[int]], keys: list[bytes], history: RuleHistory, p: HistoryParams
+    rows: list[list[int]],
+    keys: list[bytes],
+    history: RuleHistory,
+    p: HistoryParams,
+    included: list[int] | None = None,
 ) -> tuple[list[int], list[int], int, list[list[int]], list[int]]:
-    """(aggregate, scores, next radius, next trace vectors and alignments of the participants)."""
+    """(aggregate, scores, next radius, next trace vectors and alignments of the participants);
+    `included[i]`: row i's place in the inclusion order, when originals are spared."""
     n, d = len(rows), len(rows[0])
     centre = [_ref_median([r[j] for r in rows]) for j in range(d)]
 
@@ -80,23 +85,29 @@ def _ref_rule(
     middle = [_ref_median([v[j] for v in vectors]) for j in range(SKETCH_DIM)]
     centred = [[(x - m) >> 1 for x, m in zip(v, middle, strict=True)] for v in vectors]
     tnorms = [math.isqrt(sum(x * x for x in v)) for v in centred]
+
+    def cosine(i: int, j: int) -> int:
+        if tnorms[i] == 0 or tnorms[j] == 0:
+            return 0
+        dot = sum(a * b for a, b in zip(centred[i], centred[j], strict=True))
+        return int(dot * 1000 // (tnorms[i] * tnorms[j]))
+
     tops = []
     for i in range(n):
-        others = []
-        for j in range(n):
-            if i == j:
-                continue
-            if tnorms[i] == 0 or tnorms[j] == 0:
-                others.append(0)
-            else:
-                dot = sum(a * b for a, b in zip(centred[i], centred[j], strict=True))
-                others.append(dot * 1000 // (tnorms[i] * tnorms[j]))
-        others.sort(reverse=True)
+        others = sorted((cosine(i, j) for j in range(n) if j != i), reverse=True)
         tops.append(min(1000, others[min(p.sim_rank, n - 1) - 1]) if n > 1 else 0)
     width = p.sim_high_permille - p.sim_low_permille
     lo = max(p.sim_low_permille, sorted(tops)[(n - 1) // 2] + width // 2)
     hi = lo + width
-    weights = [1000 if c <= lo else 0 if c >= hi else 1000 * (hi - c) // (hi - lo) for c in tops]
+
+    def f(c: int) -> int:
+        return 1000 if c <= lo else 0 if c >= hi else 1000 * (hi - c) // (hi - lo)
+
+    weights = [f(c) for c in tops] if n > 1 else [1000]
+    if included is not None and n > 1:
+        for i in range(n):
+            earlier = [cosine(i, j) for j in range(n) if included[j] < included[i]]
+            weights[i] = max(weights[i], f(min(1000, max(earlier, default=-1000))))
     if sum(weights) == 0:
         weights = [1000] * n
     before = {t.client: t.alignment for t in history.traces}
@@ -107,11 +118,17 @@ def _ref_rule(
     ]
     if any(w * a for w, a in zip(weights, aligned, strict=True)):
         weights = [w * a // 1000 for w, a in zip(weights, aligned, strict=True)]
+    trusted = [i for i in range(n) if weights[i] > 0]
+    if 0 < len(trusted) < n:
+        centre = [_ref_median([rows[i][j] for i in trusted]) for j in range(d)]
+        measured = sorted(norms_of(centre)[i] for i in trusted)[(len(trusted) - 1) // 2]
+    else:
+        trusted = list(range(n))
     kept = [1000] * n
     dropped = [False] * n
     for _ in range(p.iterations):
         norms = norms_of(centre)
-        base = sorted(norms)[(n - 1) // 2]
+        base = sorted(norms[i] for i in trusted)[(len(trusted) - 1) // 2]
         if cap is not None:
             base = min(base, cap)
         tau = max(1, base * p.radius_permille // 1000)
@@ -154,12 +171,22 @@ def _keys(n: int) -> list[bytes]:
     return [bytes([i + 1]) * 32 for i in range(n)]
 
 
-def _run_both(rows: IntArray, history: RuleHistory, params: Params) -> RuleHistory:
+def _run_both(
+    rows: IntArray, history: RuleHistory, params: Params, included: list[int] | None = None
+) -> RuleHistory:
+    """Rule and reference on `rows` (key order); `included`: the rows' inclusion places, when
+    originals are spared (the updates then reach `aggregate` in that order)."""
     keys = _keys(rows.shape[0])
     updates = [ClientUpdate(k, 1, rows[i]) for i, k in enumerate(keys)]
-    result = aggregate(RULE, updates, params, history)
+    if included is not None:
+        updates = [updates[i] for i in np.argsort(included)]
+    result = aggregate(RULE, updates, params, history, originals_first=included is not None)
     ref_delta, ref_scores, ref_radius, ref_vectors, ref_alignment = _ref_rule(
-        [[int(x) for x in r] for r in rows.tolist()], keys, history, history_params(params)
+        [[int(x) for x in r] for r in rows.tolist()],
+        keys,
+        history,
+        history_params(params),
+        included,
     )
     assert [int(x) for x in result.delta.tolist()] == ref_delta
     assert [v.score for v in result.verdicts] == ref_scores
@@ -188,14 +215,16 @@ def test_equals_the_big_int_reference_over_rounds_at_the_bounds(d: int, extreme:
     assert history.rounds == 3
 
 
-def test_equals_the_reference_when_the_similarity_weights_bite() -> None:
+@pytest.mark.parametrize("spare_originals", [False, True])
+def test_equals_the_reference_when_the_similarity_weights_bite(spare_originals: bool) -> None:
     rng = np.random.default_rng(5)
     history = RuleHistory()
     for _ in range(4):
         honest = rng.integers(-5000, 5001, size=(7, 30), dtype=np.int64)
         push = rng.integers(-300, 301, size=30, dtype=np.int64) + 4000
         colluders = push + rng.integers(-200, 201, size=(5, 30), dtype=np.int64)
-        history = _run_both(np.vstack([honest, colluders]), history, PARAMS)
+        included = [int(x) for x in rng.permutation(12)] if spare_originals else None
+        history = _run_both(np.vstack([honest, colluders]), history, PARAMS, included)
         weights = [t.last_round for t in history.traces]  # every client took part
         assert len(set(weights)) == 1
     keys = _keys(12)
@@ -248,6 +277,42 @@ def test_identical_colluders_lose_their_weight_and_are_flagged() -> None:
     # Without the colluders' weight the aggregate is the honest one up to the median start.
     shift = np.abs(result.delta - honest_only.delta).max()
     assert shift < np.abs(result.delta - colluder).max() // 4
+
+
+def _mimic_round(originals_first: bool) -> tuple[Verdict, ...]:
+    """21 honest rows; 9 copies of honest row 4, included after it."""
+    rng = np.random.default_rng(8)
+    honest = rng.integers(-5000, 5001, size=(21, 64), dtype=np.int64)
+    keys = _keys(30)
+    updates = [ClientUpdate(k, 1, r) for k, r in zip(keys[:21], honest, strict=True)]
+    updates += [ClientUpdate(k, 1, honest[4]) for k in keys[21:]]
+    return aggregate(RULE, updates, PARAMS, originals_first=originals_first).verdicts
+
+
+def test_the_original_of_copied_updates_keeps_its_weight_when_updates_are_public() -> None:
+    """Karimireddy et al.'s mimic attack: colluders copy one honest update from the mempool.
+    Without the inclusion order the victim resembles its copies as much as they resemble each
+    other and is muted with them; with it, only the copies lose their weight."""
+    spared = _mimic_round(originals_first=True)
+    assert spared[4].score > 0
+    assert spared[4].flag == ""
+    assert all(v.score == 0 and "moves with others" in v.flag for v in spared[21:])
+    muted = _mimic_round(originals_first=False)
+    assert muted[4].score == 0
+    assert "moves with others" in muted[4].flag
+
+
+def test_identical_colluders_count_as_one_when_originals_are_spared() -> None:
+    rng = np.random.default_rng(8)
+    honest = rng.integers(-5000, 5001, size=(21, 64), dtype=np.int64)
+    colluder = honest.mean(axis=0).astype(np.int64) + 2500
+    keys = _keys(30)
+    updates = [ClientUpdate(k, 1, colluder) for k in keys[21:]]  # the colluders come first
+    updates += [ClientUpdate(k, 1, r) for k, r in zip(keys[:21], honest, strict=True)]
+    verdicts = aggregate(RULE, updates, PARAMS, originals_first=True).verdicts
+    assert verdicts[21].score > 0  # the first-included colluder
+    assert all(v.score == 0 and "moves with others" in v.flag for v in verdicts[22:])
+    assert all(v.score > 0 for v in verdicts[:21])
 
 
 def test_colluders_cannot_inflate_the_radius_beyond_its_growth_per_round() -> None:

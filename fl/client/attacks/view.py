@@ -45,7 +45,8 @@ Aggregator = Callable[[Sequence[ClientUpdate], Params], tuple[IntArray, dict[byt
 def stateless_aggregator(
     updates: Sequence[ClientUpdate], params: Params
 ) -> tuple[IntArray, dict[bytes, str]]:
-    result = aggregate(params.rule, updates, params)
+    # The default chain: single-phase rounds, the attackers' updates included after the honest.
+    result = aggregate(params.rule, updates, params, originals_first=True)
     return result.delta, {v.client: v.flag for v in result.verdicts}
 
 
@@ -55,11 +56,14 @@ class ChainAggregator:
     (public state, like every update): what the omniscient attacker optimises against."""
 
     history: RuleHistory
+    originals_first: bool = True  # as close_round: single-phase rounds (no commit-reveal)
 
     def __call__(
         self, updates: Sequence[ClientUpdate], params: Params
     ) -> tuple[IntArray, dict[bytes, str]]:
-        result = aggregate(params.rule, updates, params, self.history)
+        result = aggregate(
+            params.rule, updates, params, self.history, originals_first=self.originals_first
+        )
         return result.delta, {v.client: v.flag for v in result.verdicts}
 
 
