@@ -64,8 +64,9 @@ def aggregate(
     `rule_history`; empty when omitted); `Aggregate.history` is its successor, or None when the
     rule keeps no history (the caller then keeps the old one unchanged).  With
     `originals_first`, `updates` come in the order the chain included them and were public
-    before the round closed: the history rule then spares the first-included of a group of
-    look-alikes, which may be the original that the others copied (fl/aggregate/history.py)."""
+    before the round closed: the history rule then does not blame (score 0, flag) the
+    first-included of a group of look-alikes, which may be the original that the others
+    copied; the aggregate is the same either way (fl/aggregate/history.py)."""
     if not updates:
         raise FLInvariantError("aggregate called with no updates")
     ordered = canonical_order(updates)

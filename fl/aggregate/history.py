@@ -10,10 +10,11 @@ Theory of operation (one round, n updates sorted by client key, H = the rule's h
     c_i   = k-th largest over j != i of cos(t_i, t_j)        (exact integers, permille)
     lo    = max(sim_low, median_i c_i + (sim_high - sim_low) / 2);  hi = lo + sim_high - sim_low
     w_i   = f(c_i) = 1000 below lo, 0 above hi, linear between          (FoolsGold-like)
-    w_i   = max(w_i, f(max over j included before i of cos(t_i, t_j)))
-           (only when the round's updates were public before it closed: originals are spared)
     w_i  *= 1000 if a_i >= 0, else max(ALIGN_FLOOR, 1000 + a_i * 1000 / ALIGN_ZERO) / 1000
            (a_i: the client's alignment carried from past rounds; unless every weight would be 0)
+    credit_i = w_i, or, when the round's updates were public before it closed, w_i with
+           max(f(c_i), f(max over j included before i of cos(t_i, t_j))) in place of f(c_i):
+           what the score and the flag use (originals are not blamed for their copies)
     T     = { i : w_i > 0 } (every row if that is none or all of them)
     v     = coordinate median of the rows in T;  r = lower median over T of |u_i - v|
     cap   = H.radius * growth  (no cap in the first round)
@@ -30,13 +31,16 @@ Why each piece is there (every update and this rule are public, so the attackers
   takes it out of the average; left in the median and the radius, nine identical rows at
   Dirichlet 0.1 (IPM) dragged both far enough to drop 8-12 honest updates a round, against
   1-4 without them, and the history carried the damage on.
-- Originals are spared.  When updates are public before the round closes, anyone can copy an
-  honest update from the mempool under many keys, and the copies resemble their original as
-  much as each other: without the order, the victim lost its weight with them (Karimireddy et
-  al.'s mimic attack: 10 of 10 rounds) and its data left the aggregate.  A copy can only be sent
-  after its original, so a row that resembles no earlier-included row keeps its weight.
-  Colluders who send one vector then count as one client, the first of them; a Byzantine
-  proposer can put its copy first in the blocks it orders (a third of the rounds at most).
+- Originals are credited, not weighed.  When updates are public before the round closes, anyone
+  can copy an honest update from the mempool under many keys, and the copies resemble their
+  original as much as each other: the victim was flagged with them and paid nothing
+  (Karimireddy et al.'s mimic attack: 10 of 10 rounds).  A copy can only be sent after its
+  original, so a row that resembles no earlier-included row keeps its score and is not
+  flagged.  It does not get its aggregation weight back: the first of colluders who send one
+  vector looks exactly like a victim, and giving it weight cost 2-3 points on IPM, ALIE and
+  min-max at Dirichlet 0.1 and let the adaptive attacker take MNIST-1D from 56.7% to 37.5%
+  (docs/robustness.md, "Copies: credit the original, weigh no copy").  So the first colluder
+  is paid like a client, and a copied client's data leaves the aggregate with its copies.
 - The radius comes from history and may grow by at most `growth` per round, so identical vectors
   that move the median-based radius in one round cannot widen the acceptance region with it.
 - Clipping bounds what one update can do (tau / sum of weights); to move the aggregate far the
@@ -211,22 +215,30 @@ def unit_sketch(deviation: IntArray, mapping: SketchMap) -> IntArray:
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class Resemblance:
+    """Per row, permille: its weight in the aggregate, the weight its score and flag use, and
+    its k-th largest cosine to another row."""
+
+    weights: list[int]
+    credit: list[int]
+    top: list[int]
+
+
 def similarity_weights(
     vectors: IntArray, low: int, high: int, rank: int = 1, included: Sequence[int] | None = None
-) -> tuple[list[int], list[int]]:
-    """(weight permille, k-th largest cosine permille to another row) per row, exact integers
-    (k = `rank`, or the smallest when there are fewer other rows).
+) -> Resemblance:
+    """Weights from the k-th largest cosine of each row to another (k = `rank`, or the smallest
+    when there are fewer other rows), exact integers.
 
     `included` (each row's place in the order the chain included the updates, when they were
-    public before the round closed) spares originals: a row is weighed by the larger of its
-    weight against every row and its weight against the single most similar row included
-    before it.  The first-included of a group of look-alikes keeps its weight; every later one
-    resembles an earlier one and keeps the weight it had.  Copying an honest update from the
-    mempool (Karimireddy et al.'s mimic attack) then costs the copiers their weight and not
-    the victim; colluders who send one vector count as one client (the first of them)."""
+    public before the round closed) credits originals: a row's credit is the larger of its
+    weight and the weight its single most similar earlier-included row would give it.  The
+    first-included of a group of look-alikes keeps its credit; every later one resembles an
+    earlier one.  Without it the credit is the weight."""
     n = vectors.shape[0]
     if n < 2:
-        return [1000] * n, [0] * n
+        return Resemblance([1000] * n, [1000] * n, [0] * n)
     # Centred on the coordinate median of the traces: what every honest trace shares (the
     # opposite of a coalition's pull on the median, say) is not resemblance.  Halved so that
     # |x| <= 2**20 holds for exact_gram.
@@ -248,15 +260,16 @@ def similarity_weights(
     low = max(low, lower_median(top) + width // 2)
     high = low + width
     weights = [_weight(c, low, high) for c in top]
-    if included is not None:
-        place = np.array(included, dtype=np.int64)
-        earlier = place[None, :] < place[:, None]  # earlier[i, j]: j was included before i
-        closest_earlier = np.where(earlier, cos, -1000).max(axis=1).tolist()
-        weights = [
-            max(w, _weight(min(1000, int(c)), low, high))
-            for w, c in zip(weights, closest_earlier, strict=True)
-        ]
-    return weights, top
+    if included is None:
+        return Resemblance(weights, weights, top)
+    place = np.array(included, dtype=np.int64)
+    earlier = place[None, :] < place[:, None]  # earlier[i, j]: j was included before i
+    closest_earlier = np.where(earlier, cos, -1000).max(axis=1).tolist()
+    credit = [
+        max(w, _weight(min(1000, int(c)), low, high))
+        for w, c in zip(weights, closest_earlier, strict=True)
+    ]
+    return Resemblance(weights, credit, top)
 
 
 def _weight(similarity: int, low: int, high: int) -> int:
@@ -278,7 +291,8 @@ def history_clip(
     """Aggregate `matrix` (rows in `keys` order, sorted) and return the next history.
 
     `included`: each row's place in the chain's inclusion order when the round's updates were
-    public before it closed (see `similarity_weights`); None when they were committed first."""
+    public before it closed (see `similarity_weights`); None when they were committed first.
+    It changes scores and flags, never the aggregate."""
     n, size = matrix.shape
     if n != len(keys) or list(keys) != sorted(keys):
         raise FLInvariantError("history_clip needs rows sorted by client key")
@@ -298,11 +312,12 @@ def history_clip(
         if previous is not None:
             fresh = fresh + np.floor_divide(previous.vector * p.trace_keep_permille, 1000)
         vectors[i] = np.clip(fresh, -TRACE_ABS_MAX, TRACE_ABS_MAX)  # the bound holds anyway
-    weights, similarity = similarity_weights(
+    resemblance = similarity_weights(
         vectors, p.sim_low_permille, p.sim_high_permille, p.sim_rank, included
     )
+    weights, credit = resemblance.weights, resemblance.credit
     if sum(weights) == 0:  # everyone resembles someone: nothing to tell apart, weigh equally
-        weights = [1000] * n
+        weights = credit = [1000] * n
     past_alignment = [old[key].alignment if key in old else 0 for key in keys]
     align_weights = [
         1000 if a >= 0 else max(ALIGN_FLOOR_PERMILLE, 1000 + a * 1000 // ALIGN_ZERO_PERMILLE)
@@ -310,6 +325,7 @@ def history_clip(
     ]
     if any(w * a for w, a in zip(weights, align_weights, strict=True)):
         weights = [w * a // 1000 for w, a in zip(weights, align_weights, strict=True)]
+        credit = [w * a // 1000 for w, a in zip(credit, align_weights, strict=True)]
 
     # The centre starts at, and the radius is measured from, the rows that keep weight: rows
     # given none (look-alikes) still moved the all-row median and radius, and nine identical
@@ -366,12 +382,13 @@ def history_clip(
             flags.append("history_clip: dropped, deviation beyond the drop radius")
             scores.append(0)
             continue
-        score = kept_permille[i] * weights[i] // 1000
+        score = kept_permille[i] * credit[i] // 1000
         scores.append(score)
         if align_weights[i] < FLAG_BELOW_PERMILLE:
             flags.append(f"history_clip: pushes against the aggregate ({past_alignment[i]})")
-        elif weights[i] < FLAG_BELOW_PERMILLE:
-            flags.append(f"history_clip: moves with others (similarity {similarity[i]} permille)")
+        elif credit[i] < FLAG_BELOW_PERMILLE:
+            similarity = resemblance.top[i]
+            flags.append(f"history_clip: moves with others (similarity {similarity} permille)")
         elif kept_permille[i] < FLAG_BELOW_PERMILLE:
             flags.append(f"history_clip: clipped to {kept_permille[i]} permille")
         else:

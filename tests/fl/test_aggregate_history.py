@@ -9,7 +9,7 @@ import pytest
 
 from consensus.codec import decode, encode
 from consensus.errors import CodecError
-from fl.aggregate import ClientUpdate, RuleHistory, Verdict, aggregate, history_params
+from fl.aggregate import Aggregate, ClientUpdate, RuleHistory, aggregate, history_params
 from fl.aggregate.history import (
     _HASH_MULT,
     ALIGN_FLOOR_PERMILLE,
@@ -104,12 +104,13 @@ def _ref_rule(
         return 1000 if c <= lo else 0 if c >= hi else 1000 * (hi - c) // (hi - lo)
 
     weights = [f(c) for c in tops] if n > 1 else [1000]
+    credit = list(weights)
     if included is not None and n > 1:
         for i in range(n):
             earlier = [cosine(i, j) for j in range(n) if included[j] < included[i]]
-            weights[i] = max(weights[i], f(min(1000, max(earlier, default=-1000))))
+            credit[i] = max(weights[i], f(min(1000, max(earlier, default=-1000))))
     if sum(weights) == 0:
-        weights = [1000] * n
+        weights = credit = [1000] * n
     before = {t.client: t.alignment for t in history.traces}
     past = [before.get(k, 0) for k in keys]
     aligned = [
@@ -118,6 +119,7 @@ def _ref_rule(
     ]
     if any(w * a for w, a in zip(weights, aligned, strict=True)):
         weights = [w * a // 1000 for w, a in zip(weights, aligned, strict=True)]
+        credit = [w * a // 1000 for w, a in zip(credit, aligned, strict=True)]
     trusted = [i for i in range(n) if weights[i] > 0]
     if 0 < len(trusted) < n:
         centre = [_ref_median([rows[i][j] for i in trusted]) for j in range(d)]
@@ -155,7 +157,7 @@ def _ref_rule(
         if not history.radius
         else (history.radius * (1000 - p.ema_permille) + sample * p.ema_permille) // 1000
     )
-    scores = [0 if dropped[i] else kept[i] * weights[i] // 1000 for i in range(n)]
+    scores = [0 if dropped[i] else kept[i] * credit[i] // 1000 for i in range(n)]
     agg_sq = sum(c * c for c in centre)
     alignment = []
     for i in range(n):
@@ -279,40 +281,48 @@ def test_identical_colluders_lose_their_weight_and_are_flagged() -> None:
     assert shift < np.abs(result.delta - colluder).max() // 4
 
 
-def _mimic_round(originals_first: bool) -> tuple[Verdict, ...]:
+def _mimic_round(originals_first: bool) -> Aggregate:
     """21 honest rows; 9 copies of honest row 4, included after it."""
     rng = np.random.default_rng(8)
     honest = rng.integers(-5000, 5001, size=(21, 64), dtype=np.int64)
     keys = _keys(30)
     updates = [ClientUpdate(k, 1, r) for k, r in zip(keys[:21], honest, strict=True)]
     updates += [ClientUpdate(k, 1, honest[4]) for k in keys[21:]]
-    return aggregate(RULE, updates, PARAMS, originals_first=originals_first).verdicts
+    return aggregate(RULE, updates, PARAMS, originals_first=originals_first)
 
 
-def test_the_original_of_copied_updates_keeps_its_weight_when_updates_are_public() -> None:
+def test_the_original_of_copied_updates_is_not_blamed_when_updates_are_public() -> None:
     """Karimireddy et al.'s mimic attack: colluders copy one honest update from the mempool.
     Without the inclusion order the victim resembles its copies as much as they resemble each
-    other and is muted with them; with it, only the copies lose their weight."""
-    spared = _mimic_round(originals_first=True)
-    assert spared[4].score > 0
-    assert spared[4].flag == ""
-    assert all(v.score == 0 and "moves with others" in v.flag for v in spared[21:])
-    muted = _mimic_round(originals_first=False)
-    assert muted[4].score == 0
-    assert "moves with others" in muted[4].flag
+    other and is flagged and scored 0 with them; with it, only the copies are.  The aggregate
+    is the same: the first of colluders who send one vector looks exactly like a victim."""
+    credited = _mimic_round(originals_first=True)
+    assert credited.verdicts[4].score > 0
+    assert credited.verdicts[4].flag == ""
+    assert all(v.score == 0 and "moves with others" in v.flag for v in credited.verdicts[21:])
+    blamed = _mimic_round(originals_first=False)
+    assert blamed.verdicts[4].score == 0
+    assert "moves with others" in blamed.verdicts[4].flag
+    assert np.array_equal(credited.delta, blamed.delta)
 
 
-def test_identical_colluders_count_as_one_when_originals_are_spared() -> None:
+def test_identical_colluders_weigh_nothing_even_the_first_included() -> None:
     rng = np.random.default_rng(8)
     honest = rng.integers(-5000, 5001, size=(21, 64), dtype=np.int64)
     colluder = honest.mean(axis=0).astype(np.int64) + 2500
     keys = _keys(30)
     updates = [ClientUpdate(k, 1, colluder) for k in keys[21:]]  # the colluders come first
     updates += [ClientUpdate(k, 1, r) for k, r in zip(keys[:21], honest, strict=True)]
-    verdicts = aggregate(RULE, updates, PARAMS, originals_first=True).verdicts
-    assert verdicts[21].score > 0  # the first-included colluder
-    assert all(v.score == 0 and "moves with others" in v.flag for v in verdicts[22:])
-    assert all(v.score > 0 for v in verdicts[:21])
+    ordered = aggregate(RULE, updates, PARAMS, originals_first=True)
+    assert ordered.verdicts[21].score > 0  # the first-included colluder is credited ...
+    assert all(v.score == 0 and "moves with others" in v.flag for v in ordered.verdicts[22:])
+    assert all(v.score > 0 for v in ordered.verdicts[:21])
+    unordered = aggregate(RULE, updates, PARAMS)
+    assert np.array_equal(ordered.delta, unordered.delta)  # ... but weighs nothing
+    honest_only = aggregate(
+        RULE, [ClientUpdate(k, 1, r) for k, r in zip(keys[:21], honest, strict=True)], PARAMS
+    )
+    assert np.array_equal(ordered.delta, honest_only.delta)
 
 
 def test_colluders_cannot_inflate_the_radius_beyond_its_growth_per_round() -> None:
