@@ -111,6 +111,7 @@ class EvalResult:
     # Tokens the incentives layer paid per client over the run, mean over each group.
     reward_honest: float = 0.0
     reward_attackers: float = 0.0
+    reward_honest_least: int = 0  # what the least-paid honest client got
 
     @property
     def slash_precision(self) -> float:
@@ -293,19 +294,23 @@ def run(
         slashed_honest=len(app.slashed - attacker_keys),
         refused_attackers=refused,
         committee_settled=app.committee_settled,
-        reward_honest=_mean_reward(app, keys, attacker_keys, of_attackers=False),
-        reward_attackers=_mean_reward(app, keys, attacker_keys, of_attackers=True),
+        reward_honest=_mean(_rewards(app, keys, attacker_keys, of_attackers=False)),
+        reward_attackers=_mean(_rewards(app, keys, attacker_keys, of_attackers=True)),
+        reward_honest_least=min(_rewards(app, keys, attacker_keys, of_attackers=False), default=0),
     )
 
 
-def _mean_reward(
+def _rewards(
     app: FLApp, keys: list[PrivateKey], attackers: set[bytes], of_attackers: bool
-) -> float:
-    """Mean tokens the chain paid each client of one group (attackers or honest) over the run."""
+) -> list[int]:
+    """Tokens the chain paid each client of one group (attackers or honest) over the run."""
     group = [k.public_key for k in keys if (k.public_key in attackers) == of_attackers]
     records = app.state.incentives.econ.clients
-    paid = [records[k].rewarded if k in records else 0 for k in group]
-    return sum(paid) / len(paid) if paid else 0.0
+    return [records[k].rewarded if k in records else 0 for k in group]
+
+
+def _mean(values: list[int]) -> float:
+    return sum(values) / len(values) if values else 0.0
 
 
 def _econ_params(config: EvalConfig) -> EconParams | None:

@@ -139,6 +139,7 @@ class Cell:
     worst_seed_accuracy: float = 0.0
     reward_honest: float = 0.0  # tokens per client over the run, means over seeds
     reward_attackers: float = 0.0
+    reward_honest_least: float = 0.0  # the least-paid honest client's tokens, mean over seeds
 
 
 def _mean(values: list[float]) -> float:
@@ -162,6 +163,7 @@ def _cell(results: list[EvalResult]) -> Cell:
         worst_seed_accuracy=min(r.accuracy for r in results),
         reward_honest=_mean([r.reward_honest for r in results]),
         reward_attackers=_mean([r.reward_attackers for r in results]),
+        reward_honest_least=_mean([r.reward_honest_least for r in results]),
     )
 
 
@@ -244,9 +246,9 @@ def format_reports(rows: list[Row], attack_names: list[str]) -> str:
         out.append(
             "| attack | accuracy | worst seed | worst class | worst honest client "
             "| honest slashed | attackers slashed | precision | recall | flagged (att/hon) "
-            "| reward per client (att/hon) |"
+            "| reward per client (att/hon) | least-paid honest client |"
         )
-        out.append("|" + " --- |" * 11)
+        out.append("|" + " --- |" * 12)
         for a in attack_names:
             c = row.cells[a]
             out.append(
@@ -254,7 +256,8 @@ def format_reports(rows: list[Row], attack_names: list[str]) -> str:
                 f"| {_pct(c.worst_class_accuracy)} | {_pct(c.worst_client_accuracy)} "
                 f"| {c.slashed_honest} | {c.slashed_attackers} | {c.slash_precision:.2f} "
                 f"| {c.slash_recall:.2f} | {c.flagged_attackers} / {c.flagged_honest} "
-                f"| {c.reward_attackers:.0f} / {c.reward_honest:.0f} |"
+                f"| {c.reward_attackers:.0f} / {c.reward_honest:.0f} "
+                f"| {c.reward_honest_least:.0f} |"
             )
     return "\n".join(out)
 

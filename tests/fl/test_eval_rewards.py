@@ -17,3 +17,12 @@ def test_a_clean_run_pays_the_whole_pool_to_honest_clients() -> None:
 def test_sign_flippers_earn_less_than_honest_clients() -> None:
     result = run(SMALL, DEFAULT_RULE, "sign_flip")
     assert result.reward_attackers < 0.5 * result.reward_honest
+
+
+def test_a_client_whose_updates_are_copied_is_still_paid() -> None:
+    """Karimireddy et al.'s mimic attack: nine colluders copy one honest client's public update
+    every round.  The rule saw ten look-alikes and flagged and paid none of them, the victim
+    included (seed 0: paid 0 over 10 rounds); the inclusion order shows which came first."""
+    result = run(EvalConfig(clients=30, rounds=10, alpha=0.1), DEFAULT_RULE, "mimic")
+    assert result.reward_attackers == 0.0
+    assert result.reward_honest_least > 0.25 * result.reward_honest
