@@ -190,7 +190,7 @@ class FLApp:
                 for f in outcome.flagged
             ]
             events += state.incentives.settle_round(
-                outcome.round, block.height, pending, verdicts, norms
+                outcome.round, block.height, pending, verdicts, norms, outcome.copy_pairs
             )
             for client in broken:  # committed and never revealed: withheld, or lost
                 events += state.incentives.note_fault(client, fl_round, "unrevealed", False)

@@ -64,6 +64,9 @@ class RoundOutcome:
     model_hash: bytes
     accepted: tuple[Contribution, ...]  # sorted by client key
     flagged: tuple[Flagged, ...]  # sorted by client key
+    # The round's near-copy pairs (earlier, later included) as aggregation found them, for the
+    # incentives layer; None when the round was not aggregated.  Not part of the encoding.
+    copy_pairs: tuple[tuple[bytes, bytes], ...] | None = None
 
     def encode(self) -> Value:
         return [
@@ -137,6 +140,7 @@ def close_round(state: FLState, height: int, cause: str) -> RoundOutcome:
     accepted: list[Contribution] = []
     flagged: list[Flagged] = []
     tx_of = {p.client: p.tx_hash for p in state.pending}
+    copy_pairs = None
     if cause == "deadline_too_few":
         for p in sorted(state.pending, key=lambda p: p.client):
             state.records[p.tx_hash] = UpdateRecord(
@@ -153,7 +157,9 @@ def close_round(state: FLState, height: int, cause: str) -> RoundOutcome:
             params,
             state.rule_history,
             originals_first=econ.params.commit_blocks == 0,  # pending: in inclusion order
+            collusion_permille=econ.params.collusion_permille,
         )
+        copy_pairs = result.copy_pairs
         if isinstance(result.history, RuleHistory):  # only the history rule returns one
             state.rule_history = result.history
         weights = apply_delta(state.model.weights, result.delta)
@@ -178,6 +184,7 @@ def close_round(state: FLState, height: int, cause: str) -> RoundOutcome:
         state.model.hash,
         tuple(accepted),
         tuple(flagged),
+        copy_pairs,
     )
     state.last_outcome = outcome.encode()
     state.round += 1

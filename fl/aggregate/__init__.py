@@ -21,6 +21,7 @@ from fl.aggregate.common import (
     Verdict,
     alignment_permille,
 )
+from fl.aggregate.copies import copy_pairs
 from fl.aggregate.fedavg import fedavg
 from fl.aggregate.history import HistoryParams, RuleHistory, history_clip
 from fl.aggregate.krum import multi_krum
@@ -57,6 +58,7 @@ def aggregate(
     history: RuleHistory | None = None,
     *,
     originals_first: bool = False,
+    collusion_permille: int = 0,
 ) -> Aggregate:
     """Aggregate `updates` (any order, at least one, equal lengths) with the named rule.
 
@@ -66,7 +68,10 @@ def aggregate(
     `originals_first`, `updates` come in the order the chain included them and were public
     before the round closed: the history rule then does not blame (score 0, flag) the
     first-included of a group of look-alikes, which may be the original that the others
-    copied; the aggregate is the same either way (fl/aggregate/history.py)."""
+    copied; the aggregate is the same either way (fl/aggregate/history.py).  With
+    `collusion_permille` > 0 the round's near-copy pairs are found (fl/aggregate/copies.py,
+    in the order of `updates`), returned in `Aggregate.copy_pairs`, and the history rule gives
+    every update of a pair weight 0."""
     if not updates:
         raise FLInvariantError("aggregate called with no updates")
     ordered = canonical_order(updates)
@@ -78,12 +83,18 @@ def aggregate(
     keys = tuple(u.client for u in ordered)
     place = {u.client: i for i, u in enumerate(updates)}
     included = [place[key] for key in keys] if originals_first else None
+    pairs = tuple(copy_pairs([(u.client, u.delta) for u in updates], collusion_permille))
     next_history: RuleHistory | None = None
     scores: list[int] | None
     match rule:
         case "history_clip":
             delta, scores, flags, next_history = history_clip(
-                _matrix(rows), keys, history or RuleHistory(), history_params(params), included
+                _matrix(rows),
+                keys,
+                history or RuleHistory(),
+                history_params(params),
+                included,
+                pairs,
             )
         case "fedavg":
             delta, scores, flags = fedavg(rows, weights)
@@ -99,7 +110,7 @@ def aggregate(
             keys, (u.samples for u in ordered), scores, flags, strict=True
         )
     )
-    return Aggregate(delta=delta, verdicts=verdicts, history=next_history)
+    return Aggregate(delta=delta, verdicts=verdicts, history=next_history, copy_pairs=pairs)
 
 
 def history_params(params: Params) -> HistoryParams:

@@ -41,6 +41,8 @@ class Aggregate:
     # The history rule's state for the next round (fl.aggregate.history.RuleHistory); None for
     # the rules that keep none.  Typed loosely here so this module does not import the rule.
     history: object = None
+    # Near-copy pairs (earlier, later included) when looked for (fl.aggregate.copies).
+    copy_pairs: tuple[tuple[bytes, bytes], ...] = ()
 
 
 # (delta, per-row scores or None for the generic score, per-row flags)

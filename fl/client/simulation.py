@@ -238,6 +238,7 @@ def run(
                     ChainAggregator(
                         app.state.rule_history,
                         originals_first=app.state.incentives.econ.params.commit_blocks == 0,
+                        collusion_permille=app.state.incentives.econ.params.collusion_permille,
                     ),
                 ),
                 norm_max_units=params.update_norm_max,

@@ -19,12 +19,13 @@ from dataclasses import dataclass, field
 from consensus.app import BlockInfo, Event, GenesisValidator
 from consensus.codec import Value, expect_list
 from consensus.crypto import PUBLIC_KEY_BYTES
+from fl.aggregate.copies import DeltaArray, copy_pairs, named_copies
 from fl.economics import clients, committee, fees, validators
 from fl.economics import txs as econ_txs
 from fl.economics.clients import RoundVerdict
 from fl.economics.genesis import OPEN_GENESIS, SECTION, initial_state, parse_section
 from fl.economics.params import encode_params
-from fl.economics.scoring import DeltaArray, agreement_permille, near_copies
+from fl.economics.scoring import agreement_permille
 from fl.economics.state import EconState
 from fl.errors import RejectedError
 from fl.governance import engine as gov_engine
@@ -122,18 +123,22 @@ class Incentives:
         pending: Sequence[tuple[bytes, DeltaArray]],
         verdicts: Sequence[Verdict],
         known_norms_sq: Mapping[bytes, int] | None = None,
+        pairs: Sequence[tuple[bytes, bytes]] | None = None,
     ) -> list[Event]:
         """Settle a closed round from the rule's verdicts (client, rule score permille, flag or
         "", tx hash) and the round's deltas in inclusion order (for the agreement scores and the
-        near-copies), now or, with an evaluation committee, `committee_blocks` later."""
+        near-copies), now or, with an evaluation committee, `committee_blocks` later.
+
+        `pairs`: the round's near-copy pairs (earlier, later), if aggregation already found them
+        with this `collusion_permille` (fl.aggregate.copies.copy_pairs); else found here."""
         agreement = agreement_permille(pending, known_norms_sq)
         # A near-copy of another update is flagged (no reward, and one fully suspect round:
         # evidence only across rounds, clients.py), whatever the rule said of it.  `pending` is
         # in inclusion order: in a single-phase round only the later of a pair copied.
         params = self.econ.params
-        copies = near_copies(
-            pending, params.collusion_permille, originals_first=params.commit_blocks == 0
-        )
+        if pairs is None:
+            pairs = copy_pairs(pending, params.collusion_permille)
+        copies = named_copies(pairs, originals_first=params.commit_blocks == 0)
         judged = [
             RoundVerdict(
                 c, score, agreement.get(c, 0), clients.NEAR_COPY if c in copies else flag, tx_hash

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from fl.aggregate.copies import COPY_DISTANCE_DIVISOR, COPY_NORM_DIVISOR, copy_pairs, near_copies
 from fl.economics.clients import (
     NEAR_COPY,
     RoundVerdict,
@@ -17,14 +18,7 @@ from fl.economics.clients import (
 )
 from fl.economics.layer import Incentives
 from fl.economics.params import EconParams
-from fl.economics.scoring import (
-    COLUMNS_PER_CHUNK,
-    COPY_DISTANCE_DIVISOR,
-    COPY_NORM_DIVISOR,
-    DeltaArray,
-    agreement_permille,
-    near_copies,
-)
+from fl.economics.scoring import COLUMNS_PER_CHUNK, DeltaArray, agreement_permille
 from fl.errors import RejectedError
 
 from .helpers import ALICE, BOB, CAROL, key, make
@@ -290,6 +284,8 @@ def test_in_inclusion_order_only_the_later_of_a_pair_is_the_copy() -> None:
     # The order is the inclusion order, not the key order: Bob first makes Alice the copier.
     bob_first = [(BOB, base + 1), *crowd, (ALICE, base), (carol, base - 1)]
     assert near_copies(bob_first, 990, originals_first=True) == {ALICE, carol}
+    # The pairs themselves: (earlier, later) in inclusion order, sorted.
+    assert copy_pairs(bob_first, 990) == sorted([(BOB, ALICE), (BOB, carol), (ALICE, carol)])
 
 
 def test_a_near_copy_lies_within_a_hundredth_of_the_spread_exactly() -> None:

@@ -22,6 +22,7 @@ from fl.aggregate.history import (
     Trace,
 )
 from fl.app import FLApp
+from fl.client.attacks.view import COLLUSION_PERMILLE
 from fl.errors import RejectedError
 from fl.fixed import DELTA_ABS_MAX, IntArray
 from fl.params import Params, validate, with_value
@@ -57,9 +58,13 @@ def _ref_rule(
     history: RuleHistory,
     p: HistoryParams,
     included: list[int] | None = None,
+    copied: frozenset[bytes] = frozenset(),
+    copiers: frozenset[bytes] = frozenset(),
 ) -> tuple[list[int], list[int], int, list[list[int]], list[int]]:
     """(aggregate, scores, next radius, next trace vectors and alignments of the participants);
-    `included[i]`: row i's place in the inclusion order, when originals are spared."""
+    `included[i]`: row i's place in the inclusion order, when originals are credited;
+    `copied`: the clients of near-copy pairs, who weigh nothing; `copiers`: those of them
+    scored 0."""
     n, d = len(rows), len(rows[0])
     centre = [_ref_median([r[j] for r in rows]) for j in range(d)]
 
@@ -109,6 +114,8 @@ def _ref_rule(
         for i in range(n):
             earlier = [cosine(i, j) for j in range(n) if included[j] < included[i]]
             credit[i] = max(weights[i], f(min(1000, max(earlier, default=-1000))))
+    weights = [0 if keys[i] in copied else w for i, w in enumerate(weights)]
+    credit = [0 if keys[i] in copiers else c for i, c in enumerate(credit)]
     if sum(weights) == 0:
         weights = credit = [1000] * n
     before = {t.client: t.alignment for t in history.traces}
@@ -174,21 +181,38 @@ def _keys(n: int) -> list[bytes]:
 
 
 def _run_both(
-    rows: IntArray, history: RuleHistory, params: Params, included: list[int] | None = None
+    rows: IntArray,
+    history: RuleHistory,
+    params: Params,
+    included: list[int] | None = None,
+    copied: frozenset[bytes] = frozenset(),
+    copiers: frozenset[bytes] = frozenset(),
 ) -> RuleHistory:
     """Rule and reference on `rows` (key order); `included`: the rows' inclusion places, when
-    originals are spared (the updates then reach `aggregate` in that order)."""
+    originals are credited (the updates then reach `aggregate` in that order); `copied`: the
+    near-copies the rule must find (with the default copy test) and weigh at 0, `copiers`
+    those it must score 0."""
     keys = _keys(rows.shape[0])
     updates = [ClientUpdate(k, 1, rows[i]) for i, k in enumerate(keys)]
     if included is not None:
         updates = [updates[i] for i in np.argsort(included)]
-    result = aggregate(RULE, updates, params, history, originals_first=included is not None)
+    result = aggregate(
+        RULE,
+        updates,
+        params,
+        history,
+        originals_first=included is not None,
+        collusion_permille=COLLUSION_PERMILLE,
+    )
+    assert {c for pair in result.copy_pairs for c in pair} == copied
     ref_delta, ref_scores, ref_radius, ref_vectors, ref_alignment = _ref_rule(
         [[int(x) for x in r] for r in rows.tolist()],
         keys,
         history,
         history_params(params),
         included,
+        copied,
+        copiers,
     )
     assert [int(x) for x in result.delta.tolist()] == ref_delta
     assert [v.score for v in result.verdicts] == ref_scores
@@ -211,10 +235,26 @@ def test_equals_the_big_int_reference_over_rounds_at_the_bounds(d: int, extreme:
         if extreme:  # every coordinate at +-DELTA_ABS_MAX: the largest deviations and norms
             rows = rng.choice([-DELTA_ABS_MAX, DELTA_ABS_MAX], size=(n, d)).astype(np.int64)
             rows[:3] = DELTA_ABS_MAX * (1 - 2 * (rnd % 2))  # a colluding identical block
+            copied = frozenset(_keys(3))
         else:
             rows = rng.integers(-DELTA_ABS_MAX, DELTA_ABS_MAX + 1, size=(n, d), dtype=np.int64)
-        history = _run_both(rows, history, params)
+            copied = frozenset()
+        history = _run_both(rows, history, params, copied=copied, copiers=copied)
     assert history.rounds == 3
+
+
+def test_equals_the_reference_with_near_copies() -> None:
+    rng = np.random.default_rng(6)
+    history = RuleHistory()
+    keys = _keys(12)
+    for _ in range(3):
+        rows = rng.integers(-5000, 5001, size=(12, 30), dtype=np.int64)
+        rows[9:] = rows[2]  # three copies of client 2's update (a mimic), included after it
+        rows[8] = -rows[0]  # opposed is not a copy
+        included = [int(x) for x in rng.permutation(9)] + [9, 10, 11]
+        history = _run_both(
+            rows, history, PARAMS, included, frozenset([keys[2], *keys[9:]]), frozenset(keys[9:])
+        )
 
 
 @pytest.mark.parametrize("spare_originals", [False, True])

@@ -15,8 +15,11 @@ import numpy.typing as npt
 
 from fl.aggregate import ClientUpdate, RuleHistory, aggregate
 from fl.client.quantize import clip_delta, quantize
+from fl.economics.params import EconParams
 from fl.fixed import ONE, IntArray, delta_from_wire
 from fl.params import Params
+
+COLLUSION_PERMILLE = EconParams().collusion_permille  # the chain's default copy test
 
 FloatArray = npt.NDArray[np.float64]
 BITS = 16  # the honest clients' width: an attacker sending another would stand out
@@ -46,7 +49,9 @@ def stateless_aggregator(
     updates: Sequence[ClientUpdate], params: Params
 ) -> tuple[IntArray, dict[bytes, str]]:
     # The default chain: single-phase rounds, the attackers' updates included after the honest.
-    result = aggregate(params.rule, updates, params, originals_first=True)
+    result = aggregate(
+        params.rule, updates, params, originals_first=True, collusion_permille=COLLUSION_PERMILLE
+    )
     return result.delta, {v.client: v.flag for v in result.verdicts}
 
 
@@ -56,13 +61,20 @@ class ChainAggregator:
     (public state, like every update): what the omniscient attacker optimises against."""
 
     history: RuleHistory
-    originals_first: bool = True  # as close_round: single-phase rounds (no commit-reveal)
+    # As close_round: single-phase rounds (no commit-reveal), the economics' default copy test.
+    originals_first: bool = True
+    collusion_permille: int = COLLUSION_PERMILLE
 
     def __call__(
         self, updates: Sequence[ClientUpdate], params: Params
     ) -> tuple[IntArray, dict[bytes, str]]:
         result = aggregate(
-            params.rule, updates, params, self.history, originals_first=self.originals_first
+            params.rule,
+            updates,
+            params,
+            self.history,
+            originals_first=self.originals_first,
+            collusion_permille=self.collusion_permille,
         )
         return result.delta, {v.client: v.flag for v in result.verdicts}
 
