@@ -47,7 +47,7 @@ Why each piece is there (every update and this rule are public, so the attackers
   flagged.  It does not get its aggregation weight back: the first of colluders who send one
   vector looks exactly like a victim, and giving it weight cost 2-3 points on IPM, ALIE and
   min-max at Dirichlet 0.1 and let the adaptive attacker take MNIST-1D from 56.7% to 37.5%
-  (docs/robustness.md, "Copies: credit the original, weigh no copy").  So the first colluder
+  (docs/robustness.md, "Copies: weigh none, credit the original").  So the first colluder
   is paid like a client, and a copied client's data leaves the aggregate with its copies.
 - The radius comes from history and may grow by at most `growth` per round, so identical vectors
   that move the median-based radius in one round cannot widen the acceptance region with it.

@@ -11,7 +11,7 @@ distance nor a single verdict is evidence.  Each round gives every judged update
 permille:
   - 1000 for a near-copy of another update of the round (cosine >= `collusion_permille` and
     within r/100 of it, both at least r/20 long, r the round's median distance from the
-    coordinate median; scoring.near_copies; flagged "near-copy" by layer.py): honest updates
+    coordinate median; fl.aggregate.copies; flagged "near-copy" by layer.py): honest updates
     never come that close (closest honest pair measured: 0.051 r, on breast_cancer, where
     cosine alone is no evidence since two-class updates are all nearly parallel), colluders
     optimising one vector against the public rule send it from every key.  In a single-phase
