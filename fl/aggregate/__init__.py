@@ -81,8 +81,10 @@ def aggregate(
     rows = [u.delta for u in ordered]
     weights = np.array([min(u.samples, params.sample_weight_max) for u in ordered], dtype=np.int64)
     keys = tuple(u.client for u in ordered)
-    place = {u.client: i for i, u in enumerate(updates)}
-    included = [place[key] for key in keys] if originals_first else None
+    included: list[int] | None = None  # each key-ordered row's place in the inclusion order
+    if originals_first:
+        place = {u.client: i for i, u in enumerate(updates)}
+        included = [place[key] for key in keys]
     pairs = tuple(copy_pairs([(u.client, u.delta) for u in updates], collusion_permille))
     next_history: RuleHistory | None = None
     scores: list[int] | None

@@ -333,7 +333,8 @@ def history_clip(
     weights = [0 if key in copied else w for key, w in zip(keys, weights, strict=True)]
     credit = [0 if key in copiers else c for key, c in zip(keys, credit, strict=True)]
     if sum(weights) == 0:  # everyone resembles someone: nothing to tell apart, weigh equally
-        weights = credit = [1000] * n
+        weights = [1000] * n
+        credit = [0 if key in copiers else 1000 for key in keys]  # a copier is never credited
     past_alignment = [old[key].alignment if key in old else 0 for key in keys]
     align_weights = [
         1000 if a >= 0 else max(ALIGN_FLOOR_PERMILLE, 1000 + a * 1000 // ALIGN_ZERO_PERMILLE)
@@ -344,7 +345,7 @@ def history_clip(
         credit = [w * a // 1000 for w, a in zip(credit, align_weights, strict=True)]
 
     # The centre starts at, and the radius is measured from, the rows that keep weight: rows
-    # given none (look-alikes) still moved the all-row median and radius, and nine identical
+    # given none (look-alikes, copies) still moved the all-row median and radius, and nine identical
     # IPM rows at Dirichlet 0.1 dragged them far enough to drop 8-12 honest updates a round.
     trusted = [i for i in range(n) if weights[i] > 0]
     if 0 < len(trusted) < n:

@@ -117,7 +117,8 @@ def _ref_rule(
     weights = [0 if keys[i] in copied else w for i, w in enumerate(weights)]
     credit = [0 if keys[i] in copiers else c for i, c in enumerate(credit)]
     if sum(weights) == 0:
-        weights = credit = [1000] * n
+        weights = [1000] * n
+        credit = [0 if k in copiers else 1000 for k in keys]
     before = {t.client: t.alignment for t in history.traces}
     past = [before.get(k, 0) for k in keys]
     aligned = [
