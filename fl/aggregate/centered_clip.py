@@ -19,6 +19,7 @@ import math
 
 import numpy as np
 
+from fl.aggregate import flags as flag
 from fl.aggregate.common import RuleResult, lower_median
 from fl.aggregate.median import coordinate_median
 from fl.fixed import IntArray
@@ -51,9 +52,9 @@ def centered_clip(
                 deviations[i] = np.floor_divide(deviations[i] * tau, norm)
         centre = centre + np.floor_divide(deviations.sum(axis=0), n - sum(dropped))
     flags = [
-        "centered_clip: dropped, deviation beyond the drop radius"
+        flag.dropped("centered_clip")
         if drop
-        else ("" if kept >= FLAG_BELOW_PERMILLE else f"centered_clip: clipped to {kept} permille")
+        else ("" if kept >= FLAG_BELOW_PERMILLE else flag.clipped("centered_clip", kept))
         for kept, drop in zip(kept_permille, dropped, strict=True)
     ]
     scores = [0 if drop else kept for kept, drop in zip(kept_permille, dropped, strict=True)]

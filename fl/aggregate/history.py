@@ -97,6 +97,7 @@ import numpy as np
 from consensus.codec import Value, expect_bytes, expect_int, expect_list, expect_seq
 from consensus.crypto import PUBLIC_KEY_BYTES
 from consensus.errors import CodecError
+from fl.aggregate import flags as flag
 from fl.aggregate.common import lower_median
 from fl.aggregate.copies import named_copies
 from fl.aggregate.gram import exact_gram
@@ -396,7 +397,7 @@ def history_clip(
     flags, scores = [], []
     for i in range(n):
         if dropped[i]:
-            flags.append("history_clip: dropped, deviation beyond the drop radius")
+            flags.append(flag.dropped("history_clip"))
             scores.append(0)
             continue
         score = kept_permille[i] * credit[i] // 1000
@@ -409,7 +410,7 @@ def history_clip(
             similarity = resemblance.top[i]
             flags.append(f"history_clip: moves with others (similarity {similarity} permille)")
         elif kept_permille[i] < FLAG_BELOW_PERMILLE:
-            flags.append(f"history_clip: clipped to {kept_permille[i]} permille")
+            flags.append(flag.clipped("history_clip", kept_permille[i]))
         else:
             flags.append("")
     alignment = _alignments(matrix, centre, past_alignment)

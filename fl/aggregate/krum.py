@@ -8,6 +8,7 @@ would let an attacker buy weight).  Updates not kept are flagged.
 
 import numpy as np
 
+from fl.aggregate import flags as flag
 from fl.aggregate.common import RuleResult
 from fl.aggregate.gram import squared_distances
 from fl.fixed import IntArray
@@ -39,5 +40,5 @@ def multi_krum(matrix: IntArray, byzantine_permille: int, keep_permille: int) ->
     # Sum the kept rows where they lie (fancy indexing would copy half the matrix first).
     delta: IntArray = np.floor_divide(matrix.sum(axis=0, where=mask, dtype=np.int64), len(kept))
     kept_set = frozenset(kept)
-    flags = ["" if i in kept_set else "multi_krum: not among the closest updates" for i in range(n)]
+    flags = ["" if i in kept_set else flag.not_selected("multi_krum") for i in range(n)]
     return delta, None, flags

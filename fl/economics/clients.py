@@ -17,12 +17,14 @@ permille:
     optimising one vector against the public rule send it from every key.  In a single-phase
     round (no commit-reveal) only the later-included update of a pair counts, so copying an
     honest client's public update frames the copier, not its victim;
-  - `evidence_flag_permille` (500) if the rule flagged it, in a round without near-copies
-    only (colluders steer the rule into flagging honest outliers: min-max at 30% kept one
-    honest client flagged in 46 of 50 rounds).  Below the slashing bound on purpose: the rule
-    flags some honest clients almost every round even with no attacker (centered clipping,
-    Dirichlet 0.1, seeds 1 and 2: four honest clients flagged in 43-45 of 50 rounds), so its
-    flags cost rewards but can never slash by themselves;
+  - `evidence_flag_permille` (500) if the rule flagged it for its conduct, in a round without
+    near-copies only (colluders steer the rule into flagging honest outliers: min-max at 30%
+    kept one honest client flagged in 46 of 50 rounds).  Below the slashing bound on purpose:
+    the rule flags some honest clients almost every round even with no attacker (centered
+    clipping, Dirichlet 0.1, seeds 1 and 2: four honest clients flagged in 43-45 of 50
+    rounds), so its flags cost rewards but can never slash by themselves.  A flag for distance
+    alone (clipped, dropped, not selected: fl/aggregate/flags.py) is no suspicion at all:
+    the honest clients whose classes the model gets wrong are the ones far from the centre;
   - when `evidence_low_permille` = L > 0 (meant for committee scores, which measure held-out
     accuracy; on-chain agreement separates nothing), (bar - 1000 a) * 1000 // bar for an
     agreement a below bar = L * M, M the round's lower median agreement;
@@ -38,12 +40,17 @@ after 23 rounds; flags alone settle at most at 500, so (with `evidence_low_permi
 every reveal matched) an honest client can only be slashed through >= 12 near-copy rounds
 (from 500: 1000 - 500 * 0.94^k >= 750 needs k >= 12); docs/robustness.md states the bound.
 
-Rewards: the pool is min(`round_reward_pool`, reserve), split over the unflagged updates (of
-clients not slashed in this settlement, at the reputation they brought into it) by
-score * (1000 - s) * reputation (* bonded stake when `bond_per_weight` > 0, so reward is linear
-in stake and splitting stake over keys earns nothing more).  Floors leave the remainder in the
-reserve.  Reputation only scales rewards: +`reputation_gain` for an unsuspected accepted update,
--`reputation_penalty` otherwise; disagreement never costs stake.
+Rewards: the pool is min(`round_reward_pool`, reserve), split over the updates the rule used
+(unflagged, or flagged only as clipped: its score is the share it kept) of clients not slashed
+in this settlement, at the reputation they brought into it, by score * (1000 - s) * reputation
+(* bonded stake when `bond_per_weight` > 0, so reward is linear in stake and splitting stake
+over keys earns nothing more).  Floors leave the remainder in the reserve.  Reputation only
+scales rewards: +`reputation_gain` for an unsuspected update the rule used, -`reputation_penalty`
+for a suspect or conduct-flagged one, unchanged for one left out for its distance; disagreement
+never costs stake.  Before distance verdicts were told apart (session 10), a clipped update
+earned nothing and cost reputation, so an honest client clipped in one round of five sank to
+reputation 0: at Dirichlet 0.1 the least-paid honest client earned 130 tokens over 30 rounds
+against a mean of 986 (digits, seed 1; now 314; docs/robustness.md, "Distance is no evidence").
 
 Objective faults (`punish_fault`: two different updates or commitments for one round, an
 update whose bytes do not decode, a reveal that does not match its commitment) are signed
@@ -55,6 +62,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from consensus.app import Event
+from fl.aggregate.flags import Distance, distance
 from fl.economics.state import EconState
 from fl.errors import RejectedError
 
@@ -113,9 +121,15 @@ def suspicion(econ: EconState, bar: int, agreement: int, flag: str, flags_truste
     below = 0
     if bar > 0 and agreement * PERMILLE < bar:
         below = (bar - agreement * PERMILLE) * PERMILLE // bar
-    if flag and flags_trusted:
+    if flags_trusted and conduct_flagged(flag):
         below = max(below, econ.params.evidence_flag_permille)
     return min(PERMILLE, below)
+
+
+def conduct_flagged(flag: str) -> bool:
+    """A flag that judges the client's conduct (copies, coordination, pushing against the
+    aggregate), not only its distance from the round's centre."""
+    return bool(flag) and distance(flag) is Distance.NONE
 
 
 def _accumulate(econ: EconState, client: bytes, fl_round: int, s: int) -> list[Event]:
@@ -180,11 +194,11 @@ def settle_round(econ: EconState, fl_round: int, verdicts: Sequence[RoundVerdict
         s = suspected[v.client]
         if v.flag:
             record.flagged += 1
-        if s == 0 and not v.flag:
-            record.reputation = min(REPUTATION_MAX, record.reputation + params.reputation_gain)
-        else:
+        if s or conduct_flagged(v.flag):
             suspects += 1
             record.reputation = max(0, record.reputation - params.reputation_penalty)
+        elif distance(v.flag) is not Distance.UNUSED:  # used: as sent, or clipped
+            record.reputation = min(REPUTATION_MAX, record.reputation + params.reputation_gain)
         judged = _accumulate(econ, v.client, fl_round, s)
         if judged:
             slashed.add(v.client)
@@ -196,7 +210,7 @@ def settle_round(econ: EconState, fl_round: int, verdicts: Sequence[RoundVerdict
         * reputation[v.client]
         * (ledger.stake(v.client) if bonded else 1)
         for v in ordered
-        if not v.flag and v.client not in slashed
+        if paid_for(v.flag) and v.client not in slashed
     }
     pool = min(params.round_reward_pool, ledger.reserve)
     total = sum(weights.values())
@@ -221,6 +235,12 @@ def settle_round(econ: EconState, fl_round: int, verdicts: Sequence[RoundVerdict
         )
     )
     return events
+
+
+def paid_for(flag: str) -> bool:
+    """Whether an update earns its score this round: used as sent, or clipped (used at its
+    kept share, which its score already is); not when left out or flagged for conduct."""
+    return not flag or distance(flag) is Distance.CLIPPED
 
 
 def note_unmatched_reveal(econ: EconState, client: bytes, fl_round: int) -> list[Event]:

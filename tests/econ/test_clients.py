@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from fl.aggregate import flags as flag
 from fl.aggregate.copies import COPY_DISTANCE_DIVISOR, COPY_NORM_DIVISOR, copy_pairs, near_copies
 from fl.economics.clients import (
     NEAR_COPY,
@@ -131,6 +132,52 @@ def test_suspicion_from_agreement_only_when_configured() -> None:
     assert suspicion(low_flag.econ, bar, 160, "outlier", True) == 500  # the larger of the two
     assert suspicion(low_flag.econ, bar, 900, "outlier", False) == 0  # flags not trusted
     assert suspicion(low_flag.econ, bar, 900, NEAR_COPY, False) == 1000
+
+
+CLIPPED = flag.clipped("history_clip", 300)
+
+
+def test_a_clipped_update_is_paid_its_kept_share_and_costs_nothing() -> None:
+    # Distance from the centre is no evidence (an honest client whose classes the model gets
+    # wrong is far from the median every round): the clipped update was used at 300 permille of
+    # its length, which is its score, and that is what it earns.
+    inc = make(EconParams(round_reward_pool=1_600))
+    rows = [(ALICE, 1000, 900, ""), (CAROL, 1000, 800, ""), (BOB, 300, 900, CLIPPED)]
+    for fl_round in range(30):
+        settle(inc, fl_round, rows)
+    bob, alice = inc.econ.clients[BOB], inc.econ.clients[ALICE]
+    assert (bob.evidence, bob.slashed, bob.flagged) == (0, 0, 30)
+    assert bob.reputation == alice.reputation == 1000
+    # Equal reputations every round: the pool splits 1000 : 1000 : 300 -> 695, 695, 208.
+    assert (bob.rewarded, alice.rewarded) == (30 * 208, 30 * 695)
+    assert suspicion(inc.econ, 0, 0, CLIPPED, True) == 0
+
+
+def test_an_update_left_out_for_its_distance_earns_nothing_and_loses_nothing() -> None:
+    inc = make()
+    dropped = flag.dropped("history_clip")
+    settle(inc, 0, [(ALICE, 1000, 900, ""), (CAROL, 1000, 800, ""), (BOB, 700, 900, dropped)])
+    bob = inc.econ.clients[BOB]
+    assert (bob.rewarded, bob.reputation, bob.evidence) == (0, 500, 0)
+    not_kept = flag.not_selected("multi_krum")  # a score, but Multi-Krum did not use it
+    settle(inc, 1, [(ALICE, 1000, 900, ""), (CAROL, 1000, 800, ""), (BOB, 700, 900, not_kept)])
+    assert (bob.rewarded, bob.reputation, bob.evidence) == (0, 500, 0)
+
+
+def test_a_conduct_flag_costs_the_reward_and_reputation() -> None:
+    inc = make()
+    moves = "history_clip: moves with others (similarity 900 permille)"
+    settle(inc, 0, [(ALICE, 1000, 900, ""), (CAROL, 1000, 800, ""), (BOB, 400, 900, moves)])
+    bob = inc.econ.clients[BOB]
+    assert (bob.rewarded, bob.reputation, bob.evidence) == (0, 400, 30)
+
+
+def test_the_flag_kinds_are_read_back_exactly() -> None:
+    assert flag.distance(flag.clipped("centered_clip", 12)) is flag.Distance.CLIPPED
+    assert flag.distance(flag.dropped("centered_clip")) is flag.Distance.UNUSED
+    assert flag.distance(flag.not_selected("multi_krum")) is flag.Distance.UNUSED
+    for other in ("", NEAR_COPY, "history_clip: moves with others (clipped to 3 permille)"):
+        assert flag.distance(other) is flag.Distance.NONE
 
 
 def test_in_a_round_with_near_copies_the_rules_flags_are_no_evidence() -> None:
