@@ -64,7 +64,7 @@ def test_one_flagged_round_never_slashes() -> None:
     settle(inc, 0, LOW)
     assert inc.econ.ledger.stake(BOB) == 1_000
     assert inc.econ.clients[BOB].evidence == 30  # suspicion 500 at weight 60 permille
-    assert inc.econ.clients[BOB].rewarded == 0  # a flagged update earns nothing this round
+    assert inc.econ.clients[BOB].rewarded == 0  # flagged for conduct: nothing this round
     inc.check_submit(BOB, 1)
 
 

@@ -4,7 +4,8 @@ The figures (all rules, seeds 0-3) are in docs/robustness.md; `python -m tests.e
 prints the seed-0 tables.  These tests pin what the incentives layer achieves in five rounds:
 nobody is slashed yet (slashing needs evidence over at least `evidence_rounds_min` = 10
 rounds; the 50-round figures are in docs/robustness.md, "Slashing"), and the stake already
-moves the honest clients' way, because flagged updates earn nothing.
+moves the honest clients' way, because updates flagged for their conduct or left out for their
+distance earn nothing, and clipped ones only their kept share.
 """
 
 import pytest
