@@ -48,9 +48,10 @@ over keys earns nothing more).  Floors leave the remainder in the reserve.  Repu
 scales rewards: +`reputation_gain` for an unsuspected update the rule used, -`reputation_penalty`
 for a suspect or conduct-flagged one, unchanged for one left out for its distance; disagreement
 never costs stake.  Before distance verdicts were told apart (session 10), a clipped update
-earned nothing and cost reputation, so an honest client clipped in one round of five sank to
-reputation 0: at Dirichlet 0.1 the least-paid honest client earned 130 tokens over 30 rounds
-against a mean of 986 (digits, seed 1; now 314; docs/robustness.md, "Distance is no evidence").
+earned nothing and cost reputation, so an honest client clipped in more than one round of six
+sank to reputation 0: at Dirichlet 0.1 the least-paid honest client earned 130 tokens over 30
+rounds against a mean of 986 (digits, seed 1; now 314; docs/robustness.md, "Distance is no
+evidence").
 
 Objective faults (`punish_fault`: two different updates or commitments for one round, an
 update whose bytes do not decode, a reveal that does not match its commitment) are signed
