@@ -39,8 +39,10 @@ class EconParams:
     round_reward_pool: int = 1_000  # paid from the reserve each closed round, split by score
     reward_to_stake: int = 1  # 1: client rewards are bonded (stake grows), 0: paid liquid
     reputation_initial: int = 500
-    reputation_gain: int = 20
-    reputation_penalty: int = 100  # of reputation only (reward share): never of stake
+    # Reputation (a reward share, never stake) is an EWMA of the client's conduct: each used
+    # update moves it this permille of the way to 1000, each suspect or conduct-flagged one of
+    # the way to 0 (clients.py), so it settles near the share of clean rounds.
+    reputation_rate_permille: int = 100
     # Cross-round evidence (clients.py).  One round's suspicion of an update (0..1000) is the
     # largest of: `evidence_flag_permille` if the rule flagged it (in a round without
     # near-copies); 1000 if it is a near-copy of another update of the round: cosine at least
@@ -95,8 +97,7 @@ GOVERNABLE: tuple[ParamSpec, ...] = (
     ParamSpec("round_reward_pool", 0, TOKENS_MAX),
     ParamSpec("reward_to_stake", 0, 1),
     ParamSpec("reputation_initial", 0, 1000),
-    ParamSpec("reputation_gain", 0, 1000),
-    ParamSpec("reputation_penalty", 0, 1000),
+    ParamSpec("reputation_rate_permille", 0, 1000),
     ParamSpec("evidence_flag_permille", 0, 1000),
     ParamSpec("collusion_permille", 0, 1000),
     ParamSpec("evidence_low_permille", 0, 1000),
