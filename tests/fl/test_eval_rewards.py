@@ -36,3 +36,13 @@ def test_an_honest_client_far_from_the_centre_is_still_paid() -> None:
     honest client earned 21% of the mean (seed 2, 15 rounds: 104 of 493 tokens); now 50%."""
     result = run(EvalConfig(clients=30, rounds=15, alpha=0.1, seed=2), DEFAULT_RULE, "none")
     assert result.reward_honest_least > 0.35 * result.reward_honest
+
+
+def test_an_honest_client_flagged_for_resemblance_recovers_its_pay() -> None:
+    """breast_cancer, clean: honest clients with alike label mixes move alike, and the rule
+    flags them "moves with others" in their first 11-14 rounds.  With fixed reputation steps
+    (+20 clean, -100 flagged) they sank to 0 and climbed back too slowly to be paid: the
+    least-paid honest client earned 8% of the mean over 30 rounds (78 of 986 tokens).  As an
+    EWMA of conduct its reputation recovers with its clean rounds: 27% (262)."""
+    result = run(EvalConfig(dataset="breast_cancer", rounds=30, seed=0), DEFAULT_RULE, "none")
+    assert result.reward_honest_least > 0.2 * result.reward_honest
