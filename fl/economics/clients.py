@@ -133,8 +133,8 @@ def suspicion(econ: EconState, bar: int, agreement: int, flag: str, flags_truste
 
 
 def conduct_flagged(flag: str) -> bool:
-    """A flag that judges the client's conduct (copies, coordination, pushing against the
-    aggregate), not only its distance from the round's centre."""
+    """A flag that judges the client's conduct (a near-copy, moving with others), not only its
+    distance from the round's centre."""
     return bool(flag) and distance(flag) is Distance.NONE
 
 
@@ -195,12 +195,12 @@ def settle_round(econ: EconState, fl_round: int, verdicts: Sequence[RoundVerdict
     reputation = {v.client: econ.client(v.client).reputation for v in ordered}
     slashed: set[bytes] = set()
     suspects = 0
+    rate = params.reputation_rate_permille
     for v in ordered:
         record = econ.client(v.client)
         s = suspected[v.client]
         if v.flag:
             record.flagged += 1
-        rate = params.reputation_rate_permille
         if s or conduct_flagged(v.flag):
             suspects += 1
             record.reputation = toward(record.reputation, 0, rate)

@@ -40,8 +40,8 @@ class EconParams:
     reward_to_stake: int = 1  # 1: client rewards are bonded (stake grows), 0: paid liquid
     reputation_initial: int = 500
     # Reputation (a reward share, never stake) is an EWMA of the client's conduct: each used
-    # update moves it this permille of the way to 1000, each suspect or conduct-flagged one of
-    # the way to 0 (clients.py), so it settles near the share of clean rounds.
+    # update moves it this permille of the way to 1000, each suspect or conduct-flagged one as
+    # far toward 0 (clients.py), so it settles near the share of clean rounds.
     reputation_rate_permille: int = 100
     # Cross-round evidence (clients.py).  One round's suspicion of an update (0..1000) is the
     # largest of: `evidence_flag_permille` if the rule flagged it (in a round without
