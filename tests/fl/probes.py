@@ -1,10 +1,17 @@
-"""What the measuring probes (committee_probe, reward_probe) share: which clients a `fedchain
-eval` run made attackers, and whether a per-client score separates them from the honest."""
+"""What the measuring probes (committee_probe, reward_probe, trace_probe) share: which clients
+a `fedchain eval` run made attackers, whether a per-client score separates them from the
+honest, and the command line."""
+
+import json
+from collections.abc import Callable
 
 import numpy as np
 
 from consensus.crypto import PrivateKey
-from fl.client.simulation import EvalConfig
+from fl.client import simulation
+from fl.client.datasets import load
+from fl.client.simulation import EvalConfig, EvalResult
+from fl.params import DEFAULT_RULE
 
 
 def eval_clients(config: EvalConfig) -> tuple[list[bytes], set[int]]:
@@ -28,3 +35,27 @@ def separation(means: dict[int, float], attackers: set[int]) -> dict[str, float 
         "honest_at_or_below_best_attacker": sum(m <= max(bad) for m in honest),
         "attackers_at_or_above_worst_honest": sum(m >= min(honest) for m in bad),
     }
+
+
+def run_patched(
+    module: object, name: str, replacement: object, config: EvalConfig, attack: str
+) -> EvalResult:
+    """`fedchain eval`'s digits cell with the default rule, `module.name` replaced for the run
+    (how a probe records what the chain computes)."""
+    original = getattr(module, name)
+    setattr(module, name, replacement)
+    try:
+        return simulation.run(config, DEFAULT_RULE, attack, load("digits", config.seed))
+    finally:
+        setattr(module, name, original)
+
+
+Probe = Callable[[str, float, int, int], dict[str, object]]
+
+
+def run_over_seeds(probe: Probe, argv: list[str]) -> None:
+    """`python -m tests.fl.<probe> ATTACK ALPHA SEEDS [ROUNDS]`: one JSON line per seed."""
+    attack, alpha, seeds = argv[0], float(argv[1]), [int(s) for s in argv[2].split(",")]
+    rounds = int(argv[3]) if len(argv) > 3 else 30
+    for seed in seeds:
+        print(json.dumps(probe(attack, alpha, seed, rounds)), flush=True)

@@ -16,22 +16,18 @@ worst-scoring honest client (0 and 0: a threshold on the mean would separate the
 tokens each group earned.
 """
 
-import json
 import sys
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from fl import rounds
-from fl.client import simulation
-from fl.client.datasets import load
 from fl.client.quantize import FloatArray
 from fl.client.simulation import EvalConfig
 from fl.fixed import ONE
-from fl.params import DEFAULT_RULE
 from fl.rounds import RoundOutcome
 from fl.state import FLState
-from tests.fl.probes import eval_clients, separation
+from tests.fl.probes import eval_clients, run_over_seeds, run_patched, separation
 
 SCORES = ("agreement", "loo", "innovation")
 _CLOSE_ROUND = rounds.close_round
@@ -69,12 +65,8 @@ def _closing(state: FLState, height: int, cause: str) -> RoundOutcome:
 
 def probe(attack: str, alpha: float, seed: int, n_rounds: int) -> dict[str, object]:
     _RECORD.scores, _RECORD.last_change = {}, None
-    setattr(rounds, "close_round", _closing)  # noqa: B010 (what finalize_block calls)
-    try:
-        config = EvalConfig(alpha=alpha, seed=seed, rounds=n_rounds)
-        result = simulation.run(config, DEFAULT_RULE, attack, load("digits", seed))
-    finally:
-        setattr(rounds, "close_round", _CLOSE_ROUND)  # noqa: B010
+    config = EvalConfig(alpha=alpha, seed=seed, rounds=n_rounds)
+    result = run_patched(rounds, "close_round", _closing, config, attack)  # finalize_block's
     keys, attackers = eval_clients(config)
     out: dict[str, object] = {"attack": attack, "alpha": alpha, "seed": seed}
     out["reward_per_client_attackers_honest"] = [
@@ -89,12 +81,5 @@ def probe(attack: str, alpha: float, seed: int, n_rounds: int) -> dict[str, obje
     return out
 
 
-def main(argv: list[str]) -> None:
-    attack, alpha, seeds = argv[0], float(argv[1]), [int(s) for s in argv[2].split(",")]
-    rounds = int(argv[3]) if len(argv) > 3 else 30
-    for seed in seeds:
-        print(json.dumps(probe(attack, alpha, seed, rounds)), flush=True)
-
-
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    run_over_seeds(probe, sys.argv[1:])

@@ -172,6 +172,25 @@ def test_free_riders_send_the_last_change_disguised_and_apart() -> None:
     assert closest > 0.5 * expected  # no two riders are near-copies of each other
 
 
+def test_fixed_free_riders_keep_their_disguise_across_rounds() -> None:
+    params = Params()
+    adversary = attacks.Adversary("free_ride_fixed", attacks.Collusion(30, 9))
+    disguises = []
+    for seed in (1, 2):  # two rounds: other honest updates, another last change
+        honest = _honest(h=21, seed=seed)
+        last = honest.mean(axis=0) * 0.8
+        view = replace(_view(honest, 9, params), last_change=last)
+        out = adversary.craft(view, np.random.default_rng(seed))
+        expected = attacks.adversary.FREE_RIDE_NOISE * adaptive.honest_spread(honest)
+        for v in out:  # the last change plus a disguise of the chosen share of the spread
+            assert abs(float(np.linalg.norm(v - last)) - expected) < 0.01 * expected
+        disguises.append([adaptive.unit(v - last) for v in out])
+    for before, after in zip(*disguises, strict=True):
+        assert float(before @ after) > 0.99  # each rider kept its direction
+    first = disguises[0]  # and no two riders share one
+    assert max(abs(float(a @ b)) for i, a in enumerate(first) for b in first[i + 1 :]) < 0.5
+
+
 SMALL = EvalConfig(clients=10, rounds=2, attacker_fraction=0.3)
 UNFLAGGED = ("adaptive_unflagged", "backdoor_slow", "drift")
 

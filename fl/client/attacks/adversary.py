@@ -20,8 +20,12 @@
                         (the "delta weights" free rider of Lin et al., arXiv 1911.12560,
                         disguised with noise as Fraboni et al., AISTATS 2021): what it earns
                         is the incentive failure
+  free_ride_fixed       the same, each rider keeping one disguise direction for the whole run:
+                        fresh noise leaves a rider's trace short (its deviations do not add
+                        up across rounds, an honest client's do), a kept direction does not
 
-An `Adversary` lives for a whole run: drift remembers its direction, mimic its victim.
+An `Adversary` lives for a whole run: drift remembers its direction, mimic its victim, the fixed
+free riders their disguises.
 
 Attacks implemented outside fedchain (another library's, driven by a script such as
 scripts/eval_byzfl.py) join through `register_external`: they see the same `RoundView` and their
@@ -57,6 +61,7 @@ COORDINATED = (
     "drift",
     "mimic",
     "free_ride",
+    "free_ride_fixed",
 )
 EVAL_ATTACKS = ATTACKS + COORDINATED
 BACKDOORS = ("backdoor", "backdoor_slow", "backdoor_pgd")
@@ -99,6 +104,7 @@ class Adversary:
     collusion: Collusion
     drift_direction: FloatArray | None = field(default=None)
     mimic_victim: bytes | None = field(default=None)
+    ride_directions: FloatArray | None = field(default=None)
 
     def craft(self, view: RoundView, rng: np.random.Generator) -> list[FloatArray]:
         """One delta per attacker, each already as the chain will decode it."""
@@ -142,6 +148,13 @@ class Adversary:
                     self.drift_direction = adaptive.unit(view.own.mean(axis=0) - mu)
                 best = _push_unflagged(view, self.drift_direction, rng)
                 return list(best.deltas) if best is not None else adaptive.fallback(view)
+            case ["free", "ride", "fixed"]:
+                last = view.last_change if view.last_change is not None else np.zeros_like(mu)
+                if self.ride_directions is None or self.ride_directions.shape != (m, mu.size):
+                    raw = rng.normal(0.0, 1.0, (m, mu.size))
+                    self.ride_directions = raw / np.linalg.norm(raw, axis=1, keepdims=True)
+                scale = FREE_RIDE_NOISE * adaptive.honest_spread(honest)
+                return [realize(last + scale * d, norm_max) for d in self.ride_directions]
             case ["free", "ride"]:
                 last = view.last_change if view.last_change is not None else np.zeros_like(mu)
                 sigma = FREE_RIDE_NOISE * adaptive.honest_spread(honest) / np.sqrt(mu.size)
