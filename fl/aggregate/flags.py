@@ -10,7 +10,8 @@ Why the difference matters: on non-IID data an honest client whose classes the m
 wrong sends an update far from the median, round after round (digits, Dirichlet 0.1, seed 1:
 the three clients holding most of class 8 were clipped below half in 13-22 of 30 rounds).
 Distance is no evidence of malice, so it must not cost reputation or count as suspicion; a
-clipped update is still used, at its kept share, and is paid by that share (its score).
+clipped update is still used, and paid by its rule score: under history_clip the rule's trust
+in it whatever the clip (the kept share is in the flag), under centered_clip the share kept.
 """
 
 from enum import Enum

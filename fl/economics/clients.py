@@ -41,7 +41,8 @@ every reveal matched) an honest client can only be slashed through >= 12 near-co
 (from 500: 1000 - 500 * 0.94^k >= 750 needs k >= 12); docs/robustness.md states the bound.
 
 Rewards: the pool is min(`round_reward_pool`, reserve), split over the updates the rule used
-(unflagged, or flagged only as clipped: its score is the share it kept) of clients not slashed
+(unflagged, or flagged only as clipped: a clipped update was used, and history_clip scores it
+by its trust whatever the clip, fl/aggregate/history.py) of clients not slashed
 in this settlement, at the reputation they brought into it, by score * (1000 - s) * reputation
 (* bonded stake when `bond_per_weight` > 0, so reward is linear in stake and splitting stake
 over keys earns nothing more).  Floors leave the remainder in the reserve.  Reputation only
@@ -254,8 +255,8 @@ def toward(value: int, target: int, rate_permille: int) -> int:
 
 
 def paid_for(flag: str) -> bool:
-    """Whether an update earns its score this round: used as sent, or clipped (used at its
-    kept share, which its score already is); not when left out or flagged for conduct."""
+    """Whether an update earns its score this round: used as sent, or clipped (still used); not
+    when left out or flagged for conduct."""
     return not flag or distance(flag) is Distance.CLIPPED
 
 

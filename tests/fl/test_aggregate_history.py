@@ -134,7 +134,6 @@ def _ref_rule(
         measured = sorted(norms_of(centre)[i] for i in trusted)[(len(trusted) - 1) // 2]
     else:
         trusted = list(range(n))
-    kept = [1000] * n
     dropped = [False] * n
     for _ in range(p.iterations):
         norms = norms_of(centre)
@@ -142,7 +141,6 @@ def _ref_rule(
         if cap is not None:
             base = min(base, cap)
         tau = max(1, base * p.radius_permille // 1000)
-        kept = [1000 if x <= tau else tau * 1000 // x for x in norms]
         dropped = [p.drop_permille > 0 and x * 1000 > p.drop_permille * tau for x in norms]
         if all(dropped[i] or weights[i] == 0 for i in range(n)):
             dropped = [False] * n
@@ -165,7 +163,7 @@ def _ref_rule(
         if not history.radius
         else (history.radius * (1000 - p.ema_permille) + sample * p.ema_permille) // 1000
     )
-    scores = [0 if dropped[i] else kept[i] * credit[i] // 1000 for i in range(n)]
+    scores = [0 if dropped[i] else credit[i] for i in range(n)]
     agg_sq = sum(c * c for c in centre)
     alignment = []
     for i in range(n):
@@ -276,6 +274,23 @@ def test_equals_the_reference_when_the_similarity_weights_bite(spare_originals: 
         RULE, [ClientUpdate(k, 1, r) for k, r in zip(keys, rows, strict=True)], PARAMS, history
     )
     assert all(v.score < 500 for v in result.verdicts[7:])  # the weights did bite
+
+
+def test_a_clipped_update_keeps_its_score_and_says_in_its_flag_how_much_was_kept() -> None:
+    """Distance is no evidence: the far honest client is paid as any other (its score is the
+    rule's trust in it), and only its flag tells how far it was clipped."""
+    rng = np.random.default_rng(8)
+    rows = rng.integers(-1000, 1001, size=(10, 40), dtype=np.int64)
+    rows[0] = rows[0] * 11 // 5  # beyond twice the radius: clipped below half, not dropped
+    keys = _keys(10)
+    result = aggregate(
+        RULE, [ClientUpdate(k, 1, r) for k, r in zip(keys, rows, strict=True)], PARAMS
+    )
+    far = result.verdicts[0]
+    assert far.flag.startswith("history_clip: clipped to ")
+    assert int(far.flag.split()[-2]) < 500
+    assert far.score == 1000
+    assert all(v.score == 1000 and not v.flag for v in result.verdicts[1:])
 
 
 def _shuffled_results(seed: int) -> list[tuple[bytes, tuple[object, ...], bytes]]:

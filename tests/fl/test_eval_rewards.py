@@ -15,7 +15,10 @@ def test_a_clean_run_pays_the_whole_pool_to_honest_clients() -> None:
 
 
 def test_sign_flippers_earn_less_than_honest_clients() -> None:
-    result = run(SMALL, DEFAULT_RULE, "sign_flip")
+    """The documented cell (30 clients, 30 rounds): flippers earn 0.29-0.33 of an honest client
+    on seeds 0-2, through the alignment the rule's trust carries.  (In ten rounds the alignment
+    has not caught up: 10 clients, 10 rounds, 0.55; 0.37 while a clip also cut the pay.)"""
+    result = run(EvalConfig(rounds=30), DEFAULT_RULE, "sign_flip")
     assert result.reward_attackers < 0.5 * result.reward_honest
 
 
@@ -31,11 +34,23 @@ def test_a_client_whose_updates_are_copied_is_still_paid() -> None:
 def test_an_honest_client_far_from_the_centre_is_still_paid() -> None:
     """Dirichlet 0.1, clean: the honest clients whose classes the model gets wrong send the
     updates farthest from the median, and the rule clips them.  A clip is a verdict on distance,
-    not conduct (fl/aggregate/flags.py): the clipped update was used at its kept share and is
-    paid that.  When a clip cost the whole round's reward and 100 reputation, the least-paid
-    honest client earned 21% of the mean (seed 2, 15 rounds: 104 of 493 tokens); now 50%."""
+    not conduct (fl/aggregate/flags.py): the clipped update was used.  When a clip cost the
+    whole round's reward and 100 reputation, the least-paid honest client earned 21% of the
+    mean (seed 2, 15 rounds: 104 of 493 tokens); paid at the share the clip kept, 50%; paid at
+    the rule's trust in it whatever the clip (session 12), 60%."""
     result = run(EvalConfig(clients=30, rounds=15, alpha=0.1, seed=2), DEFAULT_RULE, "none")
-    assert result.reward_honest_least > 0.35 * result.reward_honest
+    assert result.reward_honest_least > 0.55 * result.reward_honest
+
+
+def test_free_riders_earn_no_more_than_honest_clients() -> None:
+    """Free riders send the last change plus noise (Lin et al., Fraboni et al.).  They sit
+    inside the clip radius, so while rewards went by the share of an update the clip kept they
+    out-earned the honest clients, who are clipped: 1.28x on seed 1 over 15 rounds (1.13-1.29x
+    on seeds 0-2, 15 and 30 rounds).  Paid at the rule's trust whatever the clip: 1.00x.  Parity
+    is what this pins; nothing on chain tells a rider from an honest client yet
+    (docs/robustness.md, "Free riders")."""
+    result = run(EvalConfig(rounds=15, seed=1), DEFAULT_RULE, "free_ride")
+    assert result.reward_attackers < 1.1 * result.reward_honest
 
 
 def test_an_honest_client_flagged_for_resemblance_recovers_its_pay() -> None:
