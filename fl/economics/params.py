@@ -51,12 +51,16 @@ class EconParams:
     # updates are nearly parallel, so cosine alone slashed honest clients); and, when
     # `evidence_low_permille` > 0, how far its agreement falls below that permille of the round
     # median.  A client's evidence is the integer EWMA of its suspicions with weight
-    # `evidence_decay_permille`; slashing needs at least `evidence_rounds_min` judged rounds
-    # and evidence >= `evidence_slash_permille`.
+    # `evidence_decay_permille` toward a suspicion above it and `evidence_forget_permille`
+    # toward one below it; slashing needs at least `evidence_rounds_min` judged rounds and
+    # evidence >= `evidence_slash_permille`.  Evidence that fell as fast as it rose let a
+    # colluder that reads its own (public) evidence copy in 73% of its rounds unslashed; a
+    # tenth as fast caps that at 25% (clients.py).
     evidence_flag_permille: int = 500  # < the bound: the rule's flags alone never slash
     collusion_permille: int = 950
     evidence_low_permille: int = 0
     evidence_decay_permille: int = 60
+    evidence_forget_permille: int = 6
     evidence_slash_permille: int = 750
     evidence_rounds_min: int = 10
     client_slash_permille: int = 100  # of bonded stake, per slash (evidence or objective fault)
@@ -102,6 +106,7 @@ GOVERNABLE: tuple[ParamSpec, ...] = (
     ParamSpec("collusion_permille", 0, 1000),
     ParamSpec("evidence_low_permille", 0, 1000),
     ParamSpec("evidence_decay_permille", 1, 1000),
+    ParamSpec("evidence_forget_permille", 0, 1000),
     ParamSpec("evidence_slash_permille", 1, 1001),
     ParamSpec("evidence_rounds_min", 1, 1_000_000),
     ParamSpec("client_slash_permille", 0, 1000),

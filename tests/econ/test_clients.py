@@ -12,6 +12,7 @@ from fl.aggregate.copies import COPY_DISTANCE_DIVISOR, COPY_NORM_DIVISOR, copy_p
 from fl.economics.clients import (
     NEAR_COPY,
     RoundVerdict,
+    next_evidence,
     punish_fault,
     set_admitted,
     settle_round,
@@ -109,6 +110,40 @@ def test_a_client_flagged_every_other_round_is_never_slashed() -> None:
     assert inc.econ.clients[BOB].evidence < 750
 
 
+def test_copying_in_half_the_rounds_is_slashed_as_evidence_fades_slowly() -> None:
+    # Ten copying rounds, then ten clean ones, over and over: with evidence fading as fast as it
+    # rose (forget = decay) it peaks at 641 and is never slashed; fading a tenth as fast, it
+    # reaches the bound in the third copying stretch (round 45).
+    for forget, first_slash in ((60, None), (6, 45)):
+        inc = make(EconParams(evidence_forget_permille=forget))
+        slashed_in = []
+        for fl_round in range(200):
+            settle(inc, fl_round, COPY if fl_round % 20 < 10 else GOOD)
+            if inc.econ.clients[BOB].slashed and not slashed_in:
+                slashed_in.append(fl_round)
+        assert slashed_in == ([] if first_slash is None else [first_slash])
+
+
+@pytest.mark.parametrize(("forget", "low", "high"), [(60, 700, 750), (6, 230, 260)])
+def test_a_colluder_reading_its_own_evidence_copies_at_most_a_share_of_rounds(
+    forget: int, low: int, high: int
+) -> None:
+    """The best an evidence-aware colluder does: copy whenever the next copy keeps its evidence
+    below the bound, else send a clean update.  Its long-run share of copying rounds is about
+    f B / (r (1 - B) + f B) (rise r, fade f, bound B): 75% when evidence fades as fast as it
+    rises, 23% with the defaults (727 and 250 permille with the integer steps)."""
+    params = EconParams(evidence_forget_permille=forget)
+    inc = make(params)
+    copies = 0
+    for fl_round in range(3_000):
+        evidence = inc.econ.clients[BOB].evidence if BOB in inc.econ.clients else 0
+        copy = next_evidence(evidence, 1000, params) < params.evidence_slash_permille
+        copies += copy and fl_round >= 1_000  # the share once the first climb is over
+        settle(inc, fl_round, COPY if copy else GOOD)
+    assert inc.econ.clients[BOB].slashed == 0
+    assert low <= copies // 2 <= high
+
+
 def test_the_slash_needs_the_minimum_number_of_rounds() -> None:
     # Even with evidence at once (decay 1000), fewer than evidence_rounds_min rounds never slash.
     inc = make(EconParams(evidence_decay_permille=1000, evidence_rounds_min=5))
@@ -138,10 +173,10 @@ def test_suspicion_from_agreement_only_when_configured() -> None:
 CLIPPED = flag.clipped("history_clip", 300)
 
 
-def test_a_clipped_update_is_paid_its_kept_share_and_costs_nothing() -> None:
+def test_a_clipped_update_is_paid_its_score_and_costs_nothing() -> None:
     # Distance from the centre is no evidence (an honest client whose classes the model gets
-    # wrong is far from the median every round): the clipped update was used at 300 permille of
-    # its length, which is its score, and that is what it earns.
+    # wrong is far from the median every round): the clipped update was used, and earns its
+    # score (300 here; centered_clip's score is the share it kept, history_clip's its trust).
     inc = make(EconParams(round_reward_pool=1_600))
     rows = [(ALICE, 1000, 900, ""), (CAROL, 1000, 800, ""), (BOB, 300, 900, CLIPPED)]
     for fl_round in range(30):
