@@ -28,26 +28,26 @@ permille:
   - when `evidence_low_permille` = L > 0 (meant for committee scores, which measure held-out
     accuracy; on-chain agreement separates nothing), (bar - 1000 a) * 1000 // bar for an
     agreement a below bar = L * M, M the round's lower median agreement;
-the largest of these.  A client's evidence is the integer EWMA  e <- (e * (1000 - d) + s * d)
-// 1000, d = `evidence_decay_permille` when s >= e and d = `evidence_forget_permille` (a tenth
-of it by default) when s < e: evidence rises fast and fades slowly.  Evidence that faded as fast
-as it rose could be played: a colluder that reads its own evidence (public state) and sends a
-clean update whenever its next copy would reach the bound settles at the bound B with copies
-in a share B of its rounds (75%; 73% with the integer steps), never slashed, and a fixed cycle
-of 10 copying rounds and 10 clean ones peaked at 641.  With rise r and fade f the share is
-about f B / (r (1 - B) + f B): 23% with the defaults (25% with the integer steps), and the
-10-and-10 cycle is slashed in round 45 (tests/econ/test_clients.py).  Only a client judged in at least
-`evidence_rounds_min`
-rounds whose evidence reached `evidence_slash_permille` is slashed (`client_slash_permille` of
-its stake) and jailed; its evidence and round count then start again, so a second slash needs as
-much fresh evidence as the first.  Calibrated on `fedchain eval` (digits, 30 clients, 50
-rounds, Dirichlet 0.1 and 0.5; breast_cancer and mnist1d too since f25181a): no honest update
-was ever a near-copy, and colluders copying one vector reach evidence above 900.  With the
-defaults (d = 60, bound 750, 10 rounds) a client that sends near-copies every round is slashed
-after 23 rounds; flags alone settle at most at 500 (an EWMA never passes its largest input),
-so (with `evidence_low_permille` = 0 and every reveal matched) an honest client can only be
-slashed through >= 12 near-copy rounds (from 500: 1000 - 500 * 0.94^k >= 750 needs k >= 12),
-which with the slow fade need not be consecutive; docs/robustness.md states the bound.
+the largest of these.  A client's evidence is the integer EWMA e <- (e * (1000 - d) + s * d) //
+1000, d = `evidence_decay_permille` when s >= e and d = `evidence_forget_permille` (a tenth of
+it by default) when s < e: evidence rises fast and fades slowly.  Evidence that faded as fast as
+it rose could be played: a colluder that reads its own evidence (public state) and sends a clean
+update whenever its next copy would reach the bound settles at the bound B with copies in a
+share B of its rounds (75%; 73% with the integer steps), never slashed, and a fixed cycle of 10
+copying rounds and 10 clean ones peaked at 641.  With rise r and fade f the share is about f B /
+(r (1 - B) + f B): 23% with the defaults (25% with the integer steps), and the 10-and-10 cycle
+is slashed in round 45 (tests/econ/test_clients.py).  Only a client judged in at least
+`evidence_rounds_min` rounds whose evidence reached `evidence_slash_permille` is slashed
+(`client_slash_permille` of its stake) and jailed; its evidence and round count then start
+again, so a second slash needs as much fresh evidence as the first.  Calibrated on `fedchain
+eval` (digits, 30 clients, 50 rounds, Dirichlet 0.1 and 0.5; breast_cancer and mnist1d too since
+f25181a): no honest update was ever a near-copy, and colluders copying one vector reach evidence
+above 900.  With the defaults (d = 60, bound 750, 10 rounds) a client that sends near-copies
+every round is slashed after 23 rounds; flags alone settle at most at 500 (an EWMA never passes
+its largest input), so (with `evidence_low_permille` = 0 and every reveal matched) an honest
+client can only be slashed through >= 12 near-copy rounds (from 500: 1000 - 500 * 0.94^k >= 750
+needs k >= 12), which with the slow fade need not be consecutive; docs/robustness.md states the
+bound.
 
 Rewards: the pool is min(`round_reward_pool`, reserve), split over the updates the rule used
 (unflagged, or flagged only as clipped: a clipped update was used, and history_clip scores it
