@@ -281,8 +281,10 @@ def paid_for(flag: str) -> bool:
 
 
 def note_unmatched_reveal(econ: EconState, client: bytes, fl_round: int) -> list[Event]:
-    """A reveal without a commitment counts as one fully suspect round (it may be an honest
-    client whose commitment was lost, so it is evidence, not an objective fault)."""
+    """A reveal without a commitment, or a commitment never revealed, counts as one fully
+    suspect round (it may be an honest client whose commitment was lost, so it is evidence, not
+    an objective fault).  Evidence fades slowly, so a client failing a third of its rounds this
+    way is slashed (docs/robustness.md, "Evidence that rises fast and fades slowly")."""
     return _accumulate(econ, client, fl_round, PERMILLE)
 
 
