@@ -248,6 +248,8 @@ def run(
                     else None
                 ),
                 last_change=None if last_weights is None else model.weights - last_weights,
+                evidence=_evidence(app, [keys[i].public_key for i in attacker_ids]),
+                econ=app.state.incentives.econ.params,
             )
             for i, delta in zip(attacker_ids, adversary.craft(view, attack_rng), strict=True):
                 tx = build_update(
@@ -299,6 +301,12 @@ def run(
         reward_attackers=_mean(_rewards(app, keys, attacker_keys, of_attackers=True)),
         reward_honest_least=min(_rewards(app, keys, attacker_keys, of_attackers=False), default=0),
     )
+
+
+def _evidence(app: FLApp, clients: list[bytes]) -> tuple[int, ...]:
+    """Each client's slashing evidence as the chain's public state holds it."""
+    records = app.state.incentives.econ.clients
+    return tuple(records[c].evidence if c in records else 0 for c in clients)
 
 
 def _rewards(

@@ -18,7 +18,7 @@ from fl.client.attacks import adaptive, literature
 from fl.client.attacks.view import Oracle, RoundView, realize
 from fl.client.simulation import EvalConfig, run
 from fl.fixed import DELTA_ABS_MAX, ONE
-from fl.params import Params
+from fl.params import DEFAULT_RULE, Params
 
 
 def _honest(h: int = 12, d: int = 40, seed: int = 1) -> np.ndarray:
@@ -191,6 +191,19 @@ def test_fixed_free_riders_keep_their_disguise_across_rounds() -> None:
     assert max(abs(float(a @ b)) for i, a in enumerate(first) for b in first[i + 1 :]) < 0.5
 
 
+def test_on_off_copiers_copy_only_while_no_copy_would_reach_the_slashing_bound() -> None:
+    params = Params()
+    view = _view(_honest(h=21), 3, params)
+    adversary = attacks.Adversary("copy_on_off", attacks.Collusion(24, 3))
+    rng = np.random.default_rng(0)
+    copies = adversary.craft(replace(view, evidence=(0, 700, 0)), rng)
+    assert all(np.array_equal(c, copies[0]) for c in copies)  # one vector from every key
+    # 740 + 0.06 * (1000 - 740) reaches 750: the colluders send their own updates instead
+    own = adversary.craft(replace(view, evidence=(0, 740, 0)), rng)
+    for sent, trained in zip(own, view.own, strict=True):
+        assert np.array_equal(sent, realize(trained, params.update_norm_max))
+
+
 SMALL = EvalConfig(clients=10, rounds=2, attacker_fraction=0.3)
 UNFLAGGED = ("adaptive_unflagged", "backdoor_slow", "drift")
 
@@ -202,6 +215,16 @@ def test_every_coordinated_attack_is_admitted_by_check_tx(attack: str) -> None:
     assert result.refused_attackers == 0
     if attack in UNFLAGGED:  # the oracle saw exactly what finalize_block aggregated
         assert result.flagged_attackers == 0
+
+
+def test_on_off_copiers_read_their_evidence_from_the_chain_and_are_never_slashed() -> None:
+    """40 rounds: the same vector sent every round gets copiers slashed (2 of 3 here); sent only
+    while the chain's evidence allows, it gets none slashed."""
+    always = run(replace(SMALL, rounds=40), DEFAULT_RULE, "min_max_uv")
+    assert always.slashed_attackers >= 1
+    on_off = run(replace(SMALL, rounds=40), DEFAULT_RULE, "copy_on_off")
+    assert on_off.slashed_attackers == 0
+    assert on_off.flagged_attackers > 3 * 10  # they did copy
 
 
 @pytest.mark.parametrize("attack", ["adaptive_unflagged", "drift"])

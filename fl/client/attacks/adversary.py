@@ -23,6 +23,10 @@
   free_ride_fixed       the same, each rider keeping one disguise direction for the whole run:
                         fresh noise leaves a rider's trace short (its deviations do not add
                         up across rounds, an honest client's do), a kept direction does not
+  copy_on_off           min-max's vector from every key (near-copies, slashing evidence)
+                        whenever no attacker's next copy would take its public evidence to the
+                        slashing bound, else each attacker's own trained update: the most
+                        copying rounds that go unslashed (fl/economics/clients.py)
 
 An `Adversary` lives for a whole run: drift remembers its direction, mimic its victim, the fixed
 free riders their disguises.
@@ -43,6 +47,7 @@ from fl.client.attacks import adaptive, literature
 from fl.client.attacks.basic import ATTACKS, Collusion
 from fl.client.attacks.view import RoundView, realize
 from fl.client.errors import ClientError
+from fl.economics.clients import next_evidence
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -62,6 +67,7 @@ COORDINATED = (
     "mimic",
     "free_ride",
     "free_ride_fixed",
+    "copy_on_off",
 )
 EVAL_ATTACKS = ATTACKS + COORDINATED
 BACKDOORS = ("backdoor", "backdoor_slow", "backdoor_pgd")
@@ -159,6 +165,11 @@ class Adversary:
                 last = view.last_change if view.last_change is not None else np.zeros_like(mu)
                 sigma = FREE_RIDE_NOISE * adaptive.honest_spread(honest) / np.sqrt(mu.size)
                 return [realize(last + rng.normal(0.0, sigma, mu.size), norm_max) for _ in range(m)]
+            case ["copy", "on", "off"]:
+                if _copy_is_safe(view):
+                    one = realize(literature.shejwalkar(honest, "uv", "min_max"), norm_max)
+                    return [one for _ in range(m)]
+                return [realize(own, norm_max) for own in view.own]
             case ["mimic"]:
                 return [realize(self._mimic(view), norm_max)] * m
             case _:
@@ -172,6 +183,12 @@ class Adversary:
             self.mimic_victim = known[literature.mimic_target(view.honest)]
         victim: FloatArray = view.honest[known.index(self.mimic_victim)]
         return victim
+
+
+def _copy_is_safe(view: RoundView) -> bool:
+    """Whether one more fully suspect round leaves every attacker's evidence below the bound."""
+    bound = view.econ.evidence_slash_permille
+    return all(next_evidence(e, 1000, view.econ) < bound for e in view.evidence)
 
 
 def _push_unflagged(

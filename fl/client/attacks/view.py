@@ -19,7 +19,8 @@ from fl.economics.params import EconParams
 from fl.fixed import ONE, IntArray, delta_from_wire
 from fl.params import Params
 
-COLLUSION_PERMILLE = EconParams().collusion_permille  # the chain's default copy test
+DEFAULT_ECON = EconParams()
+COLLUSION_PERMILLE = DEFAULT_ECON.collusion_permille  # the chain's default copy test
 
 FloatArray = npt.NDArray[np.float64]
 BITS = 16  # the honest clients' width: an attacker sending another would stand out
@@ -121,6 +122,9 @@ class RoundView:
     harm: Callable[[FloatArray], float] | None = None
     # The global model's change in the last round (public chain state; None in round 0).
     last_change: FloatArray | None = None
+    # Each attacker's slashing evidence and the economics parameters (public chain state).
+    evidence: tuple[int, ...] = ()
+    econ: EconParams = DEFAULT_ECON
 
     @property
     def n_attackers(self) -> int:
