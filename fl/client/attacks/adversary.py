@@ -155,14 +155,14 @@ class Adversary:
                 best = _push_unflagged(view, self.drift_direction, rng)
                 return list(best.deltas) if best is not None else adaptive.fallback(view)
             case ["free", "ride", "fixed"]:
-                last = view.last_change if view.last_change is not None else np.zeros_like(mu)
+                last = _last_change(view)
                 if self.ride_directions is None or self.ride_directions.shape != (m, mu.size):
                     raw = rng.normal(0.0, 1.0, (m, mu.size))
                     self.ride_directions = raw / np.linalg.norm(raw, axis=1, keepdims=True)
                 scale = FREE_RIDE_NOISE * adaptive.honest_spread(honest)
                 return [realize(last + scale * d, norm_max) for d in self.ride_directions]
             case ["free", "ride"]:
-                last = view.last_change if view.last_change is not None else np.zeros_like(mu)
+                last = _last_change(view)
                 sigma = FREE_RIDE_NOISE * adaptive.honest_spread(honest) / np.sqrt(mu.size)
                 return [realize(last + rng.normal(0.0, sigma, mu.size), norm_max) for _ in range(m)]
             case ["copy", "on", "off"]:
@@ -183,6 +183,13 @@ class Adversary:
             self.mimic_victim = known[literature.mimic_target(view.honest)]
         victim: FloatArray = view.honest[known.index(self.mimic_victim)]
         return victim
+
+
+def _last_change(view: RoundView) -> FloatArray:
+    """The global model's last change, what free riders echo (zero before the first one)."""
+    if view.last_change is None:
+        return np.zeros(view.honest.shape[1])
+    return view.last_change
 
 
 def _copy_is_safe(view: RoundView) -> bool:
