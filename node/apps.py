@@ -23,6 +23,10 @@ CLIENT_BOND = 1_000
 CLIENT_STAKE_MIN = 100
 BOND_PER_WEIGHT = 1
 GENESIS_RESERVE = 1_000_000_000
+# Client admission a genesis can start with: "bond" (any key holding `client_stake_min` bonded;
+# weight bounded by bond) or "open" (any key, no economics section).  Registry admission is a
+# parameter (`client_registry`) that governance turns on once the registry's members are known.
+ADMISSIONS = ("bond", "open")
 VALIDATOR_LIQUID = 10_000  # per unit of genesis power, for governance deposits and fees
 # A generated testnet's chain-time periods (the demo, LocalNet tests, the docker e2e): short, so
 # rounds, votes, unbonding and jail end within seconds.  `fedchain init` and multi-party genesis
@@ -56,13 +60,18 @@ def genesis_app_state(
     client_keys: tuple[bytes, ...] | None = None,
     validators: tuple[GenesisValidator, ...] = (),
     commit_blocks: int = 0,
+    admission: str = "open",
 ) -> bytes:
     """Canonical genesis app state.  For "fl": the initial digits model, and rounds that close
     once every client has submitted (or after `round_deadline_ms` of chain time; None: the
     production default).  With `client_keys`
     (bond mode, what `fedchain testnet` writes) an economics section bonds CLIENT_BOND for each
     client key and gives each of `validators` liquid tokens, and `commit_blocks` > 0 makes its
-    rounds commit-reveal; without, the chain is open (fl/economics/genesis.py OPEN_GENESIS)."""
+    rounds commit-reveal.  Without, `admission` "bond" (a multi-party draft) writes an economics
+    section with the production rules and no accounts yet, and "open" none: the chain is open
+    (fl/economics/genesis.py OPEN_GENESIS)."""
+    if admission not in ADMISSIONS:
+        raise ConfigError(f"admission: expected one of {ADMISSIONS}, not {admission!r}")
     match name:
         case "fl":
             from fl.client.datasets import load
@@ -77,16 +86,26 @@ def genesis_app_state(
             params = replace(Params(), updates_per_round=max(1, clients))
             if round_deadline_ms is not None:
                 params = replace(params, round_deadline_ms=round_deadline_ms)
-            other = (
-                ()
-                if client_keys is None
-                else (bonded_economics(client_keys, validators, commit_blocks),)
-            )
+            other: tuple[tuple[str, Value], ...] = ()
+            if client_keys is not None:
+                other = (bonded_economics(client_keys, validators, commit_blocks),)
+            elif admission == "bond":
+                other = (draft_bond_economics(),)
             return build_app_state(trainer.shapes(), weights, params, other)
         case "kv":
             return b""
         case _:
             raise ConfigError(f"app: unknown application {name!r}")
+
+
+def draft_bond_economics() -> tuple[str, Value]:
+    """A multi-party draft's economics section: bond admission under the production rules
+    (`client_stake_min` bonded to submit, weight bounded by `bond_per_weight`), a funded reward
+    reserve, and no accounts until the coordinator adds them."""
+    from fl.economics.genesis import SECTION, EconGenesis
+    from fl.economics.params import EconParams
+
+    return SECTION, EconGenesis(reserve=GENESIS_RESERVE, params=EconParams()).encode()
 
 
 def bonded_economics(

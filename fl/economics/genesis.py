@@ -7,7 +7,8 @@ validator of the consensus genesis becomes an admitted validator; if the section
 stake for it, it is given power * power_unit bonded (created at genesis), so a chain started
 without an economics section still has stake behind every validator.
 
-A chain without an economics section gets `OPEN_GENESIS`: open client admission and no client
+A chain without an economics section gets `OPEN_GENESIS`: open client admission with no bond
+bound on weight (nobody holds stake there, so a bound would weigh every update 0), no client
 jail (nobody holds stake to bond there, and scores alone, without stake at risk, should not lock
 a client out), no downtime jail (a dev testnet whose validators are stopped and restarted at
 will must not shrink its own validator set; governance can turn it on), a reward reserve, and
@@ -57,7 +58,12 @@ class EconGenesis:
 # The genesis a chain gets when its app_state has no economics section.
 OPEN_GENESIS = EconGenesis(
     reserve=1_000_000_000,
-    params=EconParams(client_stake_min=0, client_jail_rounds=0, downtime_min_signed_permille=0),
+    params=EconParams(
+        client_stake_min=0,
+        bond_per_weight=0,
+        client_jail_rounds=0,
+        downtime_min_signed_permille=0,
+    ),
 )
 OPEN_VALIDATOR_LIQUID = 10_000  # per unit of genesis voting power
 

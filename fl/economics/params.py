@@ -31,8 +31,11 @@ class EconParams:
     # keys admitted by a `client_admit` proposal, and holding `client_stake_min`).
     client_registry: int = 0
     # Bonded tokens per unit of aggregation weight (samples) and of reward weight; 0 = unbounded.
-    # Linear in stake, so splitting one stake over many keys never adds weight.
-    bond_per_weight: int = 0
+    # Linear in stake, so splitting one stake over many keys never adds weight.  On by default:
+    # a bonded chain whose bond bought unbounded weight had admission without a sybil bound (one
+    # stake of 100 on 8 keys claiming the largest sample count outweighed any honest client);
+    # the open chain (genesis.py OPEN_GENESIS), where nobody holds stake, sets 0.
+    bond_per_weight: int = 1
     validator_stake_min: int = 1_000
     power_unit: int = 1_000  # voting power = bonded // power_unit
     # -- client incentives ----------------------------------------------------------------------

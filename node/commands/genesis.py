@@ -22,7 +22,7 @@ from typing import Any
 from consensus.app import Genesis, GenesisValidator
 from fl.economics.genesis import OPEN_GENESIS
 from fl.economics.genesis import SECTION as ECON_SECTION
-from node.apps import build_app, genesis_app_state
+from node.apps import ADMISSIONS, build_app, genesis_app_state
 from node.appstate import with_account
 from node.config import load_config
 from node.errors import ConfigError, NodeError
@@ -52,6 +52,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--chain-id", required=True, help="the chain's id (1-50 characters)")
     p.add_argument("--app", default="fl", choices=APPS, help="application the chain runs")
     p.add_argument("--clients", type=int, default=8, help="FL updates per round")
+    p.add_argument(
+        "--admission",
+        default="bond",
+        choices=ADMISSIONS,
+        help="who may submit updates: bond = keys the genesis (or later a bond tx) gives "
+        "client_stake_min bonded, their weight bounded by bond; open = any key (no stake, so "
+        "nothing bounds how many keys one party runs)",
+    )
     p.add_argument(
         "--genesis-time-ms",
         type=int,
@@ -130,7 +138,7 @@ def _init(args: argparse.Namespace) -> int:
     genesis = Genesis(
         chain_id=args.chain_id,
         validators=(),
-        app_state=genesis_app_state(args.app, args.clients),
+        app_state=genesis_app_state(args.app, args.clients, admission=args.admission),
         genesis_time_ms=(
             time.time_ns() // 1_000_000 if args.genesis_time_ms is None else args.genesis_time_ms
         ),
@@ -140,6 +148,10 @@ def _init(args: argparse.Namespace) -> int:
     read_genesis_file(args.out, draft=True)  # what we wrote must read back
     print(f"wrote draft genesis {args.out} (chain {args.chain_id}); next: each validator runs")
     print(f"  fedchain genesis add-validator --home HOME --genesis {args.out} --p2p-address H:P")
+    if args.app == "fl" and args.admission == "bond":
+        print("bond admission: only clients added with `genesis add-client --bond N` (or bonding")
+        print("  later) may submit, each weighing at most N samples; validators need liquid")
+        print("  tokens (`genesis add-account --balance`) for governance deposits and fees")
     return 0
 
 
@@ -180,7 +192,8 @@ def _add_account(args: argparse.Namespace) -> int:
     if args.balance == 0 and bonded == 0:
         raise ConfigError("allocate something: --balance and/or a bond above 0")
     _write(args.genesis, loaded.app, loaded.genesis, with_account(doc, key, args.balance, bonded))
-    print(f"added {key.hex()[:16]}: balance {args.balance}, bonded {bonded}")
+    note = _weight_cap_note(doc, bonded) if args.action == "add-client" else ""
+    print(f"added {key.hex()[:16]}: balance {args.balance}, bonded {bonded}{note}")
     return 0
 
 
@@ -250,7 +263,8 @@ def _show(path: Path, as_json: bool) -> int:
         if econ is None:
             print("economics: none (open chain: open client admission, funded reward reserve)")
         else:
-            print(f"economics: reserve {econ['reserve']}, {len(econ['accounts'])} accounts")
+            print(f"economics: {_admission_label(econ['params'])}")
+            print(f"  reserve {econ['reserve']}, {len(econ['accounts'])} accounts")
             for a in econ["accounts"]:
                 print(f"  {a['key']}  balance {a['balance']}  bonded {a['bonded']}")
     return 0
@@ -263,6 +277,26 @@ def _write(path: Path, app: str, genesis: Genesis, doc: dict[str, Any]) -> None:
     tmp.write_text(json.dumps(body, indent=2) + "\n")
     read_genesis_file(tmp, draft=True)  # refuse to replace a good file with a bad one
     shutil.move(tmp, path)
+
+
+def _admission_label(params: dict[str, Any]) -> str:
+    if params["client_registry"]:
+        how = "registry (keys admitted by governance"
+    elif params["client_stake_min"] > 0:
+        how = "bond (keys"
+    else:
+        return "open client admission (any key may submit)"
+    bound = params["bond_per_weight"]
+    weight = f"{bound} bonded per unit of weight" if bound else "weight not bounded by bond"
+    return f"{how} holding {params['client_stake_min']} bonded), {weight}"
+
+
+def _weight_cap_note(doc: dict[str, Any], bonded: int) -> str:
+    econ = doc.get(ECON_SECTION)
+    bound = 0 if econ is None else int(econ["params"]["bond_per_weight"])
+    if bound == 0:
+        return ""
+    return f"; its updates weigh at most {bonded // bound} samples (bond_per_weight {bound})"
 
 
 def _client_stake_min(doc: dict[str, Any]) -> int:

@@ -177,7 +177,9 @@ def test_a_clipped_update_is_paid_its_score_and_costs_nothing() -> None:
     # Distance from the centre is no evidence (an honest client whose classes the model gets
     # wrong is far from the median every round): the clipped update was used, and earns its
     # score (300 here; centered_clip's score is the share it kept, history_clip's its trust).
-    inc = make(EconParams(round_reward_pool=1_600))
+    # The split by score alone: with `bond_per_weight` > 0 the weights are also times stake,
+    # which the rewards grow round by round (test_pool_split_by_score_times_reputation_and_bonded).
+    inc = make(EconParams(round_reward_pool=1_600, bond_per_weight=0))
     rows = [(ALICE, 1000, 900, ""), (CAROL, 1000, 800, ""), (BOB, 300, 900, CLIPPED)]
     for fl_round in range(30):
         settle(inc, fl_round, rows)

@@ -1,15 +1,19 @@
 """The genesis `fedchain testnet` writes: bond mode with every generated client bonded, so a
 fresh unfunded key cannot submit (issue 14: 8 sybil keys once supplied 88% of the updates),
-and commit-reveal rounds when asked for."""
+and commit-reveal rounds when asked for; and the multi-party draft (`fedchain genesis init`),
+bond mode by default too."""
 
 import numpy as np
+import pytest
 
 from consensus.app import Genesis, GenesisValidator
 from consensus.crypto import PrivateKey
 from fl.app import FLApp
 from fl.client.sdk import build_update, fetch_model, fetch_params, round_phase
 from fl.client.transport import InProcessTransport
+from fl.economics.params import EconParams
 from node.apps import CLIENT_BOND, CLIENT_STAKE_MIN, genesis_app_state
+from node.errors import ConfigError
 
 CHAIN = "testnet-genesis-test"
 CLIENTS = [PrivateKey.from_label(f"tn-client-{i}") for i in range(3)]
@@ -67,3 +71,22 @@ def test_an_fl_genesis_without_client_keys_stays_open() -> None:
     app = FLApp()
     app.init_chain(Genesis(CHAIN, VALIDATORS, genesis_app_state("fl", 2)))
     assert app.state.incentives.econ.params.client_stake_min == 0
+
+
+def test_a_multi_party_draft_is_bond_mode_under_the_production_rules() -> None:
+    genesis = Genesis(CHAIN, VALIDATORS, genesis_app_state("fl", 2, admission="bond"))
+    app = FLApp()
+    app.init_chain(genesis)
+    econ = app.state.incentives.econ
+    assert econ.params == EconParams()  # production defaults: no testnet periods
+    assert econ.params.client_stake_min > 0
+    assert econ.params.bond_per_weight > 0
+    assert econ.ledger.reserve > 0  # rewards are funded
+    accepted, reason = submit(InProcessTransport(genesis), PrivateKey.from_label("stranger"))
+    assert not accepted
+    assert "below the client minimum" in reason
+
+
+def test_an_unknown_admission_is_refused() -> None:
+    with pytest.raises(ConfigError, match="admission"):
+        genesis_app_state("fl", 2, admission="registry")

@@ -2,8 +2,9 @@
 
 This is docs/operators.md, step by step, as separate `fedchain` processes: a coordinator
 writes a draft, each organisation initialises its own home and signs its validator entry, the
-coordinator funds a client and an account and collects the entries, everyone validates the same
-genesis hash, and the three nodes commit the same blocks.
+coordinator bonds a client and funds an account and collects the entries, everyone validates the
+same genesis hash, the three nodes commit the same blocks, and (bond admission, the default) the
+bonded client's update is taken while a stranger's is refused.
 """
 
 import asyncio
@@ -15,12 +16,16 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from consensus.crypto import PrivateKey
+from fl.client.sdk import build_update, fetch_model, fetch_params, next_nonce
 from node.genesis import genesis_hash, read_genesis_file
 from node.keys import generate_key, write_key
 from node.localnet import free_base_port, terminate_all
 from node.rpc.client import RpcClient, RpcError
+from node.rpc.transport import RpcTransport
 
 # A safety net, not a speed claim: a dozen CLI processes (each a Python start-up, 10-15 s on a
 # loaded 2-core machine) and then an idle production chain, whose empty blocks are 10 s apart.
@@ -63,9 +68,13 @@ def test_three_organisations_make_one_genesis_and_run_it(tmp_path: Path) -> None
         gentxs.append(shutil.copy(out, coordinator / f"{org}.gentx.json"))
 
     client_key = tmp_path / "client_key.json"
-    write_key(client_key, generate_key())
+    client = generate_key()
+    write_key(client_key, client)
     account = generate_key().public_key.hex()
-    fedchain("genesis", "add-client", "--genesis", draft, "--key-file", client_key, "--bond", "500")
+    added = fedchain(
+        "genesis", "add-client", "--genesis", draft, "--key-file", client_key, "--bond", "500"
+    )  # fmt: skip
+    assert "weigh at most 500 samples (bond_per_weight 1)" in added
     fedchain("genesis", "add-account", "--genesis", draft, "--key", account, "--balance", "7")
     collected = fedchain("genesis", "collect", "--genesis", draft, *gentxs)
     peers = re.findall(r"(/ip4/\S+/p2p/12D3KooW\w+)", collected)
@@ -106,9 +115,33 @@ def test_three_organisations_make_one_genesis_and_run_it(tmp_path: Path) -> None
         urls = [f"http://127.0.0.1:{base + 10 * i + 1}" for i in range(len(ORGS))]
         hashes = asyncio.run(_block_hashes(urls, height=3))
         assert len(set(hashes)) == 1, hashes
+        # Bond admission by default: the bonded client's update is taken, a stranger's refused.
+        assert submit_update(urls[0], client) == ""
+        refused = submit_update(urls[1], generate_key())
+        assert "bonded stake 0 is below the client minimum 100" in refused, refused
     finally:
         terminate_all(procs)
     assert all(p.returncode == 0 for p in procs)
+
+
+def submit_update(url: str, key: PrivateKey) -> str:
+    """Submit a small update signed by `key` for the open round: "" if taken, else the reason."""
+    transport = RpcTransport(url)
+    try:
+        model = fetch_model(transport)
+        tx = build_update(
+            key,
+            transport.chain_id(),
+            next_nonce(transport, key),
+            model,
+            np.random.default_rng(0).normal(0.0, 0.01, model.weights.shape),
+            100,
+            fetch_params(transport),
+        )
+        result = transport.submit(tx)
+    finally:
+        transport.close()
+    return "" if result.accepted else result.reason
 
 
 async def _block_hashes(urls: list[str], height: int) -> list[str]:
