@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from consensus.app import Event
 from consensus.codec import Value
 from fl.aggregate import ClientUpdate, RuleHistory, aggregate
-from fl.economics.clients import weight_cap
+from fl.economics.clients import stake_votes, weight_cap
 from fl.economics.state import EconState
 from fl.fixed import apply_delta
 from fl.model import ModelVersion
@@ -151,7 +151,13 @@ def close_round(state: FLState, height: int, cause: str) -> RoundOutcome:
         result = aggregate(
             params.rule,
             [
-                ClientUpdate(p.client, _weight(econ, p.client, p.samples), p.delta, p.squared_norm)
+                ClientUpdate(
+                    p.client,
+                    _weight(econ, p.client, p.samples),
+                    p.delta,
+                    p.squared_norm,
+                    stake_votes(econ, p.client),
+                )
                 for p in state.pending
             ],
             params,

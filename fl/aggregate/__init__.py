@@ -97,6 +97,7 @@ def aggregate(
                 history_params(params),
                 included,
                 pairs,
+                [u.votes for u in ordered],
             )
         case "fedavg":
             delta, scores, flags = fedavg(rows, weights)

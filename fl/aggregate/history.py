@@ -1,7 +1,8 @@
 """History-aware centred clipping: a radius colluders cannot inflate, and colluders who push one
 direction together (in one round or across rounds) lose their weight.
 
-Theory of operation (one round, n updates sorted by client key, H = the rule's history):
+Theory of operation (one round, n updates sorted by client key, H = the rule's history; every
+median below counts row i m_i times, m_i its stake votes, 1 each on a chain without bonds):
 
     v_0   = coordinate median of the updates
     e_i   = u_i - v_0;  r = lower median |e_i|
@@ -22,7 +23,7 @@ Theory of operation (one round, n updates sorted by client key, H = the rule's h
     cap   = H.radius * growth  (no cap in the first round)
     repeat L times:  tau = radius_permille/1000 * min(median_{i in T} |u_i - v|, cap)
                      K   = { i : |u_i - v| <= drop/1000 * tau }
-                     v  += floor( sum_{i in K} w_i * clip_tau(u_i - v) / sum_{i in K} w_i )
+                     v  += floor( sum_{i in K} m_i w_i clip_tau(u_i - v) / sum_{i in K} m_i w_i )
     H.radius <- EMA(H.radius, min(r, cap))
     v_j   <- 0 where the kept clients' weighted sign vote on coordinate j backs v_j too weakly
              (only when sign_permille > 0, off by default; fl/aggregate/sign_vote.py)
@@ -30,6 +31,12 @@ Theory of operation (one round, n updates sorted by client key, H = the rule's h
     score_i = credit_i, 0 if dropped; flagged if credit_i or the share of u_i kept is below half
 
 Why each piece is there (every update and this rule are public, so the attackers are omniscient):
+- Say is bought with stake, not with keys (session 13).  Counting keys let one stake split
+  over ten keys at `client_stake_min` outvote a client holding it on one key (tests/econ/
+  test_sybil_votes.py: the ten pulled 2.8-16x as far).  With m_i = stake_i // client_stake_min
+  (fl/economics/clients.py `stake_votes`) the rule's "fraction of attackers" is a fraction of
+  stake, the usual proof-of-stake assumption.  Equal stakes give exactly the key-counting rule
+  (the weighted statistics take the unweighted path; the average's m cancels).
 - The centre and radius come from the rows that keep weight.  A look-alike row's weight only
   takes it out of the average; left in the median and the radius, nine identical rows at
   Dirichlet 0.1 (IPM) dragged both far enough to drop 8-12 honest updates a round, against
@@ -94,7 +101,7 @@ Integers only; the bounds (with fl.fixed's: |u| <= 2**20, d <= 2**20, n <= 2**12
   scaling it to UNIT multiplies by 2**15 first: <= 2**56
   unit sketch coordinate <= UNIT = 2**15; trace coordinate <= UNIT / (1 - keep) <= 25 * UNIT < 2**20
   trace dot products: exact_gram (|x| <= 2**20, k <= 2**20) -> <= 2**50; cos * 1000 <= 2**60
-  weighted sum of clipped deviations <= 2**12 * 1000 * 2**21 < 2**43
+  weighted sum of clipped deviations <= 2**12 * 1000 * VOTES_MAX * 2**21 = 2**59
   clip product |dev| * tau <= 2**21 * 2**31 = 2**52 (as in centered_clip)
   alignment dot products u . v and |u|**2 in int64: <= 2**20 * 2**20 * 2**20 = 2**60
 """
@@ -109,11 +116,10 @@ from consensus.codec import Value, expect_bytes, expect_int, expect_list, expect
 from consensus.crypto import PUBLIC_KEY_BYTES
 from consensus.errors import CodecError
 from fl.aggregate import flags as flag
-from fl.aggregate.common import lower_median
 from fl.aggregate.copies import named_copies
 from fl.aggregate.gram import exact_gram
-from fl.aggregate.median import coordinate_median
 from fl.aggregate.sign_vote import sign_filter
+from fl.aggregate.weighted import weighted_coordinate_median, weighted_lower_median
 from fl.errors import FLInvariantError
 from fl.fixed import IntArray
 
@@ -247,7 +253,12 @@ class Resemblance:
 
 
 def similarity_weights(
-    vectors: IntArray, low: int, high: int, rank: int = 1, included: Sequence[int] | None = None
+    vectors: IntArray,
+    low: int,
+    high: int,
+    rank: int = 1,
+    included: Sequence[int] | None = None,
+    votes: Sequence[int] | None = None,
 ) -> Resemblance:
     """Weights from the k-th largest cosine of each row to another (k = `rank`, or the smallest
     when there are fewer other rows), exact integers.
@@ -256,14 +267,16 @@ def similarity_weights(
     public before the round closed) credits originals: a row's credit is the larger of its
     weight and the weight its single most similar earlier-included row would give it.  The
     first-included of a group of look-alikes keeps its credit; every later one resembles an
-    earlier one.  Without it the credit is the weight."""
+    earlier one.  Without it the credit is the weight.  `votes` (stake-bought, one each when
+    omitted) weigh the rows in the traces' median and in the crowd's median similarity."""
     n = vectors.shape[0]
+    votes = [1] * n if votes is None else votes
     if n < 2:
         return Resemblance([1000] * n, [1000] * n, [0] * n)
     # Centred on the coordinate median of the traces: what every honest trace shares (the
     # opposite of a coalition's pull on the median, say) is not resemblance.  Halved so that
     # |x| <= 2**20 holds for exact_gram.
-    centred, _, _ = coordinate_median(vectors)
+    centred = weighted_coordinate_median(vectors, votes)
     gram = exact_gram((vectors - centred) >> 1)
     norms = np.array([math.isqrt(max(0, int(g))) for g in np.diagonal(gram).tolist()], np.int64)
     denominators = np.maximum(1, norms[:, None] * norms[None, :])  # <= 2**50
@@ -278,7 +291,7 @@ def similarity_weights(
     # deviations share its opposite direction, so they resemble one another too; but the
     # coalition is a minority, so the median client's similarity is an honest one.
     width = high - low
-    low = max(low, lower_median(top) + width // 2)
+    low = max(low, weighted_lower_median(top, votes) + width // 2)
     high = low + width
     weights = [_weight(c, low, high) for c in top]
     if included is None:
@@ -309,6 +322,7 @@ def history_clip(
     p: HistoryParams,
     included: Sequence[int] | None = None,
     pairs: Sequence[tuple[bytes, bytes]] = (),
+    votes: Sequence[int] | None = None,
 ) -> tuple[IntArray, list[int], list[str], RuleHistory]:
     """Aggregate `matrix` (rows in `keys` order, sorted) and return the next history.
 
@@ -316,14 +330,18 @@ def history_clip(
     public before it closed (see `similarity_weights`); None when they were committed first.
     It changes scores and flags, never the aggregate.  `pairs`: the round's near-copy pairs
     (earlier, later included; fl/aggregate/copies.py): both sides weigh nothing, and the copiers
-    (the later side when `included` is given, else both) are scored 0 and flagged."""
+    (the later side when `included` is given, else both) are scored 0 and flagged.  `votes`:
+    each row's stake-bought say (fl/economics/clients.py `stake_votes`; one each when omitted):
+    a row counts votes[i] times in every median and radius and in the weighted average, so a
+    stake split over many keys says no more than on one key.  Equal votes change nothing."""
     n, size = matrix.shape
     if n != len(keys) or list(keys) != sorted(keys):
         raise FLInvariantError("history_clip needs rows sorted by client key")
-    centre, _, _ = coordinate_median(matrix)
+    votes = [1] * n if votes is None else list(votes)
+    centre = weighted_coordinate_median(matrix, votes)
     deviations = matrix - centre
     norms = [math.isqrt(int(x)) for x in np.einsum("ij,ij->i", deviations, deviations)]
-    measured = lower_median(norms)
+    measured = weighted_lower_median(norms, votes)
     cap = history.radius * p.growth_permille // 1000 if history.radius > 0 else None
 
     # Traces: decay the old, add this round's unit sketch of the deviation from the median.
@@ -337,7 +355,7 @@ def history_clip(
             fresh = fresh + np.floor_divide(previous.vector * p.trace_keep_permille, 1000)
         vectors[i] = np.clip(fresh, -TRACE_ABS_MAX, TRACE_ABS_MAX)  # the bound holds anyway
     resemblance = similarity_weights(
-        vectors, p.sim_low_permille, p.sim_high_permille, p.sim_rank, included
+        vectors, p.sim_low_permille, p.sim_high_permille, p.sim_rank, included, votes
     )
     weights, credit = resemblance.weights, resemblance.credit
     copied = {client for pair in pairs for client in pair}
@@ -361,10 +379,10 @@ def history_clip(
     # IPM rows at Dirichlet 0.1 dragged them far enough to drop 8-12 honest updates a round.
     trusted = [i for i in range(n) if weights[i] > 0]
     if 0 < len(trusted) < n:
-        centre, _, _ = coordinate_median(matrix[trusted])
+        centre = weighted_coordinate_median(matrix[trusted], [votes[i] for i in trusted])
         deviations = matrix - centre
         norms = [math.isqrt(int(x)) for x in np.einsum("ij,ij->i", deviations, deviations)]
-        measured = lower_median([norms[i] for i in trusted])
+        measured = weighted_lower_median([norms[i] for i in trusted], [votes[i] for i in trusted])
     else:
         trusted = list(range(n))
 
@@ -374,7 +392,7 @@ def history_clip(
         if iteration:
             deviations = matrix - centre
             norms = [math.isqrt(int(x)) for x in np.einsum("ij,ij->i", deviations, deviations)]
-        spread = lower_median([norms[i] for i in trusted])
+        spread = weighted_lower_median([norms[i] for i in trusted], [votes[i] for i in trusted])
         base = spread if cap is None else min(spread, cap)
         tau = max(1, base * p.radius_permille // 1000)
         for i, norm in enumerate(norms):
@@ -387,16 +405,16 @@ def history_clip(
             if dropped[i] or weights[i] == 0:
                 deviations[i] = 0
                 continue
-            total += weights[i]
+            total += weights[i] * votes[i]
             if norm > tau:
                 deviations[i] = np.floor_divide(deviations[i] * tau, norm)
-            deviations[i] *= weights[i]
+            deviations[i] *= weights[i] * votes[i]
         if total == 0:  # every kept weight is 0 (guarded above): leave the centre
             break
         centre = centre + np.floor_divide(deviations.sum(axis=0), total)
 
     if p.sign_permille > 0:
-        voters = [0 if dropped[i] else weights[i] for i in range(n)]
+        voters = [0 if dropped[i] else weights[i] * votes[i] for i in range(n)]
         centre, _ = sign_filter(centre, matrix, voters, p.sign_permille, p.sign_mode)
 
     radius_sample = measured if cap is None else min(measured, cap)

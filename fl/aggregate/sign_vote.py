@@ -20,8 +20,9 @@ weight pushes it.  The price is the same for an honest minority: at Dirichlet 0.
 held by a few clients is such a coordinate too (docs/robustness.md, "Backdoor class: sign
 agreement").
 
-Integers only: |w_i| <= 1000 and n <= 2**12, so every vote is <= 2**22 and the comparisons
-with threshold * W stay below 2**32.
+Integers only: |w_i| <= 1000 * VOTES_MAX = 2**26 (history_clip's weight times the row's
+stake-bought votes) and n <= 2**12, so every vote is <= 2**38 and the comparisons with
+threshold * W stay below 2**48.
 """
 
 import numpy as np

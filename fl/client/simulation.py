@@ -42,6 +42,7 @@ from fl.client.quantize import float_to_units
 from fl.client.sdk import build_update, fetch_model
 from fl.client.trainers import Trainer, accuracy, log_loss, make_trainer
 from fl.client.transport import InProcessTransport
+from fl.economics.clients import stake_votes
 from fl.economics.genesis import OPEN_GENESIS, SECTION, Allocation, EconGenesis
 from fl.economics.params import EconParams, is_econ_param
 from fl.economics.params import with_value as econ_with_value
@@ -226,6 +227,8 @@ def run(
                 known = known_past
             if not known:  # round 0 under "past", or every honest client jailed
                 known = _proxies(keys, attacker, [deltas[i] for i in attacker_ids])
+            econ = app.state.incentives.econ
+            known = tuple(replace(u, votes=stake_votes(econ, u.client)) for u in known)
             view = RoundView(
                 round=rnd,
                 honest=np.stack([u.delta.astype(np.float64) / ONE for u in known]),
@@ -237,9 +240,10 @@ def run(
                     tuple(max(1, len(parts[i])) for i in attacker_ids),
                     ChainAggregator(
                         app.state.rule_history,
-                        originals_first=app.state.incentives.econ.params.commit_blocks == 0,
-                        collusion_permille=app.state.incentives.econ.params.collusion_permille,
+                        originals_first=econ.params.commit_blocks == 0,
+                        collusion_permille=econ.params.collusion_permille,
                     ),
+                    tuple(stake_votes(econ, keys[i].public_key) for i in attacker_ids),
                 ),
                 norm_max_units=params.update_norm_max,
                 harm=(
@@ -249,7 +253,7 @@ def run(
                 ),
                 last_change=None if last_weights is None else model.weights - last_weights,
                 evidence=_evidence(app, [keys[i].public_key for i in attacker_ids]),
-                econ=app.state.incentives.econ.params,
+                econ=econ.params,
             )
             for i, delta in zip(attacker_ids, adversary.craft(view, attack_rng), strict=True):
                 tx = build_update(

@@ -79,6 +79,7 @@ from dataclasses import dataclass
 
 from consensus.app import Event
 from fl.aggregate.flags import Distance, distance
+from fl.aggregate.weighted import VOTES_MAX
 from fl.economics.params import EconParams
 from fl.economics.state import EconState
 from fl.errors import RejectedError
@@ -112,6 +113,21 @@ def weight_cap(econ: EconState, client: bytes) -> int | None:
     if per_weight == 0:
         return None
     return econ.ledger.stake(client) // per_weight
+
+
+def stake_votes(econ: EconState, client: bytes) -> int:
+    """The client's say in history_clip's medians, radius and average: one vote per
+    `client_stake_min` bonded (at least 1, at most VOTES_MAX), when `bond_per_weight` > 0.
+
+    The robust rule counted keys, so one stake split over ten keys at the minimum had ten
+    times the say of one key holding it (issue 14's sybil target, missed for the default rule
+    until session 13).  A floor of a linear function again: sum(s_j // m) <= (sum s_j) // m.
+    The cap keeps the rule's integer bounds; a stake above VOTES_MAX * `client_stake_min`
+    (6.5M tokens at the default 100) gains nothing more on one key and could on several."""
+    params = econ.params
+    if params.bond_per_weight == 0 or params.client_stake_min == 0:
+        return 1
+    return max(1, min(VOTES_MAX, econ.ledger.stake(client) // params.client_stake_min))
 
 
 @dataclass(frozen=True, slots=True)

@@ -89,14 +89,19 @@ class Oracle:
     attacker_keys: tuple[bytes, ...]
     attacker_samples: tuple[int, ...]
     aggregator: Aggregator = stateless_aggregator
+    # The attackers' stake votes in history_clip (public: stake is chain state); the honest
+    # updates carry theirs.  Empty: one each, as on a chain without bonds.
+    attacker_votes: tuple[int, ...] = ()
 
     def evaluate(self, deltas: Sequence[FloatArray]) -> Outcome:
         """`deltas` (one per attacker, already `realize`d) as the chain would aggregate them."""
         updates = list(self.honest)
-        for key, samples, delta in zip(
-            self.attacker_keys, self.attacker_samples, deltas, strict=True
+        votes = self.attacker_votes or (1,) * len(self.attacker_keys)
+        for key, samples, vote, delta in zip(
+            self.attacker_keys, self.attacker_samples, votes, deltas, strict=True
         ):
-            updates.append(ClientUpdate(key, samples, np.round(delta * ONE).astype(np.int64)))
+            units = np.round(delta * ONE).astype(np.int64)
+            updates.append(ClientUpdate(key, samples, units, None, vote))
         agg, flags = self.aggregator(updates, self.params)
         honest_flagged = sum(1 for u in self.honest if flags.get(u.client))
         return Outcome(

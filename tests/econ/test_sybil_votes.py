@@ -1,0 +1,93 @@
+"""Sybils under the default rule: history_clip gives each client one vote per `client_stake_min`
+bonded, so one stake split over many keys pulls the model no further than on one key.
+
+Through FLApp with signed updates: ten honest clients bond 1,000 each; an attacker holding one
+honest client's stake (1,000) pushes coordinate 0 from one key, or from ten keys of 100.  Each
+update is its own random vector, so no two are near-copies.  Before stake votes the rule
+counted keys, and the ten keys pulled 2.8-16x as far as the one (the unbound case below)."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from consensus.app import BlockInfo, Genesis, GenesisValidator
+from consensus.crypto import PrivateKey
+from fl.app import FLApp
+from fl.economics.clients import stake_votes
+from fl.economics.genesis import SECTION, Allocation, EconGenesis
+from fl.economics.params import EconParams
+from fl.fixed import FRAC_BITS
+from fl.genesis import build_app_state
+from fl.params import Params
+from fl.txs import KIND_SUBMIT_UPDATE, SubmitUpdate, sign_tx
+
+CHAIN = "sybil-votes-test"
+VALIDATOR = PrivateKey.from_label("votes-val")
+HONEST = [PrivateKey.from_label(f"votes-honest-{i}") for i in range(10)]
+STAKE = 1_000
+UNIT = 1 << FRAC_BITS
+PUSH = 3 * UNIT  # the attackers' shift on coordinate 0, inside the clip's acceptance region
+PARAMS = replace(
+    Params(), updates_per_round=64, round_deadline_ms=1_000, update_norm_max=64 << FRAC_BITS
+)
+BOUND = EconParams(client_stake_min=100)  # bond_per_weight 1, the default
+UNBOUND = replace(BOUND, bond_per_weight=0)
+
+
+def one_round(split: list[int], econ: EconParams, seed: int) -> tuple[FLApp, int]:
+    """The chain after one round in which the attacker's keys (bonded `split`) push; and how
+    far the aggregate moved coordinate 0."""
+    attackers = [PrivateKey.from_label(f"votes-sybil-{i}") for i in range(len(split))]
+    allocations = [Allocation(k.public_key, 0, STAKE) for k in HONEST]
+    allocations += [Allocation(k.public_key, 0, s) for k, s in zip(attackers, split, strict=True)]
+    section = EconGenesis(allocations=tuple(allocations), reserve=1_000_000, params=econ)
+    app = FLApp()
+    app.init_chain(
+        Genesis(
+            chain_id=CHAIN,
+            validators=(GenesisValidator(VALIDATOR.public_key, 10),),
+            app_state=build_app_state(((3, 4), (3,)), None, PARAMS, ((SECTION, section.encode()),)),
+        )
+    )
+    assert app.state.params.rule == "history_clip"  # the default rule
+    rng = np.random.default_rng(seed)
+    before = int(app.state.model.weights[0])
+    txs = []
+    for key, shift in [(k, 0) for k in HONEST] + [(k, PUSH) for k in attackers]:
+        values = rng.integers(-UNIT, UNIT, size=15, dtype=np.int64)
+        values[0] += shift
+        body = SubmitUpdate(
+            0, app.state.model.hash, 10, FRAC_BITS, 32, 15, values.astype("<i4").tobytes()
+        )
+        tx = sign_tx(key, CHAIN, KIND_SUBMIT_UPDATE, 0, body.encode()).to_wire()
+        assert app.check_tx(tx).ok
+        txs.append(tx)
+    app.finalize_block(txs, BlockInfo(CHAIN, 1, 1000, VALIDATOR.public_key, b"", (), ()))
+    app.commit()
+    assert app.state.round == 1
+    return app, int(app.state.model.weights[0]) - before
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_stake_split_over_ten_keys_pulls_no_further_than_on_one(seed: int) -> None:
+    _, one_key = one_round([STAKE], BOUND, seed)
+    _, ten_keys = one_round([STAKE // 10] * 10, BOUND, seed)
+    assert ten_keys <= one_key
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_counting_keys_lets_the_split_pull_further(seed: int) -> None:
+    """What stake votes buy: with `bond_per_weight` 0 each key is one vote."""
+    _, one_key = one_round([STAKE], UNBOUND, seed)
+    _, ten_keys = one_round([STAKE // 10] * 10, UNBOUND, seed)
+    assert ten_keys > one_key + PUSH // 4
+
+
+def test_votes_are_stake_over_the_minimum_and_equal_stakes_change_nothing() -> None:
+    app, bound = one_round([STAKE], BOUND, 0)
+    econ = app.state.incentives.econ
+    assert stake_votes(econ, HONEST[0].public_key) == econ.ledger.stake(HONEST[0].public_key) // 100
+    assert stake_votes(econ, b"\x00" * 32) == 1  # no stake: the least say a key can have
+    # Every key holds 1,000: ten votes each is one vote each, bit for bit.
+    assert one_round([STAKE], UNBOUND, 0)[1] == bound
