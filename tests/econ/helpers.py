@@ -4,14 +4,16 @@ import json
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from consensus.app import BlockInfo, GenesisValidator, Misbehavior, VoteInfo
+from consensus.app import BlockInfo, Genesis, GenesisValidator, Misbehavior, VoteInfo
 from consensus.crypto import PrivateKey
-from fl.economics.genesis import Allocation, EconGenesis, initial_state
+from fl.economics.genesis import SECTION, Allocation, EconGenesis, initial_state
 from fl.economics.layer import Incentives
 from fl.economics.params import EconParams
+from fl.genesis import build_app_state
 from fl.params import Params
 
 if TYPE_CHECKING:
+    from fl.app import FLApp
     from node.localnet import LocalNet
 
 
@@ -69,6 +71,21 @@ def block(
         last_commit=commit if height > 1 else (),
         misbehavior=tuple(Misbehavior("duplicate_vote", k, h, 10) for k, h in evidence),
     )
+
+
+def small_fl_app(chain_id: str, validator: bytes, params: Params, section: EconGenesis) -> "FLApp":
+    """An FLApp at genesis: a 15-parameter model, one validator, this economics section."""
+    from fl.app import FLApp
+
+    app = FLApp()
+    app.init_chain(
+        Genesis(
+            chain_id=chain_id,
+            validators=(GenesisValidator(validator, 10),),
+            app_state=build_app_state(((3, 4), (3,)), None, params, ((SECTION, section.encode()),)),
+        )
+    )
+    return app
 
 
 def run_block(inc: Incentives, height: int, **kw: object) -> list[tuple[bytes, int]]:

@@ -10,15 +10,16 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from consensus.app import BlockInfo, Genesis, GenesisValidator
+from consensus.app import BlockInfo
 from consensus.crypto import PrivateKey
 from fl.app import FLApp
-from fl.economics.genesis import SECTION, Allocation, EconGenesis
+from fl.economics.genesis import Allocation, EconGenesis
 from fl.economics.params import EconParams
 from fl.fixed import FRAC_BITS, SAMPLES_MAX
-from fl.genesis import build_app_state
 from fl.params import Params
 from fl.txs import KIND_SUBMIT_UPDATE, SubmitUpdate, sign_tx
+
+from .helpers import small_fl_app
 
 CHAIN = "sybil-test"
 VALIDATOR = PrivateKey.from_label("sybil-val")
@@ -40,14 +41,7 @@ def chain(split: list[int], econ: EconParams = ECON) -> tuple[FLApp, list[Privat
     allocations = [Allocation(HONEST.public_key, 0, STAKE)]
     allocations += [Allocation(k.public_key, 0, s) for k, s in zip(sybils, split, strict=True)]
     genesis = EconGenesis(allocations=tuple(allocations), reserve=1_000_000, params=econ)
-    app = FLApp()
-    app.init_chain(
-        Genesis(
-            chain_id=CHAIN,
-            validators=(GenesisValidator(VALIDATOR.public_key, 10),),
-            app_state=build_app_state(((3, 4), (3,)), None, PARAMS, ((SECTION, genesis.encode()),)),
-        )
-    )
+    app = small_fl_app(CHAIN, VALIDATOR.public_key, PARAMS, genesis)
     return app, sybils
 
 

@@ -11,16 +11,17 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from consensus.app import BlockInfo, Genesis, GenesisValidator
+from consensus.app import BlockInfo
 from consensus.crypto import PrivateKey
 from fl.app import FLApp
 from fl.economics.clients import stake_votes
-from fl.economics.genesis import SECTION, Allocation, EconGenesis
+from fl.economics.genesis import Allocation, EconGenesis
 from fl.economics.params import EconParams
 from fl.fixed import FRAC_BITS
-from fl.genesis import build_app_state
 from fl.params import Params
 from fl.txs import KIND_SUBMIT_UPDATE, SubmitUpdate, sign_tx
+
+from .helpers import small_fl_app
 
 CHAIN = "sybil-votes-test"
 VALIDATOR = PrivateKey.from_label("votes-val")
@@ -42,14 +43,7 @@ def one_round(split: list[int], econ: EconParams, seed: int) -> tuple[FLApp, int
     allocations = [Allocation(k.public_key, 0, STAKE) for k in HONEST]
     allocations += [Allocation(k.public_key, 0, s) for k, s in zip(attackers, split, strict=True)]
     section = EconGenesis(allocations=tuple(allocations), reserve=1_000_000, params=econ)
-    app = FLApp()
-    app.init_chain(
-        Genesis(
-            chain_id=CHAIN,
-            validators=(GenesisValidator(VALIDATOR.public_key, 10),),
-            app_state=build_app_state(((3, 4), (3,)), None, PARAMS, ((SECTION, section.encode()),)),
-        )
-    )
+    app = small_fl_app(CHAIN, VALIDATOR.public_key, PARAMS, section)
     assert app.state.params.rule == "history_clip"  # the default rule
     rng = np.random.default_rng(seed)
     before = int(app.state.model.weights[0])
