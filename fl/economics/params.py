@@ -40,7 +40,13 @@ class EconParams:
     power_unit: int = 1_000  # voting power = bonded // power_unit
     # -- client incentives ----------------------------------------------------------------------
     round_reward_pool: int = 1_000  # paid from the reserve each closed round, split by score
-    reward_to_stake: int = 1  # 1: client rewards are bonded (stake grows), 0: paid liquid
+    # 0: client rewards are paid liquid; 1: bonded (stake grows).  Liquid by default since
+    # session 13: stake buys votes in the default rule (clients.py `stake_votes`), and bonded
+    # rewards fed the rule's own payouts back into its votes, so a client the rule paid well
+    # gained say and one it paid little lost it (breast_cancer, adaptive_unflagged, 80.8 ->
+    # 74.0; Dirichlet 0.1, clean, worst honest client 77.0 -> 72.0; docs/robustness.md, "Stake
+    # votes").  A client may still bond what it earned: say is a deliberate stake, not a payout.
+    reward_to_stake: int = 0
     reputation_initial: int = 500
     # Reputation (a reward share, never stake) is an EWMA of the client's conduct: each used
     # update moves it this permille of the way to 1000, each suspect or conduct-flagged one as

@@ -45,8 +45,8 @@ class RoundFigures:
     attackers: int
     precision: float
     recall: float
-    honest_stake_mean: float
-    attacker_stake_mean: float
+    honest_tokens_mean: float  # stake plus balance: rewards are paid liquid by default
+    attacker_tokens_mean: float
     accuracy: float
 
 
@@ -137,7 +137,10 @@ def run(
         econ_state = transport.app.state.incentives.econ
         slashed = {k for k, rec in econ_state.clients.items() if rec.slashed > 0}
         hit = len(slashed & attacker_keys)
-        stakes = {k.public_key: econ_state.ledger.stake(k.public_key) for k in keys}
+        ledger = econ_state.ledger
+        stakes = {
+            k.public_key: ledger.stake(k.public_key) + ledger.balance(k.public_key) for k in keys
+        }
         honest_stakes = [s for k, s in stakes.items() if k not in attacker_keys]
         attacker_stakes = [s for k, s in stakes.items() if k in attacker_keys]
         final = fetch_model(transport)
@@ -150,8 +153,8 @@ def run(
                 attackers=n_attackers,
                 precision=hit / len(slashed) if slashed else 1.0,
                 recall=hit / n_attackers if n_attackers else 1.0,
-                honest_stake_mean=float(np.mean(honest_stakes)),
-                attacker_stake_mean=float(np.mean(attacker_stakes)) if attacker_stakes else 0.0,
+                honest_tokens_mean=float(np.mean(honest_stakes)),
+                attacker_tokens_mean=float(np.mean(attacker_stakes)) if attacker_stakes else 0.0,
                 accuracy=accuracy(trainer, final.weights, ds.x_test, ds.y_test),
             )
         )
@@ -161,14 +164,14 @@ def run(
 def table(figures: list[RoundFigures]) -> str:
     lines = [
         "| round | submitted | slashed attackers | slashed honest | precision | recall "
-        "| honest stake (mean) | attacker stake (mean) | accuracy |",
+        "| honest tokens (mean) | attacker tokens (mean) | accuracy |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for f in figures:
         lines.append(
             f"| {f.round} | {f.submitted} | {f.slashed_attackers}/{f.attackers} "
             f"| {f.slashed_honest} | {f.precision:.2f} | {f.recall:.2f} "
-            f"| {f.honest_stake_mean:.0f} | {f.attacker_stake_mean:.0f} | {f.accuracy:.3f} |"
+            f"| {f.honest_tokens_mean:.0f} | {f.attacker_tokens_mean:.0f} | {f.accuracy:.3f} |"
         )
     return "\n".join(lines)
 

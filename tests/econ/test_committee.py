@@ -64,8 +64,8 @@ def test_round_waits_for_the_committee_then_settles_on_the_weighted_median() -> 
     assert "committee_settled" in [e.kind for e in events]
     # median 100 < 40% of the round median, evidence taken at once here (decay 1000): slashed
     assert inc.econ.ledger.stake(BOB) == 900
-    assert inc.econ.ledger.stake(ALICE) > 1_000
-    assert inc.econ.ledger.stake(CAROL) > 1_000
+    assert inc.econ.clients[ALICE].rewarded > 0
+    assert inc.econ.clients[CAROL].rewarded > 0
 
 
 def test_unscored_clients_keep_their_on_chain_agreement() -> None:
@@ -73,7 +73,7 @@ def test_unscored_clients_keep_their_on_chain_agreement() -> None:
     scores(inc, VALS[0], [ROUND, [[BOB, 0]]], CLOSE + 1)
     inc.end_block(P, CLOSE + 3, (CLOSE + 3) * BLOCK_MS)
     assert inc.econ.ledger.stake(BOB) == 900
-    assert inc.econ.ledger.stake(ALICE) > 1_000
+    assert inc.econ.clients[ALICE].rewarded > 0
 
 
 def test_a_later_submission_replaces_the_earlier_one() -> None:
@@ -81,7 +81,8 @@ def test_a_later_submission_replaces_the_earlier_one() -> None:
     scores(inc, VALS[0], [ROUND, [[BOB, 0]]], CLOSE + 1)
     scores(inc, VALS[0], [ROUND, [[BOB, 950]]], CLOSE + 2)
     inc.end_block(P, CLOSE + 3, (CLOSE + 3) * BLOCK_MS)
-    assert inc.econ.ledger.stake(BOB) > 1_000
+    assert inc.econ.clients[BOB].rewarded > 0
+    assert inc.econ.clients[BOB].slashed == 0
 
 
 BAD = [
