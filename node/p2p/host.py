@@ -345,7 +345,14 @@ class Host:
                 channel = await secure_inbound(
                     tcp, self.identity, self._noise_static, self.config, admit
                 )
-            self._pending_tcp.pop(conn_id, None)
+            if self._pending_tcp.pop(conn_id, None) is None:
+                # Evicted after the policy admitted it, while the muxer was negotiated: its
+                # socket is aborted and its slot given away, but the negotiation could still
+                # complete from buffered bytes, and registering it held a 51st stranger of 50
+                # until the read loop saw the abort.
+                self.counters.drop("conn_evicted_in_upgrade", "evicted", peer=ip)
+                tcp.abort()
+                return
             self._register(channel, False, Multiaddr.tcp(ip, port), conn_id, ip)
             registered = True
         except (RemoteError, StreamClosed, TimeoutError, OSError, DialError) as exc:

@@ -1,12 +1,13 @@
 """The Host over real loopback sockets: handshake, streams, request/response, ping, limits."""
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 
 import pytest
 
 from node.p2p.config import HostConfig
-from node.p2p.connmgr import PeerClass
+from node.p2p.connmgr import Admit, PeerClass
 from node.p2p.errors import (
     DialError,
     PeerUnavailable,
@@ -437,3 +438,33 @@ async def test_stalled_handshakes_neither_last_nor_lock_out_a_validator() -> Non
                     pass
                 writer.close()
         assert a.counters.get("conn_handshake_failed") >= 1
+
+
+async def test_a_stranger_evicted_during_its_upgrade_is_never_registered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The policy admits a stranger before its muxer is negotiated; if it is evicted then, its
+    socket is aborted, but the negotiation could still finish from bytes already buffered.
+    Registering it held a 51st stranger of 50 (tests/adversarial/test_slot_exhaustion.py,
+    about one run in six) until the read loop saw the abort."""
+    import node.p2p.host as host_module
+
+    real = host_module.secure_inbound
+    async with hosts(2) as (a, b):
+        registered: list[PeerId] = []
+        a.on_peer_connected(registered.append)
+
+        async def evicted_at_the_end(*args: object, **kwargs: object) -> object:
+            channel = await real(*args, **kwargs)  # type: ignore[arg-type]
+            (conn_id,) = a._pending_tcp  # the one upgrade in flight
+            a._evict(Admit((conn_id,)), "inbound_peers_max")  # as a newcomer's admission does
+            return channel
+
+        monkeypatch.setattr(host_module, "secure_inbound", evicted_at_the_end)
+        with contextlib.suppress(DialError, PeerUnavailable, StreamClosed, OSError):
+            await b.dial(a.addrs()[0])
+            await b.identify(a.peer_id)
+        await asyncio.sleep(0.2)
+        assert registered == []
+        assert a.connected_peers() == []
+        assert a.counters.get("conn_evicted_in_upgrade") == 1
