@@ -292,11 +292,17 @@ def _admission_label(params: dict[str, Any]) -> str:
 
 
 def _weight_cap_note(doc: dict[str, Any], bonded: int) -> str:
+    """What the bond buys (fl/rounds.py `_weight`, fl/economics/clients.py `stake_votes`)."""
     econ = doc.get(ECON_SECTION)
     bound = 0 if econ is None else int(econ["params"]["bond_per_weight"])
-    if bound == 0:
+    price = 0 if econ is None else int(econ["params"]["client_stake_min"])
+    if bound == 0 or price == 0:
         return ""
-    return f"; its updates weigh at most {bonded // bound} samples (bond_per_weight {bound})"
+    votes = max(1, bonded // price)
+    return (
+        f"; it has {votes} votes under history_clip (one per {price} bonded) and weighs at most "
+        f"{bonded // bound} samples under fedavg (bond_per_weight {bound})"
+    )
 
 
 def _client_stake_min(doc: dict[str, Any]) -> int:

@@ -74,7 +74,8 @@ def test_three_organisations_make_one_genesis_and_run_it(tmp_path: Path) -> None
     added = fedchain(
         "genesis", "add-client", "--genesis", draft, "--key-file", client_key, "--bond", "500"
     )  # fmt: skip
-    assert "weigh at most 500 samples (bond_per_weight 1)" in added
+    assert "has 5 votes under history_clip (one per 100 bonded)" in added
+    assert "at most 500 samples under fedavg" in added
     fedchain("genesis", "add-account", "--genesis", draft, "--key", account, "--balance", "7")
     collected = fedchain("genesis", "collect", "--genesis", draft, *gentxs)
     peers = re.findall(r"(/ip4/\S+/p2p/12D3KooW\w+)", collected)
