@@ -57,7 +57,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="bond",
         choices=ADMISSIONS,
         help="who may submit updates: bond = keys the genesis (or later a bond tx) gives "
-        "client_stake_min bonded, their weight bounded by bond; open = any key (no stake, so "
+        "client_stake_min bonded, their say bounded by bond; open = any key (no stake, so "
         "nothing bounds how many keys one party runs)",
     )
     p.add_argument(
@@ -150,8 +150,8 @@ def _init(args: argparse.Namespace) -> int:
     print(f"  fedchain genesis add-validator --home HOME --genesis {args.out} --p2p-address H:P")
     if args.app == "fl" and args.admission == "bond":
         print("bond admission: only clients added with `genesis add-client --bond N` (or bonding")
-        print("  later) may submit, each weighing at most N samples; validators need liquid")
-        print("  tokens (`genesis add-account --balance`) for governance deposits and fees")
+        print("  later) may submit, their say bounded by N (add-client prints it); validators")
+        print("  need liquid tokens (`genesis add-account --balance`) for deposits and fees")
     return 0
 
 
