@@ -124,10 +124,14 @@ def stake_votes(econ: EconState, client: bytes) -> int:
     until session 13).  A floor of a linear function again: sum(s_j // m) <= (sum s_j) // m.
     The cap keeps the rule's integer bounds; a stake above VOTES_MAX * `client_stake_min`
     (6.5M tokens at the default 100) gains nothing more on one key and could on several."""
-    params = econ.params
+    return votes_for_stake(econ.ledger.stake(client), econ.params)
+
+
+def votes_for_stake(stake: int, params: EconParams) -> int:
+    """`stake_votes` for a client holding `stake` bonded under `params`."""
     if params.bond_per_weight == 0 or params.client_stake_min == 0:
         return 1
-    return max(1, min(VOTES_MAX, econ.ledger.stake(client) // params.client_stake_min))
+    return max(1, min(VOTES_MAX, stake // params.client_stake_min))
 
 
 @dataclass(frozen=True, slots=True)

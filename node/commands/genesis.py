@@ -20,8 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from consensus.app import Genesis, GenesisValidator
+from fl.economics.clients import votes_for_stake
 from fl.economics.genesis import OPEN_GENESIS
 from fl.economics.genesis import SECTION as ECON_SECTION
+from fl.economics.params import EconParams
 from node.apps import ADMISSIONS, build_app, genesis_app_state
 from node.appstate import with_account
 from node.config import load_config
@@ -294,14 +296,16 @@ def _admission_label(params: dict[str, Any]) -> str:
 def _weight_cap_note(doc: dict[str, Any], bonded: int) -> str:
     """What the bond buys (fl/rounds.py `_weight`, fl/economics/clients.py `stake_votes`)."""
     econ = doc.get(ECON_SECTION)
-    bound = 0 if econ is None else int(econ["params"]["bond_per_weight"])
-    price = 0 if econ is None else int(econ["params"]["client_stake_min"])
+    if econ is None:
+        return ""
+    params = replace(EconParams(), **econ["params"])
+    bound, price = params.bond_per_weight, params.client_stake_min
     if bound == 0 or price == 0:
         return ""
-    votes = max(1, bonded // price)
     return (
-        f"; it has {votes} votes under history_clip (one per {price} bonded) and weighs at most "
-        f"{bonded // bound} samples under fedavg (bond_per_weight {bound})"
+        f"; it has {votes_for_stake(bonded, params)} votes under history_clip (one per {price} "
+        f"bonded) and weighs at most {bonded // bound} samples under fedavg (bond_per_weight "
+        f"{bound})"
     )
 
 
