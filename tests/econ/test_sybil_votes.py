@@ -13,8 +13,9 @@ import pytest
 
 from consensus.app import BlockInfo
 from consensus.crypto import PrivateKey
+from fl.aggregate.weighted import VOTES_MAX
 from fl.app import FLApp
-from fl.economics.clients import stake_votes
+from fl.economics.clients import stake_votes, votes_for_stake
 from fl.economics.genesis import Allocation, EconGenesis
 from fl.economics.params import EconParams
 from fl.fixed import FRAC_BITS
@@ -85,3 +86,10 @@ def test_votes_are_stake_over_the_minimum_and_equal_stakes_change_nothing() -> N
     assert stake_votes(econ, b"\x00" * 32) == 1  # no stake: the least say a key can have
     # Every key holds 1,000: ten votes each is one vote each, bit for bit.
     assert one_round([STAKE], UNBOUND, 0)[1] == bound
+
+
+def test_votes_are_floored_capped_and_off_without_a_bond_bound() -> None:
+    assert votes_for_stake(99, BOUND) == 1  # below the price: still one vote (it was admitted)
+    assert votes_for_stake(1_999, BOUND) == 19
+    assert votes_for_stake(10**12, BOUND) == VOTES_MAX  # the rule's integer bounds
+    assert votes_for_stake(10**12, UNBOUND) == 1  # keys are counted, as on an open chain
