@@ -35,10 +35,10 @@ class FaultError(RejectedError):
 
     `objective`: proof by itself (two different updates or commitments for one round, a reveal
     that does not match its commitment, an update whose bytes do not decode): slashed at once.
-    Otherwise (a reveal with no commitment: the commitment may have been lost) it only adds to
-    the client's cross-round evidence.  check_tx admits such a transaction, so that it reaches a
-    block and is judged there; the block executes it as a penalty (the nonce advances, so it
-    cannot be replayed)."""
+    Otherwise (a reveal with no commitment: the commitment may have been lost) it only adds a
+    flagged round's weight to the client's cross-round evidence, which never slashes alone.
+    check_tx admits such a transaction, so that it reaches a block and is judged there; the
+    block executes it as a penalty (the nonce advances, so it cannot be replayed)."""
 
     def __init__(self, reason: str, objective: bool) -> None:
         super().__init__(reason)

@@ -43,8 +43,8 @@ again, so a second slash needs as much fresh evidence as the first.  Calibrated 
 eval` (digits, 30 clients, 50 rounds, Dirichlet 0.1 and 0.5; breast_cancer and mnist1d too since
 f25181a): no honest update was ever a near-copy, and colluders copying one vector reach evidence
 above 900.  With the defaults (d = 60, bound 750, 10 rounds) a client that sends near-copies
-every round is slashed after 23 rounds; flags alone settle at most at 500 (an EWMA never passes
-its largest input), so (with `evidence_low_permille` = 0 and every reveal matched) an honest
+every round is slashed after 23 rounds; flags and unmatched reveals alone settle at most at 500
+(an EWMA never passes its largest input), so (with `evidence_low_permille` = 0) an honest
 client can only be slashed through >= 12 near-copy rounds (from 500: 1000 - 500 * 0.94^k >= 750
 needs k >= 12), which with the slow fade need not be consecutive; docs/robustness.md states the
 bound.
@@ -301,11 +301,17 @@ def paid_for(flag: str) -> bool:
 
 
 def note_unmatched_reveal(econ: EconState, client: bytes, fl_round: int) -> list[Event]:
-    """A reveal without a commitment, or a commitment never revealed, counts as one fully
-    suspect round (it may be an honest client whose commitment was lost, so it is evidence, not
-    an objective fault).  Evidence fades slowly, so a client failing a third of its rounds this
-    way is slashed (docs/robustness.md, "Evidence that rises fast and fades slowly")."""
-    return _accumulate(econ, client, fl_round, PERMILLE)
+    """A reveal without a commitment, or a commitment never revealed, weighs as a flagged round
+    (`evidence_flag_permille`), below the slashing bound: it never slashes by itself.
+
+    Either is what an honest client does whose commitment was lost or who crashed before its
+    reveal, so neither proves anything.  At full suspicion (before session 14) the slow fade
+    added such rounds up, and a client failing a third of its rounds was slashed.  Withholding
+    gives an attacker nothing it lacks without committing (it may always stay out of a round),
+    except the choice, made after the honest reveals are public, of which of its own fixed
+    commitments to reveal; docs/robustness.md, "Withheld reveals", weighs that choice.  A reveal
+    that contradicts the client's commitment is proof and is slashed at once (updates.py)."""
+    return _accumulate(econ, client, fl_round, econ.params.evidence_flag_permille)
 
 
 def punish_fault(econ: EconState, client: bytes, fl_round: int, reason: str) -> list[Event]:

@@ -89,7 +89,7 @@ class Incentives:
 
     def note_fault(self, client: bytes, fl_round: int, reason: str, objective: bool) -> list[Event]:
         """Evidence from a client's own signed transaction: slashed at once when `objective`,
-        else one fully suspect round of cross-round evidence (clients.py)."""
+        else one round of cross-round evidence at the flag weight (clients.py)."""
         if objective:
             return clients.punish_fault(self.econ, client, fl_round, reason)
         return clients.note_unmatched_reveal(self.econ, client, fl_round)

@@ -187,7 +187,7 @@ def test_a_reveal_without_a_commitment_counts_against_the_client_but_is_no_slash
     stray = reveal_tx(app, CLIENTS[3], body(app, 1))
     assert block(app, [stray]) == [CODE_FAULT]
     record = app.state.incentives.econ.clients[CLIENTS[3].public_key]
-    assert (record.evidence, record.judged, record.slashed) == (60, 1, 0)
+    assert (record.evidence, record.judged, record.slashed) == (30, 1, 0)  # a flag's weight
     assert CLIENTS[3].public_key not in app.state.pending_by_client
 
 
@@ -199,7 +199,27 @@ def test_a_commitment_left_unrevealed_counts_against_the_client() -> None:
     for _ in range(PARAMS.round_deadline_ms // BLOCK_MS):
         block(app, [])
     assert app.state.round == 1  # closed at the reveal deadline with two updates
-    assert app.state.incentives.econ.clients[CLIENTS[2].public_key].evidence == 60
+    assert app.state.incentives.econ.clients[CLIENTS[2].public_key].evidence == 30
+
+
+def test_a_client_that_never_reveals_is_never_slashed_and_never_paid() -> None:
+    """A client that crashes between its commitment and its reveal in every round (or withholds
+    every reveal) proves nothing: its evidence settles at the flag weight, below the bound.
+    At full suspicion, as before session 14, it was slashed in round 23."""
+    app = new_app(client_slash_permille=100)
+    crasher = CLIENTS[2].public_key
+    for fl_round in range(40):
+        updates = [body(app, 1 + i) for i in range(3)]
+        block(app, [commit_tx(app, k, u) for k, u in zip(CLIENTS, updates, strict=False)])
+        while phase(app) != "reveal":
+            block(app, [])
+        block(app, [reveal_tx(app, k, u) for k, u in zip(CLIENTS[:2], updates, strict=False)])
+        while app.state.round == fl_round:
+            block(app, [])
+    record = app.state.incentives.econ.clients[crasher]
+    assert (record.judged, record.slashed, record.rewarded) == (40, 0, 0)
+    assert 400 < record.evidence <= 500  # risen toward the flag weight, and no further
+    assert app.state.incentives.econ.ledger.stake(crasher) == 1_000
 
 
 def test_a_commitment_names_its_sender_and_round() -> None:
