@@ -33,7 +33,8 @@ from consensus.crypto import PrivateKey
 from fl.aggregate import ClientUpdate
 from fl.app import FLApp
 from fl.client import attacks
-from fl.client.attacks.view import ChainAggregator, Oracle, RoundView
+from fl.client.attacks.view import ChainAggregator, Oracle, RoundView, realize
+from fl.client.attacks.withhold import choose_reveals
 from fl.client.committee import score_tx
 from fl.client.datasets import Dataset, load
 from fl.client.errors import ClientError
@@ -52,7 +53,7 @@ from fl.params import Params, with_value
 from fl.txs import SubmitUpdate, decode_tx, sign_tx
 
 CHAIN_ID = "fedchain-eval"
-KNOWLEDGE = ("current", "past")
+KNOWLEDGE = ("current", "past", "withhold")
 OBJECTIVES = ("progress", "loss", "error", "class_loss")
 ECONOMICS = ("open", "staked")
 STAKE_INITIAL = 1_000
@@ -73,7 +74,10 @@ class EvalConfig:
     bits: int = 16
     # Governable parameters to set besides the rule, e.g. (("clip_drop_permille", 3000),).
     overrides: tuple[tuple[str, int | str], ...] = ()
-    knowledge: str = "current"  # which honest updates coordinated attackers see
+    # Which honest updates coordinated attackers see: this round's ("current": a single-phase
+    # chain), the last round's ("past": what commit-reveal leaves them), or the last round's
+    # while crafting and this round's when choosing which commitments to reveal ("withhold").
+    knowledge: str = "current"
     # What the adaptive attack maximises: "progress" (how far the aggregate is pulled back from
     # the honest mean's direction), or on the attackers' own clean data "loss" (cross-entropy),
     # "error" (0-1 error) or "class_loss" (the largest per-class cross-entropy).  On digits at
@@ -108,6 +112,7 @@ class EvalResult:
     slashed_attackers: int = 0  # distinct clients the economics layer slashed over the run
     slashed_honest: int = 0
     refused_attackers: int = 0  # attacker updates check_tx refused (jailed, out of bounds)
+    withheld_attackers: int = 0  # attacker updates withheld after seeing the honest ones
     committee_settled: int = 0  # rounds settled on the evaluation committee's scores
     # Tokens the incentives layer paid per client over the run, mean over each group.
     reward_honest: float = 0.0
@@ -186,7 +191,7 @@ def run(
     committee = _Committee(trainer, ds, validators) if config.committee else None
     nonces = [0] * config.clients
     history: list[float] = []
-    flagged_attackers = flagged_honest = refused = 0
+    flagged_attackers = flagged_honest = refused = withheld = 0
     known_past: tuple[ClientUpdate, ...] = ()
     last_weights: FloatArray | None = None
     for rnd in range(config.rounds):
@@ -223,7 +228,7 @@ def run(
                 honest_updates.append(_decoded(tx))
         if adversary is not None:
             known = tuple(honest_updates)
-            if config.knowledge == "past":
+            if config.knowledge != "current":
                 known = known_past
             if not known:  # round 0 under "past", or every honest client jailed
                 known = _proxies(keys, attacker, [deltas[i] for i in attacker_ids])
@@ -255,7 +260,15 @@ def run(
                 evidence=_evidence(app, [keys[i].public_key for i in attacker_ids]),
                 econ=econ.params,
             )
-            for i, delta in zip(attacker_ids, adversary.craft(view, attack_rng), strict=True):
+            crafted = adversary.craft(view, attack_rng)
+            reveal = [True] * len(crafted)
+            if config.knowledge == "withhold":
+                now = tuple(replace(u, votes=stake_votes(econ, u.client)) for u in honest_updates)
+                reveal = _reveals(view, now, crafted, params.update_norm_max)
+            for i, delta, shown in zip(attacker_ids, crafted, reveal, strict=True):
+                if not shown:
+                    withheld += 1
+                    continue
                 tx = build_update(
                     keys[i], CHAIN_ID, nonces[i], model, delta, len(parts[i]), params, 16, None
                 )
@@ -300,11 +313,35 @@ def run(
         slashed_attackers=len(app.slashed & attacker_keys),
         slashed_honest=len(app.slashed - attacker_keys),
         refused_attackers=refused,
+        withheld_attackers=withheld,
         committee_settled=app.committee_settled,
         reward_honest=_mean(_rewards(app, keys, attacker_keys, of_attackers=False)),
         reward_attackers=_mean(_rewards(app, keys, attacker_keys, of_attackers=True)),
         reward_honest_least=min(_rewards(app, keys, attacker_keys, of_attackers=False), default=0),
     )
+
+
+def _reveals(
+    view: RoundView,
+    honest_now: tuple[ClientUpdate, ...],
+    crafted: Sequence[FloatArray],
+    norm_max_units: int,
+) -> list[bool]:
+    """Which committed attacker updates to reveal once this round's honest updates are public:
+    the greedy choice of fl.client.attacks.withhold, by the attackers' own harm (or, without
+    one, how far the aggregate falls short of this round's honest mean)."""
+    if not honest_now:
+        return [True] * len(crafted)
+    oracle = replace(view.oracle, honest=honest_now)
+    harm = view.harm
+    if harm is None:
+        mean = np.mean([u.delta.astype(np.float64) / ONE for u in honest_now], axis=0)
+
+        def harm(agg: FloatArray) -> float:
+            return -float(np.dot(agg, mean))
+
+    realized = [realize(d, norm_max_units) for d in crafted]
+    return list(choose_reveals(oracle, realized, harm))
 
 
 def _evidence(app: FLApp, clients: list[bytes]) -> tuple[int, ...]:

@@ -65,7 +65,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--knowledge",
         default="current",
         choices=simulation.KNOWLEDGE,
-        help="honest updates coordinated attackers see: this round's, or only the last round's",
+        help="honest updates coordinated attackers see: this round's, only the last round's "
+        "(as commit-reveal leaves them), or the last round's and then this round's to choose "
+        "which of their commitments to reveal (withhold)",
     )
     parser.add_argument(
         "--economics",
@@ -136,6 +138,7 @@ class Cell:
     slash_precision: float = 1.0  # means over seeds
     slash_recall: float = 1.0
     refused_attackers: int = 0
+    withheld_attackers: int = 0
     worst_seed_accuracy: float = 0.0
     reward_honest: float = 0.0  # tokens per client over the run, means over seeds
     reward_attackers: float = 0.0
@@ -160,6 +163,7 @@ def _cell(results: list[EvalResult]) -> Cell:
         slash_precision=_mean([r.slash_precision for r in results]),
         slash_recall=_mean([r.slash_recall for r in results]),
         refused_attackers=sum(r.refused_attackers for r in results),
+        withheld_attackers=sum(r.withheld_attackers for r in results),
         worst_seed_accuracy=min(r.accuracy for r in results),
         reward_honest=_mean([r.reward_honest for r in results]),
         reward_attackers=_mean([r.reward_attackers for r in results]),
@@ -259,6 +263,9 @@ def format_reports(rows: list[Row], attack_names: list[str]) -> str:
                 f"| {c.reward_attackers:.0f} / {c.reward_honest:.0f} "
                 f"| {c.reward_honest_least:.0f} |"
             )
+        withheld = [f"{a} {row.cells[a].withheld_attackers}" for a in attack_names]
+        if any(row.cells[a].withheld_attackers for a in attack_names):
+            out.append(f"attacker updates withheld (summed over seeds): {', '.join(withheld)}")
     return "\n".join(out)
 
 
