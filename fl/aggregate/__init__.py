@@ -25,9 +25,8 @@ from fl.aggregate.copies import copy_pairs
 from fl.aggregate.fedavg import fedavg
 from fl.aggregate.history import HistoryParams, RuleHistory, history_clip
 from fl.aggregate.krum import multi_krum
-from fl.aggregate.median import coordinate_median
 from fl.aggregate.sign_vote import MODES as SIGN_MODES
-from fl.aggregate.trimmed import trimmed_mean
+from fl.aggregate.weighted import weighted_coordinate_median, weighted_trimmed_mean
 from fl.errors import FLInvariantError
 from fl.fixed import IntArray
 from fl.params import Params
@@ -102,7 +101,8 @@ def aggregate(
         case "fedavg":
             delta, scores, flags = fedavg(rows, weights)
         case _ if rule in MATRIX_RULES:
-            delta, scores, flags = _matrix_rule(rule, _matrix(rows), params)
+            votes = [u.votes for u in ordered]
+            delta, scores, flags = _matrix_rule(rule, _matrix(rows), params, votes)
         case _:
             raise FLInvariantError(f"unknown aggregation rule {rule!r} passed validation")
     if scores is None:
@@ -144,20 +144,26 @@ def _matrix(rows: list[Rows]) -> IntArray:
     return matrix
 
 
-def _matrix_rule(rule: str, matrix: IntArray, params: Params) -> RuleResult:
+def _matrix_rule(rule: str, matrix: IntArray, params: Params, votes: list[int]) -> RuleResult:
+    """The robust rules; each counts row i votes[i] times (stake votes, one each without
+    bonds), so a stake split over many keys says no more than on one (fl/aggregate/weighted.py)."""
+    n = matrix.shape[0]
     match rule:
         case "median":
-            return coordinate_median(matrix)
+            return weighted_coordinate_median(matrix, votes), None, [""] * n
         case "trimmed_mean":
-            return trimmed_mean(matrix, params.trim_permille)
+            return weighted_trimmed_mean(matrix, votes, params.trim_permille), None, [""] * n
         case "multi_krum":
-            return multi_krum(matrix, params.krum_byzantine_permille, params.krum_keep_permille)
+            return multi_krum(
+                matrix, params.krum_byzantine_permille, params.krum_keep_permille, votes
+            )
         case "centered_clip":
             return centered_clip(
                 matrix,
                 params.clip_iterations,
                 params.clip_radius_permille,
                 params.clip_drop_permille,
+                votes,
             )
         case _:
             raise FLInvariantError(f"{rule!r} is not a matrix rule")

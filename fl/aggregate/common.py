@@ -22,7 +22,7 @@ class ClientUpdate:
     samples: int
     delta: npt.NDArray[np.int32] | IntArray  # model units, |coordinate| <= DELTA_ABS_MAX
     squared_norm: int | None = None  # of delta, if already known (saves a pass at close)
-    votes: int = 1  # the client's stake-bought say in history_clip (fl/economics/clients.py)
+    votes: int = 1  # the client's stake-bought say in the robust rules (fl/economics/clients.py)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,10 +1,13 @@
-"""Sybils under the default rule: history_clip gives each client one vote per `client_stake_min`
-bonded, so one stake split over many keys pulls the model no further than on one key.
+"""Sybils under every robust rule: on a bonded chain each client has one vote per
+`client_stake_min` bonded, and history_clip, median, trimmed_mean, multi_krum and centered_clip
+count a row that many times, so one stake split over many keys pulls the model no further than
+on one key.  (fedavg bounds a client's weight by its bond as a sample cap instead.)
 
 Through FLApp with signed updates: ten honest clients bond 1,000 each; an attacker holding one
 honest client's stake (1,000) pushes coordinate 0 from one key, or from ten keys of 100.  Each
-update is its own random vector, so no two are near-copies.  Before stake votes the rule
-counted keys, and the ten keys pulled 2.8-16x as far as the one (the unbound case below)."""
+update is its own random vector, so no two are near-copies.  Before stake votes the rules
+counted keys, and under history_clip the ten keys pulled 2.8-16x as far as the one (the unbound
+case below)."""
 
 from dataclasses import replace
 
@@ -37,20 +40,27 @@ BOUND = EconParams(client_stake_min=100)  # bond_per_weight 1, the default
 UNBOUND = replace(BOUND, bond_per_weight=0)
 
 
-def one_round(split: list[int], econ: EconParams, seed: int) -> tuple[FLApp, int]:
-    """The chain after one round in which the attacker's keys (bonded `split`) push; and how
-    far the aggregate moved coordinate 0."""
+ROBUST = ["history_clip", "median", "trimmed_mean", "multi_krum", "centered_clip"]
+
+
+def one_round(
+    split: list[int], econ: EconParams, seed: int, rule: str = "history_clip", same: bool = False
+) -> tuple[FLApp, int]:
+    """The chain after one round in which the attacker's keys (bonded `split`) push, each with
+    its own vector or (`same`) all with one; and how far the aggregate moved coordinate 0."""
     attackers = [PrivateKey.from_label(f"votes-sybil-{i}") for i in range(len(split))]
     allocations = [Allocation(k.public_key, 0, STAKE) for k in HONEST]
     allocations += [Allocation(k.public_key, 0, s) for k, s in zip(attackers, split, strict=True)]
     section = EconGenesis(allocations=tuple(allocations), reserve=1_000_000, params=econ)
-    app = small_fl_app(CHAIN, VALIDATOR.public_key, PARAMS, section)
-    assert app.state.params.rule == "history_clip"  # the default rule
+    app = small_fl_app(CHAIN, VALIDATOR.public_key, replace(PARAMS, rule=rule), section)
     rng = np.random.default_rng(seed)
     before = int(app.state.model.weights[0])
     txs = []
+    shared = rng.integers(-UNIT, UNIT, size=15, dtype=np.int64)
     for key, shift in [(k, 0) for k in HONEST] + [(k, PUSH) for k in attackers]:
         values = rng.integers(-UNIT, UNIT, size=15, dtype=np.int64)
+        if same and shift:
+            values = shared.copy()
         values[0] += shift
         body = SubmitUpdate(
             0, app.state.model.hash, 10, FRAC_BITS, 32, 15, values.astype("<i4").tobytes()
@@ -62,6 +72,10 @@ def one_round(split: list[int], econ: EconParams, seed: int) -> tuple[FLApp, int
     app.commit()
     assert app.state.round == 1
     return app, int(app.state.model.weights[0]) - before
+
+
+def test_the_default_rule_is_history_clip() -> None:
+    assert Params().rule == "history_clip"
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -76,6 +90,28 @@ def test_counting_keys_lets_the_split_pull_further(seed: int) -> None:
     """What stake votes buy: with `bond_per_weight` 0 each key is one vote."""
     _, one_key = one_round([STAKE], UNBOUND, seed)
     _, ten_keys = one_round([STAKE // 10] * 10, UNBOUND, seed)
+    assert ten_keys > one_key + PUSH // 4
+
+
+@pytest.mark.parametrize("rule", ROBUST[1:])
+@pytest.mark.parametrize("seed", range(3))
+def test_ten_keys_sending_one_vector_move_the_model_exactly_as_one_key_with_their_stake(
+    rule: str, seed: int
+) -> None:
+    """Under the stateless robust rules a row with k votes is k copies of it, so a split stake
+    sending one vector from every key buys nothing at all.  (Different vectors from the ten
+    keys give the attacker no more options than that: these rules are coordinate-wise or clip
+    each row to one radius, so spreading its points only spends its votes apart.)"""
+    one, _ = one_round([STAKE], BOUND, seed, rule, same=True)
+    ten, _ = one_round([STAKE // 10] * 10, BOUND, seed, rule, same=True)
+    assert np.array_equal(one.state.model.weights, ten.state.model.weights)
+
+
+@pytest.mark.parametrize("rule", ROBUST[1:])
+@pytest.mark.parametrize("seed", range(3))
+def test_counting_keys_lets_ten_copies_pull_further(rule: str, seed: int) -> None:
+    _, one_key = one_round([STAKE], UNBOUND, seed, rule, same=True)
+    _, ten_keys = one_round([STAKE // 10] * 10, UNBOUND, seed, rule, same=True)
     assert ten_keys > one_key + PUSH // 4
 
 
