@@ -20,6 +20,7 @@ stake, so nobody is jailed and the slash amount is zero, but the decisions are t
 `"staked"` bonds stake for every client, and jailed clients sit out their rounds.
 """
 
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
@@ -40,9 +41,9 @@ from fl.client.datasets import Dataset, load
 from fl.client.errors import ClientError
 from fl.client.partition import dirichlet
 from fl.client.quantize import float_to_units
-from fl.client.sdk import build_update, fetch_model
+from fl.client.sdk import RemoteModel, build_commit_reveal, build_update, fetch_model
 from fl.client.trainers import Trainer, accuracy, log_loss, make_trainer
-from fl.client.transport import InProcessTransport
+from fl.client.transport import BLOCK_INTERVAL_MS, InProcessTransport, SubmitResult
 from fl.economics.clients import stake_votes
 from fl.economics.genesis import OPEN_GENESIS, SECTION, Allocation, EconGenesis
 from fl.economics.params import EconParams, is_econ_param
@@ -50,7 +51,7 @@ from fl.economics.params import with_value as econ_with_value
 from fl.fixed import ONE, IntArray, delta_from_wire
 from fl.genesis import build_app_state
 from fl.params import Params, with_value
-from fl.txs import SubmitUpdate, decode_tx, sign_tx
+from fl.txs import KIND_REVEAL_UPDATE, SubmitUpdate, decode_tx, reveal_parts, sign_tx
 
 CHAIN_ID = "fedchain-eval"
 KNOWLEDGE = ("current", "past", "withhold")
@@ -190,6 +191,11 @@ def run(
     )
     committee = _Committee(trainer, ds, validators) if config.committee else None
     nonces = [0] * config.clients
+    sender = _Sender(transport, keys, nonces, config.seed, config.bits)
+    if sender.commit_reveal and committee is not None:
+        raise ClientError("the committee harness scores single-phase updates only")
+    if sender.commit_reveal and coordinated and config.knowledge == "current":
+        raise ClientError("commit-reveal rounds hide this round's updates: --knowledge past")
     history: list[float] = []
     flagged_attackers = flagged_honest = refused = withheld = 0
     known_past: tuple[ClientUpdate, ...] = ()
@@ -213,16 +219,12 @@ def run(
             delta = deltas[i]
             if i in attacker:
                 delta = attacks.craft(attack, delta, honest, collusion, rng)
-            tx = build_update(
-                keys[i], CHAIN_ID, nonces[i], model, delta, len(parts[i]), params, config.bits, rng
-            )
-            result = transport.submit(tx)
+            result, tx = sender.send(i, model, delta, len(parts[i]), params, rng)
             if not result.accepted:
                 if i not in attacker and config.economics == "open":
                     raise ClientError(f"honest client {i} update refused: {result.reason}")
                 refused += i in attacker
                 continue
-            nonces[i] += 1
             round_txs.append(tx)
             if i not in attacker:
                 honest_updates.append(_decoded(tx))
@@ -260,26 +262,53 @@ def run(
                 evidence=_evidence(app, [keys[i].public_key for i in attacker_ids]),
                 econ=econ.params,
             )
-            crafted = adversary.craft(view, attack_rng)
-            reveal = [True] * len(crafted)
-            if config.knowledge == "withhold":
+            crafted = dict(zip(attacker_ids, adversary.craft(view, attack_rng), strict=True))
+            if config.knowledge == "withhold" and not sender.commit_reveal:
+                # Single-phase rounds: a withheld update is one never sent.
                 now = tuple(replace(u, votes=stake_votes(econ, u.client)) for u in honest_updates)
-                reveal = _reveals(view, now, crafted, params.update_norm_max)
-            for i, delta, shown in zip(attacker_ids, crafted, reveal, strict=True):
-                if not shown:
-                    withheld += 1
-                    continue
-                tx = build_update(
-                    keys[i], CHAIN_ID, nonces[i], model, delta, len(parts[i]), params, 16, None
-                )
-                if transport.submit(tx).accepted:
-                    nonces[i] += 1
+                shown = _reveals(view, now, list(crafted.values()), params.update_norm_max)
+                withheld += shown.count(False)
+                kept = zip(crafted.items(), shown, strict=True)
+                crafted = {i: delta for (i, delta), keep in kept if keep}
+            for i, delta in crafted.items():
+                result, tx = sender.send(i, model, delta, len(parts[i]), params, None, bits=16)
+                if result.accepted:
                     round_txs.append(tx)
                 else:
                     refused += 1
+        if sender.commit_reveal:
+            # Every commitment is in; the honest reveal first, then the attackers, who (under
+            # "withhold") choose which commitments to reveal once the honest ones are public.
+            sender.open_reveals(rnd)
+            for i in sorted(sender.held):
+                if i not in attacker:
+                    sender.reveal(i)
+            owed = [i for i in attacker_ids if i in sender.held]
+            shown = [True] * len(owed)
+            if adversary is not None and config.knowledge == "withhold" and owed:
+                econ = app.state.incentives.econ
+                now = tuple(replace(u, votes=stake_votes(econ, u.client)) for u in honest_updates)
+                subset = replace(
+                    view,
+                    oracle=replace(
+                        view.oracle,
+                        attacker_keys=tuple(keys[i].public_key for i in owed),
+                        attacker_samples=tuple(max(1, len(parts[i])) for i in owed),
+                        attacker_votes=tuple(stake_votes(econ, keys[i].public_key) for i in owed),
+                    ),
+                )
+                deltas_owed = [crafted[i] for i in owed]
+                shown = _reveals(subset, now, deltas_owed, params.update_norm_max)
+            for i, keep in zip(owed, shown, strict=True):
+                if keep:
+                    sender.reveal(i)
+                else:
+                    withheld += 1
+            sender.held.clear()  # withheld: the chain counts them at the round's close
+        if adversary is not None:
             known_past = tuple(honest_updates)
         last_weights = model.weights
-        transport.wait_for_round(rnd + 1, blocks_max=8)
+        transport.wait_for_round(rnd + 1, blocks_max=8 + sender.phase_blocks(params))
         if committee is not None:
             committee.settle(transport, rnd, model.weights, round_txs)
         flagged = _flagged_clients(transport)
@@ -342,6 +371,82 @@ def _reveals(
 
     realized = [realize(d, norm_max_units) for d in crafted]
     return list(choose_reveals(oracle, realized, harm))
+
+
+class _Sender:
+    """Sends each client's update the way the chain wants it: one submit_update, or, on a
+    commit-reveal chain (`commit_blocks` > 0), its commitment now and its reveal (held here)
+    once the reveal phase opens.  Salts are derived from the seed, so a run is reproducible."""
+
+    def __init__(
+        self,
+        transport: InProcessTransport,
+        keys: list[PrivateKey],
+        nonces: list[int],
+        seed: int,
+        bits: int,
+    ) -> None:
+        self.transport = transport
+        self.keys = keys
+        self.nonces = nonces
+        self.seed = seed
+        self.bits = bits
+        self.commit_blocks = transport.app.state.incentives.econ.params.commit_blocks
+        self.held: dict[int, bytes] = {}  # client index -> its reveal, not yet sent
+
+    @property
+    def commit_reveal(self) -> bool:
+        return self.commit_blocks > 0
+
+    def send(
+        self,
+        i: int,
+        model: RemoteModel,
+        delta: FloatArray,
+        samples: int,
+        params: Params,
+        rng: np.random.Generator | None,
+        bits: int | None = None,
+    ) -> tuple[SubmitResult, bytes]:
+        """Admit client i's update (its commitment on a commit-reveal chain); returns the
+        admission and the transaction that carries the update (the held reveal, if any)."""
+        bits = self.bits if bits is None else bits
+        key, nonce = self.keys[i], self.nonces[i]
+        if not self.commit_reveal:
+            tx = build_update(key, CHAIN_ID, nonce, model, delta, samples, params, bits, rng)
+            result = self.transport.submit(tx)
+        else:
+            salt = hashlib.sha256(f"eval-salt/{self.seed}/{model.round}/{i}".encode()).digest()
+            commit, tx = build_commit_reveal(
+                key, CHAIN_ID, nonce, model, delta, samples, params, salt, bits, rng
+            )
+            result = self.transport.submit(commit)
+            if result.accepted:
+                self.held[i] = tx
+        self.nonces[i] += result.accepted
+        return result, tx
+
+    def open_reveals(self, rnd: int) -> None:
+        """Produce blocks until round `rnd`'s reveal phase is open."""
+        state = self.transport.app.state
+        for _ in range(self.commit_blocks + 2):
+            if state.round != rnd or state.reveal_opened_height >= 0:
+                return
+            self.transport.produce_block()
+        raise ClientError(f"round {rnd}: the reveal phase did not open")
+
+    def reveal(self, i: int) -> None:
+        result = self.transport.submit(self.held.pop(i))
+        if not result.accepted:
+            raise ClientError(f"client {i}: reveal refused: {result.reason}")
+        self.nonces[i] += 1
+
+    def phase_blocks(self, params: Params) -> int:
+        """Blocks a round may take beyond a single-phase one: the commit phase, and the reveal
+        deadline when a commitment is withheld."""
+        if not self.commit_reveal:
+            return 0
+        return self.commit_blocks + params.round_deadline_ms // BLOCK_INTERVAL_MS
 
 
 def _evidence(app: FLApp, clients: list[bytes]) -> tuple[int, ...]:
@@ -473,7 +578,8 @@ def _harm(
 def _decoded(tx: bytes) -> ClientUpdate:
     """An update exactly as the chain holds it (model units), from its transaction."""
     signed = decode_tx(tx)
-    update = SubmitUpdate.decode(signed.body)
+    body = reveal_parts(signed.body)[0] if signed.kind == KIND_REVEAL_UPDATE else signed.body
+    update = SubmitUpdate.decode(body)
     delta: IntArray = delta_from_wire(update.delta, update.bits, update.scale_exp, update.count)
     return ClientUpdate(signed.sender, update.samples, delta)
 

@@ -6,11 +6,13 @@ the eval plays it through the real app."""
 from dataclasses import replace
 
 import numpy as np
+import pytest
 
 from consensus.crypto import PrivateKey
 from fl.aggregate import ClientUpdate
 from fl.client.attacks.view import Oracle, realize
 from fl.client.attacks.withhold import choose_reveals
+from fl.client.errors import ClientError
 from fl.client.simulation import EvalConfig, run
 from fl.fixed import ONE
 from fl.params import Params
@@ -74,3 +76,23 @@ def test_the_eval_withholds_through_the_real_app() -> None:
     assert withheld.withheld_attackers > 0
     assert past.withheld_attackers == 0
     assert withheld.model_hash != past.model_hash
+
+
+def test_on_a_commit_reveal_chain_the_eval_commits_then_reveals_or_withholds() -> None:
+    """`--set commit_blocks=3`: every client commits, the honest reveal, and the attackers
+    withhold after seeing them; the chain aggregates what the single-phase run aggregated."""
+    config = EvalConfig(
+        clients=10, rounds=3, seed=0, knowledge="withhold", overrides=(("commit_blocks", 3),)
+    )
+    committed = run(config, "fedavg", "min_max_uv")
+    single = run(replace(config, overrides=()), "fedavg", "min_max_uv")
+    assert committed.withheld_attackers == single.withheld_attackers > 0
+    assert committed.refused_attackers == 0
+    assert committed.model_hash == single.model_hash
+
+
+def test_a_commit_reveal_chain_hides_this_rounds_updates_from_the_eval_attackers() -> None:
+    config = EvalConfig(clients=10, rounds=1, overrides=(("commit_blocks", 3),))
+    with pytest.raises(ClientError, match="hide this round"):
+        run(config, "fedavg", "min_max_uv")  # --knowledge current
+    assert run(config, "fedavg", "sign_flip").accuracy > 0  # needs no knowledge of the round
