@@ -303,9 +303,9 @@ def _weight_cap_note(doc: dict[str, Any], bonded: int) -> str:
     if bound == 0 or price == 0:
         return ""
     return (
-        f"; it has {votes_for_stake(bonded, params)} votes under history_clip (one per {price} "
-        f"bonded) and weighs at most {bonded // bound} samples under fedavg (bond_per_weight "
-        f"{bound})"
+        f"; it has {votes_for_stake(bonded, params)} votes under the robust rules (one per "
+        f"{price} bonded) and weighs at most {bonded // bound} samples under fedavg "
+        f"(bond_per_weight {bound})"
     )
 
 

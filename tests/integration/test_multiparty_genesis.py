@@ -74,7 +74,7 @@ def test_three_organisations_make_one_genesis_and_run_it(tmp_path: Path) -> None
     added = fedchain(
         "genesis", "add-client", "--genesis", draft, "--key-file", client_key, "--bond", "500"
     )  # fmt: skip
-    assert "has 5 votes under history_clip (one per 100 bonded)" in added
+    assert "has 5 votes under the robust rules (one per 100 bonded)" in added
     assert "at most 500 samples under fedavg" in added
     fedchain("genesis", "add-account", "--genesis", draft, "--key", account, "--balance", "7")
     collected = fedchain("genesis", "collect", "--genesis", draft, *gentxs)
