@@ -20,7 +20,6 @@ stake, so nobody is jailed and the slash amount is zero, but the decisions are t
 `"staked"` bonds stake for every client, and jailed clients sit out their rounds.
 """
 
-import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
@@ -34,16 +33,17 @@ from consensus.crypto import PrivateKey
 from fl.aggregate import ClientUpdate
 from fl.app import FLApp
 from fl.client import attacks
-from fl.client.attacks.view import ChainAggregator, Oracle, RoundView, realize
-from fl.client.attacks.withhold import choose_reveals
+from fl.client.attacks.view import ChainAggregator, Oracle, RoundView
+from fl.client.attacks.withhold import reveals_now
 from fl.client.committee import score_tx
 from fl.client.datasets import Dataset, load
 from fl.client.errors import ClientError
+from fl.client.eval_sender import RoundSender
 from fl.client.partition import dirichlet
 from fl.client.quantize import float_to_units
-from fl.client.sdk import RemoteModel, build_commit_reveal, build_update, fetch_model
+from fl.client.sdk import fetch_model
 from fl.client.trainers import Trainer, accuracy, log_loss, make_trainer
-from fl.client.transport import BLOCK_INTERVAL_MS, InProcessTransport, SubmitResult
+from fl.client.transport import InProcessTransport
 from fl.economics.clients import stake_votes
 from fl.economics.genesis import OPEN_GENESIS, SECTION, Allocation, EconGenesis
 from fl.economics.params import EconParams, is_econ_param
@@ -191,7 +191,7 @@ def run(
     )
     committee = _Committee(trainer, ds, validators) if config.committee else None
     nonces = [0] * config.clients
-    sender = _Sender(transport, keys, nonces, config.seed, config.bits)
+    sender = RoundSender(transport, keys, nonces, config.seed, config.bits)
     if sender.commit_reveal and committee is not None:
         raise ClientError("the committee harness scores single-phase updates only")
     if sender.commit_reveal and coordinated and config.knowledge == "current":
@@ -266,7 +266,7 @@ def run(
             if config.knowledge == "withhold" and not sender.commit_reveal:
                 # Single-phase rounds: a withheld update is one never sent.
                 now = tuple(replace(u, votes=stake_votes(econ, u.client)) for u in honest_updates)
-                shown = _reveals(view, now, list(crafted.values()), params.update_norm_max)
+                shown = reveals_now(view, now, list(crafted.values()), params.update_norm_max)
                 withheld += shown.count(False)
                 kept = zip(crafted.items(), shown, strict=True)
                 crafted = {i: delta for (i, delta), keep in kept if keep}
@@ -298,7 +298,7 @@ def run(
                     ),
                 )
                 deltas_owed = [crafted[i] for i in owed]
-                shown = _reveals(subset, now, deltas_owed, params.update_norm_max)
+                shown = reveals_now(subset, now, deltas_owed, params.update_norm_max)
             for i, keep in zip(owed, shown, strict=True):
                 if keep:
                     sender.reveal(i)
@@ -348,105 +348,6 @@ def run(
         reward_attackers=_mean(_rewards(app, keys, attacker_keys, of_attackers=True)),
         reward_honest_least=min(_rewards(app, keys, attacker_keys, of_attackers=False), default=0),
     )
-
-
-def _reveals(
-    view: RoundView,
-    honest_now: tuple[ClientUpdate, ...],
-    crafted: Sequence[FloatArray],
-    norm_max_units: int,
-) -> list[bool]:
-    """Which committed attacker updates to reveal once this round's honest updates are public:
-    the greedy choice of fl.client.attacks.withhold, by the attackers' own harm (or, without
-    one, how far the aggregate falls short of this round's honest mean)."""
-    if not honest_now:
-        return [True] * len(crafted)
-    oracle = replace(view.oracle, honest=honest_now)
-    harm = view.harm
-    if harm is None:
-        mean = np.mean([u.delta.astype(np.float64) / ONE for u in honest_now], axis=0)
-
-        def harm(agg: FloatArray) -> float:
-            return -float(np.dot(agg, mean))
-
-    realized = [realize(d, norm_max_units) for d in crafted]
-    return list(choose_reveals(oracle, realized, harm))
-
-
-class _Sender:
-    """Sends each client's update the way the chain wants it: one submit_update, or, on a
-    commit-reveal chain (`commit_blocks` > 0), its commitment now and its reveal (held here)
-    once the reveal phase opens.  Salts are derived from the seed, so a run is reproducible."""
-
-    def __init__(
-        self,
-        transport: InProcessTransport,
-        keys: list[PrivateKey],
-        nonces: list[int],
-        seed: int,
-        bits: int,
-    ) -> None:
-        self.transport = transport
-        self.keys = keys
-        self.nonces = nonces
-        self.seed = seed
-        self.bits = bits
-        self.commit_blocks = transport.app.state.incentives.econ.params.commit_blocks
-        self.held: dict[int, bytes] = {}  # client index -> its reveal, not yet sent
-
-    @property
-    def commit_reveal(self) -> bool:
-        return self.commit_blocks > 0
-
-    def send(
-        self,
-        i: int,
-        model: RemoteModel,
-        delta: FloatArray,
-        samples: int,
-        params: Params,
-        rng: np.random.Generator | None,
-        bits: int | None = None,
-    ) -> tuple[SubmitResult, bytes]:
-        """Admit client i's update (its commitment on a commit-reveal chain); returns the
-        admission and the transaction that carries the update (the held reveal, if any)."""
-        bits = self.bits if bits is None else bits
-        key, nonce = self.keys[i], self.nonces[i]
-        if not self.commit_reveal:
-            tx = build_update(key, CHAIN_ID, nonce, model, delta, samples, params, bits, rng)
-            result = self.transport.submit(tx)
-        else:
-            salt = hashlib.sha256(f"eval-salt/{self.seed}/{model.round}/{i}".encode()).digest()
-            commit, tx = build_commit_reveal(
-                key, CHAIN_ID, nonce, model, delta, samples, params, salt, bits, rng
-            )
-            result = self.transport.submit(commit)
-            if result.accepted:
-                self.held[i] = tx
-        self.nonces[i] += result.accepted
-        return result, tx
-
-    def open_reveals(self, rnd: int) -> None:
-        """Produce blocks until round `rnd`'s reveal phase is open."""
-        state = self.transport.app.state
-        for _ in range(self.commit_blocks + 2):
-            if state.round != rnd or state.reveal_opened_height >= 0:
-                return
-            self.transport.produce_block()
-        raise ClientError(f"round {rnd}: the reveal phase did not open")
-
-    def reveal(self, i: int) -> None:
-        result = self.transport.submit(self.held.pop(i))
-        if not result.accepted:
-            raise ClientError(f"client {i}: reveal refused: {result.reason}")
-        self.nonces[i] += 1
-
-    def phase_blocks(self, params: Params) -> int:
-        """Blocks a round may take beyond a single-phase one: the commit phase, and the reveal
-        deadline when a commitment is withheld."""
-        if not self.commit_reveal:
-            return 0
-        return self.commit_blocks + params.round_deadline_ms // BLOCK_INTERVAL_MS
 
 
 def _evidence(app: FLApp, clients: list[bytes]) -> tuple[int, ...]:

@@ -12,7 +12,11 @@ chain's own rule on this round's honest updates), until no single withholding ra
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
-from fl.client.attacks.view import FloatArray, Oracle
+import numpy as np
+
+from fl.aggregate import ClientUpdate
+from fl.client.attacks.view import FloatArray, Oracle, RoundView, realize
+from fl.fixed import ONE
 
 
 def choose_reveals(
@@ -50,3 +54,26 @@ def _harm_of(
         attacker_votes=tuple(votes[i] for i in shown) if votes else (),
     )
     return harm(subset.evaluate([deltas[i] for i in shown]).delta)
+
+
+def reveals_now(
+    view: RoundView,
+    honest_now: tuple[ClientUpdate, ...],
+    crafted: Sequence[FloatArray],
+    norm_max_units: int,
+) -> list[bool]:
+    """Which of the attackers' `crafted` updates to reveal once this round's honest updates are
+    public: `choose_reveals` by the attackers' own harm (without one, by how far the aggregate
+    falls short of this round's honest mean)."""
+    if not honest_now:
+        return [True] * len(crafted)
+    oracle = replace(view.oracle, honest=honest_now)
+    harm = view.harm
+    if harm is None:
+        mean = np.mean([u.delta.astype(np.float64) / ONE for u in honest_now], axis=0)
+
+        def harm(agg: FloatArray) -> float:
+            return -float(np.dot(agg, mean))
+
+    realized = [realize(d, norm_max_units) for d in crafted]
+    return list(choose_reveals(oracle, realized, harm))
