@@ -24,9 +24,9 @@ CLIENT_STAKE_MIN = 100
 BOND_PER_WEIGHT = 1
 GENESIS_RESERVE = 1_000_000_000
 # Client admission a genesis can start with: "bond" (any key holding `client_stake_min` bonded;
-# weight bounded by bond) or "open" (any key, no economics section).  Registry admission is a
-# parameter (`client_registry`) that governance turns on once the registry's members are known.
-ADMISSIONS = ("bond", "open")
+# weight bounded by bond), "registry" (the same, and only keys in the registry: those the genesis
+# admits, then those `client_admit` proposals admit) or "open" (any key, no economics section).
+ADMISSIONS = ("bond", "registry", "open")
 VALIDATOR_LIQUID = 10_000  # per unit of genesis power, for governance deposits and fees
 # A generated testnet's chain-time periods (the demo, LocalNet tests, the docker e2e): short, so
 # rounds, votes, unbonding and jail end within seconds.  `fedchain init` and multi-party genesis
@@ -89,8 +89,8 @@ def genesis_app_state(
             other: tuple[tuple[str, Value], ...] = ()
             if client_keys is not None:
                 other = (bonded_economics(client_keys, validators, commit_blocks),)
-            elif admission == "bond":
-                other = (draft_bond_economics(),)
+            elif admission != "open":
+                other = (draft_bond_economics(registry=admission == "registry"),)
             return build_app_state(trainer.shapes(), weights, params, other)
         case "kv":
             return b""
@@ -98,14 +98,16 @@ def genesis_app_state(
             raise ConfigError(f"app: unknown application {name!r}")
 
 
-def draft_bond_economics() -> tuple[str, Value]:
+def draft_bond_economics(registry: bool = False) -> tuple[str, Value]:
     """A multi-party draft's economics section: bond admission under the production rules
-    (`client_stake_min` bonded to submit, weight bounded by `bond_per_weight`), a funded reward
-    reserve, and no accounts until the coordinator adds them."""
+    (`client_stake_min` bonded to submit, weight bounded by `bond_per_weight`), with `registry`
+    also the client registry (`client_registry` 1: `genesis add-client` admits each key), a
+    funded reward reserve, and no accounts until the coordinator adds them."""
     from fl.economics.genesis import SECTION, EconGenesis
     from fl.economics.params import EconParams
 
-    return SECTION, EconGenesis(reserve=GENESIS_RESERVE, params=EconParams()).encode()
+    params = EconParams(client_registry=int(registry))
+    return SECTION, EconGenesis(reserve=GENESIS_RESERVE, params=params).encode()
 
 
 def bonded_economics(

@@ -8,7 +8,8 @@ Python:
       "model":     {"shapes": [[64, 10], [10]], "weights": "zeros" | "<int64 LE hex>"},
       "params":    {"rule": "centered_clip", "updates_per_round": 8, ...},     (FL, by name)
       "economics": {"accounts": [{"key": HEX, "balance": N, "bonded": N}, ...],
-                    "reserve": N, "validators": [HEX, ...], "params": {NAME: N, ...}}
+                    "reserve": N, "validators": [HEX, ...], "params": {NAME: N, ...},
+                    "admitted_clients": [HEX, ...]}     (the registry, if any, at genesis)
     }
 
 `params` may name only what differs from the defaults and `economics` may be absent (an open
@@ -146,7 +147,7 @@ def _econ_from_doc(raw: Any) -> EconGenesis:
     where = f"app_state.{ECON_SECTION}"
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected an object")
-    unknown = set(raw) - {"accounts", "reserve", "validators", "params"}
+    unknown = set(raw) - {"accounts", "reserve", "validators", "params", "admitted_clients"}
     if unknown:
         raise ConfigError(f"{where}.{sorted(unknown)[0]}: unknown field")
     accounts: list[Allocation] = []
@@ -174,7 +175,11 @@ def _econ_from_doc(raw: Any) -> EconGenesis:
             params = econ_params.with_value(params, str(name), value)
         except RejectedError as exc:
             raise ConfigError(f"{where}.params.{name}: {exc}") from None
-    genesis = EconGenesis(tuple(accounts), reserve, validators, params)
+    admitted = tuple(
+        _key(k, f"{where}.admitted_clients[{i}]")
+        for i, k in enumerate(raw.get("admitted_clients", []))
+    )
+    genesis = EconGenesis(tuple(accounts), reserve, validators, params, admitted)
     _parse_econ(genesis.encode())  # duplicates, bounds: the chain's parser decides
     return genesis
 
@@ -187,7 +192,7 @@ def _parse_econ(value: Value) -> EconGenesis:
 
 
 def _econ_to_doc(econ: EconGenesis) -> dict[str, Any]:
-    return {
+    doc: dict[str, Any] = {
         "accounts": [
             {"key": a.key.hex(), "balance": a.balance, "bonded": a.bonded} for a in econ.allocations
         ],
@@ -195,16 +200,24 @@ def _econ_to_doc(econ: EconGenesis) -> dict[str, Any]:
         "validators": [v.hex() for v in econ.validators],
         "params": {spec.name: getattr(econ.params, spec.name) for spec in econ_params.GOVERNABLE},
     }
+    if econ.admitted:
+        doc["admitted_clients"] = [k.hex() for k in econ.admitted]
+    return doc
 
 
-def with_account(doc: dict[str, Any], key: bytes, balance: int, bonded: int) -> dict[str, Any]:
-    """`doc` with one more genesis account; an account is allocated once."""
+def with_account(
+    doc: dict[str, Any], key: bytes, balance: int, bonded: int, admit: bool = False
+) -> dict[str, Any]:
+    """`doc` with one more genesis account (and, with `admit`, that key in the client
+    registry); an account is allocated once."""
     # A chain that had no economics section ran OPEN_GENESIS's rules: keep them, so adding
     # an account does not silently close client admission or empty the reward reserve.
     econ = _econ_from_doc(doc[ECON_SECTION]) if ECON_SECTION in doc else OPEN_GENESIS
     if any(a.key == key for a in econ.allocations):
         raise ConfigError(f"account {key.hex()} is already in the genesis")
     econ = replace(econ, allocations=(*econ.allocations, Allocation(key, balance, bonded)))
+    if admit:
+        econ = replace(econ, admitted=(*econ.admitted, key))
     return {**doc, ECON_SECTION: _econ_to_doc(econ)}
 
 

@@ -1,8 +1,12 @@
 """The "economics" section of the FL genesis and building the initial EconState.
 
-    ["economics", [[[key, balance, bonded], ...], reserve, [validator key, ...], params]]
+    ["economics", [[[key, balance, bonded], ...], reserve, [validator key, ...], params
+                   (, [admitted client key, ...])]]
 
-`params` may list only the entries it overrides.  Supply is whatever genesis allocates.  Every
+`params` may list only the entries it overrides.  The admitted clients (a fifth element, present
+only when not empty, so every genesis written before it keeps its bytes) are the registry a
+consortium starts with when `client_registry` is 1; without them such a chain could admit nobody
+until a `client_admit` proposal passed.  Supply is whatever genesis allocates.  Every
 validator of the consensus genesis becomes an admitted validator; if the section does not bond
 stake for it, it is given power * power_unit bonded (created at genesis), so a chain started
 without an economics section still has stake behind every validator.
@@ -45,14 +49,18 @@ class EconGenesis:
     reserve: int = 0
     validators: tuple[bytes, ...] = ()
     params: EconParams = field(default_factory=EconParams)
+    admitted: tuple[bytes, ...] = ()  # clients in the registry from genesis on
 
     def encode(self) -> Value:
-        return [
+        body: list[Value] = [
             [[a.key, a.balance, a.bonded] for a in self.allocations],
             self.reserve,
             list(self.validators),
             encode_params(self.params),
         ]
+        if self.admitted:
+            body.append(list(self.admitted))
+        return body
 
 
 # The genesis a chain gets when its app_state has no economics section.
@@ -70,7 +78,14 @@ OPEN_VALIDATOR_LIQUID = 10_000  # per unit of genesis voting power
 
 def parse_section(value: Value) -> EconGenesis:
     try:
-        allocs_v, reserve, validators_v, params_v = expect_list(value, 4, "economics genesis")
+        items = expect_seq(value, "economics genesis", 5)
+        if len(items) not in (4, 5):
+            raise CodecError(f"economics genesis: expected 4 or 5 items, got {len(items)}")
+        allocs_v, reserve, validators_v, params_v = items[:4]
+        admitted_v = expect_seq(items[4], "admitted clients", ITEMS_MAX) if len(items) == 5 else ()
+        admitted = tuple(expect_bytes(k, "admitted key", PUBLIC_KEY_BYTES) for k in admitted_v)
+        if len(set(admitted)) != len(admitted):
+            raise CodecError("a client is admitted twice")
         allocations: list[Allocation] = []
         for item in expect_seq(allocs_v, "allocations", ITEMS_MAX):
             key, balance, bonded = expect_list(item, 3, "allocation")
@@ -93,6 +108,7 @@ def parse_section(value: Value) -> EconGenesis:
             expect_int(reserve, "reserve", 0, AMOUNT_MAX),
             validators,
             decode_params(params_v),
+            admitted,
         )
     except CodecError as exc:
         raise RejectedError(f"bad economics genesis: {exc}") from None
@@ -109,6 +125,8 @@ def initial_state(
         if a.bonded:
             ledger.bonded[a.key] = a.bonded
     econ = EconState(params=params, ledger=ledger)
+    for key in sorted(genesis.admitted):
+        econ.client(key).admitted = True
     for key in sorted({*genesis.validators, *(v.public_key for v in consensus_validators)}):
         econ.validators[key] = ValidatorRecord(admitted=True, tracked_since=height + 1)
     open_chain = genesis is OPEN_GENESIS

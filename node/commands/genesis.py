@@ -59,8 +59,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="bond",
         choices=ADMISSIONS,
         help="who may submit updates: bond = keys the genesis (or later a bond tx) gives "
-        "client_stake_min bonded, their say bounded by bond; open = any key (no stake, so "
-        "nothing bounds how many keys one party runs)",
+        "client_stake_min bonded, their say bounded by bond; registry = the same, and only keys "
+        "in the registry (add-client admits each; later, client_admit proposals); open = any "
+        "key (no stake, so nothing bounds how many keys one party runs)",
     )
     p.add_argument(
         "--genesis-time-ms",
@@ -154,6 +155,11 @@ def _init(args: argparse.Namespace) -> int:
         print("bond admission: only clients added with `genesis add-client --bond N` (or bonding")
         print("  later) may submit, their say bounded by N (add-client prints it); validators")
         print("  need liquid tokens (`genesis add-account --balance`) for deposits and fees")
+    if args.app == "fl" and args.admission == "registry":
+        print("registry admission: only clients added with `genesis add-client` (admitted and")
+        print("  bonded, their say bounded by the bond) or later admitted by a client_admit")
+        print("  proposal may submit; a bond alone admits nobody.  Validators need liquid tokens")
+        print("  (`genesis add-account --balance`) for deposits and fees")
     return 0
 
 
@@ -193,8 +199,11 @@ def _add_account(args: argparse.Namespace) -> int:
         raise ConfigError("--balance and the bond must be >= 0")
     if args.balance == 0 and bonded == 0:
         raise ConfigError("allocate something: --balance and/or a bond above 0")
-    _write(args.genesis, loaded.app, loaded.genesis, with_account(doc, key, args.balance, bonded))
+    admit = args.action == "add-client" and _registry(doc)
+    changed = with_account(doc, key, args.balance, bonded, admit)
+    _write(args.genesis, loaded.app, loaded.genesis, changed)
     note = _weight_cap_note(doc, bonded) if args.action == "add-client" else ""
+    note += "; admitted to the client registry" if admit else ""
     print(f"added {key.hex()[:16]}: balance {args.balance}, bonded {bonded}{note}")
     return 0
 
@@ -267,8 +276,10 @@ def _show(path: Path, as_json: bool) -> int:
         else:
             print(f"economics: {_admission_label(econ['params'])}")
             print(f"  reserve {econ['reserve']}, {len(econ['accounts'])} accounts")
+            admitted = set(econ.get("admitted_clients", []))
             for a in econ["accounts"]:
-                print(f"  {a['key']}  balance {a['balance']}  bonded {a['bonded']}")
+                mark = "  (admitted client)" if a["key"] in admitted else ""
+                print(f"  {a['key']}  balance {a['balance']}  bonded {a['bonded']}{mark}")
     return 0
 
 
@@ -283,7 +294,7 @@ def _write(path: Path, app: str, genesis: Genesis, doc: dict[str, Any]) -> None:
 
 def _admission_label(params: dict[str, Any]) -> str:
     if params["client_registry"]:
-        how = "registry (keys admitted by governance"
+        how = "registry (keys admitted at genesis or by governance,"
     elif params["client_stake_min"] > 0:
         how = "bond (keys"
     else:
@@ -307,6 +318,11 @@ def _weight_cap_note(doc: dict[str, Any], bonded: int) -> str:
         f"{price} bonded) and weighs at most {bonded // bound} samples under fedavg "
         f"(bond_per_weight {bound})"
     )
+
+
+def _registry(doc: dict[str, Any]) -> bool:
+    econ = doc.get(ECON_SECTION)
+    return econ is not None and bool(econ["params"]["client_registry"])
 
 
 def _client_stake_min(doc: dict[str, Any]) -> int:

@@ -1,7 +1,10 @@
 """The genesis `fedchain testnet` writes: bond mode with every generated client bonded, so a
 fresh unfunded key cannot submit (issue 14: 8 sybil keys once supplied 88% of the updates),
 and commit-reveal rounds when asked for; and the multi-party draft (`fedchain genesis init`),
-bond mode by default too."""
+bond mode by default too, or a registry whose members the genesis admits."""
+
+from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,9 +14,14 @@ from consensus.crypto import PrivateKey
 from fl.app import FLApp
 from fl.client.sdk import build_update, fetch_model, fetch_params, round_phase
 from fl.client.transport import InProcessTransport
+from fl.economics.genesis import EconGenesis, parse_section
 from fl.economics.params import EconParams
+from fl.errors import RejectedError
 from node.apps import CLIENT_BOND, CLIENT_STAKE_MIN, genesis_app_state
+from node.appstate import app_state_from_doc, app_state_to_doc, with_account
+from node.cli import main as cli
 from node.errors import ConfigError
+from node.genesis import read_genesis_file
 
 CHAIN = "testnet-genesis-test"
 CLIENTS = [PrivateKey.from_label(f"tn-client-{i}") for i in range(3)]
@@ -89,4 +97,71 @@ def test_a_multi_party_draft_is_bond_mode_under_the_production_rules() -> None:
 
 def test_an_unknown_admission_is_refused() -> None:
     with pytest.raises(ConfigError, match="admission"):
-        genesis_app_state("fl", 2, admission="registry")
+        genesis_app_state("fl", 2, admission="whitelist")
+
+
+def test_a_registry_draft_takes_only_the_clients_its_genesis_admits() -> None:
+    """A consortium's registry from the first block: `genesis init --admission registry`, then
+    `add-client` per member (bonded and admitted).  A bond alone admits nobody."""
+    member, outsider = CLIENTS[0], CLIENTS[1]
+    doc = app_state_to_doc(genesis_app_state("fl", 2, admission="registry"))
+    doc = with_account(doc, member.public_key, 0, 500, admit=True)
+    doc = with_account(doc, outsider.public_key, 0, 500)  # bonded, never admitted
+    assert doc["economics"]["admitted_clients"] == [member.public_key.hex()]
+    genesis = Genesis(CHAIN, VALIDATORS, app_state_from_doc(doc))
+    t = InProcessTransport(genesis)
+    assert t.app.state.incentives.econ.params.client_registry == 1
+    assert submit(t, member) == (True, "")
+    accepted, reason = submit(t, outsider)
+    assert not accepted
+    assert "registry" in reason
+
+
+def test_a_genesis_without_admitted_clients_keeps_its_bytes() -> None:
+    """The admitted list is a fifth element written only when it is not empty, so every
+    economics section written before it encodes (and hashes) as before."""
+    section = EconGenesis(reserve=5, params=EconParams())
+    assert len(section.encode()) == 4  # type: ignore[arg-type]
+    assert parse_section(section.encode()) == section
+    admitted = replace(section, admitted=(CLIENTS[0].public_key,))
+    assert parse_section(admitted.encode()) == admitted
+    with pytest.raises(RejectedError, match="admitted twice"):
+        parse_section(replace(admitted, admitted=admitted.admitted * 2).encode())
+
+
+def test_the_genesis_cli_admits_each_added_client_in_registry_mode(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    draft = tmp_path / "genesis.json"
+    member, outsider = CLIENTS[0].public_key.hex(), CLIENTS[1].public_key.hex()
+    assert (
+        cli(
+            ["genesis", "init", "--chain-id", CHAIN, "--admission", "registry", "--out", str(draft)]
+        )
+        == 0
+    )
+    assert cli(["genesis", "add-client", "--genesis", str(draft), "--key", member]) == 0
+    assert "admitted to the client registry" in capsys.readouterr().out
+    assert (
+        cli(
+            [
+                "genesis",
+                "add-account",
+                "--genesis",
+                str(draft),
+                "--key",
+                outsider,
+                "--bonded",
+                "500",
+            ]
+        )
+        == 0
+    )
+    assert cli(["genesis", "show", str(draft)]) == 0
+    shown = capsys.readouterr().out
+    assert f"{member}  balance 0  bonded 100  (admitted client)" in shown
+    assert f"{outsider}  balance 0  bonded 500\n" in shown
+    loaded = read_genesis_file(draft, draft=True)
+    t = InProcessTransport(replace(loaded.genesis, validators=VALIDATORS))
+    assert submit(t, CLIENTS[0]) == (True, "")
+    assert not submit(t, CLIENTS[1])[0]
