@@ -34,6 +34,7 @@ _CLOSE_ROUND = rounds.close_round
 class _Record:
     last: dict[bytes, tuple[FloatArray, FloatArray]] = field(default_factory=dict)
     cosines: dict[bytes, list[float]] = field(default_factory=dict)
+    relative: dict[bytes, list[float]] = field(default_factory=dict)
 
 
 _RECORD = _Record()
@@ -47,13 +48,19 @@ def _cos(a: FloatArray, b: FloatArray) -> float:
 def _closing(state: FLState, height: int, cause: str) -> RoundOutcome:
     """rounds.close_round, recording each update with the model it was trained on."""
     model = state.model.weights.astype(np.float64) / ONE
+    this_round: dict[bytes, float] = {}
     for p in state.pending:
         u = p.delta.astype(np.float64) / ONE
         before = _RECORD.last.get(p.client)
         if before is not None:
             u_prev, w_prev = before
-            _RECORD.cosines.setdefault(p.client, []).append(_cos(u - u_prev, model - w_prev))
+            this_round[p.client] = _cos(u - u_prev, model - w_prev)
         _RECORD.last[p.client] = (u, model)
+    if this_round:  # also relative to the round: minus its median client's cosine
+        middle = float(np.median(list(this_round.values())))
+        for client, c in this_round.items():
+            _RECORD.cosines.setdefault(client, []).append(c)
+            _RECORD.relative.setdefault(client, []).append(c - middle)
     return _CLOSE_ROUND(state, height, cause)
 
 
@@ -74,7 +81,7 @@ def _split(values: dict[int, float], attackers: set[int]) -> dict[str, float | i
 
 
 def probe(attack: str, alpha: float, seed: int, n_rounds: int) -> dict[str, object]:
-    _RECORD.last, _RECORD.cosines = {}, {}
+    _RECORD.last, _RECORD.cosines, _RECORD.relative = {}, {}, {}
     config = EvalConfig(alpha=alpha, seed=seed, rounds=n_rounds)
     result = run_patched(rounds, "close_round", _closing, config, attack)
     keys, attackers = eval_clients(config)
@@ -89,7 +96,30 @@ def probe(attack: str, alpha: float, seed: int, n_rounds: int) -> dict[str, obje
         "share_of_rounds_positive": _split(
             {i: float(np.mean([x > 0 for x in c])) for i, c in cosines.items()}, attackers
         ),
+        "mean_relative_to_round_median": _split(
+            {i: float(np.mean(_RECORD.relative.get(k, [0.0]))) for i, k in enumerate(keys)},
+            attackers,
+        ),
+        "ewma_17_max_honest_min_attacker": _ewma_extremes(keys, attackers),
     }
+
+
+def _ewma_extremes(keys: list[bytes], attackers: set[int]) -> list[float]:
+    """The largest value any honest client's EWMA (weight 0.06, as slashing evidence) of its
+    round-relative cosine reaches after 10 rounds, and the smallest final value of an
+    attacker's."""
+    honest_peak, attacker_final = -1.0, 1.0
+    for i, k in enumerate(keys):
+        e, peak = 0.0, -1.0
+        for n, x in enumerate(_RECORD.relative.get(k, [])):
+            e = 0.94 * e + 0.06 * x
+            if n >= 10:
+                peak = max(peak, e)
+        if i in attackers:
+            attacker_final = min(attacker_final, e)
+        else:
+            honest_peak = max(honest_peak, peak)
+    return [round(honest_peak, 3), round(attacker_final, 3)]
 
 
 if __name__ == "__main__":
