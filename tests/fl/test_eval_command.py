@@ -152,3 +152,24 @@ def test_eval_runs_a_committee_and_takes_incentives_parameters(
     document = json.loads(capsys.readouterr().out)
     assert document["config"]["committee"] == 2
     assert document["config"]["overrides"] == [["evidence_low_permille", 500]]
+
+
+def test_knowledge_worst_keeps_the_worse_of_this_and_the_last_rounds_updates(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An attacker who sees the round can play either strategy, so the table keeps the worse
+    for the model per coordinated attack; a per-client attack runs once."""
+    base = ["eval", "--attacks", "adaptive,sign_flip", "--clients", "10", "--rounds", "3"]
+    cells = {}
+    for knowledge in ("current", "past", "worst"):
+        assert main([*base, "--knowledge", knowledge, "--json"]) == 0
+        cells[knowledge] = json.loads(capsys.readouterr().out)["rows"][0]["cells"]
+    worst = cells["worst"]["adaptive"]
+    both = [cells["current"]["adaptive"], cells["past"]["adaptive"]]
+    assert worst["accuracy"] == min(c["accuracy"] for c in both)
+    assert worst["model_hashes"] in [c["model_hashes"] for c in both]
+    assert worst["knowledge"] in ("current", "past")
+    assert cells["worst"]["sign_flip"]["knowledge"] == "current"
+    assert (
+        cells["worst"]["sign_flip"]["model_hashes"] == cells["current"]["sign_flip"]["model_hashes"]
+    )
