@@ -86,6 +86,8 @@ def parse_section(value: Value) -> EconGenesis:
         admitted = tuple(expect_bytes(k, "admitted key", PUBLIC_KEY_BYTES) for k in admitted_v)
         if len(set(admitted)) != len(admitted):
             raise CodecError("a client is admitted twice")
+        if len(items) == 5 and not admitted:  # one encoding per genesis: omit an empty list
+            raise CodecError("admitted clients: an empty list is written as no fifth item")
         allocations: list[Allocation] = []
         for item in expect_seq(allocs_v, "allocations", ITEMS_MAX):
             key, balance, bonded = expect_list(item, 3, "allocation")

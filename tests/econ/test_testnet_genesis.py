@@ -127,6 +127,8 @@ def test_a_genesis_without_admitted_clients_keeps_its_bytes() -> None:
     assert parse_section(admitted.encode()) == admitted
     with pytest.raises(RejectedError, match="admitted twice"):
         parse_section(replace(admitted, admitted=admitted.admitted * 2).encode())
+    with pytest.raises(RejectedError, match="empty list"):
+        parse_section([*section.encode(), []])  # type: ignore[misc]
 
 
 def test_the_genesis_cli_admits_each_added_client_in_registry_mode(
