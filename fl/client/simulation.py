@@ -34,7 +34,7 @@ from fl.aggregate import ClientUpdate
 from fl.app import FLApp
 from fl.client import attacks
 from fl.client.attacks.view import ChainAggregator, Oracle, RoundView
-from fl.client.attacks.withhold import reveals_now
+from fl.client.attacks.withhold import only, reveals_now
 from fl.client.committee import score_tx
 from fl.client.datasets import Dataset, load
 from fl.client.errors import ClientError
@@ -48,6 +48,7 @@ from fl.economics.clients import stake_votes
 from fl.economics.genesis import OPEN_GENESIS, SECTION, Allocation, EconGenesis
 from fl.economics.params import EconParams, is_econ_param
 from fl.economics.params import with_value as econ_with_value
+from fl.economics.state import EconState
 from fl.fixed import ONE, IntArray, delta_from_wire
 from fl.genesis import build_app_state
 from fl.params import Params, with_value
@@ -235,7 +236,7 @@ def run(
             if not known:  # round 0 under "past", or every honest client jailed
                 known = _proxies(keys, attacker, [deltas[i] for i in attacker_ids])
             econ = app.state.incentives.econ
-            known = tuple(replace(u, votes=stake_votes(econ, u.client)) for u in known)
+            known = _with_votes(econ, known)
             view = RoundView(
                 round=rnd,
                 honest=np.stack([u.delta.astype(np.float64) / ONE for u in known]),
@@ -265,7 +266,7 @@ def run(
             crafted = dict(zip(attacker_ids, adversary.craft(view, attack_rng), strict=True))
             if config.knowledge == "withhold" and not sender.commit_reveal:
                 # Single-phase rounds: a withheld update is one never sent.
-                now = tuple(replace(u, votes=stake_votes(econ, u.client)) for u in honest_updates)
+                now = _with_votes(econ, honest_updates)
                 shown = reveals_now(view, now, list(crafted.values()), params.update_norm_max)
                 withheld += shown.count(False)
                 kept = zip(crafted.items(), shown, strict=True)
@@ -286,19 +287,10 @@ def run(
             owed = [i for i in attacker_ids if i in sender.held]
             shown = [True] * len(owed)
             if adversary is not None and config.knowledge == "withhold" and owed:
-                econ = app.state.incentives.econ
-                now = tuple(replace(u, votes=stake_votes(econ, u.client)) for u in honest_updates)
-                subset = replace(
-                    view,
-                    oracle=replace(
-                        view.oracle,
-                        attacker_keys=tuple(keys[i].public_key for i in owed),
-                        attacker_samples=tuple(max(1, len(parts[i])) for i in owed),
-                        attacker_votes=tuple(stake_votes(econ, keys[i].public_key) for i in owed),
-                    ),
-                )
-                deltas_owed = [crafted[i] for i in owed]
-                shown = reveals_now(subset, now, deltas_owed, params.update_norm_max)
+                now = _with_votes(app.state.incentives.econ, honest_updates)
+                places = [attacker_ids.index(i) for i in owed]
+                subset = replace(view, oracle=only(view.oracle, places))
+                shown = reveals_now(subset, now, [crafted[i] for i in owed], params.update_norm_max)
             for i, keep in zip(owed, shown, strict=True):
                 if keep:
                     sender.reveal(i)
@@ -348,6 +340,11 @@ def run(
         reward_attackers=_mean(_rewards(app, keys, attacker_keys, of_attackers=True)),
         reward_honest_least=min(_rewards(app, keys, attacker_keys, of_attackers=False), default=0),
     )
+
+
+def _with_votes(econ: EconState, updates: Sequence[ClientUpdate]) -> tuple[ClientUpdate, ...]:
+    """The updates with their clients' stake votes now, as the chain will count them."""
+    return tuple(replace(u, votes=stake_votes(econ, u.client)) for u in updates)
 
 
 def _evidence(app: FLApp, clients: list[bytes]) -> tuple[int, ...]:

@@ -46,14 +46,18 @@ def _harm_of(
     harm: Callable[[FloatArray], float],
 ) -> float:
     shown = [i for i, r in enumerate(reveal) if r]
+    return harm(only(oracle, shown).evaluate([deltas[i] for i in shown]).delta)
+
+
+def only(oracle: Oracle, attackers: Sequence[int]) -> Oracle:
+    """`oracle` with only the attackers at these indices (their keys, samples and votes)."""
     votes = oracle.attacker_votes
-    subset = replace(
+    return replace(
         oracle,
-        attacker_keys=tuple(oracle.attacker_keys[i] for i in shown),
-        attacker_samples=tuple(oracle.attacker_samples[i] for i in shown),
-        attacker_votes=tuple(votes[i] for i in shown) if votes else (),
+        attacker_keys=tuple(oracle.attacker_keys[i] for i in attackers),
+        attacker_samples=tuple(oracle.attacker_samples[i] for i in attackers),
+        attacker_votes=tuple(votes[i] for i in attackers) if votes else (),
     )
-    return harm(subset.evaluate([deltas[i] for i in shown]).delta)
 
 
 def reveals_now(
