@@ -21,15 +21,12 @@ import sys
 import numpy as np
 
 from fl import rounds
-from fl.client import simulation
-from fl.client.datasets import load
 from fl.client.quantize import FloatArray
 from fl.client.simulation import EvalConfig
 from fl.fixed import ONE
-from fl.params import DEFAULT_RULE
 from fl.rounds import RoundOutcome
 from fl.state import FLState
-from tests.fl.probes import eval_clients
+from tests.fl.probes import eval_clients, run_patched
 
 _CLOSE_ROUND = rounds.close_round
 _ROUNDS: list[list[tuple[bytes, FloatArray]]] = []
@@ -50,11 +47,7 @@ def _cosines(rows: FloatArray, direction: FloatArray) -> FloatArray:
 def probe(attack: str, dataset: str, knowledge: str, seed: int, n_rounds: int) -> dict[str, object]:
     _ROUNDS.clear()
     config = EvalConfig(dataset=dataset, seed=seed, rounds=n_rounds, knowledge=knowledge)
-    rounds.close_round = _closing
-    try:
-        result = simulation.run(config, DEFAULT_RULE, attack, load(dataset, seed))
-    finally:
-        rounds.close_round = _CLOSE_ROUND
+    result = run_patched(rounds, "close_round", _closing, config, attack)
     keys, attackers = eval_clients(config)
     marked = {keys[i] for i in attackers}
     isolation, att_cos, att_high, hon_cos, hon_low, hon_neg = [], [], [], [], [], []

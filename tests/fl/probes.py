@@ -40,12 +40,12 @@ def separation(means: dict[int, float], attackers: set[int]) -> dict[str, float 
 def run_patched(
     module: object, name: str, replacement: object, config: EvalConfig, attack: str
 ) -> EvalResult:
-    """`fedchain eval`'s digits cell with the default rule, `module.name` replaced for the run
-    (how a probe records what the chain computes)."""
+    """`fedchain eval`'s cell (`config.dataset`, digits unless set) with the default rule,
+    `module.name` replaced for the run (how a probe records what the chain computes)."""
     original = getattr(module, name)
     setattr(module, name, replacement)
     try:
-        return simulation.run(config, DEFAULT_RULE, attack, load("digits", config.seed))
+        return simulation.run(config, DEFAULT_RULE, attack, load(config.dataset, config.seed))
     finally:
         setattr(module, name, original)
 
