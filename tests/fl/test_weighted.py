@@ -8,7 +8,7 @@ import pytest
 from fl.aggregate import ClientUpdate, aggregate
 from fl.aggregate.centered_clip import centered_clip
 from fl.aggregate.common import lower_median
-from fl.aggregate.krum import multi_krum
+from fl.aggregate.krum import krum_copies, krum_selection, multi_krum
 from fl.aggregate.median import coordinate_median
 from fl.aggregate.trimmed import trimmed_mean
 from fl.aggregate.weighted import (
@@ -118,3 +118,14 @@ def test_equal_votes_leave_the_median_rules_bit_for_bit(rule: str) -> None:
     seven = aggregate(rule, [replace(u, votes=7) for u in updates], params)
     assert np.array_equal(one.delta, seven.delta)
     assert one.verdicts == seven.verdicts
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_krum_counting_copies_with_one_vote_each_is_krum(seed: int) -> None:
+    """The weighted selection and the one-vote fast path are one rule: with one vote each they
+    keep the same rows (the fast path is what every chain without unequal stakes runs)."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 14))
+    matrix = rng.integers(-(1 << 16), 1 << 16, size=(n, 9), dtype=np.int64)
+    kept = set(krum_selection(matrix, 300, 500))
+    assert krum_copies(matrix, [1] * n, 300, 500) == [int(i in kept) for i in range(n)]
